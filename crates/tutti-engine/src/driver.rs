@@ -1,0 +1,738 @@
+//! The dispatcher: one actor per run that alone owns the run's state. It steps the process host, journals
+//! every request and result, dispatches effects to harnesses up to the run's limits, and feeds results back
+//! the moment they arrive — no batch barrier. Harness threads talk to it only through its channel.
+//!
+//! Durability follows the output-commit rule: everything the process did is committed in one transaction
+//! before anything leaves the driver (a subprocess starts, the driver waits, the run ends). A sequential
+//! step therefore costs one commit; results that arrive together share one.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tutti_journal::{
+    Command, EffectId, ErrorInfo, Event, LeaseHolder, LeaseOutcome, NewEvent, Outcome, Payload, Record, RunId,
+    RunStatus, Store, WriterHandle,
+};
+
+use crate::effect::{Effect, State};
+use crate::error::{Error, Nondeterminism};
+use crate::harness::{HarnessEvent, Job, Reporter};
+use crate::host::{EffectRequest, HostEvent, ProcessHost};
+use crate::identity::{digest, seed};
+use crate::observer::{Observer, Progress};
+use crate::registry::{Harnesses, is_internal};
+use crate::replay::{self, Replay, Verdict};
+
+const LEASE_TTL_MS: i64 = 10_000;
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Events buffered before a commit is forced even while results keep arriving.
+const MAX_BUFFER: usize = 8192;
+
+/// A message to the dispatcher.
+#[derive(Debug)]
+pub enum Msg {
+    Harness(HarnessEvent),
+}
+
+/// How a driver runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub run_id: RunId,
+    /// Where subprocess effects start.
+    pub workdir: PathBuf,
+    /// Most effects running at once, over all harnesses.
+    pub max_parallel: usize,
+    /// Breakpoints approve themselves.
+    pub non_interactive: bool,
+    pub holder: LeaseHolder,
+    /// Fault injection for crash tests: SIGKILL this process right after its Nth commit.
+    pub kill_after_commits: Option<u64>,
+}
+
+/// How a run ended, or why the driver let go of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    pub output: Option<Value>,
+    pub error: Option<ErrorInfo>,
+    /// Set when the driver was interrupted and the run can be resumed.
+    pub interrupted: bool,
+}
+
+/// What a new run starts from.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub process: String,
+    pub inputs: Value,
+    pub code_hash: String,
+    pub modules: Vec<tutti_journal::event::ModuleHash>,
+    pub options: Value,
+}
+
+enum End {
+    Finished(Result<Value, ErrorInfo>),
+    Halted { reason: String, payload: Value },
+    Cancelled(String),
+    Interrupted(String),
+}
+
+/// The dispatcher of one run.
+pub struct Driver<'a> {
+    opts: Options,
+    writer: WriterHandle,
+    store: Box<dyn Store>,
+    harnesses: Harnesses,
+    host: &'a mut dyn ProcessHost,
+    observer: &'a mut dyn Observer,
+    shutdown: Arc<AtomicBool>,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    effects: HashMap<EffectId, Effect>,
+    queue: VecDeque<EffectId>,
+    running: usize,
+    running_by_harness: HashMap<String, usize>,
+    buffer: Vec<NewEvent>,
+    commits: u64,
+    end: Option<End>,
+    last_housekeeping: Instant,
+    last_renew: Instant,
+}
+
+pub(crate) fn wall_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.as_millis() as i64
+}
+
+impl<'a> Driver<'a> {
+    pub fn new(
+        opts: Options,
+        writer: WriterHandle,
+        store: Box<dyn Store>,
+        harnesses: Harnesses,
+        host: &'a mut dyn ProcessHost,
+        observer: &'a mut dyn Observer,
+        shutdown: Arc<AtomicBool>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel();
+        Self {
+            opts,
+            writer,
+            store,
+            harnesses,
+            host,
+            observer,
+            shutdown,
+            tx,
+            rx,
+            effects: HashMap::new(),
+            queue: VecDeque::new(),
+            running: 0,
+            running_by_harness: HashMap::new(),
+            buffer: Vec::new(),
+            commits: 0,
+            end: None,
+            last_housekeeping: Instant::now(),
+            last_renew: Instant::now(),
+        }
+    }
+
+    /// Create the run, start its process and drive it to its end.
+    pub fn create(mut self, new: NewRun) -> Result<RunEnd, Error> {
+        let now = wall_ms();
+        let created = Event::RunCreated {
+            process: new.process,
+            inputs: Payload::Inline(new.inputs.clone()),
+            code_hash: new.code_hash,
+            modules: new.modules,
+            options: new.options,
+        };
+        self.store.create_run(&self.opts.run_id, &[NewEvent { ts_ms: now, event: created }])?;
+        self.acquire_lease()?;
+        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });
+        self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: false, replayed: 0 });
+        let events = self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now)?;
+        self.apply(events)?;
+        self.drive()
+    }
+
+    /// Take over an existing run: replay its journal, then drive it to its end.
+    pub fn resume(mut self, current_code_hash: &str) -> Result<RunEnd, Error> {
+        if self.store.run(&self.opts.run_id)?.is_none() {
+            return Err(Error::UnknownRun(self.opts.run_id.clone()));
+        }
+        self.acquire_lease()?;
+        let records = self.store.read(&self.opts.run_id, 0)?;
+        if let Some(end) = finished(&records, self.store.as_ref())? {
+            self.release();
+            return Ok(end);
+        }
+        let pending_code_change = self.code_change(&records, current_code_hash);
+        let mut replay = replay::build(&records, |p| self.store.load(p))?;
+        let (inputs, created_ms) = self.created(&records)?;
+        let events = self.host.start(&self.opts.run_id, &inputs, seed(&self.opts.run_id), created_ms)?;
+        self.replay_events(&mut replay, events)?;
+        while let Some(delivery) = replay.next_delivery() {
+            let d = delivery?;
+            let events = self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?;
+            self.replay_events(&mut replay, events)?;
+        }
+        // Replay matched the journal: only now may anything be appended.
+        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: true });
+        if let Some(event) = pending_code_change {
+            self.record(event);
+        }
+        self.observer.progress(Progress::Attached {
+            run_id: self.opts.run_id.clone(),
+            resumed: true,
+            replayed: records.len(),
+        });
+        self.redispatch(&replay);
+        self.drive()
+    }
+
+    fn created(&self, records: &[Record]) -> Result<(Value, i64), Error> {
+        match records.first().map(|r| (&r.event, r.ts_ms)) {
+            Some((Event::RunCreated { inputs, .. }, ts)) => Ok((self.store.load(inputs)?, ts)),
+            _ => Err(Error::Malformed { run: self.opts.run_id.clone(), detail: "first event is not run_created".into() }),
+        }
+    }
+
+    fn code_change(&mut self, records: &[Record], current: &str) -> Option<Event> {
+        let journaled = records.iter().rev().find_map(|r| match &r.event {
+            Event::ProcessCodeChanged { new_hash, .. } => Some(new_hash.clone()),
+            Event::RunCreated { code_hash, .. } => Some(code_hash.clone()),
+            _ => None,
+        })?;
+        (journaled != current).then(|| {
+            self.observer
+                .progress(Progress::CodeChanged { old_hash: journaled.clone(), new_hash: current.to_string() });
+            Event::ProcessCodeChanged { old_hash: journaled, new_hash: current.to_string() }
+        })
+    }
+
+    /// Apply host events met during replay: known requests are re-registered silently; the first new one
+    /// (allowed only once the journal is exhausted) is journaled like in a live run.
+    fn replay_events(&mut self, replay: &mut Replay, events: Vec<HostEvent>) -> Result<(), Error> {
+        for event in events {
+            match event {
+                HostEvent::Request(req) => match replay.request(&req)? {
+                    Verdict::Known => self.register(req, 1, false),
+                    Verdict::New => self.request(req),
+                },
+                HostEvent::Log { .. } => {}
+                HostEvent::Finished(_) | HostEvent::Halted { .. } => {
+                    if let Some(effect) = replay.undelivered() {
+                        return Err(Nondeterminism::FinishedEarly { effect: effect.clone() }.into());
+                    }
+                    self.apply(vec![event])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After replay: effects the journal resolved are done; the others run again (journaled when a previous
+    /// driver had started them).
+    fn redispatch(&mut self, replay: &Replay) {
+        let fresh: std::collections::HashSet<EffectId> = self.queue.iter().cloned().collect();
+        let unresolved: HashMap<EffectId, u32> = replay.unresolved().into_iter().collect();
+        let mut again = Vec::new();
+        for (id, e) in self.effects.iter_mut() {
+            if fresh.contains(id) {
+                continue;
+            }
+            match unresolved.get(id) {
+                Some(&last) => {
+                    e.attempt = last + 1;
+                    again.push((id.clone(), last));
+                }
+                None => {
+                    e.transition(State::Done);
+                }
+            }
+        }
+        again.sort();
+        for (id, last) in again.into_iter().rev() {
+            if last > 0 {
+                let attempt = last + 1;
+                self.record(Event::EffectRedispatched {
+                    effect: id.clone(),
+                    attempt,
+                    reason: "the driver that started it stopped before it finished".into(),
+                });
+                self.observer.progress(Progress::Redispatched { effect: id.clone(), attempt });
+            }
+            self.queue.push_front(id);
+        }
+    }
+
+    // ---- the loop ----
+
+    fn drive(mut self) -> Result<RunEnd, Error> {
+        loop {
+            self.dispatch()?;
+            if let Some(end) = self.end.take() {
+                return self.finish(end);
+            }
+            let mut idle = false;
+            let first = match self.rx.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(_) => {
+                    self.flush()?;
+                    match self.rx.recv_timeout(self.wait_time()) {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => {
+                            idle = true;
+                            None
+                        }
+                        Err(RecvTimeoutError::Disconnected) => unreachable!("the driver holds a sender"),
+                    }
+                }
+            };
+            if let Some(msg) = first {
+                self.handle(msg)?;
+                while self.buffer.len() < MAX_BUFFER {
+                    let Ok(msg) = self.rx.try_recv() else { break };
+                    self.handle(msg)?;
+                }
+            }
+            if self.buffer.len() >= MAX_BUFFER {
+                self.flush()?;
+            }
+            if idle || self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+                self.housekeeping()?;
+            }
+        }
+    }
+
+    fn wait_time(&self) -> Duration {
+        let mut wait = HOUSEKEEPING;
+        let now = Instant::now();
+        let now_ms = wall_ms();
+        for e in self.effects.values() {
+            match &e.state {
+                State::Running { deadline: Some(d), .. } => wait = wait.min(d.saturating_duration_since(now)),
+                State::Waiting { wake_ms: Some(w) } => {
+                    wait = wait.min(Duration::from_millis((w - now_ms).max(0) as u64));
+                }
+                _ => {}
+            }
+        }
+        wait
+    }
+
+    fn handle(&mut self, msg: Msg) -> Result<(), Error> {
+        match msg {
+            Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
+                let current = self.effects.get(&effect).is_some_and(|e| {
+                    e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running
+                });
+                if current {
+                    self.resolve(&effect, outcome)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Timeouts, sleeps, queued commands, the lease, and Ctrl-C.
+    fn housekeeping(&mut self) -> Result<(), Error> {
+        self.last_housekeeping = Instant::now();
+        if self.shutdown.load(Ordering::SeqCst) && self.end.is_none() {
+            self.end = Some(End::Interrupted("interrupted".into()));
+            return Ok(());
+        }
+        self.expire()?;
+        for command in self.store.take_commands(&self.opts.run_id)? {
+            self.command(command)?;
+        }
+        if self.last_renew.elapsed() >= LEASE_RENEW {
+            self.last_renew = Instant::now();
+            if !self.store.renew_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS)? {
+                return Err(Error::LeaseLost { run: self.opts.run_id.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let now_ms = wall_ms();
+        let mut due: Vec<(EffectId, Result<Value, ErrorInfo>)> = Vec::new();
+        for (id, e) in &self.effects {
+            match &e.state {
+                State::Running { deadline: Some(d), started, .. } if *d <= now => {
+                    let ms = started.elapsed().as_millis();
+                    let error = ErrorInfo::new("Timeout", format!("effect {id} timed out after {ms} ms"));
+                    due.push((id.clone(), Err(error)));
+                }
+                State::Waiting { wake_ms: Some(w) } if *w <= now_ms => due.push((id.clone(), Ok(Value::Null))),
+                _ => {}
+            }
+        }
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, outcome) in due {
+            self.resolve(&id, outcome)?;
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), Error> {
+        match command {
+            Command::Cancel { reason } => {
+                if self.end.is_none() {
+                    self.end = Some(End::Cancelled(reason));
+                }
+            }
+            Command::Resolve { effect, outcome } => {
+                let pending = self.effects.get(&effect).is_some_and(|e| {
+                    matches!(e.state.phase(), crate::effect::Phase::Waiting | crate::effect::Phase::Running)
+                });
+                if pending {
+                    let outcome = match outcome {
+                        Outcome::Ok { value } => Ok(self.store.load(&value)?),
+                        Outcome::Error { error } => Err(error),
+                    };
+                    self.resolve(&effect, outcome)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- effects ----
+
+    /// Journal a new request and queue it.
+    fn request(&mut self, req: EffectRequest) {
+        self.record(Event::EffectRequested {
+            effect: req.effect.clone(),
+            scope: req.scope.clone(),
+            task_id: req.task_id.clone(),
+            kind: req.kind.clone(),
+            digest: digest(&req.args),
+            title: req.title.clone(),
+            callsite: req.callsite.clone(),
+            args: Payload::Inline(req.args.clone()),
+            task: Payload::Inline(req.task.clone()),
+        });
+        self.register(req, 1, true);
+    }
+
+    fn register(&mut self, req: EffectRequest, attempt: u32, queue: bool) {
+        let id = req.effect.clone();
+        let harness = if is_internal(&req.kind) { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
+        self.effects.insert(id.clone(), Effect::new(req, attempt, harness));
+        if queue {
+            self.queue.push_back(id);
+        }
+    }
+
+    /// Start queued effects while limits allow. Commits first when an effect with outside effects starts.
+    fn dispatch(&mut self) -> Result<(), Error> {
+        let mut skipped = VecDeque::new();
+        while let Some(id) = self.queue.pop_front() {
+            let Some(e) = self.effects.get(&id) else { continue };
+            if e.state.phase() != crate::effect::Phase::Queued {
+                continue;
+            }
+            if is_internal(&e.request.kind) {
+                self.wait(&id)?;
+                continue;
+            }
+            let Some(name) = e.harness.clone() else {
+                let error = self.harnesses.route(&e.request.kind, &e.request.task).err();
+                let error = error.unwrap_or_else(|| ErrorInfo::new("NoHarness", "no harness"));
+                self.resolve(&id, Err(error))?;
+                continue;
+            };
+            if self.running >= self.opts.max_parallel {
+                self.queue.push_front(id);
+                break;
+            }
+            if self.harness_full(&name) {
+                skipped.push_back(id);
+                continue;
+            }
+            self.start(&id, &name)?;
+        }
+        skipped.extend(self.queue.drain(..));
+        self.queue = skipped;
+        Ok(())
+    }
+
+    fn harness_full(&self, name: &str) -> bool {
+        let limit = self.harnesses.get(name).and_then(|h| h.max_parallel());
+        limit.is_some_and(|l| self.running_by_harness.get(name).copied().unwrap_or(0) >= l)
+    }
+
+    fn start(&mut self, id: &EffectId, name: &str) -> Result<(), Error> {
+        let harness = self.harnesses.get(name).cloned().expect("routed harnesses exist");
+        if !harness.is_pure() {
+            self.flush()?;
+        }
+        let e = self.effects.get(id).expect("queued effects exist");
+        let timeout = timeout_of(&e.request.task);
+        let job = Job {
+            run_id: self.opts.run_id.clone(),
+            effect: id.clone(),
+            attempt: e.attempt,
+            task_id: e.request.task_id.clone(),
+            kind: e.request.kind.clone(),
+            title: e.request.title.clone(),
+            task: e.request.task.clone(),
+            args: e.request.args.clone(),
+            workdir: self.opts.workdir.clone(),
+            timeout,
+        };
+        let (attempt, kind, title) = (e.attempt, e.request.kind.clone(), e.request.title.clone());
+        let reporter = Reporter::new(id.clone(), attempt, self.tx.clone());
+        let handle = match harness.start(job, reporter) {
+            Ok(handle) => handle,
+            Err(err) => return self.resolve(id, Err(ErrorInfo::new("HarnessError", err.to_string()))),
+        };
+        self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid: handle.pid() });
+        self.running += 1;
+        *self.running_by_harness.entry(name.to_string()).or_default() += 1;
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let e = self.effects.get_mut(id).expect("queued effects exist");
+        e.transition(State::Running { harness: name.to_string(), handle, started, deadline });
+        self.observer.progress(Progress::Started {
+            effect: id.clone(),
+            kind,
+            title,
+            harness: name.to_string(),
+            attempt,
+        });
+        Ok(())
+    }
+
+    /// A breakpoint or a sleep: resolved by a person, by `--non-interactive`, or by the clock.
+    fn wait(&mut self, id: &EffectId) -> Result<(), Error> {
+        let e = self.effects.get_mut(id).expect("queued effects exist");
+        let (kind, title) = (e.request.kind.clone(), e.request.title.clone());
+        if kind == "breakpoint" && self.opts.non_interactive {
+            e.transition(State::Waiting { wake_ms: None });
+            return self.resolve(id, Ok(json!({ "approved": true, "response": "auto-approved (--non-interactive)" })));
+        }
+        let wake_ms = (kind == "sleep").then(|| sleep_target(&e.request.args)).flatten();
+        e.transition(State::Waiting { wake_ms });
+        self.observer.progress(Progress::Waiting { effect: id.clone(), kind, title, wake_ms });
+        Ok(())
+    }
+
+    /// Journal an effect's result and deliver it to the process.
+    fn resolve(&mut self, id: &EffectId, outcome: Result<Value, ErrorInfo>) -> Result<(), Error> {
+        let e = self.effects.get_mut(id).expect("resolved effects exist");
+        let attempt = e.attempt;
+        let title = e.request.title.clone();
+        let previous = e.transition(State::Done);
+        let elapsed_ms = self.release_slot(previous);
+        let journaled = match &outcome {
+            Ok(v) => Outcome::Ok { value: Payload::Inline(v.clone()) },
+            Err(err) => Outcome::Error { error: err.clone() },
+        };
+        let ts_ms = self.record(Event::EffectResolved { effect: id.clone(), attempt, outcome: journaled });
+        self.observer.progress(Progress::Finished {
+            effect: id.clone(),
+            title,
+            elapsed_ms,
+            error: outcome.as_ref().err().cloned(),
+        });
+        let events = self.host.deliver(id, &outcome, ts_ms)?;
+        self.apply(events)
+    }
+
+    fn release_slot(&mut self, previous: State) -> u64 {
+        match previous {
+            State::Running { harness, mut handle, started, .. } => {
+                handle.cancel();
+                self.running -= 1;
+                if let Some(n) = self.running_by_harness.get_mut(&harness) {
+                    *n -= 1;
+                }
+                started.elapsed().as_millis() as u64
+            }
+            _ => 0,
+        }
+    }
+
+    /// Act on what the process did during a step.
+    fn apply(&mut self, events: Vec<HostEvent>) -> Result<(), Error> {
+        for event in events {
+            match event {
+                HostEvent::Request(req) => self.request(req),
+                HostEvent::Log { scope, message } => {
+                    self.record(Event::Log { scope: scope.clone(), message: message.clone() });
+                    self.observer.progress(Progress::Log { scope, message });
+                }
+                HostEvent::Finished(result) => {
+                    if self.end.is_none() {
+                        self.end = Some(End::Finished(result));
+                    }
+                }
+                HostEvent::Halted { reason, payload } => {
+                    if self.end.is_none() {
+                        self.end = Some(End::Halted { reason, payload });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- the end ----
+
+    fn finish(mut self, end: End) -> Result<RunEnd, Error> {
+        let interrupted = matches!(end, End::Interrupted(_));
+        let reason = match &end {
+            End::Cancelled(r) => format!("run cancelled: {r}"),
+            End::Interrupted(r) => r.clone(),
+            _ => "the run ended".to_string(),
+        };
+        let stopped = self.stop_all(&reason, !interrupted);
+        let run_end = match end {
+            End::Finished(Ok(output)) => {
+                self.record(Event::RunCompleted { output: Payload::Inline(output.clone()) });
+                RunEnd { status: RunStatus::Completed, output: Some(output), error: None, interrupted: false }
+            }
+            End::Finished(Err(error)) => {
+                self.record(Event::RunFailed { error: error.clone() });
+                RunEnd { status: RunStatus::Failed, output: None, error: Some(error), interrupted: false }
+            }
+            End::Halted { reason, payload } => {
+                let output = json!({ "halted": reason, "payload": payload });
+                self.record(Event::RunHalted { reason, payload: Payload::Inline(payload) });
+                RunEnd { status: RunStatus::Halted, output: Some(output), error: None, interrupted: false }
+            }
+            End::Cancelled(reason) => {
+                let error = ErrorInfo::new("Cancelled", format!("run cancelled: {reason}"));
+                self.record(Event::RunCancelled { reason });
+                RunEnd { status: RunStatus::Cancelled, output: None, error: Some(error), interrupted: false }
+            }
+            End::Interrupted(reason) => {
+                self.record(Event::DriverDetached { reason, interrupted: stopped });
+                RunEnd { status: RunStatus::Running, output: None, error: None, interrupted: true }
+            }
+        };
+        self.flush()?;
+        self.release();
+        Ok(run_end)
+    }
+
+    /// Kill every running effect's process tree; journal them as cancelled unless the run is only being
+    /// detached (then they run again on resume). Returns the effects that were stopped.
+    fn stop_all(&mut self, reason: &str, journal: bool) -> Vec<EffectId> {
+        let mut ids: Vec<EffectId> = self
+            .effects
+            .iter()
+            .filter(|(_, e)| !matches!(e.state.phase(), crate::effect::Phase::Done))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        let mut stopped = Vec::new();
+        for id in &ids {
+            let e = self.effects.get_mut(id).expect("listed effects exist");
+            let was_running = e.state.phase() == crate::effect::Phase::Running;
+            let previous = e.transition(State::Done);
+            self.release_slot(previous);
+            if was_running {
+                stopped.push(id.clone());
+            }
+            if journal {
+                self.record(Event::EffectCancelled { effect: id.clone(), reason: reason.to_string() });
+            }
+        }
+        stopped
+    }
+
+    // ---- the journal ----
+
+    /// Buffer an event for the next commit; returns its timestamp.
+    fn record(&mut self, event: Event) -> i64 {
+        let ts_ms = wall_ms();
+        self.buffer.push(NewEvent { ts_ms, event });
+        ts_ms
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.buffer);
+        self.writer.append(self.opts.run_id.clone(), events)?;
+        self.commits += 1;
+        if self.opts.kill_after_commits == Some(self.commits) {
+            // SAFETY: kill(2) with our own pid and SIGKILL has no memory-safety preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        Ok(())
+    }
+
+    fn acquire_lease(&mut self) -> Result<(), Error> {
+        let outcome =
+            self.store.acquire_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS, &holder_is_gone)?;
+        match outcome {
+            LeaseOutcome::Acquired => Ok(()),
+            LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.opts.run_id.clone(), holder }),
+        }
+    }
+
+    fn release(&mut self) {
+        // Best effort: an unreleased lease expires by itself.
+        let _ = self.store.release_lease(&self.opts.run_id, &self.opts.holder);
+    }
+}
+
+/// A lease holder on this host whose process no longer exists.
+fn holder_is_gone(holder: &LeaseHolder) -> bool {
+    if holder.host != this_host() {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(holder.pid as libc::pid_t, 0) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// This host's name, for lease holders.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// The run's end as recorded, if the journal has one.
+fn finished(records: &[Record], store: &dyn Store) -> Result<Option<RunEnd>, Error> {
+    let Some(last) = records.iter().rev().find(|r| r.event.terminal_status().is_some()) else {
+        return Ok(None);
+    };
+    let status = last.event.terminal_status().expect("filtered on terminal events");
+    let (output, error) = match &last.event {
+        Event::RunCompleted { output } => (Some(store.load(output)?), None),
+        Event::RunFailed { error } => (None, Some(error.clone())),
+        Event::RunHalted { reason, payload } => (Some(json!({ "halted": reason, "payload": store.load(payload)? })), None),
+        Event::RunCancelled { reason } => (None, Some(ErrorInfo::new("Cancelled", format!("run cancelled: {reason}")))),
+        _ => (None, None),
+    };
+    Ok(Some(RunEnd { status, output, error, interrupted: false }))
+}
+
+/// The effect's timeout: `timeoutMs` on the task, else babysitter's `shell.timeout` / `node.timeoutMs`.
+fn timeout_of(task: &Value) -> Option<Duration> {
+    let ms = task
+        .get("timeoutMs")
+        .or_else(|| task.get("shell").and_then(|s| s.get("timeout")))
+        .or_else(|| task.get("node").and_then(|s| s.get("timeoutMs")))
+        .and_then(Value::as_u64)?;
+    Some(Duration::from_millis(ms))
+}
+
+fn sleep_target(args: &Value) -> Option<i64> {
+    args.get("targetEpochMs").and_then(Value::as_i64)
+}

@@ -1,0 +1,132 @@
+//! The lifecycle of one effect inside a driver, as an explicit state machine.
+//!
+//! | from     | event                                   | to       |
+//! |----------|-----------------------------------------|----------|
+//! | Queued   | dispatched to a harness                 | Running  |
+//! | Queued   | is a breakpoint or a sleep              | Waiting  |
+//! | Queued   | run cancelled / finished                | Done     |
+//! | Running  | harness finished, timed out, cancelled  | Done     |
+//! | Waiting  | approved, posted, woke, cancelled       | Done     |
+//!
+//! `Done` is final. Any other transition is a bug and is refused by [`State::check`].
+
+use std::time::Instant;
+
+use crate::harness::Running;
+use crate::host::EffectRequest;
+
+/// The state of an effect.
+pub(crate) enum State {
+    Queued,
+    Running {
+        harness: String,
+        handle: Box<dyn Running>,
+        started: Instant,
+        deadline: Option<Instant>,
+    },
+    /// Waiting for something that is not a harness: a person (`wake_ms` None) or the clock.
+    Waiting { wake_ms: Option<i64> },
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Queued,
+    Running,
+    Waiting,
+    Done,
+}
+
+impl State {
+    pub(crate) fn phase(&self) -> Phase {
+        match self {
+            State::Queued => Phase::Queued,
+            State::Running { .. } => Phase::Running,
+            State::Waiting { .. } => Phase::Waiting,
+            State::Done => Phase::Done,
+        }
+    }
+}
+
+/// Whether the lifecycle allows moving from `from` to `to`.
+pub(crate) fn allowed(from: Phase, to: Phase) -> bool {
+    matches!(
+        (from, to),
+        (Phase::Queued, Phase::Running)
+            | (Phase::Queued, Phase::Waiting)
+            | (Phase::Queued, Phase::Done)
+            | (Phase::Running, Phase::Done)
+            | (Phase::Waiting, Phase::Done)
+    )
+}
+
+/// One effect known to the driver.
+pub(crate) struct Effect {
+    pub(crate) request: EffectRequest,
+    pub(crate) attempt: u32,
+    /// The harness chosen by routing (None for breakpoints and sleeps).
+    pub(crate) harness: Option<String>,
+    pub(crate) state: State,
+}
+
+impl Effect {
+    pub(crate) fn new(request: EffectRequest, attempt: u32, harness: Option<String>) -> Self {
+        Self { request, attempt, harness, state: State::Queued }
+    }
+
+    /// Move to `next`, returning the previous state. Panics on a transition the table forbids: that is a
+    /// bug in the driver, never a user error.
+    pub(crate) fn transition(&mut self, next: State) -> State {
+        let (from, to) = (self.state.phase(), next.phase());
+        assert!(allowed(from, to), "effect {}: illegal transition {from:?} -> {to:?}", self.request.effect);
+        std::mem::replace(&mut self.state, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Phase::*;
+
+    #[test]
+    fn transition_table() {
+        let all = [Queued, Running, Waiting, Done];
+        let legal = [(Queued, Running), (Queued, Waiting), (Queued, Done), (Running, Done), (Waiting, Done)];
+        for from in all {
+            for to in all {
+                assert_eq!(allowed(from, to), legal.contains(&(from, to)), "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    fn effect() -> Effect {
+        let request = EffectRequest {
+            effect: "root/0".into(),
+            scope: "root".into(),
+            task_id: "t".into(),
+            kind: "shell".into(),
+            title: None,
+            callsite: None,
+            args: serde_json::Value::Null,
+            task: serde_json::Value::Null,
+        };
+        Effect::new(request, 1, None)
+    }
+
+    #[test]
+    fn waiting_then_done() {
+        let mut e = effect();
+        e.transition(State::Waiting { wake_ms: Some(5) });
+        assert_eq!(e.state.phase(), Waiting);
+        e.transition(State::Done);
+        assert_eq!(e.state.phase(), Done);
+    }
+
+    #[test]
+    #[should_panic(expected = "illegal transition Done -> Queued")]
+    fn done_is_final() {
+        let mut e = effect();
+        e.transition(State::Done);
+        e.transition(State::Queued);
+    }
+}

@@ -1,0 +1,62 @@
+//! The engine's one error type, and [`Nondeterminism`], the replay-divergence error.
+
+use tutti_journal::{EffectId, LeaseHolder};
+
+/// One call as the journal or the replayed process sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub task_id: String,
+    pub digest: String,
+    pub callsite: Option<String>,
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task \"{}\" (arguments {})", self.task_id, self.digest)?;
+        if let Some(site) = &self.callsite {
+            write!(f, " at {site}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Replay found the process doing something other than what the journal recorded.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Nondeterminism {
+    #[error("non-determinism at effect {effect}: the journal has {journaled}, but the process now calls {replayed}")]
+    Changed { effect: EffectId, journaled: Call, replayed: Call },
+    #[error(
+        "non-determinism at effect {effect}: the process now calls {replayed}, which the journal does not have at \
+         this point"
+    )]
+    Unexpected { effect: EffectId, replayed: Call },
+    #[error("non-determinism at effect {effect}: the journal has {journaled}, which the process no longer calls")]
+    Missing { effect: EffectId, journaled: Call },
+    #[error("non-determinism: the process finished before replaying the journal's result of effect {effect}")]
+    FinishedEarly { effect: EffectId },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Journal(#[from] tutti_journal::Error),
+    #[error(transparent)]
+    Nondeterminism(#[from] Nondeterminism),
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    #[error("run {run} is being driven by another tutti (pid {} on {}); one driver per run", holder.pid, holder.host)]
+    Busy { run: String, holder: LeaseHolder },
+    #[error("run {0} not found")]
+    UnknownRun(String),
+    #[error("run {run} lost its lease to another driver")]
+    LeaseLost { run: String },
+    #[error("journal of run {run} is malformed: {detail}")]
+    Malformed { run: String, detail: String },
+}
+
+impl Error {
+    /// True when the error comes from what the user gave (exit code 2), not from a bug or the environment.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::Nondeterminism(_) | Error::Busy { .. } | Error::UnknownRun(_))
+    }
+}

@@ -1,0 +1,100 @@
+//! The one seam between the engine and the outside world that does work: the [`Harness`] trait. The engine
+//! hands a harness a [`Job`] and a [`Reporter`]; the harness runs it (a subprocess, an agent CLI, or in
+//! process) and reports exactly one [`Outcome`]. Routing and adapters live in `tutti-harness`.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use serde_json::Value;
+use tutti_journal::{EffectId, ErrorInfo};
+
+/// One attempt at one effect.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub run_id: String,
+    pub effect: EffectId,
+    pub attempt: u32,
+    pub task_id: String,
+    /// The task kind: `agent`, `shell`, `node`, `skill`, or a custom kind.
+    pub kind: String,
+    pub title: Option<String>,
+    /// The whole task description returned by the task's builder.
+    pub task: Value,
+    pub args: Value,
+    /// Where subprocesses start: the project root.
+    pub workdir: PathBuf,
+    /// The engine enforces this too; a harness may use it to set its own limits.
+    pub timeout: Option<Duration>,
+}
+
+/// What an attempt produced: a value, or a structured task error.
+pub type Outcome = Result<Value, ErrorInfo>;
+
+/// A message from a harness to the dispatcher.
+#[derive(Debug)]
+pub enum HarnessEvent {
+    Finished { effect: EffectId, attempt: u32, outcome: Outcome },
+}
+
+/// How a harness reports back. Cheap to clone; `finish` may be called from any thread.
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    effect: EffectId,
+    attempt: u32,
+    tx: Sender<crate::driver::Msg>,
+}
+
+impl Reporter {
+    pub(crate) fn new(effect: EffectId, attempt: u32, tx: Sender<crate::driver::Msg>) -> Self {
+        Self { effect, attempt, tx }
+    }
+
+    /// Report the attempt's single outcome. Reports after cancellation are ignored by the dispatcher.
+    pub fn finish(self, outcome: Outcome) {
+        let event = HarnessEvent::Finished { effect: self.effect, attempt: self.attempt, outcome };
+        // The dispatcher may already be gone (run ended); then nobody needs the result.
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+    }
+}
+
+/// A started attempt.
+pub trait Running: Send {
+    /// The process (group) id, when the attempt is a subprocess; journaled with the start.
+    fn pid(&self) -> Option<u32>;
+    /// Stop the attempt and everything it started (the whole process tree). Idempotent.
+    fn cancel(&mut self);
+}
+
+/// Why a harness could not start a job.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// An adapter that executes effects.
+pub trait Harness: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// True when running a job touches nothing outside tutti (the in-process `echo` harness): the request
+    /// need not be durable before the job starts, because running it twice is unobservable.
+    fn is_pure(&self) -> bool {
+        false
+    }
+
+    /// The most attempts this harness runs at once (`max_parallel` in `tutti.toml`); `None` means only the
+    /// run's global limit applies.
+    fn max_parallel(&self) -> Option<usize> {
+        None
+    }
+
+    /// Start `job`; the outcome arrives later through `reporter`.
+    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, Error>;
+}

@@ -1,0 +1,20 @@
+//! tutti's engine: runs, scopes and effect identities, replay, and the dispatcher that drives a process
+//! through the [`Harness`] trait and journals every fact. It does not run JavaScript itself (that is
+//! `tutti-js`, behind the [`ProcessHost`] trait) nor any subprocess (that is `tutti-harness`).
+
+pub mod driver;
+mod effect;
+pub mod error;
+pub mod harness;
+pub mod host;
+pub mod identity;
+pub mod observer;
+pub mod registry;
+mod replay;
+
+pub use driver::{Driver, NewRun, Options, RunEnd, this_host};
+pub use error::{Call, Error, Nondeterminism};
+pub use harness::{Harness, HarnessEvent, Job, Outcome, Reporter, Running};
+pub use host::{EffectRequest, HostError, HostEvent, ProcessHost};
+pub use observer::{Observer, Progress, Silent};
+pub use registry::Harnesses;

@@ -1,0 +1,29 @@
+//! What a driver tells its user while it works. The CLI implements [`Observer`] to draw the live view or
+//! print plain lines; the engine itself never prints.
+
+use tutti_journal::ErrorInfo;
+
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// The driver holds the run; on resume, `replayed` journal events were replayed.
+    Attached { run_id: String, resumed: bool, replayed: usize },
+    CodeChanged { old_hash: String, new_hash: String },
+    Started { effect: String, kind: String, title: Option<String>, harness: String, attempt: u32 },
+    Finished { effect: String, title: Option<String>, elapsed_ms: u64, error: Option<ErrorInfo> },
+    /// An effect waits for a person (`tutti approve`) or the clock.
+    Waiting { effect: String, kind: String, title: Option<String>, wake_ms: Option<i64> },
+    Redispatched { effect: String, attempt: u32 },
+    Queued { effect: String, reason: String },
+    Log { scope: String, message: String },
+}
+
+pub trait Observer {
+    fn progress(&mut self, event: Progress);
+}
+
+/// An observer that ignores everything (benchmarks, tests).
+pub struct Silent;
+
+impl Observer for Silent {
+    fn progress(&mut self, _: Progress) {}
+}

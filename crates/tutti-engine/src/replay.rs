@@ -1,0 +1,249 @@
+//! Replay: what the journal says a run already did, and the pure checks that the re-executed process does
+//! the same. The driver feeds requests and deliveries through [`Replay`]; any divergence is a
+//! [`Nondeterminism`] error that names both calls. Nothing here touches storage or JavaScript.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde_json::Value;
+use tutti_journal::{EffectId, ErrorInfo, Event, Record};
+
+use crate::error::{Call, Nondeterminism};
+use crate::host::EffectRequest;
+use crate::identity::digest;
+
+/// A journaled result, in journal order.
+#[derive(Clone, Debug)]
+pub(crate) struct Delivery {
+    pub(crate) effect: EffectId,
+    pub(crate) ts_ms: i64,
+    pub(crate) outcome: Result<Value, ErrorInfo>,
+}
+
+/// Per effect: what the journal recorded of its request and attempts.
+#[derive(Clone, Debug)]
+pub(crate) struct Journaled {
+    pub(crate) call: Call,
+    /// Highest attempt number journaled as started or re-dispatched (0: never started).
+    pub(crate) last_attempt: u32,
+    pub(crate) resolved: bool,
+}
+
+/// The replay state of one resumed run.
+pub(crate) struct Replay {
+    journaled: HashMap<EffectId, Journaled>,
+    deliveries: VecDeque<Delivery>,
+    requested: HashSet<EffectId>,
+}
+
+/// Turn journal records into a replay; `load` resolves blob payloads of results.
+pub(crate) fn build(
+    records: &[Record],
+    mut load: impl FnMut(&tutti_journal::Payload) -> Result<Value, tutti_journal::Error>,
+) -> Result<Replay, tutti_journal::Error> {
+    let mut journaled: HashMap<EffectId, Journaled> = HashMap::new();
+    let mut deliveries = VecDeque::new();
+    for r in records {
+        match &r.event {
+            Event::EffectRequested { effect, task_id, digest, callsite, .. } => {
+                let call = Call { task_id: task_id.clone(), digest: digest.clone(), callsite: callsite.clone() };
+                journaled.insert(effect.clone(), Journaled { call, last_attempt: 0, resolved: false });
+            }
+            Event::EffectStarted { effect, attempt, .. } | Event::EffectRedispatched { effect, attempt, .. } => {
+                if let Some(j) = journaled.get_mut(effect) {
+                    j.last_attempt = j.last_attempt.max(*attempt);
+                }
+            }
+            Event::EffectResolved { effect, outcome, .. } => {
+                let outcome = match outcome {
+                    tutti_journal::Outcome::Ok { value } => Ok(load(value)?),
+                    tutti_journal::Outcome::Error { error } => Err(error.clone()),
+                };
+                deliveries.push_back(Delivery { effect: effect.clone(), ts_ms: r.ts_ms, outcome });
+                if let Some(j) = journaled.get_mut(effect) {
+                    j.resolved = true;
+                }
+            }
+            Event::EffectCancelled { effect, reason } => {
+                let error = ErrorInfo::new("Cancelled", format!("effect {effect} was cancelled: {reason}"));
+                deliveries.push_back(Delivery { effect: effect.clone(), ts_ms: r.ts_ms, outcome: Err(error) });
+                if let Some(j) = journaled.get_mut(effect) {
+                    j.resolved = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Replay { journaled, deliveries, requested: HashSet::new() })
+}
+
+/// What the driver should do with a request met during replay.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Verdict {
+    /// The journal has it: do not journal it again.
+    Known,
+    /// All journaled results are delivered: this is new work.
+    New,
+}
+
+impl Replay {
+    /// Check a request the re-executed process made.
+    pub(crate) fn request(&mut self, req: &EffectRequest) -> Result<Verdict, Nondeterminism> {
+        let replayed = Call { task_id: req.task_id.clone(), digest: digest(&req.args), callsite: req.callsite.clone() };
+        match self.journaled.get(&req.effect) {
+            Some(j) if j.call.task_id == replayed.task_id && j.call.digest == replayed.digest => {
+                self.requested.insert(req.effect.clone());
+                Ok(Verdict::Known)
+            }
+            Some(j) => Err(Nondeterminism::Changed {
+                effect: req.effect.clone(),
+                journaled: j.call.clone(),
+                replayed,
+            }),
+            None if self.deliveries.is_empty() => Ok(Verdict::New),
+            None => Err(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed }),
+        }
+    }
+
+    /// The next journaled result to deliver, checked to be for an effect the process has requested.
+    pub(crate) fn next_delivery(&mut self) -> Option<Result<Delivery, Nondeterminism>> {
+        let d = self.deliveries.pop_front()?;
+        if self.requested.contains(&d.effect) {
+            return Some(Ok(d));
+        }
+        let journaled = self.journaled.get(&d.effect).map(|j| j.call.clone()).unwrap_or(Call {
+            task_id: "?".into(),
+            digest: "?".into(),
+            callsite: None,
+        });
+        Some(Err(Nondeterminism::Missing { effect: d.effect, journaled }))
+    }
+
+    /// The result the process was about to receive when it finished, if any: finishing early is divergence.
+    pub(crate) fn undelivered(&self) -> Option<&EffectId> {
+        self.deliveries.front().map(|d| &d.effect)
+    }
+
+    /// Effects the journal requested and the replay re-requested, but that never got a result: they must be
+    /// dispatched again. Each comes with its last journaled attempt.
+    pub(crate) fn unresolved(&self) -> Vec<(EffectId, u32)> {
+        let mut out: Vec<(EffectId, u32)> = self
+            .journaled
+            .iter()
+            .filter(|(id, j)| !j.resolved && self.requested.contains(*id))
+            .map(|(id, j)| (id.clone(), j.last_attempt))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tutti_journal::{Outcome, Payload};
+
+    fn req(effect: &str, task: &str, args: Value) -> EffectRequest {
+        EffectRequest {
+            effect: effect.into(),
+            scope: "root".into(),
+            task_id: task.into(),
+            kind: "shell".into(),
+            title: None,
+            callsite: Some("p.js:3:7".into()),
+            args,
+            task: json!({"kind": "shell"}),
+        }
+    }
+
+    fn requested(r: &EffectRequest, seq: u64) -> Record {
+        Record {
+            seq,
+            ts_ms: 0,
+            event: Event::EffectRequested {
+                effect: r.effect.clone(),
+                scope: r.scope.clone(),
+                task_id: r.task_id.clone(),
+                kind: r.kind.clone(),
+                digest: digest(&r.args),
+                title: None,
+                callsite: r.callsite.clone(),
+                args: Payload::Inline(r.args.clone()),
+                task: Payload::Inline(r.task.clone()),
+            },
+        }
+    }
+
+    fn resolved(effect: &str, seq: u64) -> Record {
+        Record {
+            seq,
+            ts_ms: 7,
+            event: Event::EffectResolved {
+                effect: effect.into(),
+                attempt: 1,
+                outcome: Outcome::Ok { value: Payload::Inline(json!(1)) },
+            },
+        }
+    }
+
+    fn replay(records: &[Record]) -> Replay {
+        build(records, |p| match p {
+            Payload::Inline(v) => Ok(v.clone()),
+            Payload::Blob { hash, .. } => Err(tutti_journal::Error::MissingBlob(hash.clone())),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn same_calls_replay() {
+        let a = req("root/0", "a", json!({"x": 1}));
+        let mut r = replay(&[requested(&a, 1), resolved("root/0", 2)]);
+        assert_eq!(r.request(&a), Ok(Verdict::Known));
+        let d = r.next_delivery().unwrap().unwrap();
+        assert_eq!((d.effect.as_str(), d.ts_ms), ("root/0", 7));
+        assert_eq!(r.request(&req("root/1", "b", json!(null))), Ok(Verdict::New));
+    }
+
+    #[test]
+    fn changed_arguments_name_both_calls() {
+        let a = req("root/0", "a", json!({"x": 1}));
+        let mut r = replay(&[requested(&a, 1)]);
+        let err = r.request(&req("root/0", "a", json!({"x": 2}))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("root/0") && text.contains("task \"a\"") && text.contains("p.js:3:7"), "{text}");
+    }
+
+    #[test]
+    fn changed_task_is_divergence() {
+        let a = req("root/0", "a", json!(1));
+        let mut r = replay(&[requested(&a, 1)]);
+        assert!(matches!(r.request(&req("root/0", "b", json!(1))), Err(Nondeterminism::Changed { .. })));
+    }
+
+    #[test]
+    fn new_call_before_journal_is_exhausted_is_divergence() {
+        let a = req("root/0", "a", json!(1));
+        let mut r = replay(&[requested(&a, 1), resolved("root/0", 2)]);
+        assert!(matches!(r.request(&req("root/5", "z", json!(1))), Err(Nondeterminism::Unexpected { .. })));
+    }
+
+    #[test]
+    fn result_for_unrequested_effect_is_divergence() {
+        let a = req("root/0", "a", json!(1));
+        let mut r = replay(&[requested(&a, 1), resolved("root/0", 2)]);
+        assert!(matches!(r.next_delivery(), Some(Err(Nondeterminism::Missing { .. }))));
+    }
+
+    #[test]
+    fn unresolved_effects_are_listed_with_attempts() {
+        let a = req("root/0", "a", json!(1));
+        let started = Record {
+            seq: 2,
+            ts_ms: 0,
+            event: Event::EffectStarted { effect: "root/0".into(), attempt: 1, harness: "shell".into(), pid: None },
+        };
+        let mut r = replay(&[requested(&a, 1), started]);
+        r.request(&a).unwrap();
+        assert_eq!(r.unresolved(), vec![("root/0".to_string(), 1)]);
+    }
+}

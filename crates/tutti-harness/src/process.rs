@@ -1,0 +1,507 @@
+//! Process-tree control: spawning a command in its own process group with capped, lossily decoded output,
+//! waiting for it without hanging on grandchildren that keep its pipes open, and stopping the whole tree. It
+//! knows nothing of tasks, jobs or outcomes; the harnesses turn an [`Exit`] into those.
+//!
+//! Lifecycle of one process:
+//! 1. spawn in a new process group (group id = the child's pid); stdin is `/dev/null` or a pipe fed from a
+//!    thread; stdout and stderr are read by a thread each, keeping only the last [`OUTPUT_CAP`] bytes.
+//! 2. a waiter thread waits for the direct child to exit *without reaping it* (`waitid` with `WNOWAIT`), so
+//!    the group id cannot be reused by another process while we may still signal it;
+//! 3. it gives the readers [`READER_GRACE`] to reach end of file, then sends `SIGKILL` to the group: whatever
+//!    the task left running in the background ends with the task, and pipes held open by it close;
+//! 4. it marks the group released (no signal is sent to that id after this), reaps the child, waits a little
+//!    more for the readers, and hands the [`Exit`] to the caller's callback.
+//!
+//! Stopping (cancel or timeout) sends `SIGTERM` to the group, so agents can clean up, and `SIGKILL` after
+//! [`STOP_GRACE`] if the direct child is still there; once the child exits, step 3 kills the rest at once.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tutti_engine::Running;
+
+/// The most bytes kept per output stream; earlier bytes are dropped and counted.
+pub const OUTPUT_CAP: usize = 1 << 20;
+/// How long the readers may take to reach end of file after the direct child exits.
+pub const READER_GRACE: Duration = Duration::from_millis(200);
+/// How long a stopped process has between `SIGTERM` and `SIGKILL`.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long the readers may take after the group was killed; a process that escaped the group (`setsid`)
+/// could hold the pipes forever, and then we report what was read so far.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// How to run a process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Written to the child's stdin, which is then closed; `None` gives the child `/dev/null`.
+    pub stdin: Option<Vec<u8>>,
+    /// Stop the process (as [`Stop::TimedOut`]) when it runs longer than this.
+    pub timeout: Option<Duration>,
+    /// The most bytes kept per output stream.
+    pub output_cap: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP }
+    }
+}
+
+/// Why tutti stopped a process before it exited by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Cancelled,
+    TimedOut,
+}
+
+/// How a process ended, with its captured output.
+#[derive(Clone, Debug)]
+pub struct Exit {
+    /// The exit code, when the process exited normally.
+    pub code: Option<i32>,
+    /// The signal that killed the process, when it was killed.
+    pub signal: Option<i32>,
+    /// Standard output, decoded lossily; starts with `[truncated N bytes]` when it was capped.
+    pub stdout: String,
+    pub stderr: String,
+    /// Set when tutti stopped the process (the signal is then tutti's).
+    pub stopped: Option<Stop>,
+}
+
+/// Spawn `command` in its own process group; `on_exit` is called once, from another thread, when it ends.
+pub fn spawn<F>(mut command: Command, options: Options, on_exit: F) -> io::Result<ProcessHandle>
+where
+    F: FnOnce(io::Result<Exit>) + Send + 'static,
+{
+    let stdin = if options.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+    command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let group = Arc::new(Group::new(child.id()));
+    match watch(&mut child, &group, options) {
+        Ok(readers) => start_waiter(child, Arc::clone(&group), readers, on_exit)?,
+        Err(err) => {
+            group.release();
+            let _ = child.wait();
+            return Err(err);
+        }
+    }
+    Ok(ProcessHandle { group })
+}
+
+/// Run `command` to its end and return how it ended (blocking).
+pub fn run(command: Command, options: Options) -> io::Result<Exit> {
+    let (tx, rx) = mpsc::channel();
+    spawn(command, options, move |exit| {
+        let _ = tx.send(exit);
+    })?;
+    rx.recv().map_err(|_| io::Error::other("the process waiter ended without a result"))?
+}
+
+/// The name of a signal, as Node.js spells it (`SIGTERM`), or `SIG<n>` for one without a common name.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => return format!("SIG{signal}"),
+    };
+    name.to_owned()
+}
+
+/// A started process tree. Dropping the handle does not stop the process.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    group: Arc<Group>,
+}
+
+impl Running for ProcessHandle {
+    /// The process group id (equal to the direct child's pid).
+    fn pid(&self) -> Option<u32> {
+        u32::try_from(self.group.pgid).ok()
+    }
+
+    /// `SIGTERM` to the whole group, `SIGKILL` after [`STOP_GRACE`]. Idempotent; a no-op once the process
+    /// has ended.
+    fn cancel(&mut self) {
+        self.group.stop(Stop::Cancelled);
+    }
+}
+
+/// Start the stdin feeder, the output readers and the timeout watch for a freshly spawned child.
+fn watch(child: &mut Child, group: &Arc<Group>, options: Options) -> io::Result<Readers> {
+    let readers = Readers::start(child, options.output_cap)?;
+    if let (Some(pipe), Some(input)) = (child.stdin.take(), options.stdin) {
+        named_thread("tutti-stdin", move || feed(pipe, &input))?;
+    }
+    if let Some(timeout) = options.timeout {
+        let group = Arc::clone(group);
+        named_thread("tutti-timeout", move || group.stop_unless_released_within(timeout, Stop::TimedOut))?;
+    }
+    Ok(readers)
+}
+
+fn start_waiter<F>(child: Child, group: Arc<Group>, readers: Readers, on_exit: F) -> io::Result<()>
+where
+    F: FnOnce(io::Result<Exit>) + Send + 'static,
+{
+    let pgid = group.pgid;
+    let started = named_thread("tutti-wait", move || on_exit(wait(child, &group, readers)));
+    if started.is_err() {
+        // The child cannot be watched; do not leave it running unobserved.
+        // SAFETY: kill(2) with a negative pid signals that process group; the child is not reaped yet, so
+        // the group id is still ours.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    started
+}
+
+/// The waiter thread's body: steps 2–4 of the module's lifecycle.
+fn wait(mut child: Child, group: &Group, mut readers: Readers) -> io::Result<Exit> {
+    let exited = wait_exited(group.pgid);
+    readers.wait(READER_GRACE);
+    group.release();
+    let status = child.wait();
+    readers.wait(DRAIN_GRACE);
+    exited?;
+    let status = status?;
+    let (stdout, stderr) = readers.take();
+    Ok(Exit { code: status.code(), signal: status.signal(), stdout, stderr, stopped: group.stopped() })
+}
+
+/// Block until the child has exited, leaving it a zombie so that its pid (and group id) stays reserved.
+fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
+    let id = libc::id_t::try_from(pid).map_err(io::Error::other)?;
+    loop {
+        // SAFETY: siginfo_t is plain data that waitid fills in; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with a valid pointer to a siginfo_t; WNOWAIT leaves the child waitable.
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn feed(mut pipe: ChildStdin, input: &[u8]) {
+    // A child that exits without reading its input makes this fail with EPIPE; that is its business.
+    let _ = pipe.write_all(input);
+}
+
+fn named_thread(name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new().name(name.to_owned()).spawn(body).map(drop)
+}
+
+/// A process group and whether it may still be signalled.
+#[derive(Debug)]
+struct Group {
+    pgid: libc::pid_t,
+    state: Mutex<GroupState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Set once the group was killed after its leader exited; from then on the id may be reused.
+    released: bool,
+    stopped: Option<Stop>,
+}
+
+impl Group {
+    fn new(pid: u32) -> Self {
+        // Linux pids fit in pid_t; a failed conversion would make every signal go nowhere (pid 0 is refused
+        // by `signal`), never to the wrong process.
+        let pgid = libc::pid_t::try_from(pid).unwrap_or(0);
+        Self { pgid, state: Mutex::new(GroupState::default()), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Signal the whole group, unless it was released. The caller holds the lock, so release cannot race.
+    fn signal(&self, state: &GroupState, signal: i32) {
+        if !state.released && self.pgid > 0 {
+            // SAFETY: kill(2) with a negative pid signals a process group that is still ours (see above).
+            unsafe { libc::kill(-self.pgid, signal) };
+        }
+    }
+
+    /// `SIGTERM` now, `SIGKILL` after [`STOP_GRACE`] unless the leader has exited by then.
+    fn stop(self: &Arc<Self>, why: Stop) {
+        let mut state = self.lock();
+        if state.released || state.stopped.is_some() {
+            return;
+        }
+        state.stopped = Some(why);
+        self.signal(&state, libc::SIGTERM);
+        drop(state);
+        let group = Arc::clone(self);
+        if named_thread("tutti-kill", move || group.kill_unless_released_within(STOP_GRACE)).is_err() {
+            self.signal(&self.lock(), libc::SIGKILL);
+        }
+    }
+
+    fn stop_unless_released_within(self: &Arc<Self>, timeout: Duration, why: Stop) {
+        if !self.wait_released(timeout) {
+            self.stop(why);
+        }
+    }
+
+    fn kill_unless_released_within(&self, grace: Duration) {
+        let state = self.wait_for_release(grace);
+        self.signal(&state, libc::SIGKILL);
+    }
+
+    fn wait_released(&self, timeout: Duration) -> bool {
+        self.wait_for_release(timeout).released
+    }
+
+    /// The state once the group was released or `timeout` passed, whichever comes first (still locked).
+    fn wait_for_release(&self, timeout: Duration) -> MutexGuard<'_, GroupState> {
+        let waited = self.changed.wait_timeout_while(self.lock(), timeout, |s| !s.released);
+        waited.unwrap_or_else(PoisonError::into_inner).0
+    }
+
+    /// Kill what is left of the group and stop signalling it: the leader is about to be reaped.
+    fn release(&self) {
+        let mut state = self.lock();
+        self.signal(&state, libc::SIGKILL);
+        state.released = true;
+        self.changed.notify_all();
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        self.lock().stopped
+    }
+}
+
+/// The tail of one output stream.
+#[derive(Debug)]
+struct Capture {
+    kept: Vec<u8>,
+    total: u64,
+    cap: usize,
+}
+
+impl Capture {
+    fn new(cap: usize) -> Self {
+        Self { kept: Vec::new(), total: 0, cap }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        self.kept.extend_from_slice(chunk);
+        // Trim in batches so that a flood costs amortized O(1) per byte.
+        if self.kept.len() > self.cap.saturating_mul(2).max(64 * 1024) {
+            let excess = self.kept.len() - self.cap;
+            self.kept.drain(..excess);
+        }
+    }
+
+    fn render(&self) -> String {
+        let start = self.kept.len().saturating_sub(self.cap);
+        let tail = String::from_utf8_lossy(&self.kept[start..]);
+        let dropped = self.total - (self.kept.len() - start) as u64;
+        if dropped == 0 { tail.into_owned() } else { format!("[truncated {dropped} bytes]\n{tail}") }
+    }
+}
+
+/// The two reader threads of one child.
+struct Readers {
+    stdout: Arc<Mutex<Capture>>,
+    stderr: Arc<Mutex<Capture>>,
+    done: Receiver<()>,
+    pending: usize,
+}
+
+impl Readers {
+    fn start(child: &mut Child, cap: usize) -> io::Result<Self> {
+        let (tx, done) = mpsc::channel();
+        let stdout = Arc::new(Mutex::new(Capture::new(cap)));
+        let stderr = Arc::new(Mutex::new(Capture::new(cap)));
+        let mut pending = 0;
+        if let Some(pipe) = child.stdout.take() {
+            start_reader("tutti-stdout", pipe, &stdout, &tx)?;
+            pending += 1;
+        }
+        if let Some(pipe) = child.stderr.take() {
+            start_reader("tutti-stderr", pipe, &stderr, &tx)?;
+            pending += 1;
+        }
+        Ok(Self { stdout, stderr, done, pending })
+    }
+
+    /// Wait until both readers reached end of file, or `grace` has passed.
+    fn wait(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while self.pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(()) => self.pending -= 1,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// What was read so far (all of it, when the readers finished).
+    fn take(self) -> (String, String) {
+        let render = |c: &Mutex<Capture>| c.lock().unwrap_or_else(PoisonError::into_inner).render();
+        (render(&self.stdout), render(&self.stderr))
+    }
+}
+
+fn start_reader(name: &str, pipe: impl Read + Send + 'static, sink: &Arc<Mutex<Capture>>, done: &Sender<()>) -> io::Result<()> {
+    let (sink, done) = (Arc::clone(sink), done.clone());
+    named_thread(name, move || {
+        read_into(pipe, &sink);
+        let _ = done.send(());
+    })
+}
+
+fn read_into(mut pipe: impl Read, sink: &Mutex<Capture>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => sink.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{alive, gone_within, recv_within, sh};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn captures_stdout_stderr_and_exit_code() {
+        let exit = run(sh("echo out; echo err >&2; exit 3"), Options::default()).unwrap();
+        assert_eq!((exit.code, exit.signal, exit.stopped), (Some(3), None, None));
+        assert_eq!((exit.stdout.as_str(), exit.stderr.as_str()), ("out\n", "err\n"));
+    }
+
+    #[test]
+    fn stdin_is_empty_unless_given_and_then_written_and_closed() {
+        let exit = run(sh("cat"), Options::default()).unwrap();
+        assert_eq!(exit.stdout, "");
+        let options = Options { stdin: Some(b"hello\n".to_vec()), ..Options::default() };
+        let exit = run(sh("cat; echo done"), options).unwrap();
+        assert_eq!(exit.stdout, "hello\ndone\n");
+    }
+
+    #[test]
+    fn a_flood_of_output_is_capped_to_its_tail() {
+        let exit = run(sh("yes | head -c 50000000"), Options::default()).unwrap();
+        assert_eq!(exit.code, Some(0));
+        let marker = format!("[truncated {} bytes]\n", 50_000_000 - OUTPUT_CAP);
+        assert!(exit.stdout.starts_with(&marker), "{:?}", &exit.stdout[..60]);
+        assert_eq!(exit.stdout.len(), marker.len() + OUTPUT_CAP);
+        assert!(exit.stdout.ends_with("y\ny\n"));
+    }
+
+    #[test]
+    fn non_utf8_output_decodes_lossily() {
+        let exit = run(sh(r"printf '\377\376ok'; printf '\377' >&2"), Options::default()).unwrap();
+        assert_eq!(exit.stdout, "\u{FFFD}\u{FFFD}ok");
+        assert_eq!(exit.stderr, "\u{FFFD}");
+    }
+
+    #[test]
+    fn a_background_child_holding_the_pipes_does_not_hang_the_result_and_is_killed() {
+        let started = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        spawn(sh("sleep 100 & echo $!"), Options::default(), move |e| tx.send(e).unwrap()).unwrap();
+        let exit = recv_within(&rx, Duration::from_secs(30)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert_eq!(exit.code, Some(0));
+        let sleeper: i32 = exit.stdout.trim().parse().unwrap();
+        assert!(gone_within(sleeper, Duration::from_secs(5)), "background sleep {sleeper} survived");
+    }
+
+    #[test]
+    fn cancel_kills_the_whole_tree_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pids");
+        let path = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let script = format!(
+            "sleep 100 >/dev/null 2>&1 & a=$!; sleep 100 >/dev/null 2>&1 & b=$!; echo \"$a $b\" > '{}'; wait",
+            fifo.display()
+        );
+        let (tx, rx) = mpsc::channel();
+        let mut handle = spawn(sh(&script), Options::default(), move |e| tx.send(e).unwrap()).unwrap();
+        let pids = read_pids(fifo);
+        assert!(pids.iter().all(|&p| alive(p)), "sleeps {pids:?} should run before cancel");
+
+        handle.cancel();
+        handle.cancel();
+        let exit = recv_within(&rx, Duration::from_secs(30)).unwrap();
+        assert_eq!((exit.stopped, exit.signal), (Some(Stop::Cancelled), Some(libc::SIGTERM)));
+        for pid in pids {
+            assert!(gone_within(pid, Duration::from_secs(5)), "sleep {pid} survived cancel");
+        }
+        handle.cancel();
+        assert_eq!(handle.pid(), u32::try_from(handle.group.pgid).ok());
+    }
+
+    #[test]
+    fn a_stop_escalates_to_sigkill_when_sigterm_is_ignored() {
+        // Ignoring TERM is inherited by the `sleep`s too, so only SIGKILL ends this tree.
+        let options = Options { timeout: Some(Duration::from_millis(100)), ..Options::default() };
+        let exit = run(sh("trap '' TERM; while :; do sleep 1; done"), options).unwrap();
+        assert_eq!((exit.stopped, exit.signal), (Some(Stop::TimedOut), Some(libc::SIGKILL)));
+    }
+
+    #[test]
+    fn a_timeout_stops_the_process() {
+        let options = Options { timeout: Some(Duration::from_millis(100)), ..Options::default() };
+        let exit = run(sh("sleep 100"), options).unwrap();
+        assert_eq!((exit.stopped, exit.signal, exit.code), (Some(Stop::TimedOut), Some(libc::SIGTERM), None));
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = run(Command::new("/nonexistent/tutti-no-such-program"), Options::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn signals_have_node_style_names() {
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
+        assert_eq!(signal_name(63), "SIG63");
+    }
+
+    /// Read "PID PID" from the fifo, on a thread so that a script that never writes fails the test.
+    fn read_pids(fifo: std::path::PathBuf) -> Vec<i32> {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || tx.send(std::fs::read_to_string(fifo)).unwrap());
+        let text = recv_within(&rx, Duration::from_secs(30)).unwrap();
+        text.split_whitespace().map(|p| p.parse().unwrap()).collect()
+    }
+}

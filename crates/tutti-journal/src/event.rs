@@ -1,0 +1,259 @@
+//! The journal's wire format: every fact tutti records is an [`Event`]. Stored events are versioned
+//! ([`SCHEMA_VERSION`]); enums are internally or externally tagged, never untagged or flattened, so that a
+//! journal written today reads the same tomorrow. Large values live out of line as [`Payload::Blob`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the event schema written by this build. Bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Position of an event in its run's journal, starting at 1.
+pub type Seq = u64;
+
+/// A run id: a ULID in its canonical 26-character text form.
+pub type RunId = String;
+
+/// An effect identity: scope path plus call index, e.g. `root/3` or `root/parallel:2/0`.
+pub type EffectId = String;
+
+/// A JSON value stored inline, or a reference to a blob holding it (for values over a few KiB).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    Inline(Value),
+    Blob { hash: String, size: u64 },
+}
+
+impl Payload {
+    pub fn null() -> Self {
+        Payload::Inline(Value::Null)
+    }
+}
+
+/// A structured error, shaped like a JavaScript error: `name`, `message`, optional `data`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ErrorInfo {
+    pub name: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ErrorInfo {
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { name: name.into(), message: message.into(), data: None }
+    }
+
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+}
+
+/// How an effect ended.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok { value: Payload },
+    Error { error: ErrorInfo },
+}
+
+/// Terminal and non-terminal states of a run, derived from its events.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    Halted,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Halted => "halted",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The inverse of [`RunStatus::as_str`].
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "completed" => Some(RunStatus::Completed),
+            "failed" => Some(RunStatus::Failed),
+            "halted" => Some(RunStatus::Halted),
+            "cancelled" => Some(RunStatus::Cancelled),
+            _ => None,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+/// One module of a process's module graph, with the hash of its source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ModuleHash {
+    pub path: String,
+    pub hash: String,
+}
+
+/// Every fact tutti records. Room is left for groups and messages (later schema additions are new
+/// variants, which old readers reject with a clear error rather than misread).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RunCreated {
+        process: String,
+        inputs: Payload,
+        code_hash: String,
+        modules: Vec<ModuleHash>,
+        /// Options the run was started with (max_parallel, harness, non_interactive, ...).
+        options: Value,
+    },
+    RunCompleted {
+        output: Payload,
+    },
+    RunFailed {
+        error: ErrorInfo,
+    },
+    RunHalted {
+        reason: String,
+        payload: Payload,
+    },
+    RunCancelled {
+        reason: String,
+    },
+    /// A driver took over the run (start or resume).
+    DriverAttached {
+        holder: String,
+        resumed: bool,
+    },
+    /// The driver let go of the run without ending it (Ctrl-C, SIGTERM); `interrupted` lists the effects whose
+    /// process trees it killed. They run again on `tutti resume`.
+    DriverDetached {
+        reason: String,
+        interrupted: Vec<EffectId>,
+    },
+    ProcessCodeChanged {
+        old_hash: String,
+        new_hash: String,
+    },
+    EffectRequested {
+        effect: EffectId,
+        scope: String,
+        task_id: String,
+        kind: String,
+        /// Digest of the canonical JSON of the arguments; replay compares it.
+        digest: String,
+        title: Option<String>,
+        /// `file:line:column` of the call in the process source.
+        callsite: Option<String>,
+        args: Payload,
+        task: Payload,
+    },
+    EffectStarted {
+        effect: EffectId,
+        attempt: u32,
+        harness: String,
+        pid: Option<u32>,
+    },
+    /// An effect that was running when its driver died is dispatched again.
+    EffectRedispatched {
+        effect: EffectId,
+        attempt: u32,
+        reason: String,
+    },
+    EffectResolved {
+        effect: EffectId,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    EffectCancelled {
+        effect: EffectId,
+        reason: String,
+    },
+    Log {
+        scope: String,
+        message: String,
+    },
+}
+
+impl Event {
+    /// The short name stored beside the body, used for filtering and listings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunCreated { .. } => "run_created",
+            Event::RunCompleted { .. } => "run_completed",
+            Event::RunFailed { .. } => "run_failed",
+            Event::RunHalted { .. } => "run_halted",
+            Event::RunCancelled { .. } => "run_cancelled",
+            Event::DriverAttached { .. } => "driver_attached",
+            Event::DriverDetached { .. } => "driver_detached",
+            Event::ProcessCodeChanged { .. } => "process_code_changed",
+            Event::EffectRequested { .. } => "effect_requested",
+            Event::EffectStarted { .. } => "effect_started",
+            Event::EffectRedispatched { .. } => "effect_redispatched",
+            Event::EffectResolved { .. } => "effect_resolved",
+            Event::EffectCancelled { .. } => "effect_cancelled",
+            Event::Log { .. } => "log",
+        }
+    }
+
+    /// The run status this event moves the run to, if it ends it.
+    pub fn terminal_status(&self) -> Option<RunStatus> {
+        match self {
+            Event::RunCompleted { .. } => Some(RunStatus::Completed),
+            Event::RunFailed { .. } => Some(RunStatus::Failed),
+            Event::RunHalted { .. } => Some(RunStatus::Halted),
+            Event::RunCancelled { .. } => Some(RunStatus::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// Every payload the event carries, so that a backend can move large ones out of line.
+    pub fn payloads_mut(&mut self) -> Vec<&mut Payload> {
+        match self {
+            Event::RunCreated { inputs, .. } => vec![inputs],
+            Event::RunCompleted { output } => vec![output],
+            Event::RunHalted { payload, .. } => vec![payload],
+            Event::EffectRequested { args, task, .. } => vec![args, task],
+            Event::EffectResolved { outcome: Outcome::Ok { value }, .. } => vec![value],
+            Event::RunFailed { .. }
+            | Event::RunCancelled { .. }
+            | Event::DriverAttached { .. }
+            | Event::DriverDetached { .. }
+            | Event::ProcessCodeChanged { .. }
+            | Event::EffectStarted { .. }
+            | Event::EffectRedispatched { .. }
+            | Event::EffectResolved { .. }
+            | Event::EffectCancelled { .. }
+            | Event::Log { .. } => Vec::new(),
+        }
+    }
+}
+
+/// An event about to be appended; the caller stamps the time so that `ctx.now()` replays exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub ts_ms: i64,
+    pub event: Event,
+}
+
+/// A stored event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Record {
+    pub seq: Seq,
+    pub ts_ms: i64,
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests;

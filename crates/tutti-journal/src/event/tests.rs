@@ -1,0 +1,169 @@
+//! Wire-format tests of events: generated events of every variant survive a JSON round trip, and a few
+//! hand-written bodies pin the format so that a serde attribute change cannot slip by.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        // JSON has no NaN or infinities.
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(".{0,6}", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+fn arb_payload() -> impl Strategy<Value = Payload> {
+    prop_oneof![
+        arb_value().prop_map(Payload::Inline),
+        ("[0-9a-f]{64}", any::<u64>()).prop_map(|(hash, size)| Payload::Blob { hash, size }),
+    ]
+}
+
+fn arb_error() -> impl Strategy<Value = ErrorInfo> {
+    (".{0,8}", ".{0,16}", prop::option::of(arb_value()))
+        .prop_map(|(name, message, data)| ErrorInfo { name, message, data })
+}
+
+fn arb_outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        arb_payload().prop_map(|value| Outcome::Ok { value }),
+        arb_error().prop_map(|error| Outcome::Error { error }),
+    ]
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    ".{0,16}"
+}
+
+fn arb_run_event() -> impl Strategy<Value = Event> {
+    let modules = prop::collection::vec((arb_text(), arb_text()).prop_map(|(path, hash)| ModuleHash { path, hash }), 0..3);
+    prop_oneof![
+        (arb_text(), arb_payload(), arb_text(), modules, arb_value()).prop_map(
+            |(process, inputs, code_hash, modules, options)| Event::RunCreated {
+                process,
+                inputs,
+                code_hash,
+                modules,
+                options
+            }
+        ),
+        arb_payload().prop_map(|output| Event::RunCompleted { output }),
+        arb_error().prop_map(|error| Event::RunFailed { error }),
+        (arb_text(), arb_payload()).prop_map(|(reason, payload)| Event::RunHalted { reason, payload }),
+        arb_text().prop_map(|reason| Event::RunCancelled { reason }),
+        (arb_text(), any::<bool>()).prop_map(|(holder, resumed)| Event::DriverAttached { holder, resumed }),
+        (arb_text(), prop::collection::vec(arb_text(), 0..3))
+            .prop_map(|(reason, interrupted)| Event::DriverDetached { reason, interrupted }),
+        (arb_text(), arb_text()).prop_map(|(old_hash, new_hash)| Event::ProcessCodeChanged { old_hash, new_hash }),
+        (arb_text(), arb_text()).prop_map(|(scope, message)| Event::Log { scope, message }),
+    ]
+}
+
+fn arb_requested() -> impl Strategy<Value = Event> {
+    let ids = (arb_text(), arb_text(), arb_text(), arb_text(), arb_text());
+    let rest = (prop::option::of(arb_text()), prop::option::of(arb_text()), arb_payload(), arb_payload());
+    (ids, rest).prop_map(|((effect, scope, task_id, kind, digest), (title, callsite, args, task))| {
+        Event::EffectRequested { effect, scope, task_id, kind, digest, title, callsite, args, task }
+    })
+}
+
+fn arb_effect_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        arb_requested(),
+        (arb_text(), any::<u32>(), arb_text(), prop::option::of(any::<u32>()))
+            .prop_map(|(effect, attempt, harness, pid)| Event::EffectStarted { effect, attempt, harness, pid }),
+        (arb_text(), any::<u32>(), arb_text())
+            .prop_map(|(effect, attempt, reason)| Event::EffectRedispatched { effect, attempt, reason }),
+        (arb_text(), any::<u32>(), arb_outcome())
+            .prop_map(|(effect, attempt, outcome)| Event::EffectResolved { effect, attempt, outcome }),
+        (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
+    ]
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![arb_run_event(), arb_effect_event()]
+}
+
+proptest! {
+    #[test]
+    fn events_round_trip_through_json(event in arb_event()) {
+        let body = serde_json::to_string(&event).unwrap();
+        let back: Event = serde_json::from_str(&body).unwrap();
+        prop_assert_eq!(back, event);
+    }
+
+    #[test]
+    fn records_round_trip_through_json(seq in any::<u64>(), ts_ms in any::<i64>(), event in arb_event()) {
+        let record = Record { seq, ts_ms, event };
+        let back: Record = serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        prop_assert_eq!(back, record);
+    }
+
+    #[test]
+    fn kind_is_the_wire_tag(event in arb_event()) {
+        let body = serde_json::to_value(&event).unwrap();
+        prop_assert_eq!(body["type"].as_str(), Some(event.kind()));
+    }
+}
+
+#[test]
+fn wire_format_of_an_effect_resolution_is_pinned() {
+    let body = json!({
+        "type": "effect_resolved",
+        "effect": "root/3",
+        "attempt": 1,
+        "outcome": {"status": "ok", "value": {"blob": {"hash": "ab", "size": 5000}}}
+    });
+    let event: Event = serde_json::from_value(body.clone()).unwrap();
+    let expected = Event::EffectResolved {
+        effect: "root/3".into(),
+        attempt: 1,
+        outcome: Outcome::Ok { value: Payload::Blob { hash: "ab".into(), size: 5000 } },
+    };
+    assert_eq!(event, expected);
+    assert_eq!(serde_json::to_value(&expected).unwrap(), body);
+}
+
+#[test]
+fn wire_format_of_a_failure_is_pinned() {
+    let body = json!({"type": "run_failed", "error": {"name": "TypeError", "message": "x is not a function"}});
+    let event: Event = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(event, Event::RunFailed { error: ErrorInfo::new("TypeError", "x is not a function") });
+    assert_eq!(serde_json::to_value(&event).unwrap(), body);
+}
+
+#[test]
+fn unknown_event_types_are_rejected() {
+    let body = r#"{"type": "group_opened", "group": "g"}"#;
+    assert!(serde_json::from_str::<Event>(body).is_err());
+}
+
+#[test]
+fn run_status_text_round_trips() {
+    use RunStatus::*;
+    for status in [Running, Completed, Failed, Halted, Cancelled] {
+        assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+    }
+    assert_eq!(RunStatus::parse("paused"), None);
+}
+
+#[test]
+fn terminal_events_name_their_status() {
+    let completed = Event::RunCompleted { output: Payload::null() };
+    assert_eq!(completed.terminal_status(), Some(RunStatus::Completed));
+    let log = Event::Log { scope: "root".into(), message: "m".into() };
+    assert_eq!(log.terminal_status(), None);
+}

@@ -1,0 +1,20 @@
+//! tutti's journal: the versioned event format, the [`Store`] trait every backend implements, the SQLite
+//! backend, the content-addressed blob store and the group-commit [`Writer`]. It knows nothing of JavaScript,
+//! harnesses or scheduling; it stores facts and hands them back in order.
+
+pub mod blob;
+pub mod event;
+pub mod sqlite;
+pub mod store;
+pub mod writer;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use event::{
+    EffectId, ErrorInfo, Event, NewEvent, Outcome, Payload, Record, RunId, RunStatus, SCHEMA_VERSION, Seq,
+};
+pub use blob::INLINE_LIMIT;
+pub use sqlite::SqliteStore;
+pub use store::{Command, Error, LeaseHolder, LeaseOutcome, RunSummary, Store};
+pub use writer::{Pending, Writer, WriterHandle};

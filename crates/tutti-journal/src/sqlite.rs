@@ -1,0 +1,451 @@
+//! The SQLite journal backend, the embedded default: schema creation and open-time checks, and each
+//! [`Store`] method as SQL. It commits what it is given; batching several callers into one commit is the
+//! writer's job (`writer.rs`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use crate::blob::{blob_hash, encode_event};
+use crate::event::{Event, NewEvent, Record, RunId, RunStatus, SCHEMA_VERSION, Seq};
+use crate::store::{Command, Error, LeaseHolder, LeaseOutcome, Result, RunSummary, Store};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    process TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    events INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_ms, id);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    v INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (hash TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    holder_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS commands_untaken ON commands (run_id, id) WHERE taken = 0;
+";
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A journal in one SQLite database (WAL mode, `synchronous=FULL`), holding every run of a project.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    /// Shown in errors.
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the journal at `path` and its parent directories. A file that is not a
+    /// SQLite database, or a damaged one, gives [`Error::Corrupt`].
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| Error::CreateDir { path: dir.display().to_string(), source })?;
+        }
+        let conn = Connection::open(path).map_err(|source| Error::Open { path: shown.clone(), source })?;
+        Self::init(conn, shown)
+    }
+
+    /// A private, empty journal in memory, for tests.
+    pub fn open_in_memory() -> Result<Self> {
+        let conn =
+            Connection::open_in_memory().map_err(|source| Error::Open { path: ":memory:".into(), source })?;
+        Self::init(conn, ":memory:".into())
+    }
+
+    /// Where the journal lives, as shown in errors.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Self> {
+        let mut store = Self { conn, path };
+        match store.configure().and_then(|()| store.migrate()) {
+            Ok(()) => Ok(store),
+            Err(Error::Sqlite(e)) if !is_corruption(&e) => Err(Error::Open { path: store.path, source: e }),
+            Err(e) => Err(classify(&store.path, e)),
+        }
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reading the journal mode touches the file header: a file that is not a database fails here.
+        self.conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.set_prepared_statement_cache_capacity(32);
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        match self.stored_version()? {
+            Some(found) if found > SCHEMA_VERSION => {
+                Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION })
+            }
+            Some(_) => Ok(()),
+            None => self.create_schema(),
+        }
+    }
+
+    fn stored_version(&self) -> Result<Option<u32>> {
+        if !self.has_table("meta")? {
+            return Ok(None);
+        }
+        let value: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
+            .optional()?;
+        let Some(value) = value else { return Ok(None) };
+        value.parse().map(Some).map_err(|_| self.corrupt(format!("schema_version is {value:?}")))
+    }
+
+    fn create_schema(&mut self) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tables: i64 = tx.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN (
+                'meta', 'runs', 'events', 'blobs', 'leases', 'commands', 'sqlite_sequence')",
+            [],
+            |row| row.get(0),
+        )?;
+        if tables > 0 {
+            return Err(corrupt(&self.path, "it holds tables that are not tutti's".into()));
+        }
+        tx.execute_batch(SCHEMA)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool> {
+        let found = self
+            .conn
+            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |_| Ok(()))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        corrupt(&self.path, detail)
+    }
+
+    fn checked<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|e| classify(&self.path, e))
+    }
+
+    fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn create_run_in(conn: &Connection, run: &RunId, events: &[NewEvent]) -> Result<()> {
+        let Some(NewEvent { ts_ms, event: Event::RunCreated { process, .. } }) = events.first() else {
+            return Err(Error::MissingRunCreated(run.clone()));
+        };
+        if run_exists(conn, run)? {
+            return Err(Error::RunExists(run.clone()));
+        }
+        conn.prepare_cached(
+            "INSERT INTO runs (id, process, created_ms, updated_ms, status, events)
+             VALUES (?1, ?2, ?3, ?3, 'running', 0)",
+        )?
+        .execute(params![run, process, ts_ms])?;
+        EventWriter::new(conn)?.write(run, events)?;
+        Ok(())
+    }
+
+    fn read_in(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
+        if !run_exists(&self.conn, run)? {
+            return Err(Error::UnknownRun(run.clone()));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, ts_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")?;
+        let mut rows = stmt.query(params![run, to_sql_seq(after)])?;
+        let mut records = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq = row.get::<_, i64>(0)? as Seq;
+            let body = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+            let event = serde_json::from_str(body)
+                .map_err(|source| Error::Decode { run: run.clone(), seq, source })?;
+            records.push(Record { seq, ts_ms: row.get(1)?, event });
+        }
+        Ok(records)
+    }
+
+    fn summaries(&self, filter: Option<&RunId>) -> Result<Vec<RunSummary>> {
+        const COLUMNS: &str = "SELECT id, process, created_ms, updated_ms, status, events FROM runs";
+        let sql = match filter {
+            Some(_) => format!("{COLUMNS} WHERE id = ?1"),
+            None => format!("{COLUMNS} ORDER BY created_ms, id"),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = match filter {
+            Some(run) => stmt.query([run])?,
+            None => stmt.query([])?,
+        };
+        rows.and_then(|row| self.summary(row)).collect()
+    }
+
+    fn summary(&self, row: &rusqlite::Row<'_>) -> Result<RunSummary> {
+        let status: String = row.get(4)?;
+        let status =
+            RunStatus::parse(&status).ok_or_else(|| self.corrupt(format!("run status {status:?}")))?;
+        Ok(RunSummary {
+            id: row.get(0)?,
+            process: row.get(1)?,
+            created_ms: row.get(2)?,
+            updated_ms: row.get(3)?,
+            status,
+            events: row.get::<_, i64>(5)? as u64,
+        })
+    }
+
+    fn acquire_in(
+        conn: &Connection,
+        run: &RunId,
+        me: &LeaseHolder,
+        (now_ms, ttl_ms): (i64, i64),
+        is_stale: &dyn Fn(&LeaseHolder) -> bool,
+    ) -> Result<LeaseOutcome> {
+        if let Some((holder, expires_ms)) = lease_row(conn, run)? {
+            let free = holder.id == me.id || expires_ms <= now_ms || is_stale(&holder);
+            if !free {
+                return Ok(LeaseOutcome::Busy { holder, expires_ms });
+            }
+        }
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO leases (run_id, holder_id, host, pid, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![run, me.id, me.host, me.pid, now_ms.saturating_add(ttl_ms)])?;
+        Ok(LeaseOutcome::Acquired)
+    }
+
+    fn take_in(conn: &Connection, run: &RunId) -> Result<Vec<Command>> {
+        let mut stmt =
+            conn.prepare_cached("SELECT id, body FROM commands WHERE run_id = ?1 AND taken = 0 ORDER BY id")?;
+        let rows = stmt.query_map([run], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+        let mut commands = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            let command = serde_json::from_str(&body)
+                .map_err(|source| Error::DecodeCommand { run: run.clone(), id, source })?;
+            commands.push(command);
+        }
+        conn.prepare_cached("UPDATE commands SET taken = 1 WHERE run_id = ?1 AND taken = 0")?.execute([run])?;
+        Ok(commands)
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()> {
+        let result = self.write(|conn| Self::create_run_in(conn, run, events));
+        self.checked(result)
+    }
+
+    fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
+        let result = self.write(|conn| {
+            let mut writer = EventWriter::new(conn)?;
+            batches.iter().map(|(run, events)| writer.write(run, events)).collect()
+        });
+        self.checked(result)
+    }
+
+    fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
+        self.checked(self.read_in(run, after))
+    }
+
+    fn runs(&self) -> Result<Vec<RunSummary>> {
+        self.checked(self.summaries(None))
+    }
+
+    fn run(&self, run: &RunId) -> Result<Option<RunSummary>> {
+        self.checked(self.summaries(Some(run)).map(|mut found| found.pop()))
+    }
+
+    fn put_blob(&mut self, bytes: &[u8]) -> Result<String> {
+        let hash = blob_hash(bytes);
+        let result = insert_blob(&self.conn, &hash, bytes);
+        self.checked(result).map(|()| hash)
+    }
+
+    fn get_blob(&self, hash: &str) -> Result<Vec<u8>> {
+        let result = (|| {
+            let mut stmt = self.conn.prepare_cached("SELECT data FROM blobs WHERE hash = ?1")?;
+            let data = stmt.query_row([hash], |row| row.get(0)).optional()?;
+            data.ok_or_else(|| Error::MissingBlob(hash.to_owned()))
+        })();
+        self.checked(result)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        run: &RunId,
+        me: &LeaseHolder,
+        now_ms: i64,
+        ttl_ms: i64,
+        is_stale: &dyn Fn(&LeaseHolder) -> bool,
+    ) -> Result<LeaseOutcome> {
+        let result = self.write(|conn| Self::acquire_in(conn, run, me, (now_ms, ttl_ms), is_stale));
+        self.checked(result)
+    }
+
+    fn renew_lease(&mut self, run: &RunId, me: &LeaseHolder, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let result = (|| {
+            let mut stmt = self
+                .conn
+                .prepare_cached("UPDATE leases SET expires_ms = ?3 WHERE run_id = ?1 AND holder_id = ?2")?;
+            Ok(stmt.execute(params![run, me.id, now_ms.saturating_add(ttl_ms)])? == 1)
+        })();
+        self.checked(result)
+    }
+
+    fn release_lease(&mut self, run: &RunId, me: &LeaseHolder) -> Result<()> {
+        let result = (|| {
+            let mut stmt = self.conn.prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND holder_id = ?2")?;
+            stmt.execute(params![run, me.id])?;
+            Ok(())
+        })();
+        self.checked(result)
+    }
+
+    fn lease(&self, run: &RunId, now_ms: i64) -> Result<Option<LeaseHolder>> {
+        let result = lease_row(&self.conn, run)
+            .map(|row| row.filter(|(_, expires_ms)| *expires_ms > now_ms).map(|(holder, _)| holder));
+        self.checked(result)
+    }
+
+    fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
+        let body = serde_json::to_string(command).map_err(Error::Encode)?;
+        let result = self.write(|conn| {
+            if !run_exists(conn, run)? {
+                return Err(Error::UnknownRun(run.clone()));
+            }
+            conn.prepare_cached("INSERT INTO commands (run_id, body) VALUES (?1, ?2)")?.execute([run, &body])?;
+            Ok(())
+        });
+        self.checked(result)
+    }
+
+    fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
+        let result = self.write(|conn| Self::take_in(conn, run));
+        self.checked(result)
+    }
+}
+
+/// Writes events inside a caller's transaction, keeping each run's row (last seq, status, update time) in
+/// step. Statements are prepared once per transaction: this is the hot path.
+struct EventWriter<'c> {
+    conn: &'c Connection,
+    insert: CachedStatement<'c>,
+    last_seq: CachedStatement<'c>,
+    update_run: CachedStatement<'c>,
+}
+
+impl<'c> EventWriter<'c> {
+    fn new(conn: &'c Connection) -> Result<Self> {
+        Ok(Self {
+            conn,
+            insert: conn.prepare_cached(
+                "INSERT INTO events (run_id, seq, ts_ms, kind, v, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            last_seq: conn.prepare_cached("SELECT events FROM runs WHERE id = ?1")?,
+            update_run: conn.prepare_cached(
+                "UPDATE runs SET events = ?2, updated_ms = max(updated_ms, ?3), status = coalesce(?4, status)
+                 WHERE id = ?1",
+            )?,
+        })
+    }
+
+    /// Appends `events` to `run`; returns the run's new last seq.
+    fn write(&mut self, run: &RunId, events: &[NewEvent]) -> Result<Seq> {
+        let last: Option<i64> = self.last_seq.query_row([run], |row| row.get(0)).optional()?;
+        let mut seq = last.ok_or_else(|| Error::UnknownRun(run.clone()))? as Seq;
+        let Some(updated_ms) = events.iter().map(|e| e.ts_ms).max() else { return Ok(seq) };
+        let conn = self.conn;
+        let mut put = |hash: &str, bytes: &[u8]| insert_blob(conn, hash, bytes);
+        let mut status = None;
+        for NewEvent { ts_ms, event } in events {
+            seq += 1;
+            let body = encode_event(event, &mut put)?;
+            self.insert.execute(params![run, to_sql_seq(seq), ts_ms, event.kind(), SCHEMA_VERSION, body])?;
+            status = event.terminal_status().or(status);
+        }
+        let status = status.map(RunStatus::as_str);
+        self.update_run.execute(params![run, to_sql_seq(seq), updated_ms, status])?;
+        Ok(seq)
+    }
+}
+
+fn insert_blob(conn: &Connection, hash: &str, bytes: &[u8]) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO blobs (hash, data) VALUES (?1, ?2)")?.execute(params![hash, bytes])?;
+    Ok(())
+}
+
+fn run_exists(conn: &Connection, run: &RunId) -> Result<bool> {
+    let found = conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?.query_row([run], |_| Ok(())).optional()?;
+    Ok(found.is_some())
+}
+
+fn lease_row(conn: &Connection, run: &RunId) -> Result<Option<(LeaseHolder, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT holder_id, host, pid, expires_ms FROM leases WHERE run_id = ?1")?;
+    let row = stmt
+        .query_row([run], |row| {
+            let holder = LeaseHolder { id: row.get(0)?, host: row.get(1)?, pid: row.get(2)? };
+            Ok((holder, row.get(3)?))
+        })
+        .optional()?;
+    Ok(row)
+}
+
+/// SQLite integers are signed; sequence numbers never come near `i64::MAX`.
+fn to_sql_seq(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
+}
+
+/// Reports damage to the file as [`Error::Corrupt`], whichever statement stumbled on it.
+fn classify(path: &str, err: Error) -> Error {
+    match err {
+        Error::Sqlite(e) if is_corruption(&e) => corrupt(path, e.to_string()),
+        other => other,
+    }
+}
+
+fn corrupt(path: &str, detail: String) -> Error {
+    Error::Corrupt { path: path.to_owned(), detail }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! Tests of the SQLite backend: the conformance suite on a real file, and what happens to damaged files.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::*;
+use crate::event::Payload;
+
+fn created(ts_ms: i64) -> NewEvent {
+    let event = Event::RunCreated {
+        process: "p.js".into(),
+        inputs: Payload::null(),
+        code_hash: "h".into(),
+        modules: Vec::new(),
+        options: json!({}),
+    };
+    NewEvent { ts_ms, event }
+}
+
+fn log(ts_ms: i64, message: String) -> NewEvent {
+    NewEvent { ts_ms, event: Event::Log { scope: "root".into(), message } }
+}
+
+/// A journal with a few runs and enough events to span many pages.
+fn write_sample(path: &Path) {
+    let mut store = SqliteStore::open(path).unwrap();
+    for r in 0..4 {
+        let run = format!("run-{r}");
+        store.create_run(&run, &[created(r)]).unwrap();
+        let events = (0..500).map(|i| log(i, format!("event {i} of run {r}, padded {}", "-".repeat(100)))).collect();
+        store.append(&[(run, events)]).unwrap();
+    }
+}
+
+#[test]
+fn conformance_on_a_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::cell::Cell::new(0);
+    crate::conformance::run_all(&|| {
+        counter.set(counter.get() + 1);
+        let path = dir.path().join(format!("journal-{}.db", counter.get()));
+        Box::new(SqliteStore::open(&path).unwrap())
+    });
+}
+
+#[test]
+fn conformance_in_memory() {
+    crate::conformance::run_all(&|| Box::new(SqliteStore::open_in_memory().unwrap()));
+}
+
+#[test]
+fn open_creates_parent_directories_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/.tutti/tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&"r".to_owned(), &[created(1)]).unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.read(&"r".to_owned(), 0).unwrap().len(), 1);
+    let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn garbage_file_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    fs::write(&path, b"this is not a database, just some text that is long enough to matter".repeat(100)).unwrap();
+    let err = SqliteStore::open(&path).expect_err("a garbage file must not open");
+    assert!(matches!(&err, Error::Corrupt { path: p, .. } if p.ends_with("tutti.db")), "got {err:?}");
+}
+
+#[test]
+fn truncated_file_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    write_sample(&path);
+    let len = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+    let err = SqliteStore::open(&path).expect_err("a truncated journal must not open");
+    assert!(matches!(err, Error::Corrupt { .. }), "got {err:?}");
+}
+
+#[test]
+fn damaged_page_is_reported_as_corrupt_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    write_sample(&path);
+    let mut bytes = fs::read(&path).unwrap();
+    let page = 4096;
+    // Scribble over every page but the first (the header and schema), leaving the size intact.
+    for b in &mut bytes[page..] {
+        *b = 0xA5;
+    }
+    fs::write(&path, &bytes).unwrap();
+    let result = SqliteStore::open(&path).and_then(|store| store.read(&"run-0".to_owned(), 0));
+    let err = result.expect_err("a scribbled journal must not read");
+    assert!(matches!(err, Error::Corrupt { .. }), "got {err:?}");
+}
+
+#[test]
+fn another_applications_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    Connection::open(&path).unwrap().execute_batch("CREATE TABLE contacts (name TEXT)").unwrap();
+    let err = SqliteStore::open(&path).expect_err("a foreign database must not open");
+    assert!(matches!(err, Error::Corrupt { .. }), "got {err:?}");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    drop(SqliteStore::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [(SCHEMA_VERSION + 1).to_string()])
+        .unwrap();
+    let err = SqliteStore::open(&path).expect_err("a newer schema must not open");
+    assert!(
+        matches!(err, Error::SchemaTooNew { found, supported } if found == SCHEMA_VERSION + 1
+            && supported == SCHEMA_VERSION),
+        "got {err:?}"
+    );
+}
+
+#[test]
+fn undecodable_body_names_its_event() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    store.create_run(&"r".to_owned(), &[created(1), log(2, "fine".into())]).unwrap();
+    store.conn.execute("UPDATE events SET body = '{\"type\":\"from_the_future\"}' WHERE seq = 2", []).unwrap();
+    let err = store.read(&"r".to_owned(), 0).unwrap_err();
+    assert!(matches!(&err, Error::Decode { run, seq: 2, .. } if run == "r"), "got {err:?}");
+}
+
+#[test]
+fn events_are_stored_with_kind_and_version() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    store.create_run(&"r".to_owned(), &[created(1)]).unwrap();
+    let (kind, v): (String, u32) =
+        store.conn.query_row("SELECT kind, v FROM events WHERE seq = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((kind.as_str(), v), ("run_created", SCHEMA_VERSION));
+}
+
+#[test]
+fn identical_blobs_are_stored_once() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let big = Payload::Inline(json!("z".repeat(crate::INLINE_LIMIT * 2)));
+    let done = |ts_ms| NewEvent { ts_ms, event: Event::RunCompleted { output: big.clone() } };
+    store.create_run(&"a".to_owned(), &[created(1), done(2)]).unwrap();
+    store.create_run(&"b".to_owned(), &[created(1), done(2)]).unwrap();
+    let blobs: i64 = store.conn.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0)).unwrap();
+    assert_eq!(blobs, 1);
+}
+
+/// Not a benchmark (those live in the repository's benches); prints rough figures with `--nocapture`.
+#[test]
+#[ignore = "timing report; run with --release --ignored --nocapture"]
+fn report_append_and_read_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("tutti.db")).unwrap();
+    let run = "01J00000000000000000000AAA".to_owned();
+    store.create_run(&run, &[created(0)]).unwrap();
+    let start = Instant::now();
+    for batch in 0..1_000 {
+        let events = (0..100).map(|i| log(batch * 100 + i, format!("effect root/{i} resolved"))).collect();
+        store.append(&[(run.clone(), events)]).unwrap();
+    }
+    let appended = start.elapsed();
+    let start = Instant::now();
+    let records = store.read(&run, 0).unwrap();
+    let read = start.elapsed();
+    let start = Instant::now();
+    let reopened = SqliteStore::open(&dir.path().join("tutti.db")).unwrap();
+    let opened = start.elapsed();
+    drop(reopened);
+    #[expect(clippy::print_stdout, reason = "the point of this report")]
+    {
+        println!("append 100k events in 1,000 commits of 100: {appended:?}");
+        println!("read {} events: {read:?}; reopen: {opened:?}", records.len());
+    }
+}

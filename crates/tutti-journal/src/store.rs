@@ -1,0 +1,157 @@
+//! The storage trait every journal backend implements (SQLite now, PostgreSQL later), the types that cross
+//! it, and the journal's one `Error`. Backends must pass the suite in `conformance.rs`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{EffectId, NewEvent, Payload, Record, RunId, RunStatus, Seq};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create directory {path}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open journal at {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("journal at {path} is not a tutti database or is corrupted: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("journal schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("event {seq} of run {run} cannot be decoded")]
+    Decode {
+        run: RunId,
+        seq: Seq,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("command {id} of run {run} cannot be decoded")]
+    DecodeCommand {
+        run: RunId,
+        id: i64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot encode event")]
+    Encode(#[source] serde_json::Error),
+    #[error("run {0} not found")]
+    UnknownRun(RunId),
+    #[error("run {0} already exists")]
+    RunExists(RunId),
+    #[error("run {0} must begin with a run_created event")]
+    MissingRunCreated(RunId),
+    #[error("blob {0} not found")]
+    MissingBlob(String),
+    #[error("journal writer has stopped")]
+    WriterGone,
+    #[error("cannot start the journal writer thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A run as listed by `tutti ls`: kept in step with its events by the backend.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    pub id: RunId,
+    pub process: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub status: RunStatus,
+    pub events: u64,
+}
+
+/// Who drives a run. `host` and `pid` let a driver on the same host take over at once from a holder whose
+/// process is gone, instead of waiting for the lease to expire.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LeaseHolder {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseOutcome {
+    Acquired,
+    /// Another live driver holds the run until `expires_ms`.
+    Busy { holder: LeaseHolder, expires_ms: i64 },
+}
+
+/// A request from another `tutti` process to a run's driver, queued in the database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Resolve a waiting effect (a breakpoint approval, or `tutti post`).
+    Resolve { effect: EffectId, outcome: crate::event::Outcome },
+    /// Cancel the whole run.
+    Cancel { reason: String },
+}
+
+/// A journal backend. All methods are synchronous; a backend is used from one thread at a time.
+pub trait Store: Send {
+    /// Create a run whose first events are `events` (at least `RunCreated`), in one transaction.
+    fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()>;
+
+    /// Append events to several runs in one transaction (one fsync). Payloads above the backend's inline
+    /// limit are moved to the blob store. Returns the last sequence number of each batch, in order.
+    fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>>;
+
+    /// Events of `run` with `seq > after`, in order. Blob payloads are returned as references.
+    fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>>;
+
+    fn runs(&self) -> Result<Vec<RunSummary>>;
+
+    fn run(&self, run: &RunId) -> Result<Option<RunSummary>>;
+
+    /// Store bytes under their SHA-256 (hex); idempotent.
+    fn put_blob(&mut self, bytes: &[u8]) -> Result<String>;
+
+    fn get_blob(&self, hash: &str) -> Result<Vec<u8>>;
+
+    /// The value a payload holds, reading its blob when it is out of line.
+    fn load(&self, payload: &Payload) -> Result<Value> {
+        match payload {
+            Payload::Inline(v) => Ok(v.clone()),
+            Payload::Blob { hash, .. } => {
+                let bytes = self.get_blob(hash)?;
+                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                    path: format!("blob {hash}"),
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Take the lease of `run` for `ttl_ms` from `now_ms`. A lease held by someone else is taken over only
+    /// when it has expired or `is_stale(holder)` says its process is gone.
+    fn acquire_lease(
+        &mut self,
+        run: &RunId,
+        me: &LeaseHolder,
+        now_ms: i64,
+        ttl_ms: i64,
+        is_stale: &dyn Fn(&LeaseHolder) -> bool,
+    ) -> Result<LeaseOutcome>;
+
+    /// Extend our lease; false if it was taken over meanwhile.
+    fn renew_lease(&mut self, run: &RunId, me: &LeaseHolder, now_ms: i64, ttl_ms: i64) -> Result<bool>;
+
+    fn release_lease(&mut self, run: &RunId, me: &LeaseHolder) -> Result<()>;
+
+    /// The live holder of a run's lease, if any.
+    fn lease(&self, run: &RunId, now_ms: i64) -> Result<Option<LeaseHolder>>;
+
+    /// Queue a command for the run's driver.
+    fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()>;
+
+    /// Commands queued for `run`, oldest first, marked as taken so that none is seen twice.
+    fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>>;
+}

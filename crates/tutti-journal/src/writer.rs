@@ -1,0 +1,130 @@
+//! Group commit: one thread owns the [`Store`] and commits whatever callers queued while the previous commit
+//! ran in one transaction (one fsync), then acknowledges each caller. It does not read; readers open their
+//! own store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+use crate::event::{NewEvent, RunId, Seq};
+use crate::store::{Error, Result, Store};
+
+/// A batch of events waiting to be committed, and where to send its last seq.
+struct Request {
+    run: RunId,
+    events: Vec<NewEvent>,
+    reply: SyncSender<Result<Seq>>,
+}
+
+/// The writer thread's state. Start it with [`Writer::spawn`]; talk to it through [`WriterHandle`].
+pub struct Writer {
+    store: Box<dyn Store>,
+    requests: Receiver<Request>,
+    commits: Arc<AtomicU64>,
+}
+
+/// A cheap, cloneable way to append through the writer. The thread stops when every handle is gone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    requests: Sender<Request>,
+    commits: Arc<AtomicU64>,
+    /// Shared by all handles; whoever shuts down last joins the thread.
+    thread: Arc<JoinHandle<Box<dyn Store>>>,
+}
+
+/// An append that was queued and not yet acknowledged.
+#[must_use = "an append is durable only once `wait` returns"]
+pub struct Pending {
+    reply: Receiver<Result<Seq>>,
+}
+
+impl Writer {
+    /// Starts the writer thread, which owns `store` from now on.
+    pub fn spawn(store: Box<dyn Store>) -> Result<WriterHandle> {
+        let (requests, receiver) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer { store, requests: receiver, commits: Arc::clone(&commits) };
+        let thread = std::thread::Builder::new()
+            .name("tutti-journal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(Error::Spawn)?;
+        Ok(WriterHandle { requests, commits, thread: Arc::new(thread) })
+    }
+
+    fn run(mut self) -> Box<dyn Store> {
+        while let Ok(first) = self.requests.recv() {
+            let mut group = vec![first];
+            group.extend(self.requests.try_iter());
+            self.commit(group);
+        }
+        self.store
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        let (batches, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|r| ((r.run, r.events), r.reply)).unzip();
+        match self.store.append(&batches) {
+            Ok(seqs) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                for (reply, seq) in replies.into_iter().zip(seqs) {
+                    // A caller that gave up waiting is no reason to stop.
+                    let _ = reply.send(Ok(seq));
+                }
+            }
+            Err(err) if replies.len() == 1 => {
+                let _ = replies[0].send(Err(err));
+            }
+            // The group was rolled back as a whole; commit each batch alone so that one bad batch (say, an
+            // unknown run) fails only its own caller, with its own error.
+            Err(_) => self.commit_one_by_one(batches, replies),
+        }
+    }
+
+    fn commit_one_by_one(&mut self, batches: Vec<(RunId, Vec<NewEvent>)>, replies: Vec<SyncSender<Result<Seq>>>) {
+        for (batch, reply) in batches.into_iter().zip(replies) {
+            let result = self.store.append(std::slice::from_ref(&batch));
+            if result.is_ok() {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = reply.send(result.map(|seqs| seqs.first().copied().unwrap_or_default()));
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Appends `events` to `run` and blocks until they are committed; returns the run's last seq.
+    pub fn append(&self, run: RunId, events: Vec<NewEvent>) -> Result<Seq> {
+        self.submit(run, events)?.wait()
+    }
+
+    /// Queues `events` for the next commit without waiting for it.
+    pub fn submit(&self, run: RunId, events: Vec<NewEvent>) -> Result<Pending> {
+        let (reply, receiver) = mpsc::sync_channel(1);
+        self.requests.send(Request { run, events, reply }).map_err(|_| Error::WriterGone)?;
+        Ok(Pending { reply: receiver })
+    }
+
+    /// Commits made so far (each one transaction, one fsync).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Drops this handle. If it was the last one, waits for the thread to commit what is queued and returns
+    /// the store; otherwise (or if the thread panicked) returns `None`.
+    pub fn shutdown(self) -> Option<Box<dyn Store>> {
+        let WriterHandle { requests, thread, .. } = self;
+        drop(requests);
+        Arc::into_inner(thread)?.join().ok()
+    }
+}
+
+impl Pending {
+    /// Blocks until the append is committed; returns the run's last seq.
+    pub fn wait(self) -> Result<Seq> {
+        self.reply.recv().map_err(|_| Error::WriterGone)?
+    }
+}
+
+#[cfg(test)]
+mod tests;

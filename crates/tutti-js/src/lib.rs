@@ -1,0 +1,268 @@
+//! tutti's process host: runs a process file (an ES module) in an embedded QuickJS sandbox and implements
+//! the engine's [`ProcessHost`] over it. Owns the `ctx` object (in `js/runtime.js`), the built-in "tutti"
+//! module, module resolution and the sandbox rules. It knows nothing of the journal or of harnesses: it
+//! reports requests and takes results, one step at a time.
+
+mod modules;
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Runtime};
+use serde_json::Value as Json;
+use tutti_engine::{EffectRequest, HostError, HostEvent, ProcessHost};
+use tutti_journal::ErrorInfo;
+use tutti_journal::event::ModuleHash;
+
+pub use modules::code_hash;
+
+const RUNTIME_JS: &str = include_str!("js/runtime.js");
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read process file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Import(String),
+    #[error("cannot load process {path}: {message}")]
+    Load { path: String, message: String },
+    #[error(
+        "process {path} has no process function: export `async function process(inputs, ctx)` or a default \
+         function (exports found: {found})"
+    )]
+    MissingExport { path: String, found: String },
+    #[error("javascript engine")]
+    Engine(#[from] rquickjs::Error),
+}
+
+/// Shared between the Rust host and the functions it gives to JavaScript.
+#[derive(Default)]
+struct Shared {
+    events: RefCell<Vec<HostEvent>>,
+    now_ms: Cell<i64>,
+    /// A request the host could not decode: a bug in runtime.js, reported at the end of the step.
+    fault: RefCell<Option<String>>,
+}
+
+/// A loaded process, ready to start.
+pub struct JsHost {
+    // Field order is drop order: JavaScript values first, the runtime last.
+    process: Persistent<Function<'static>>,
+    context: Context,
+    runtime: Runtime,
+    shared: Rc<Shared>,
+    modules: Vec<ModuleHash>,
+    path: PathBuf,
+}
+
+impl JsHost {
+    /// Load the process module at `path` and everything it imports.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let path = std::fs::canonicalize(path)
+            .map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+        let runtime = Runtime::new()?;
+        runtime.set_max_stack_size(4 * 1024 * 1024);
+        let graph = modules::Graph::default();
+        runtime.set_loader(graph.resolver(), graph.loader());
+        let context = Context::full(&runtime)?;
+        let shared = Rc::new(Shared::default());
+        let name = path.display().to_string();
+        let process = context.with(|ctx| -> Result<_, Error> {
+            install_host(&ctx, &shared)?;
+            ctx.eval::<(), _>(RUNTIME_JS).catch(&ctx).map_err(|e| load_error(&name, e))?;
+            let promise = Module::import(&ctx, name.clone()).catch(&ctx).map_err(|e| load_error(&name, e))?;
+            let namespace: Object = match promise.finish::<Object>().catch(&ctx) {
+                Ok(ns) => ns,
+                Err(e) => return Err(graph.take_error().unwrap_or_else(|| load_error(&name, e))),
+            };
+            let function = process_export(&namespace, &name)?;
+            Ok(Persistent::save(&ctx, function))
+        })?;
+        Ok(Self { process, context, runtime, shared, modules: graph.modules(), path })
+    }
+
+    /// The modules of the process's module graph with their content hashes.
+    pub fn modules(&self) -> &[ModuleHash] {
+        &self.modules
+    }
+
+    pub fn code_hash(&self) -> String {
+        code_hash(&self.modules)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run queued promise jobs until the process is blocked, then hand over what it did.
+    fn settle(&mut self) -> Result<Vec<HostEvent>, HostError> {
+        loop {
+            match self.runtime.execute_pending_job() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    let message = e.0.with(|ctx| describe(&ctx, CaughtError::from_error(&ctx, rquickjs::Error::Exception)));
+                    return Err(HostError { message: format!("uncaught error in a promise job: {message}") });
+                }
+            }
+        }
+        if let Some(fault) = self.shared.fault.borrow_mut().take() {
+            return Err(HostError { message: fault });
+        }
+        Ok(std::mem::take(&mut *self.shared.events.borrow_mut()))
+    }
+
+    fn call_internal(
+        &self,
+        name: &str,
+        args: impl for<'js> FnOnce(&Ctx<'js>, Function<'js>) -> rquickjs::Result<()>,
+    ) -> Result<(), HostError> {
+        self.context.with(|ctx| {
+            let internal: Object = ctx.globals().get("__tutti_internal").map_err(|e| host_error(&ctx, e))?;
+            let f: Function = internal.get(name).map_err(|e| host_error(&ctx, e))?;
+            args(&ctx, f).map_err(|e| host_error(&ctx, e))
+        })
+    }
+}
+
+impl ProcessHost for JsHost {
+    fn start(&mut self, run_id: &str, inputs: &Json, seed: u32, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
+        self.shared.now_ms.set(now_ms);
+        let process = self.process.clone();
+        let inputs = inputs.to_string();
+        self.call_internal("start", |ctx, start| {
+            let f = process.restore(ctx)?;
+            start.call::<_, ()>((f, inputs, run_id, seed))
+        })?;
+        self.settle()
+    }
+
+    fn deliver(&mut self, effect: &str, outcome: &Result<Json, ErrorInfo>, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
+        self.shared.now_ms.set(now_ms);
+        let (ok, json) = match outcome {
+            Ok(v) => (true, v.to_string()),
+            Err(e) => (false, serde_json::to_string(e).unwrap_or_else(|_| "{}".into())),
+        };
+        self.call_internal("deliver", |_, deliver| deliver.call::<_, bool>((effect, ok, json)).map(|_| ()))?;
+        self.settle()
+    }
+}
+
+/// The functions runtime.js calls, on a `__tutti_host` global it removes before any process code runs.
+fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
+    let host = Object::new(ctx.clone())?;
+    let s = shared.clone();
+    host.set("request", Function::new(ctx.clone(), move |json: String| push_request(&s, &json))?)?;
+    let s = shared.clone();
+    host.set(
+        "log",
+        Function::new(ctx.clone(), move |scope: String, message: String| {
+            s.events.borrow_mut().push(HostEvent::Log { scope, message });
+        })?,
+    )?;
+    let s = shared.clone();
+    host.set(
+        "finish",
+        Function::new(ctx.clone(), move |ok: bool, json: String| {
+            let event = if ok {
+                HostEvent::Finished(Ok(serde_json::from_str(&json).unwrap_or(Json::Null)))
+            } else {
+                let info = serde_json::from_str(&json).unwrap_or_else(|_| ErrorInfo::new("Error", json.clone()));
+                HostEvent::Finished(Err(info))
+            };
+            s.events.borrow_mut().push(event);
+        })?,
+    )?;
+    let s = shared.clone();
+    host.set(
+        "halt",
+        Function::new(ctx.clone(), move |reason: String, json: String| {
+            let payload = serde_json::from_str(&json).unwrap_or(Json::Null);
+            s.events.borrow_mut().push(HostEvent::Halted { reason, payload });
+        })?,
+    )?;
+    let s = shared.clone();
+    host.set("now", Function::new(ctx.clone(), move || s.now_ms.get() as f64)?)?;
+    ctx.globals().set("__tutti_host", host)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    effect: String,
+    scope: String,
+    task_id: String,
+    kind: String,
+    title: Option<String>,
+    callsite: Option<String>,
+    args: Json,
+    task: Json,
+}
+
+fn push_request(shared: &Shared, json: &str) {
+    match serde_json::from_str::<WireRequest>(json) {
+        Ok(w) => shared.events.borrow_mut().push(HostEvent::Request(EffectRequest {
+            effect: w.effect,
+            scope: w.scope,
+            task_id: w.task_id,
+            kind: w.kind,
+            title: w.title,
+            callsite: w.callsite,
+            args: w.args,
+            task: w.task,
+        })),
+        Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {json}")),
+    }
+}
+
+fn process_export<'js>(namespace: &Object<'js>, path: &str) -> Result<Function<'js>, Error> {
+    for name in ["process", "default"] {
+        if let Ok(f) = namespace.get::<_, Function>(name) {
+            return Ok(f);
+        }
+    }
+    let found: Vec<String> = namespace.keys::<String>().filter_map(Result::ok).collect();
+    let found = if found.is_empty() { "none".to_string() } else { found.join(", ") };
+    Err(Error::MissingExport { path: path.to_string(), found })
+}
+
+fn describe(_ctx: &Ctx<'_>, e: CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let mut text = ex.message().unwrap_or_default();
+            if let Some(stack) = ex.stack().filter(|s| !s.trim().is_empty()) {
+                text.push('\n');
+                text.push_str(stack.trim_end());
+            }
+            text
+        }
+        CaughtError::Value(v) => format!("{v:?}"),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+fn load_error(path: &str, e: CaughtError<'_>) -> Error {
+    let message = match &e {
+        CaughtError::Exception(ex) => {
+            let name = ex.get::<_, String>("name").unwrap_or_else(|_| "Error".into());
+            let mut text = format!("{name}: {}", ex.message().unwrap_or_default());
+            if let Some(stack) = ex.stack().filter(|s| !s.trim().is_empty()) {
+                text.push('\n');
+                text.push_str(stack.trim_end());
+            }
+            text
+        }
+        CaughtError::Value(v) => format!("{v:?}"),
+        CaughtError::Error(e) => e.to_string(),
+    };
+    Error::Load { path: path.to_string(), message }
+}
+
+fn host_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> HostError {
+    HostError { message: describe(ctx, CaughtError::from_error(ctx, e)) }
+}

@@ -1,0 +1,164 @@
+//! The process host on its own: identities, scopes, replay-relevant determinism, sandbox errors.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use tutti_engine::{HostEvent, ProcessHost};
+use tutti_js::JsHost;
+
+fn write(dir: &tempfile::TempDir, name: &str, src: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, src).unwrap();
+    p
+}
+
+/// Drive a host to its end, resolving each effect with its arguments, in the order `pick` chooses among
+/// the pending ones. Returns the effect ids in request order and the output.
+fn drive(host: &mut JsHost, inputs: Value, mut pick: impl FnMut(usize) -> usize) -> (Vec<String>, Result<Value, String>) {
+    let mut pending: VecDeque<(String, Value)> = VecDeque::new();
+    let mut ids = Vec::new();
+    let mut events = host.start("01TEST", &inputs, 7, 1_000).unwrap();
+    let mut now = 1_000;
+    loop {
+        for e in events.drain(..) {
+            match e {
+                HostEvent::Request(r) => {
+                    ids.push(r.effect.clone());
+                    pending.push_back((r.effect, r.args));
+                }
+                HostEvent::Finished(r) => return (ids, r.map_err(|e| format!("{}: {}", e.name, e.message))),
+                HostEvent::Halted { reason, .. } => return (ids, Err(format!("halted: {reason}"))),
+                HostEvent::Log { .. } => {}
+            }
+        }
+        assert!(!pending.is_empty(), "process blocked with nothing pending");
+        let i = pick(pending.len()) % pending.len();
+        let (id, args) = pending.remove(i).unwrap();
+        now += 5;
+        events = host.deliver(&id, &Ok(args), now).unwrap();
+    }
+}
+
+const BRANCHING: &str = r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", (args) => ({ kind: "shell", title: `t ${args.n}` }));
+export async function process(inputs, ctx) {
+  const first = await ctx.task(t, { n: 0 });
+  const out = await ctx.parallel.all([1, 2, 3].map((b) => async () => {
+    const a = await ctx.task(t, { n: b * 10 });
+    const c = await ctx.task(t, { n: a.n + 1 });
+    return c.n;
+  }));
+  const mapped = await ctx.parallel.map([5, 6], (x) => ctx.task(t, { n: x }), { maxConcurrency: 1 });
+  return { first: first.n, out, mapped: mapped.map((m) => m.n), at: new Date().getTime() > 0 };
+}
+"#;
+
+#[test]
+fn branches_get_their_own_scopes_whatever_the_completion_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "p.js", BRANCHING);
+    let mut reference: Option<(Vec<String>, Value)> = None;
+    for seed in 0..8u64 {
+        let mut host = JsHost::load(&path).unwrap();
+        let mut state = seed;
+        let (mut ids, out) = drive(&mut host, json!({}), |n| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        });
+        ids.sort();
+        let out = out.unwrap();
+        assert_eq!(out["out"], json!([11, 21, 31]));
+        assert_eq!(out["mapped"], json!([5, 6]));
+        match &reference {
+            None => reference = Some((ids, out)),
+            Some((r_ids, r_out)) => {
+                assert_eq!(&ids, r_ids, "identities depend on completion order");
+                assert_eq!(&out, r_out);
+            }
+        }
+    }
+    let (ids, _) = reference.unwrap();
+    assert!(ids.contains(&"root/parallel:0/1".to_string()), "{ids:?}");
+    assert!(ids.contains(&"root/parallel:2/0".to_string()), "{ids:?}");
+}
+
+#[test]
+fn host_imports_fail_at_load_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "p.js", "import fs from 'fs';\nexport async function process() {}\n");
+    let err = JsHost::load(&path).err().expect("load must fail").to_string();
+    assert!(err.contains("\"fs\"") && err.contains("shell"), "{err}");
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "bad.js", "export async function process( {\n");
+    let err = JsHost::load(&path).err().expect("load must fail").to_string();
+    assert!(err.contains("bad.js") && err.contains("SyntaxError"), "{err}");
+}
+
+#[test]
+fn missing_export_lists_what_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "p.js", "export const x = 1;\n");
+    let err = JsHost::load(&path).err().expect("load must fail").to_string();
+    assert!(err.contains("no process function") && err.contains("x"), "{err}");
+}
+
+#[test]
+fn babysitter_sdk_forms_and_relative_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir, "lib.js", "import path from 'node:path';\nexport const name = path.basename('/a/b/c.txt', '.txt');\n");
+    let path = write(
+        &dir,
+        "p.js",
+        r#"
+import { defineTask } from "@a5c-ai/babysitter-sdk";
+import { name } from "./lib.js";
+export const a = defineTask("a", (args, taskCtx) => ({ kind: "agent", title: taskCtx.effectId, agent: { prompt: { task: "x" } } }));
+export const b = defineTask("b", async () => {}, { kind: "agent", title: "static" });
+export const c = defineTask({ id: "c", kind: "shell", shell: { command: "true" } });
+export default async function (inputs, ctx) {
+  const r = await ctx.parallel.all([ctx.task(a, { i: 1 }), ctx.task(b, { i: 2 }), ctx.task(c, { i: 3 })]);
+  return { r, name, random: Math.random(), now: ctx.now().toISOString() };
+}
+"#,
+    );
+    let mut host = JsHost::load(&path).unwrap();
+    let (ids, out) = drive(&mut host, Value::Null, |_| 0);
+    assert_eq!(ids, vec!["root/0", "root/1", "root/2"]);
+    let out = out.unwrap();
+    assert_eq!(out["name"], "c");
+    assert_eq!(out["now"], "1970-01-01T00:00:01.015Z");
+    let mut again = JsHost::load(&path).unwrap();
+    let (_, out2) = drive(&mut again, Value::Null, |_| 0);
+    assert_eq!(out["random"], out2.unwrap()["random"], "Math.random must be seeded");
+}
+
+#[test]
+fn task_errors_reject_with_name_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", () => ({ kind: "shell" }));
+export async function process(inputs, ctx) {
+  try { await ctx.task(t, {}); } catch (e) { return { name: e.name, message: e.message, data: e.data }; }
+}
+"#,
+    );
+    let mut host = JsHost::load(&path).unwrap();
+    let events = host.start("01X", &Value::Null, 1, 0).unwrap();
+    assert!(matches!(&events[0], HostEvent::Request(r) if r.effect == "root/0"));
+    let err = tutti_journal::ErrorInfo::new("Boom", "it broke").with_data(json!({"k": 1}));
+    let events = host.deliver("root/0", &Err(err), 1).unwrap();
+    match &events[0] {
+        HostEvent::Finished(Ok(v)) => assert_eq!(v, &json!({"name": "Boom", "message": "it broke", "data": {"k": 1}})),
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -1,0 +1,1 @@
+//! Test helpers for tutti (filled in with the integration tests).
