@@ -1,1 +1,13 @@
-fn main() {}
+//! The `tutti` binary: parse the arguments, run the command, map the outcome to a documented exit code.
+
+mod args;
+mod commands;
+mod config;
+mod output;
+mod signals;
+
+fn main() -> std::process::ExitCode {
+    let args = <args::Args as clap::Parser>::parse();
+    let code = commands::dispatch(args).unwrap_or_else(|e| output::report_error(&e));
+    std::process::ExitCode::from(code as u8)
+}

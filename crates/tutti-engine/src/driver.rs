@@ -700,6 +700,11 @@ fn holder_is_gone(holder: &LeaseHolder) -> bool {
     rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
+/// A lease holder naming this process.
+pub fn lease_holder() -> LeaseHolder {
+    LeaseHolder { id: ulid::Ulid::new().to_string(), host: this_host(), pid: std::process::id() }
+}
+
 /// This host's name, for lease holders.
 pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

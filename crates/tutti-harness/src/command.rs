@@ -279,13 +279,19 @@ mod tests {
         let input: Value = serde_json::from_str(&fs::read_to_string(dir.path().join("in.json")).unwrap()).unwrap();
         assert_eq!(input["prompt"], json!("Role: dev\n\nTask: Add 1\n"));
         assert_eq!(input["outputSchema"], json!({"type": "object"}));
-        assert_eq!((input["runId"].clone(), input["effectId"].clone(), input["attempt"].clone()), (json!("run-1"), json!("effect-1"), json!(1)));
+        assert_eq!(
+            (input["runId"].clone(), input["effectId"].clone(), input["attempt"].clone()),
+            (json!("run-1"), json!("effect-1"), json!(1))
+        );
         assert_eq!((input["args"].clone(), input["title"].clone()), (json!({"n": 41}), json!("a title")));
         assert_eq!(input["task"]["agent"]["prompt"]["task"], json!("Add 1"));
 
         let env = fs::read_to_string(dir.path().join("env.txt")).unwrap();
         let names: Vec<&str> = env.lines().map(|l| l.split('=').next().unwrap()).collect();
-        assert_eq!(names, ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_TASK_ID"]);
+        assert_eq!(
+            names,
+            ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_TASK_ID"]
+        );
     }
 
     #[test]
@@ -313,21 +319,28 @@ mod tests {
     fn death_by_signal_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let error = run(&harness(dir.path(), "kill -KILL $$"), &agent_job(dir.path())).unwrap_err();
-        assert_eq!((error.name.as_str(), error.message.as_str()), ("HarnessError", "harness fake was killed by SIGKILL"));
+        assert_eq!(
+            (error.name.as_str(), error.message.as_str()),
+            ("HarnessError", "harness fake was killed by SIGKILL")
+        );
     }
 
     #[test]
     fn no_json_is_an_output_error() {
         let dir = tempfile::tempdir().unwrap();
         let error = run(&harness(dir.path(), "echo 'all done'; echo warn >&2"), &agent_job(dir.path())).unwrap_err();
-        assert_eq!((error.name.as_str(), error.message.as_str()), ("OutputError", "harness fake printed no JSON result"));
+        assert_eq!(
+            (error.name.as_str(), error.message.as_str()),
+            ("OutputError", "harness fake printed no JSON result")
+        );
         assert_eq!(error.data, Some(json!({"stdout": "all done\n", "stderr": "warn\n"})));
     }
 
     #[test]
     fn a_result_file_that_is_not_json_is_an_output_error() {
         let dir = tempfile::tempdir().unwrap();
-        let error = run(&harness(dir.path(), "echo nope > \"$TUTTI_RESULT_FILE\""), &agent_job(dir.path())).unwrap_err();
+        let error =
+            run(&harness(dir.path(), "echo nope > \"$TUTTI_RESULT_FILE\""), &agent_job(dir.path())).unwrap_err();
         assert_eq!(error.name, "OutputError");
         assert!(error.message.starts_with("harness fake: result file is not JSON"), "{}", error.message);
     }
@@ -355,8 +368,12 @@ mod tests {
     #[test]
     fn output_schema_falls_back_to_the_task_level() {
         let task = json!({"outputSchema": {"type": "array"}, "agent": {"prompt": "hi"}});
-        let payload: Value = serde_json::from_slice(&stdin_payload(&job("agent", task, json!(null), Path::new("/")))).unwrap();
-        assert_eq!((payload["outputSchema"].clone(), payload["prompt"].clone()), (json!({"type": "array"}), json!("hi")));
+        let payload: Value =
+            serde_json::from_slice(&stdin_payload(&job("agent", task, json!(null), Path::new("/")))).unwrap();
+        assert_eq!(
+            (payload["outputSchema"].clone(), payload["prompt"].clone()),
+            (json!({"type": "array"}), json!("hi"))
+        );
     }
 
     #[test]

@@ -60,7 +60,11 @@ impl NodeHarness {
     fn spawn_error(&self, job: &Job, spec: &NodeSpec, source: io::Error) -> Error {
         // ENOENT also means a missing working directory; only blame Node when the directory is there.
         let what = if source.kind() == io::ErrorKind::NotFound && job.workdir.is_dir() {
-            format!("node script `{}`: `{}` not found; install Node.js and put it on PATH", spec.script, self.program.display())
+            format!(
+                "node script `{}`: `{}` not found; install Node.js and put it on PATH",
+                spec.script,
+                self.program.display()
+            )
         } else {
             format!("node script `{}`", spec.script)
         };
@@ -154,8 +158,11 @@ mod tests {
         assert_eq!((value["success"].clone(), value["exitCode"].clone()), (json!(true), json!(0)));
         let printed: Value = serde_json::from_str(value["stdout"].as_str().unwrap()).unwrap();
         let cwd = dir.path().canonicalize().unwrap();
-        assert_eq!(printed, json!({"args": ["a", "2", "{\"b\":true}"], "color": "red", "effect": "effect-1",
-            "cwd": cwd.to_str().unwrap()}));
+        assert_eq!(
+            printed,
+            json!({"args": ["a", "2", "{\"b\":true}"], "color": "red", "effect": "effect-1",
+            "cwd": cwd.to_str().unwrap()})
+        );
     }
 
     #[test]
@@ -191,6 +198,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job = job("node", json!({"node": {"args": []}}), json!({}), dir.path());
         let err = NodeHarness::new().launch(&job, |_| {}).unwrap_err();
-        assert_eq!(err.to_string(), "node task `task-1` (effect effect-1): has no `node.script` (or `node.entry`) string");
+        assert_eq!(
+            err.to_string(),
+            "node task `task-1` (effect effect-1): has no `node.script` (or `node.entry`) string"
+        );
     }
 }

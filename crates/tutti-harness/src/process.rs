@@ -370,7 +370,12 @@ impl Readers {
     }
 }
 
-fn start_reader(name: &str, pipe: impl Read + Send + 'static, sink: &Arc<Mutex<Capture>>, done: &Sender<()>) -> io::Result<()> {
+fn start_reader(
+    name: &str,
+    pipe: impl Read + Send + 'static,
+    sink: &Arc<Mutex<Capture>>,
+    done: &Sender<()>,
+) -> io::Result<()> {
     let (sink, done) = (Arc::clone(sink), done.clone());
     named_thread(name, move || {
         read_into(pipe, &sink);

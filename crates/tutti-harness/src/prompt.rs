@@ -63,7 +63,8 @@ fn block(value: &Value) -> String {
 fn numbered(instructions: &Value) -> String {
     match instructions {
         Value::Array(items) => {
-            let lines: Vec<String> = items.iter().enumerate().map(|(i, item)| format!("{}. {}", i + 1, inline(item))).collect();
+            let lines: Vec<String> =
+                items.iter().enumerate().map(|(i, item)| format!("{}. {}", i + 1, inline(item))).collect();
             lines.join("\n")
         }
         other => block(other),

@@ -16,7 +16,8 @@ use crate::process::{self, Exit, Options, ProcessHandle, Stop};
 
 /// Runs tasks of kind `shell`.
 ///
-/// The command is the first string found at `task.shell.command`, `task.command`, then `job.args.command`.
+/// The command is the first of `task.shell.command`, `task.command` and `job.args.command` that is set (it
+/// must be a string).
 /// `task.shell` may also set `expectedExitCode` (default 0), `timeout` (milliseconds), `cwd` (relative to
 /// the project directory) and `env` (an object added to tutti's own environment).
 #[derive(Clone, Debug, Default)]
@@ -199,7 +200,8 @@ mod tests {
 
     #[test]
     fn success_reports_output_and_exit_code() {
-        let value = run_shell(json!({"kind": "shell", "shell": {"command": "echo hi; echo oops >&2"}}), json!({})).unwrap();
+        let value =
+            run_shell(json!({"kind": "shell", "shell": {"command": "echo hi; echo oops >&2"}}), json!({})).unwrap();
         assert_eq!(value, json!({"success": true, "exitCode": 0, "stdout": "hi\n", "stderr": "oops\n"}));
     }
 
@@ -245,7 +247,8 @@ mod tests {
 
     #[test]
     fn a_timeout_is_an_error() {
-        let error = run_shell(json!({"shell": {"command": "echo started; sleep 100", "timeout": 100}}), json!({})).unwrap_err();
+        let error =
+            run_shell(json!({"shell": {"command": "echo started; sleep 100", "timeout": 100}}), json!({})).unwrap_err();
         assert_eq!(error.name, "TimeoutError");
         assert_eq!(error.message, "shell command `echo started; sleep 100` timed out after 100 ms");
         assert_eq!(error.data.unwrap()["stdout"], json!("started\n"));

@@ -202,12 +202,11 @@ impl SqliteStore {
     }
 
     fn summaries(&self, filter: Option<&RunId>) -> Result<Vec<RunSummary>> {
-        const COLUMNS: &str = "SELECT id, process, created_ms, updated_ms, status, events FROM runs";
         let sql = match filter {
-            Some(_) => format!("{COLUMNS} WHERE id = ?1"),
-            None => format!("{COLUMNS} ORDER BY created_ms, id"),
+            Some(_) => "SELECT id, process, created_ms, updated_ms, status, events FROM runs WHERE id = ?1",
+            None => "SELECT id, process, created_ms, updated_ms, status, events FROM runs ORDER BY created_ms, id",
         };
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = match filter {
             Some(run) => stmt.query([run])?,
             None => stmt.query([])?,

@@ -174,12 +174,26 @@ fn report_append_and_read_speed() {
     let records = store.read(&run, 0).unwrap();
     let read = start.elapsed();
     let start = Instant::now();
+    for i in 0..1_000 {
+        store.append(&[(run.clone(), vec![log(i, "one".into())])]).unwrap();
+    }
+    let singles = start.elapsed();
+    let start = Instant::now();
+    let events = (0..100_000).map(|i| log(i, format!("effect root/{i} resolved"))).collect();
+    store.append(&[(run.clone(), events)]).unwrap();
+    let one_commit = start.elapsed();
+    let start = Instant::now();
     let reopened = SqliteStore::open(&dir.path().join("tutti.db")).unwrap();
     let opened = start.elapsed();
+    let start = Instant::now();
+    let check: String = reopened.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+    let checked = start.elapsed();
     drop(reopened);
     #[expect(clippy::print_stdout, reason = "the point of this report")]
     {
         println!("append 100k events in 1,000 commits of 100: {appended:?}");
         println!("read {} events: {read:?}; reopen: {opened:?}", records.len());
+        println!("quick_check: {check} in {checked:?}");
+        println!("1,000 commits of 1 event: {singles:?}; 100k events in one commit: {one_commit:?}");
     }
 }

@@ -1,0 +1,116 @@
+//! Raw command-line arguments, as clap parses them. Validation into a usable configuration happens in
+//! `config.rs`; nothing here touches the disk.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// tutti runs a process — a small JavaScript file — that dispatches many agent and shell tasks in
+/// parallel, journals every fact in a local SQLite database, and resumes exactly where it stopped.
+///
+/// Exit codes: 0 ok, 1 the run failed or was cancelled, 2 bad input (usage, process file, inputs,
+/// configuration, non-determinism on replay, run busy), 130 interrupted (resume with `tutti resume RUN`).
+#[derive(Parser, Debug)]
+#[command(name = "tutti", version, max_term_width = 100)]
+pub(crate) struct Args {
+    /// Project root holding `tutti.toml` and `.tutti/` (default: the nearest ancestor of the working
+    /// directory with either, else the working directory).
+    #[arg(long, global = true, env = "TUTTI_HOME", value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Cmd {
+    /// Start a run of a process file and drive it to its end.
+    ///
+    /// Prints the process's return value as JSON on stdout; progress goes to stderr. Example:
+    /// `tutti run examples/fanout.js --inputs '{"n": 20}' --max-parallel 8`
+    Run(RunArgs),
+    /// Continue a run that stopped (crash, Ctrl-C, closed laptop): replay its journal, then go on.
+    Resume(ResumeArgs),
+    /// Show a run: state, effects, pending breakpoints, output (the latest run when RUN is omitted).
+    Status {
+        run: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List runs, oldest first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's journal, one event per line.
+    Events {
+        run: String,
+        /// JSON lines, exactly as journaled.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events until the run ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Approve (or reject) a breakpoint a run is waiting on.
+    Approve {
+        run: String,
+        effect: String,
+        /// Reject instead of approving (the process sees `approved: false`).
+        #[arg(long)]
+        reject: bool,
+        /// A response passed to the process with the decision.
+        #[arg(long, value_name = "TEXT")]
+        response: Option<String>,
+    },
+    /// Resolve a pending effect by hand, with a value or an error (the external-driver protocol).
+    Post {
+        run: String,
+        effect: String,
+        #[arg(long, value_name = "JSON", conflicts_with = "error", required_unless_present = "error")]
+        value: Option<String>,
+        /// `{"name": ..., "message": ...}`
+        #[arg(long, value_name = "JSON")]
+        error: Option<String>,
+    },
+    /// Cancel a run: kill the process tree of every running effect and end the run as cancelled.
+    Cancel {
+        run: String,
+        #[arg(long, default_value = "cancelled by user")]
+        reason: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// The process file (an ES module exporting `process(inputs, ctx)`).
+    pub(crate) process: PathBuf,
+    /// Inputs: inline JSON, or a path to a JSON file.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub(crate) inputs: Option<String>,
+    #[command(flatten)]
+    pub(crate) drive: DriveArgs,
+    /// Harness for agent tasks that name none (overrides `[defaults] harness` in tutti.toml).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) harness: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ResumeArgs {
+    pub(crate) run: String,
+    #[command(flatten)]
+    pub(crate) drive: DriveArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DriveArgs {
+    /// Most effects running at once (default: `[defaults] max_parallel`, else 16).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_parallel: Option<u32>,
+    /// Approve breakpoints automatically; never wait for a person.
+    #[arg(long)]
+    pub(crate) non_interactive: bool,
+    /// Print one JSON object with the run id, status, output and error on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}

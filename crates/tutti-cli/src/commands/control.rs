@@ -1,0 +1,120 @@
+//! Commands that act on a run from outside its driver: `tutti approve`, `tutti post`, `tutti cancel`. They
+//! queue a command that the run's driver journals; with no driver attached, the next `tutti resume` does.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use tutti_journal::{Command, ErrorInfo, Event, NewEvent, Outcome, Payload, Store};
+
+use crate::commands::inspect::{effects, now_ms};
+use crate::commands::{find_run, open_store};
+use crate::config::Config;
+use crate::output::{self, EXIT_FAILED, EXIT_OK, UserError};
+
+/// The effect must exist and still wait for its result.
+fn pending_effect(store: &dyn Store, run: &str, effect: &str) -> Result<String> {
+    let summary = store.run(&run.to_string())?.ok_or_else(|| UserError::new(format!("run {run} not found")))?;
+    if summary.status.is_terminal() {
+        return Err(UserError::new(format!("run {run} is already {}", summary.status.as_str())).into());
+    }
+    let records = store.read(&run.to_string(), 0)?;
+    let all = effects(&records);
+    let Some((_, view)) = all.iter().find(|(id, _)| id == effect) else {
+        return Err(UserError::new(format!("run {run} has no effect {effect} (see `tutti status {run}`)")).into());
+    };
+    if matches!(view.state, "ok" | "error" | "cancelled") {
+        return Err(UserError::new(format!("effect {effect} of run {run} is already resolved ({})", view.state)).into());
+    }
+    Ok(view.kind.clone())
+}
+
+fn queue(store: &mut dyn Store, run: &str, command: &Command, what: &str) -> Result<i32> {
+    store.post_command(&run.to_string(), command)?;
+    if store.lease(&run.to_string(), now_ms())?.is_some() {
+        output::note(&format!("{what}; the run's driver picks it up"));
+    } else {
+        output::note(&format!("{what}; no driver is attached: `tutti resume {run}` continues the run"));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, response: Option<String>) -> Result<i32> {
+    let mut store = open_store(config)?;
+    let run = find_run(store.as_ref(), run)?;
+    let kind = pending_effect(store.as_ref(), &run, effect)?;
+    if kind != "breakpoint" {
+        return Err(UserError::new(format!("effect {effect} is a {kind} task, not a breakpoint (use `tutti post`)")).into());
+    }
+    let mut value = json!({ "approved": !reject });
+    if let Some(r) = response {
+        value["response"] = Value::String(r);
+    }
+    let command = Command::Resolve { effect: effect.to_string(), outcome: Outcome::Ok { value: Payload::Inline(value) } };
+    let what = if reject { "rejection queued" } else { "approval queued" };
+    queue(store.as_mut(), &run, &command, what)
+}
+
+pub(crate) fn post(config: &Config, run: &str, effect: &str, value: Option<String>, error: Option<String>) -> Result<i32> {
+    let mut store = open_store(config)?;
+    let run = find_run(store.as_ref(), run)?;
+    pending_effect(store.as_ref(), &run, effect)?;
+    let outcome = match (value, error) {
+        (Some(v), _) => {
+            let v: Value = serde_json::from_str(&v).map_err(|e| UserError::new(format!("--value is not valid JSON: {e}")))?;
+            Outcome::Ok { value: Payload::Inline(v) }
+        }
+        (None, Some(e)) => {
+            let error: ErrorInfo = serde_json::from_str(&e).map_err(|err| {
+                UserError::new(format!("--error must be JSON like {{\"name\": \"...\", \"message\": \"...\"}}: {err}"))
+            })?;
+            Outcome::Error { error }
+        }
+        (None, None) => return Err(UserError::new("give --value JSON or --error JSON").into()),
+    };
+    queue(store.as_mut(), &run, &Command::Resolve { effect: effect.to_string(), outcome }, "result queued")
+}
+
+pub(crate) fn cancel(config: &Config, run: &str, reason: &str) -> Result<i32> {
+    let mut store = open_store(config)?;
+    let run = find_run(store.as_ref(), run)?;
+    let summary = store.run(&run)?.ok_or_else(|| UserError::new(format!("run {run} not found")))?;
+    if summary.status.is_terminal() {
+        return Err(UserError::new(format!("run {run} is already {}", summary.status.as_str())).into());
+    }
+    if store.lease(&run, now_ms())?.is_none() {
+        return cancel_detached(store.as_mut(), &run, reason);
+    }
+    store.post_command(&run, &Command::Cancel { reason: reason.to_string() })?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if store.run(&run)?.is_some_and(|s| s.status.is_terminal()) {
+            output::note(&format!("run {run} cancelled"));
+            return Ok(EXIT_OK);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    output::note(&format!("cancellation queued, but the driver of run {run} has not confirmed it yet"));
+    Ok(EXIT_FAILED)
+}
+
+/// No driver holds the run: take its lease and journal the cancellation ourselves.
+fn cancel_detached(store: &mut dyn Store, run: &str, reason: &str) -> Result<i32> {
+    let me = tutti_engine::driver::lease_holder();
+    let run_id = run.to_string();
+    if let tutti_journal::LeaseOutcome::Busy { .. } = store.acquire_lease(&run_id, &me, now_ms(), 10_000, &|_| false)? {
+        return Err(UserError::new(format!("run {run} was just taken by a driver; try again")).into());
+    }
+    let records = store.read(&run_id, 0)?;
+    let ts_ms = now_ms();
+    let mut batch: Vec<NewEvent> = effects(&records)
+        .into_iter()
+        .filter(|(_, v)| matches!(v.state, "requested" | "running"))
+        .map(|(effect, _)| NewEvent { ts_ms, event: Event::EffectCancelled { effect, reason: reason.to_string() } })
+        .collect();
+    batch.push(NewEvent { ts_ms, event: Event::RunCancelled { reason: reason.to_string() } });
+    store.append(&[(run_id.clone(), batch)])?;
+    store.release_lease(&run_id, &me)?;
+    output::note(&format!("run {run} cancelled"));
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,224 @@
+//! Read-only commands: `tutti status`, `tutti ls`, `tutti events`. A run's state is derived from its events.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use tutti_journal::{Event, Outcome, Record, RunSummary, Store};
+
+use crate::commands::{find_run, open_store};
+use crate::config::Config;
+use crate::output::{self, EXIT_OK, UserError};
+
+/// The state of one effect, as the journal tells it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EffectView {
+    pub(crate) kind: String,
+    pub(crate) title: Option<String>,
+    /// requested | running | ok | error | cancelled
+    pub(crate) state: &'static str,
+}
+
+/// Every effect of a run by id, in request order.
+pub(crate) fn effects(records: &[Record]) -> Vec<(String, EffectView)> {
+    let mut order = Vec::new();
+    let mut views: BTreeMap<String, EffectView> = BTreeMap::new();
+    for r in records {
+        match &r.event {
+            Event::EffectRequested { effect, kind, title, .. } => {
+                order.push(effect.clone());
+                views.insert(effect.clone(), EffectView { kind: kind.clone(), title: title.clone(), state: "requested" });
+            }
+            Event::EffectStarted { effect, .. } => set(&mut views, effect, "running"),
+            Event::EffectRedispatched { effect, .. } => set(&mut views, effect, "requested"),
+            Event::EffectResolved { effect, outcome: Outcome::Ok { .. }, .. } => set(&mut views, effect, "ok"),
+            Event::EffectResolved { effect, outcome: Outcome::Error { .. }, .. } => set(&mut views, effect, "error"),
+            Event::EffectCancelled { effect, .. } => set(&mut views, effect, "cancelled"),
+            _ => {}
+        }
+    }
+    order.into_iter().filter_map(|id| views.remove(&id).map(|v| (id, v))).collect()
+}
+
+fn set(views: &mut BTreeMap<String, EffectView>, effect: &str, state: &'static str) {
+    if let Some(v) = views.get_mut(effect) {
+        v.state = state;
+    }
+}
+
+pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i32> {
+    let store = open_store(config)?;
+    let id = match run {
+        Some(r) => find_run(store.as_ref(), r)?,
+        None => store.runs()?.pop().map(|r| r.id).ok_or_else(|| UserError::new("no runs yet (start one with `tutti run`)"))?,
+    };
+    let summary = store.run(&id)?.ok_or_else(|| UserError::new(format!("run {id} not found")))?;
+    let records = store.read(&id, 0)?;
+    let live = store.lease(&id, now_ms())?;
+    let report = status_json(store.as_ref(), &summary, &records, live.is_some())?;
+    if json {
+        output::json(&report);
+    } else {
+        output::data(&status_text(&report));
+    }
+    Ok(EXIT_OK)
+}
+
+fn status_json(store: &dyn Store, s: &RunSummary, records: &[Record], live: bool) -> Result<Value> {
+    let effects = effects(records);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, v) in &effects {
+        *counts.entry(v.state).or_default() += 1;
+    }
+    let waiting: Vec<Value> = effects
+        .iter()
+        .filter(|(_, v)| v.kind == "breakpoint" && v.state == "requested")
+        .map(|(id, v)| json!({ "effect": id, "title": v.title }))
+        .collect();
+    let running: Vec<Value> = effects
+        .iter()
+        .filter(|(_, v)| v.state == "running")
+        .map(|(id, v)| json!({ "effect": id, "kind": v.kind, "title": v.title }))
+        .collect();
+    let (mut output, mut error) = (Value::Null, Value::Null);
+    for r in records.iter().rev() {
+        match &r.event {
+            Event::RunCompleted { output: o } => output = store.load(o)?,
+            Event::RunFailed { error: e } => error = serde_json::to_value(e)?,
+            _ => continue,
+        }
+        break;
+    }
+    Ok(json!({
+        "runId": s.id, "status": s.status.as_str(), "process": s.process, "createdMs": s.created_ms,
+        "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
+        "running": running, "waiting": waiting, "output": output, "error": error,
+    }))
+}
+
+fn status_text(r: &Value) -> String {
+    let mut out = format!(
+        "run      {}\nstatus   {}{}\nprocess  {}\ncreated  {}\nupdated  {}\nevents   {}\neffects  {}",
+        r["runId"].as_str().unwrap_or(""),
+        r["status"].as_str().unwrap_or(""),
+        if r["driverLive"] == true { " (a driver is attached)" } else { "" },
+        r["process"].as_str().unwrap_or(""),
+        utc(r["createdMs"].as_i64().unwrap_or(0)),
+        utc(r["updatedMs"].as_i64().unwrap_or(0)),
+        r["events"],
+        r["effects"].as_object().map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+    );
+    for w in r["waiting"].as_array().into_iter().flatten() {
+        let e = w["effect"].as_str().unwrap_or("");
+        out.push_str(&format!("\nwaiting  {e} — `tutti approve {} {e}`", r["runId"].as_str().unwrap_or("")));
+    }
+    for w in r["running"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nrunning  {} [{}]", w["effect"].as_str().unwrap_or(""), w["kind"].as_str().unwrap_or("")));
+    }
+    if !r["output"].is_null() {
+        out.push_str(&format!("\noutput   {}", r["output"]));
+    }
+    if !r["error"].is_null() {
+        out.push_str(&format!("\nerror    {}: {}", r["error"]["name"].as_str().unwrap_or(""), r["error"]["message"].as_str().unwrap_or("")));
+    }
+    out
+}
+
+pub(crate) fn ls(config: &Config, json: bool) -> Result<i32> {
+    let store = open_store(config)?;
+    let runs = store.runs()?;
+    if json {
+        for r in &runs {
+            output::json_line(&serde_json::to_value(r)?);
+        }
+        return Ok(EXIT_OK);
+    }
+    if runs.is_empty() {
+        output::note("no runs yet (start one with `tutti run PROCESS.js`)");
+    } else {
+        output::data(&format!("{:<26}  {:<9}  {:<19}  {:>7}  PROCESS", "RUN", "STATUS", "CREATED (UTC)", "EVENTS"));
+    }
+    for r in runs {
+        output::data(&format!("{:<26}  {:<9}  {:<19}  {:>7}  {}", r.id, r.status.as_str(), utc(r.created_ms), r.events, r.process));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) fn events(config: &Config, run: &str, json: bool, follow: bool) -> Result<i32> {
+    let store = open_store(config)?;
+    let id = find_run(store.as_ref(), run)?;
+    let mut after = 0;
+    let mut start = None;
+    loop {
+        for r in store.read(&id, after)? {
+            after = r.seq;
+            let t0 = *start.get_or_insert(r.ts_ms);
+            if json {
+                output::json_line(&serde_json::to_value(&r)?);
+            } else {
+                output::data(&event_line(&r, t0));
+            }
+        }
+        let ended = store.run(&id)?.is_some_and(|s| s.status.is_terminal());
+        if !follow || ended {
+            return Ok(EXIT_OK);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn event_line(r: &Record, t0: i64) -> String {
+    let detail = match &r.event {
+        Event::EffectRequested { effect, kind, task_id, title, .. } => {
+            format!("{effect} {kind} task={task_id}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default())
+        }
+        Event::EffectStarted { effect, attempt, harness, pid } => {
+            format!("{effect} attempt={attempt} harness={harness}{}", pid.map(|p| format!(" pid={p}")).unwrap_or_default())
+        }
+        Event::EffectResolved { effect, outcome: Outcome::Ok { .. }, .. } => format!("{effect} ok"),
+        Event::EffectResolved { effect, outcome: Outcome::Error { error }, .. } => {
+            format!("{effect} error {}: {}", error.name, error.message)
+        }
+        other => {
+            let mut v = serde_json::to_value(other).unwrap_or(Value::Null);
+            if let Some(m) = v.as_object_mut() {
+                m.remove("type");
+            }
+            v.to_string()
+        }
+    };
+    format!("{:>6}  +{:>8.3}s  {:<20}  {detail}", r.seq, (r.ts_ms - t0) as f64 / 1000.0, r.event.kind())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, from epoch milliseconds.
+pub(crate) fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_795_000_000_000), "2026-11-18 09:46:40");
+    }
+}

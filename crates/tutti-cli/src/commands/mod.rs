@@ -1,0 +1,58 @@
+//! The commands: each takes validated configuration, does its work, and returns an exit code.
+
+mod control;
+mod inspect;
+mod run;
+
+use std::path::Path;
+
+use anyhow::Result;
+use tutti_journal::{SqliteStore, Store, Writer, WriterHandle};
+
+use crate::args::{Args, Cmd};
+use crate::config::Config;
+use crate::output::UserError;
+
+pub(crate) fn dispatch(args: Args) -> Result<i32> {
+    let config = Config::load(args.home.as_deref())?;
+    match args.command {
+        Cmd::Run(a) => run::run(&config, a),
+        Cmd::Resume(a) => run::resume(&config, a),
+        Cmd::Status { run, json } => inspect::status(&config, run.as_deref(), json),
+        Cmd::Ls { json } => inspect::ls(&config, json),
+        Cmd::Events { run, json, follow } => inspect::events(&config, &run, json, follow),
+        Cmd::Approve { run, effect, reject, response } => control::approve(&config, &run, &effect, reject, response),
+        Cmd::Post { run, effect, value, error } => control::post(&config, &run, &effect, value, error),
+        Cmd::Cancel { run, reason } => control::cancel(&config, &run, &reason),
+    }
+}
+
+/// Open the project's journal for reading and control commands.
+pub(crate) fn open_store(config: &Config) -> Result<Box<dyn Store>> {
+    Ok(Box::new(SqliteStore::open(&config.db)?))
+}
+
+/// Open the journal for a driver: a reading connection and the group-commit writer.
+pub(crate) fn open_for_driver(config: &Config) -> Result<(Box<dyn Store>, WriterHandle)> {
+    let store = open_store(config)?;
+    let writer = Writer::spawn(Box::new(SqliteStore::open(&config.db)?))?;
+    Ok((store, writer))
+}
+
+/// A run id as the user typed it: exact, or a unique prefix of one.
+pub(crate) fn find_run(store: &dyn Store, given: &str) -> Result<String> {
+    if store.run(&given.to_string())?.is_some() {
+        return Ok(given.to_string());
+    }
+    let upper = given.to_ascii_uppercase();
+    let matches: Vec<String> = store.runs()?.into_iter().map(|r| r.id).filter(|id| id.starts_with(&upper)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(UserError::new(format!("run {given} not found (see `tutti ls`)")).into()),
+        _ => Err(UserError::new(format!("run id prefix {given} is ambiguous: {}", matches.join(", "))).into()),
+    }
+}
+
+pub(crate) fn display(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,142 @@
+//! `tutti run` and `tutti resume`: load the process, take the run's lease, and drive it to its end.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use tutti_engine::{Driver, NewRun, Options, RunEnd};
+use tutti_journal::{Event, RunStatus};
+use tutti_js::JsHost;
+
+use crate::args::{DriveArgs, ResumeArgs, RunArgs};
+use crate::commands::{display, find_run, open_for_driver};
+use crate::config::Config;
+use crate::output::{self, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError};
+use crate::signals;
+
+pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
+    let harnesses = config.harnesses(args.harness.as_deref())?;
+    let inputs = parse_inputs(args.inputs.as_deref())?;
+    let path = std::fs::canonicalize(&args.process)
+        .map_err(|e| UserError::new(format!("process file {}: {e}", args.process.display())))?;
+    let mut host = JsHost::load(&path)?;
+    let (store, writer) = open_for_driver(config)?;
+    let run_id = ulid::Ulid::new().to_string();
+    let opts = options(config, &run_id, &args.drive, config.root.clone());
+    output::note(&format!("run {run_id} of {} (resume with `tutti resume {run_id}`)", display(&path)));
+    let new = NewRun {
+        process: display(&path),
+        inputs,
+        code_hash: host.code_hash(),
+        modules: host.modules().to_vec(),
+        options: json!({
+            "maxParallel": opts.max_parallel,
+            "harness": args.harness.or_else(|| config.default_harness.clone()),
+            "nonInteractive": opts.non_interactive,
+            "workdir": display(&opts.workdir),
+        }),
+    };
+    let mut observer = output::observer();
+    let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
+    let end = driver.create(new)?;
+    Ok(report(&run_id, &end, args.drive.json))
+}
+
+pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
+    let (store, writer) = open_for_driver(config)?;
+    let run_id = find_run(store.as_ref(), &args.run)?;
+    let created = store.read(&run_id, 0)?.into_iter().next().map(|r| r.event);
+    let Some(Event::RunCreated { process, options: saved, .. }) = created else {
+        anyhow::bail!("run {run_id} has no run_created event: its journal is damaged");
+    };
+    let harnesses = config.harnesses(saved.get("harness").and_then(Value::as_str))?;
+    let path = PathBuf::from(&process);
+    let mut host = JsHost::load(&path).with_context(|| format!("cannot reload the process of run {run_id}"))?;
+    let workdir = saved.get("workdir").and_then(Value::as_str).map(PathBuf::from).unwrap_or(config.root.clone());
+    let mut drive = args.drive;
+    drive.non_interactive |= saved.get("nonInteractive").and_then(Value::as_bool).unwrap_or(false);
+    if drive.max_parallel.is_none() {
+        drive.max_parallel = saved.get("maxParallel").and_then(Value::as_u64).map(|n| n as u32);
+    }
+    let opts = options(config, &run_id, &drive, workdir);
+    let code_hash = host.code_hash();
+    let mut observer = output::observer();
+    let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
+    let end = driver.resume(&code_hash)?;
+    Ok(report(&run_id, &end, drive.json))
+}
+
+fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf) -> Options {
+    Options {
+        run_id: run_id.to_string(),
+        workdir,
+        max_parallel: drive.max_parallel.map(|n| n as usize).unwrap_or(config.max_parallel),
+        non_interactive: drive.non_interactive,
+        holder: tutti_engine::driver::lease_holder(),
+        kill_after_commits: std::env::var("TUTTI_FAULT_KILL_AFTER_COMMITS").ok().and_then(|v| v.parse().ok()),
+    }
+}
+
+/// `--inputs`: inline JSON, or the path of a JSON file.
+fn parse_inputs(given: Option<&str>) -> Result<Value> {
+    let Some(given) = given else { return Ok(Value::Null) };
+    let trimmed = given.trim_start();
+    if trimmed.starts_with(['{', '[', '"']) || serde_json::from_str::<Value>(given).is_ok() {
+        return serde_json::from_str(given)
+            .map_err(|e| UserError::new(format!("--inputs is not valid JSON: {e}")).into());
+    }
+    let text = std::fs::read_to_string(given)
+        .map_err(|e| UserError::new(format!("--inputs {given}: not JSON, and not a readable file: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| UserError::new(format!("--inputs {given}: invalid JSON: {e}")).into())
+}
+
+/// Print the run's end and choose the exit code.
+fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
+    if end.interrupted {
+        output::note(&format!("interrupted; running effects were stopped. Continue with `tutti resume {run_id}`"));
+        return EXIT_INTERRUPTED;
+    }
+    if json {
+        output::json(&json!({
+            "runId": run_id,
+            "status": end.status.as_str(),
+            "output": end.output,
+            "error": end.error,
+        }));
+    } else if let Some(out) = &end.output {
+        output::json(out);
+    }
+    match (&end.status, &end.error) {
+        (RunStatus::Completed | RunStatus::Halted, _) => {
+            output::note(&format!("run {run_id} {}", end.status.as_str()));
+            EXIT_OK
+        }
+        (status, Some(e)) => {
+            let stack = e.data.as_ref().and_then(|d| d.get("stack")).and_then(Value::as_str).unwrap_or("");
+            output::note(&format!("run {run_id} {}: {}: {}\n{stack}", status.as_str(), e.name, e.message));
+            EXIT_FAILED
+        }
+        (status, None) => {
+            output::note(&format!("run {run_id} {}", status.as_str()));
+            EXIT_FAILED
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_inline_or_file() {
+        assert_eq!(parse_inputs(Some(r#"{"a":1}"#)).unwrap(), json!({"a": 1}));
+        let e = parse_inputs(Some("{bad")).unwrap_err().to_string();
+        assert!(e.contains("--inputs"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("in.json");
+        std::fs::write(&f, "[1,2]").unwrap();
+        assert_eq!(parse_inputs(Some(f.to_str().unwrap())).unwrap(), json!([1, 2]));
+        let e = parse_inputs(Some("/nonexistent/in.json")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/in.json"), "{e}");
+    }
+}

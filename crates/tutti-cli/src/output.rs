@@ -1,0 +1,187 @@
+//! Everything tutti prints goes through here: data on stdout, progress and errors on stderr, the live view on
+//! a terminal, plain event lines otherwise, and the mapping of errors to exit codes.
+#![expect(clippy::print_stdout, clippy::print_stderr, reason = "the one module that prints")]
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use serde_json::Value;
+use tutti_engine::{Observer, Progress};
+
+/// Exit codes, as documented in `tutti --help`.
+pub(crate) const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_FAILED: i32 = 1;
+pub(crate) const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_INTERRUPTED: i32 = 130;
+
+/// A problem with what the user gave: exit code 2.
+#[derive(Debug)]
+pub(crate) struct UserError(String);
+
+impl UserError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Print an error with its causes and pick the exit code.
+pub(crate) fn report_error(e: &anyhow::Error) -> i32 {
+    let mut text = format!("tutti: error: {e}");
+    for cause in e.chain().skip(1) {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    eprintln!("{text}");
+    if is_user_error(e) { EXIT_USAGE } else { EXIT_FAILED }
+}
+
+fn is_user_error(e: &anyhow::Error) -> bool {
+    if e.downcast_ref::<UserError>().is_some() || e.downcast_ref::<tutti_js::Error>().is_some() {
+        return true;
+    }
+    if let Some(engine) = e.downcast_ref::<tutti_engine::Error>() {
+        return engine.is_user_error() || matches!(engine, tutti_engine::Error::Journal(j) if journal_user_error(j));
+    }
+    e.downcast_ref::<tutti_journal::Error>().is_some_and(journal_user_error)
+}
+
+fn journal_user_error(e: &tutti_journal::Error) -> bool {
+    use tutti_journal::Error::*;
+    matches!(e, Corrupt { .. } | SchemaTooNew { .. } | UnknownRun(_) | Open { .. })
+}
+
+/// Print data on stdout.
+pub(crate) fn data(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`| head`) is not an error worth a panic.
+    let _ = writeln!(out, "{text}");
+}
+
+pub(crate) fn json(value: &Value) {
+    data(&serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+pub(crate) fn json_line(value: &Value) {
+    data(&value.to_string());
+}
+
+/// A progress note on stderr.
+pub(crate) fn note(text: &str) {
+    eprintln!("tutti: {text}");
+}
+
+/// The observer for a run: a live view on a terminal, plain lines otherwise.
+pub(crate) fn observer() -> Box<dyn Observer> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Live::default())
+    } else {
+        Box::new(Plain { started: Instant::now() })
+    }
+}
+
+fn describe(effect: &str, title: &Option<String>) -> String {
+    match title {
+        Some(t) => format!("{effect} \"{t}\""),
+        None => effect.to_string(),
+    }
+}
+
+fn permanent_line(p: &Progress) -> Option<String> {
+    Some(match p {
+        Progress::Attached { run_id, resumed: true, replayed } => {
+            format!("resumed run {run_id} (replayed {replayed} journal events)")
+        }
+        Progress::Attached { .. } => return None,
+        Progress::CodeChanged { old_hash, new_hash } => {
+            format!("process code changed since the run started ({old_hash} -> {new_hash}); replay checks each call")
+        }
+        Progress::Started { effect, kind, title, harness, attempt } => {
+            let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+            format!("started {} [{kind} on {harness}]{again}", describe(effect, title))
+        }
+        Progress::Finished { effect, title, elapsed_ms, error: None } => {
+            format!("done    {} in {:.2}s", describe(effect, title), *elapsed_ms as f64 / 1000.0)
+        }
+        Progress::Finished { effect, title, error: Some(e), .. } => {
+            format!("failed  {}: {}: {}", describe(effect, title), e.name, e.message)
+        }
+        Progress::Waiting { effect, kind, title, wake_ms: None } => {
+            format!("waiting {} [{kind}]: approve with `tutti approve RUN {effect}`", describe(effect, title))
+        }
+        Progress::Waiting { effect, title, wake_ms: Some(ms), .. } => {
+            format!("sleeping {} until {ms} (epoch ms)", describe(effect, title))
+        }
+        Progress::Redispatched { effect, attempt } => {
+            format!("redispatching {effect} (attempt {attempt}): its driver stopped before it finished")
+        }
+        Progress::Queued { effect, reason } => format!("queued  {effect}: {reason}"),
+        Progress::Log { scope, message } => format!("log     [{scope}] {message}"),
+    })
+}
+
+/// Plain lines with a time offset, for logs and pipes.
+struct Plain {
+    started: Instant,
+}
+
+impl Observer for Plain {
+    fn progress(&mut self, p: Progress) {
+        if let Some(line) = permanent_line(&p) {
+            eprintln!("[{:>7.2}s] {line}", self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// The terminal view: finished work scrolls up as plain lines; below it, one line per running effect
+/// (kind, harness, elapsed), redrawn in place.
+#[derive(Default)]
+struct Live {
+    running: BTreeMap<String, (String, Instant)>,
+    drawn: usize,
+}
+
+impl Live {
+    fn redraw(&mut self, line: Option<String>) {
+        let mut err = std::io::stderr().lock();
+        if self.drawn > 0 {
+            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
+        }
+        if let Some(line) = line {
+            let _ = writeln!(err, "{line}");
+        }
+        let width = 100;
+        for (effect, (what, since)) in &self.running {
+            let mut text = format!("  ⏵ {effect}  {what}  {:.1}s", since.elapsed().as_secs_f64());
+            text.truncate(width);
+            let _ = writeln!(err, "\x1b[2m{text}\x1b[0m");
+        }
+        self.drawn = self.running.len();
+    }
+}
+
+impl Observer for Live {
+    fn progress(&mut self, p: Progress) {
+        match &p {
+            Progress::Started { effect, kind, title, harness, .. } => {
+                let what = format!("{kind} on {harness}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default());
+                self.running.insert(effect.clone(), (what, Instant::now()));
+                self.redraw(None);
+                return;
+            }
+            Progress::Finished { effect, .. } => {
+                self.running.remove(effect);
+            }
+            _ => {}
+        }
+        let line = permanent_line(&p);
+        self.redraw(line);
+    }
+}

@@ -1,0 +1,31 @@
+// A scripted agent for the `command` harness: reads one task as JSON on stdin and answers with JSON that
+// fits the task's output schema. Stands in for an agent CLI in the examples and tests.
+import { readFileSync } from "node:fs";
+
+const task = JSON.parse(readFileSync(0, "utf8"));
+
+function sample(schema, hint) {
+  if (!schema || typeof schema !== "object") return hint;
+  switch (schema.type) {
+    case "object": {
+      const out = {};
+      for (const [key, sub] of Object.entries(schema.properties ?? {})) out[key] = sample(sub, `${hint}.${key}`);
+      return out;
+    }
+    case "array":
+      return [sample(schema.items, `${hint}[0]`)];
+    case "boolean":
+      return true;
+    case "number":
+    case "integer":
+      return hint.length;
+    default:
+      return schema.enum ? schema.enum[0] : `${hint}`;
+  }
+}
+
+const answer = task.outputSchema
+  ? sample(task.outputSchema, task.title ?? task.taskId)
+  : { summary: `did: ${task.title ?? task.taskId}`, promptChars: task.prompt.length };
+process.stderr.write(`scripted agent: ${task.effectId} (${task.taskId})\n`);
+console.log(JSON.stringify(answer));
