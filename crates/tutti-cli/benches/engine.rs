@@ -1,1 +1,555 @@
-fn main() {}
+//! Engine benchmarks for the performance targets of SPEC §11, driving the engine in process exactly as
+//! `tutti run` / `tutti resume` do (QuickJS host, SQLite journal on disk behind the group-commit writer, the
+//! real dispatcher), with the in-process harnesses standing in for agents.
+//!
+//! ```text
+//! cargo bench -p tutti-cli --bench engine              # full sizes (about a minute on 2 cores)
+//! cargo bench -p tutti-cli --bench engine -- --quick   # sizes / 10, a smoke test
+//! cargo bench -p tutti-cli --bench engine -- --only chain,fanout --repeat 5
+//! ```
+//!
+//! Scenarios (each on a fresh journal in a temp dir on the same disk as the project):
+//! - `chain`: a sequential chain of N echo effects, each depending on the previous one's result. Echo is
+//!   pure, so the engine commits only when its buffer fills or it goes idle (SPEC §11 target ≤ 2 s).
+//! - `chain-durable`: the same chain on an in-process no-op harness that is *not* pure, so the driver must
+//!   commit (fsync) the request before every start: the cost a real subprocess chain pays per step.
+//! - `fanout`: `ctx.parallel.map` over N echo effects (target ≥ 20,000 effects/s).
+//! - `resume`: a ≥ 100,000-event run left waiting on a breakpoint and detached, then resumed by a fresh
+//!   host and store: time to replay completion (`driver_attached`, `resumed: true`) and to the first new
+//!   dispatch (target ≤ 1 s).
+//!
+//! Wall time is `Instant`; CPU is `getrusage(RUSAGE_SELF)` (all threads, so it includes the journal writer);
+//! peak RSS is `VmHWM`, reset before each scenario through `/proc/self/clear_refs`; commits are the writer's
+//! transactions (`WriterHandle::commits`), each one fsync of the WAL under `synchronous=FULL`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tutti_engine::{Driver, Harness, Harnesses, Job, NewRun, Observer, Options, Progress, Reporter, RunEnd, Running};
+use tutti_harness::EchoHarness;
+use tutti_journal::{RunStatus, SqliteStore, Store, Writer, WriterHandle};
+use tutti_js::JsHost;
+
+// ---- the process file ----
+
+const PROCESS: &str = r#"
+import { defineTask } from "tutti";
+
+// Agent tasks with no harness named go to the run's default agent harness: `echo` here.
+export const noop = defineTask("noop", () => ({ kind: "agent" }));
+// Routed to the bench's impure in-process no-op harness: the driver commits before each start.
+export const durable = defineTask("durable", () => ({ kind: "agent", harness: "durable" }));
+
+export async function process(inputs, ctx) {
+  const n = inputs.n;
+  const task = inputs.durable ? durable : noop;
+  let last = null;
+  if (inputs.mode === "chain") {
+    let v = { i: -1 };
+    for (let i = 0; i < n; i++) v = await ctx.task(task, { i, prev: v.i });
+    last = v.i;
+  } else {
+    const items = Array.from({ length: n }, (_, i) => i);
+    const out = await ctx.parallel.map(items, (i) => ctx.task(task, { i }));
+    last = out.length;
+  }
+  if (inputs.thenWait) {
+    // The run stops here until approved; then one more effect, the first new dispatch after a resume.
+    await ctx.breakpoint({ question: "go on?" });
+    const after = await ctx.task(durable, { after: last });
+    return { last, after };
+  }
+  return { last };
+}
+"#;
+
+// ---- an impure in-process no-op harness ----
+
+/// Resolves each job with its args at once, like echo, but claims to touch the outside world, so the driver
+/// commits the journal before every start (the output-commit rule for subprocesses).
+struct Durable;
+
+struct Done;
+
+impl Running for Done {
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+    fn cancel(&mut self) {}
+}
+
+impl Harness for Durable {
+    fn name(&self) -> &str {
+        "durable"
+    }
+    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, tutti_engine::harness::Error> {
+        reporter.finish(Ok(job.args));
+        Ok(Box::new(Done))
+    }
+}
+
+fn harnesses() -> Harnesses {
+    let mut h = Harnesses::new();
+    h.add(Arc::new(EchoHarness::new()));
+    h.add(Arc::new(Durable));
+    h.set_default_agent(Some("echo".into()));
+    h
+}
+
+// ---- an observer that timestamps the moments we measure ----
+
+#[derive(Default)]
+struct Clock {
+    attached: Option<Instant>,
+    replayed: usize,
+    first_start_after_attach: Option<Instant>,
+    /// Set when the process blocks on a breakpoint: asks the driver to detach.
+    detach_on_wait: Option<Arc<AtomicBool>>,
+}
+
+impl Observer for Clock {
+    fn progress(&mut self, event: Progress) {
+        match event {
+            Progress::Attached { replayed, .. } => {
+                self.attached = Some(Instant::now());
+                self.replayed = replayed;
+            }
+            Progress::Started { .. } if self.attached.is_some() && self.first_start_after_attach.is_none() => {
+                self.first_start_after_attach = Some(Instant::now());
+            }
+            Progress::Waiting { .. } => {
+                if let Some(flag) = &self.detach_on_wait {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---- resource accounting ----
+
+#[derive(Clone, Copy)]
+struct Usage {
+    wall: Instant,
+    cpu: Duration,
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+impl Usage {
+    fn now() -> Self {
+        Self { wall: Instant::now(), cpu: cpu_time() }
+    }
+}
+
+/// Reset the peak-RSS mark (Linux ≥ 4.0); returns false where it is not allowed.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+// ---- driving a run ----
+
+struct Env {
+    dir: PathBuf,
+    process: PathBuf,
+    db: PathBuf,
+}
+
+impl Env {
+    fn new(root: &Path, name: &str) -> Result<Self> {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let process = dir.join("bench.js");
+        std::fs::write(&process, PROCESS)?;
+        Ok(Self { db: dir.join(".tutti").join("journal.db"), process, dir })
+    }
+
+    fn open(&self) -> Result<(Box<dyn Store>, WriterHandle)> {
+        let store = SqliteStore::open(&self.db)?;
+        let writer = Writer::spawn(Box::new(SqliteStore::open(&self.db)?))?;
+        Ok((Box::new(store), writer))
+    }
+
+    fn options(&self, run_id: &str, non_interactive: bool) -> Options {
+        Options {
+            run_id: run_id.to_string(),
+            workdir: self.dir.clone(),
+            max_parallel: 1_000_000,
+            non_interactive,
+            holder: tutti_engine::driver::lease_holder(),
+            kill_after_commits: None,
+        }
+    }
+
+    fn events(&self, run_id: &str) -> Result<u64> {
+        let store = SqliteStore::open(&self.db)?;
+        Ok(store.run(&run_id.to_string())?.context("run not found")?.events)
+    }
+}
+
+struct Outcome {
+    end: RunEnd,
+    /// From loading the process to the run's end.
+    total: Duration,
+    /// From `Driver::create` / `resume` to its return.
+    drive: Duration,
+    cpu: Duration,
+    commits: u64,
+    clock: Clock,
+}
+
+/// Create a run of `inputs` and drive it to its end (or until it detaches).
+fn create(env: &Env, inputs: Value, non_interactive: bool, detach_on_wait: bool) -> Result<(String, Outcome)> {
+    let run_id = ulid::Ulid::new().to_string();
+    let start = Usage::now();
+    let mut host = JsHost::load(&env.process)?;
+    let (store, writer) = env.open()?;
+    let counter = writer.clone();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let mut clock = Clock { detach_on_wait: detach_on_wait.then(|| shutdown.clone()), ..Clock::default() };
+    let new = NewRun {
+        process: env.process.display().to_string(),
+        inputs,
+        code_hash: host.code_hash(),
+        modules: host.modules().to_vec(),
+        options: json!({}),
+    };
+    let drive_start = Instant::now();
+    let driver =
+        Driver::new(env.options(&run_id, non_interactive), writer, store, harnesses(), &mut host, &mut clock, shutdown);
+    let end = driver.create(new)?;
+    let drive = drive_start.elapsed();
+    let total = start.wall.elapsed();
+    let cpu = cpu_time() - start.cpu;
+    let commits = counter.commits();
+    drop(counter.shutdown());
+    Ok((run_id, Outcome { end, total, drive, cpu, commits, clock }))
+}
+
+/// Resume `run_id` with a fresh host, store and writer, as `tutti resume` does.
+fn resume(env: &Env, run_id: &str, non_interactive: bool) -> Result<Outcome> {
+    let start = Usage::now();
+    let mut host = JsHost::load(&env.process)?;
+    let (store, writer) = env.open()?;
+    let counter = writer.clone();
+    let mut clock = Clock::default();
+    let code_hash = host.code_hash();
+    let drive_start = Instant::now();
+    let driver = Driver::new(
+        env.options(run_id, non_interactive),
+        writer,
+        store,
+        harnesses(),
+        &mut host,
+        &mut clock,
+        Arc::new(AtomicBool::new(false)),
+    );
+    let end = driver.resume(&code_hash)?;
+    let drive = drive_start.elapsed();
+    let total = start.wall.elapsed();
+    let cpu = cpu_time() - start.cpu;
+    let commits = counter.commits();
+    drop(counter.shutdown());
+    Ok(Outcome { end, total, drive, cpu, commits, clock })
+}
+
+fn expect_completed(end: &RunEnd, what: &str) -> Result<()> {
+    if end.status != RunStatus::Completed {
+        bail!("{what}: run ended {:?}: {:?}", end.status, end.error);
+    }
+    Ok(())
+}
+
+// ---- scenarios ----
+
+struct Row {
+    name: String,
+    n: usize,
+    events: u64,
+    total: Duration,
+    drive: Duration,
+    cpu: Duration,
+    commits: u64,
+    rss_mb: f64,
+    /// The scenario's headline figure and its target.
+    headline: String,
+    target: String,
+    met: bool,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn chain(root: &Path, n: usize, durable: bool, rep: usize) -> Result<Row> {
+    let name = if durable { "chain-durable" } else { "chain" };
+    let env = Env::new(root, &format!("{name}-{rep}"))?;
+    reset_peak_rss();
+    let (run_id, o) = create(&env, json!({ "mode": "chain", "n": n, "durable": durable }), true, false)?;
+    expect_completed(&o.end, name)?;
+    if o.end.output.as_ref().and_then(|v| v.get("last")) != Some(&json!(n - 1)) {
+        bail!("{name}: wrong output {:?}", o.end.output);
+    }
+    let rss_mb = peak_rss_mb();
+    let events = env.events(&run_id)?;
+    let per_step_us = o.total.as_secs_f64() * 1e6 / n as f64;
+    let (headline, target, met) = if durable {
+        let per = o.commits as f64 / n as f64;
+        (format!("{per_step_us:.0} µs/step, {per:.3} commits/step"), "≤ 1 fsync/step".into(), per <= 1.0 + 1e-9)
+    } else {
+        let s = o.total.as_secs_f64() * 10_000.0 / n as f64;
+        (format!("{:.3} s per 10k ({per_step_us:.0} µs/step)", s), "≤ 2 s per 10k, ≤ 1 fsync/step".into(), s <= 2.0)
+    };
+    Ok(Row {
+        name: name.into(),
+        n,
+        events,
+        total: o.total,
+        drive: o.drive,
+        cpu: o.cpu,
+        commits: o.commits,
+        rss_mb,
+        headline,
+        target,
+        met,
+    })
+}
+
+fn fanout(root: &Path, n: usize, rep: usize) -> Result<Row> {
+    let env = Env::new(root, &format!("fanout-{rep}"))?;
+    reset_peak_rss();
+    let (run_id, o) = create(&env, json!({ "mode": "fanout", "n": n }), true, false)?;
+    expect_completed(&o.end, "fanout")?;
+    if o.end.output.as_ref().and_then(|v| v.get("last")) != Some(&json!(n)) {
+        bail!("fanout: wrong output {:?}", o.end.output);
+    }
+    let rss_mb = peak_rss_mb();
+    let events = env.events(&run_id)?;
+    let rate = n as f64 / o.total.as_secs_f64();
+    Ok(Row {
+        name: "fanout".into(),
+        n,
+        events,
+        total: o.total,
+        drive: o.drive,
+        cpu: o.cpu,
+        commits: o.commits,
+        rss_mb,
+        headline: format!("{rate:.0} effects/s"),
+        target: "≥ 20,000 effects/s".into(),
+        met: rate >= 20_000.0,
+    })
+}
+
+struct ResumeReport {
+    shape: &'static str,
+    effects: usize,
+    events: u64,
+    build: Duration,
+    /// A separate, warm read of the whole journal: what `resume` pays before replaying.
+    read: Duration,
+    to_replayed: Duration,
+    to_first_dispatch: Duration,
+    drive: Duration,
+    cpu: Duration,
+    rss_mb: f64,
+    replayed: usize,
+}
+
+/// Build a run of ≥ `min_events` events left waiting on a breakpoint, detach its driver, then resume it.
+fn resume_scenario(root: &Path, shape: &'static str, min_events: u64) -> Result<ResumeReport> {
+    // 3 events per echo effect (requested, started, resolved), plus run_created, driver_attached, the
+    // breakpoint's request and driver_detached.
+    let effects = (min_events.saturating_sub(4)).div_ceil(3) as usize;
+    let env = Env::new(root, &format!("resume-{shape}"))?;
+    let inputs = json!({ "mode": shape, "n": effects, "thenWait": true });
+    let (run_id, built) = create(&env, inputs, false, true)?;
+    if !built.end.interrupted {
+        bail!("resume: the build run did not detach: {:?}", built.end);
+    }
+    let events = env.events(&run_id)?;
+    if events < min_events {
+        bail!("resume: the build run has only {events} events");
+    }
+
+    let read = {
+        let store = SqliteStore::open(&env.db)?;
+        let t = Instant::now();
+        let records = store.read(&run_id, 0)?;
+        let d = t.elapsed();
+        assert_eq!(records.len() as u64, events);
+        d
+    };
+
+    reset_peak_rss();
+    let start = Instant::now();
+    let o = resume(&env, &run_id, true)?;
+    expect_completed(&o.end, "resume")?;
+    let rss_mb = peak_rss_mb();
+    let attached = o.clock.attached.context("no driver_attached on resume")?;
+    let first = o.clock.first_start_after_attach.context("no dispatch after resume")?;
+    Ok(ResumeReport {
+        shape,
+        effects,
+        events,
+        build: built.total,
+        read,
+        to_replayed: attached - start,
+        to_first_dispatch: first - start,
+        drive: o.drive,
+        cpu: o.cpu,
+        rss_mb,
+        replayed: o.clock.replayed,
+    })
+}
+
+// ---- main ----
+
+struct Args {
+    quick: bool,
+    only: Option<Vec<String>>,
+    repeat: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args { quick: false, only: None, repeat: 3 };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => a.quick = true,
+            "--only" => a.only = Some(it.next().context("--only NAMES")?.split(',').map(String::from).collect()),
+            "--repeat" => a.repeat = it.next().context("--repeat N")?.parse()?,
+            // `cargo bench` passes `--bench`; a name filter may follow.
+            "--bench" => {}
+            other if other.starts_with('-') => bail!("unknown option {other}"),
+            other => a.only = Some(vec![other.to_string()]),
+        }
+    }
+    a.repeat = a.repeat.max(1);
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    let args = args()?;
+    let wanted = |name: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
+    let scale = if args.quick { 10 } else { 1 };
+    let n = 10_000 / scale;
+    let resume_events = 100_000 / scale as u64;
+
+    let tmp = tempfile::Builder::new().prefix("tutti-bench-").tempdir()?;
+    let root = tmp.path();
+    println!(
+        "tutti engine bench: {} cores, journal in {} ({}), {} repetition(s){}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        root.display(),
+        if reset_peak_rss() { "peak RSS reset per scenario" } else { "peak RSS is process-wide" },
+        args.repeat,
+        if args.quick { ", --quick sizes" } else { "" }
+    );
+    let started = Instant::now();
+
+    let mut rows = Vec::new();
+    for rep in 0..args.repeat {
+        if wanted("chain") {
+            rows.push(chain(root, n, false, rep)?);
+        }
+        if wanted("fanout") {
+            rows.push(fanout(root, n, rep)?);
+        }
+    }
+    if wanted("chain-durable") {
+        rows.push(chain(root, n, true, 0)?);
+    }
+
+    if !rows.is_empty() {
+        println!();
+        println!(
+            "{:<14} {:>6} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8}  {:<40} {:<28} {}",
+            "scenario", "n", "events", "total ms", "drive ms", "cpu ms", "commits", "rss MB", "result", "target", "met"
+        );
+        for r in &rows {
+            println!(
+                "{:<14} {:>6} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>8.1}  {:<40} {:<28} {}",
+                r.name,
+                r.n,
+                r.events,
+                ms(r.total),
+                ms(r.drive),
+                ms(r.cpu),
+                r.commits,
+                r.rss_mb,
+                r.headline,
+                r.target,
+                if r.met { "yes" } else { "NO" }
+            );
+        }
+    }
+
+    let mut resumes = Vec::new();
+    for shape in ["chain", "fanout"] {
+        if wanted(&format!("resume-{shape}")) || wanted("resume") {
+            resumes.push(resume_scenario(root, shape, resume_events)?);
+        }
+    }
+    if !resumes.is_empty() {
+        println!();
+        println!(
+            "{:<14} {:>7} {:>8} {:>9} {:>9} {:>12} {:>15} {:>9} {:>9} {:>7}  {:<22} {}",
+            "resume of",
+            "effects",
+            "events",
+            "build ms",
+            "read ms",
+            "replayed ms",
+            "1st dispatch ms",
+            "drive ms",
+            "cpu ms",
+            "rss MB",
+            "target",
+            "met"
+        );
+        for r in &resumes {
+            debug_assert!(r.replayed as u64 + 1 >= r.events);
+            println!(
+                "{:<14} {:>7} {:>8} {:>9.1} {:>9.1} {:>12.1} {:>15.1} {:>9.1} {:>9.1} {:>7.1}  {:<22} {}",
+                r.shape,
+                r.effects,
+                r.events,
+                ms(r.build),
+                ms(r.read),
+                ms(r.to_replayed),
+                ms(r.to_first_dispatch),
+                ms(r.drive),
+                ms(r.cpu),
+                r.rss_mb,
+                "≤ 1000 ms to 1st dispatch",
+                if r.to_first_dispatch <= Duration::from_secs(1) { "yes" } else { "NO" }
+            );
+        }
+    }
+    println!();
+    println!("whole bench: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -241,32 +241,36 @@ impl<'a> Driver<'a> {
     /// driver had started them).
     fn redispatch(&mut self, replay: &Replay) {
         let fresh: std::collections::HashSet<EffectId> = self.queue.iter().cloned().collect();
-        let unresolved: HashMap<EffectId, u32> = replay.unresolved().into_iter().collect();
+        let unresolved: HashMap<EffectId, (u32, Option<u32>)> =
+            replay.unresolved().into_iter().map(|(id, attempt, pid)| (id, (attempt, pid))).collect();
         let mut again = Vec::new();
         for (id, e) in self.effects.iter_mut() {
             if fresh.contains(id) {
                 continue;
             }
             match unresolved.get(id) {
-                Some(&last) => {
-                    e.attempt = last + 1;
-                    again.push((id.clone(), last));
-                }
+                Some(&(last, pid)) => again.push((id.clone(), last, pid, is_internal(&e.request.kind))),
                 None => {
                     e.transition(State::Done);
                 }
             }
         }
         again.sort();
-        for (id, last) in again.into_iter().rev() {
-            if last > 0 {
-                let attempt = last + 1;
-                self.record(Event::EffectRedispatched {
-                    effect: id.clone(),
-                    attempt,
-                    reason: "the driver that started it stopped before it finished".into(),
-                });
+        for (id, last, pid, internal) in again.into_iter().rev() {
+            if !internal {
+                // The request was durable before any start, so attempt `last + 1` (or the first one, when no
+                // start was journaled) may have run: the new attempt is journaled as a re-dispatch.
+                let attempt = last.max(1) + 1;
+                let killed = pid.and_then(|pid| crate::orphan::kill(&self.opts.run_id, &id, pid));
+                let mut reason = "its previous driver stopped before journaling a result".to_string();
+                if let Some(pid) = killed {
+                    reason.push_str(&format!("; killed the previous attempt's process group {pid}"));
+                }
+                self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
                 self.observer.progress(Progress::Redispatched { effect: id.clone(), attempt });
+                if let Some(e) = self.effects.get_mut(&id) {
+                    e.attempt = attempt;
+                }
             }
             self.queue.push_front(id);
         }

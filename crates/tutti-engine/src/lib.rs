@@ -9,6 +9,7 @@ pub mod harness;
 pub mod host;
 pub mod identity;
 pub mod observer;
+mod orphan;
 pub mod registry;
 mod replay;
 

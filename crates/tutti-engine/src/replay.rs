@@ -25,6 +25,8 @@ pub(crate) struct Journaled {
     pub(crate) call: Call,
     /// Highest attempt number journaled as started or re-dispatched (0: never started).
     pub(crate) last_attempt: u32,
+    /// Process group of the last journaled start, if the harness reported one.
+    pub(crate) pid: Option<u32>,
     pub(crate) resolved: bool,
 }
 
@@ -46,11 +48,18 @@ pub(crate) fn build(
         match &r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, .. } => {
                 let call = Call { task_id: task_id.clone(), digest: digest.clone(), callsite: callsite.clone() };
-                journaled.insert(effect.clone(), Journaled { call, last_attempt: 0, resolved: false });
+                journaled.insert(effect.clone(), Journaled { call, last_attempt: 0, pid: None, resolved: false });
             }
-            Event::EffectStarted { effect, attempt, .. } | Event::EffectRedispatched { effect, attempt, .. } => {
+            Event::EffectStarted { effect, attempt, pid, .. } => {
                 if let Some(j) = journaled.get_mut(effect) {
                     j.last_attempt = j.last_attempt.max(*attempt);
+                    j.pid = *pid;
+                }
+            }
+            Event::EffectRedispatched { effect, attempt, .. } => {
+                if let Some(j) = journaled.get_mut(effect) {
+                    j.last_attempt = j.last_attempt.max(*attempt);
+                    j.pid = None;
                 }
             }
             Event::EffectResolved { effect, outcome, .. } => {
@@ -124,13 +133,13 @@ impl Replay {
     }
 
     /// Effects the journal requested and the replay re-requested, but that never got a result: they must be
-    /// dispatched again. Each comes with its last journaled attempt.
-    pub(crate) fn unresolved(&self) -> Vec<(EffectId, u32)> {
-        let mut out: Vec<(EffectId, u32)> = self
+    /// dispatched again. Each comes with its last journaled attempt and process group.
+    pub(crate) fn unresolved(&self) -> Vec<(EffectId, u32, Option<u32>)> {
+        let mut out: Vec<(EffectId, u32, Option<u32>)> = self
             .journaled
             .iter()
             .filter(|(id, j)| !j.resolved && self.requested.contains(*id))
-            .map(|(id, j)| (id.clone(), j.last_attempt))
+            .map(|(id, j)| (id.clone(), j.last_attempt, j.pid))
             .collect();
         out.sort();
         out
@@ -244,6 +253,6 @@ mod tests {
         };
         let mut r = replay(&[requested(&a, 1), started]);
         r.request(&a).unwrap();
-        assert_eq!(r.unresolved(), vec![("root/0".to_string(), 1)]);
+        assert_eq!(r.unresolved(), vec![("root/0".to_string(), 1, None)]);
     }
 }

@@ -30,7 +30,7 @@ pub fn encode_event(event: &Event, put: &mut dyn FnMut(&str, &[u8]) -> Result<()
 }
 
 /// Moves the large inline payloads of `event` out of line; true if any moved.
-pub fn externalize(event: &mut Event, put: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<bool> {
+fn externalize(event: &mut Event, put: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<bool> {
     let mut moved = false;
     for payload in event.payloads_mut() {
         let Payload::Inline(value) = payload else { continue };
@@ -70,8 +70,7 @@ mod tests {
             Ok(())
         };
         let body = encode_event(&event, &mut put).unwrap();
-        let Event::RunCompleted { output: Payload::Blob { hash, size } } = serde_json::from_str(&body).unwrap()
-        else {
+        let Event::RunCompleted { output: Payload::Blob { hash, size } } = serde_json::from_str(&body).unwrap() else {
             panic!("output should be a blob: {body}");
         };
         assert_eq!(stored.len(), 1);

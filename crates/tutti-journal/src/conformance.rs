@@ -202,8 +202,7 @@ pub fn large_payloads_move_to_blobs(store: &mut dyn Store) {
     store.append(&[(id(RUN_A), large_payload_events())]).expect("append of large payloads");
     let mut records = store.read(&id(RUN_A), 0).expect("read");
     let tags = ["inputs", "args", "task", "value", "halt"];
-    let payloads: Vec<Payload> =
-        records.iter_mut().flat_map(|r| r.event.payloads_mut()).map(|p| p.clone()).collect();
+    let payloads: Vec<Payload> = records.iter_mut().flat_map(|r| r.event.payloads_mut()).map(|p| p.clone()).collect();
     assert_eq!(payloads.len(), tags.len(), "every payload is read back");
     for (payload, tag) in payloads.iter().zip(tags) {
         let Payload::Blob { size, .. } = payload else {

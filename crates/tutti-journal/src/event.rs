@@ -36,7 +36,8 @@ impl Payload {
 pub struct ErrorInfo {
     pub name: String,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Absent when `None`; `Some(Value::Null)` is stored as `null` and read back as such.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub data: Option<Value>,
 }
 
@@ -49,6 +50,11 @@ impl ErrorInfo {
         self.data = Some(data);
         self
     }
+}
+
+/// A field that is present, even as `null`, is `Some`: plain `Option` would read `null` back as `None`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// How an effect ended.

@@ -11,10 +11,10 @@ pub mod writer;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use blob::INLINE_LIMIT;
 pub use event::{
     EffectId, ErrorInfo, Event, NewEvent, Outcome, Payload, Record, RunId, RunStatus, SCHEMA_VERSION, Seq,
 };
-pub use blob::INLINE_LIMIT;
 pub use sqlite::SqliteStore;
 pub use store::{Command, Error, LeaseHolder, LeaseOutcome, RunSummary, Store};
 pub use writer::{Pending, Writer, WriterHandle};

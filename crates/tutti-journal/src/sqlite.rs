@@ -73,8 +73,7 @@ impl SqliteStore {
 
     /// A private, empty journal in memory, for tests.
     pub fn open_in_memory() -> Result<Self> {
-        let conn =
-            Connection::open_in_memory().map_err(|source| Error::Open { path: ":memory:".into(), source })?;
+        let conn = Connection::open_in_memory().map_err(|source| Error::Open { path: ":memory:".into(), source })?;
         Self::init(conn, ":memory:".into())
     }
 
@@ -103,9 +102,7 @@ impl SqliteStore {
 
     fn migrate(&mut self) -> Result<()> {
         match self.stored_version()? {
-            Some(found) if found > SCHEMA_VERSION => {
-                Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION })
-            }
+            Some(found) if found > SCHEMA_VERSION => Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION }),
             Some(_) => Ok(()),
             None => self.create_schema(),
         }
@@ -194,8 +191,7 @@ impl SqliteStore {
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as Seq;
             let body = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-            let event = serde_json::from_str(body)
-                .map_err(|source| Error::Decode { run: run.clone(), seq, source })?;
+            let event = serde_json::from_str(body).map_err(|source| Error::Decode { run: run.clone(), seq, source })?;
             records.push(Record { seq, ts_ms: row.get(1)?, event });
         }
         Ok(records)
@@ -216,8 +212,7 @@ impl SqliteStore {
 
     fn summary(&self, row: &rusqlite::Row<'_>) -> Result<RunSummary> {
         let status: String = row.get(4)?;
-        let status =
-            RunStatus::parse(&status).ok_or_else(|| self.corrupt(format!("run status {status:?}")))?;
+        let status = RunStatus::parse(&status).ok_or_else(|| self.corrupt(format!("run status {status:?}")))?;
         Ok(RunSummary {
             id: row.get(0)?,
             process: row.get(1)?,
@@ -255,8 +250,8 @@ impl SqliteStore {
         let mut commands = Vec::new();
         for row in rows {
             let (id, body) = row?;
-            let command = serde_json::from_str(&body)
-                .map_err(|source| Error::DecodeCommand { run: run.clone(), id, source })?;
+            let command =
+                serde_json::from_str(&body).map_err(|source| Error::DecodeCommand { run: run.clone(), id, source })?;
             commands.push(command);
         }
         conn.prepare_cached("UPDATE commands SET taken = 1 WHERE run_id = ?1 AND taken = 0")?.execute([run])?;
@@ -319,9 +314,8 @@ impl Store for SqliteStore {
 
     fn renew_lease(&mut self, run: &RunId, me: &LeaseHolder, now_ms: i64, ttl_ms: i64) -> Result<bool> {
         let result = (|| {
-            let mut stmt = self
-                .conn
-                .prepare_cached("UPDATE leases SET expires_ms = ?3 WHERE run_id = ?1 AND holder_id = ?2")?;
+            let mut stmt =
+                self.conn.prepare_cached("UPDATE leases SET expires_ms = ?3 WHERE run_id = ?1 AND holder_id = ?2")?;
             Ok(stmt.execute(params![run, me.id, now_ms.saturating_add(ttl_ms)])? == 1)
         })();
         self.checked(result)

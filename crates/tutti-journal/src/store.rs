@@ -82,7 +82,10 @@ pub struct LeaseHolder {
 pub enum LeaseOutcome {
     Acquired,
     /// Another live driver holds the run until `expires_ms`.
-    Busy { holder: LeaseHolder, expires_ms: i64 },
+    Busy {
+        holder: LeaseHolder,
+        expires_ms: i64,
+    },
 }
 
 /// A request from another `tutti` process to a run's driver, queued in the database.
@@ -122,10 +125,8 @@ pub trait Store: Send {
             Payload::Inline(v) => Ok(v.clone()),
             Payload::Blob { hash, .. } => {
                 let bytes = self.get_blob(hash)?;
-                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                    path: format!("blob {hash}"),
-                    detail: e.to_string(),
-                })
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt { path: format!("blob {hash}"), detail: e.to_string() })
             }
         }
     }

@@ -62,8 +62,7 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>) {
-        let (batches, replies): (Vec<_>, Vec<_>) =
-            group.into_iter().map(|r| ((r.run, r.events), r.reply)).unzip();
+        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|r| ((r.run, r.events), r.reply)).unzip();
         match self.store.append(&batches) {
             Ok(seqs) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);

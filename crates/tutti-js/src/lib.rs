@@ -74,7 +74,9 @@ impl JsHost {
         let name = path.display().to_string();
         let process = context.with(|ctx| -> Result<_, Error> {
             install_host(&ctx, &shared)?;
-            ctx.eval::<(), _>(RUNTIME_JS).catch(&ctx).map_err(|e| load_error(&name, e))?;
+            let mut options = rquickjs::context::EvalOptions::default();
+            options.filename = Some("tutti:runtime".into());
+            ctx.eval_with_options::<(), _>(RUNTIME_JS, options).catch(&ctx).map_err(|e| load_error(&name, e))?;
             let promise = Module::import(&ctx, name.clone()).catch(&ctx).map_err(|e| load_error(&name, e))?;
             let namespace: Object = match promise.finish::<Object>().catch(&ctx) {
                 Ok(ns) => ns,

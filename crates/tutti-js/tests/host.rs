@@ -55,33 +55,80 @@ export async function process(inputs, ctx) {
 }
 "#;
 
-#[test]
-fn branches_get_their_own_scopes_whatever_the_completion_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(&dir, "p.js", BRANCHING);
-    let mut reference: Option<(Vec<String>, Value)> = None;
-    for seed in 0..8u64 {
-        let mut host = JsHost::load(&path).unwrap();
-        let mut state = seed;
-        let (mut ids, out) = drive(&mut host, json!({}), |n| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) as usize % n
-        });
-        ids.sort();
-        let out = out.unwrap();
-        assert_eq!(out["out"], json!([11, 21, 31]));
-        assert_eq!(out["mapped"], json!([5, 6]));
-        match &reference {
-            None => reference = Some((ids, out)),
-            Some((r_ids, r_out)) => {
-                assert_eq!(&ids, r_ids, "identities depend on completion order");
-                assert_eq!(&out, r_out);
+/// Replay `deliveries` (effect ids in journal order) into a fresh host; returns requests in order and output.
+fn replay(host: &mut JsHost, deliveries: &[(String, Value)]) -> (Vec<String>, Result<Value, String>) {
+    let mut ids = Vec::new();
+    let mut end = None;
+    let mut take = |events: Vec<HostEvent>, ids: &mut Vec<String>| {
+        for e in events {
+            match e {
+                HostEvent::Request(r) => ids.push(r.effect),
+                HostEvent::Finished(r) => end = Some(r.map_err(|e| e.message)),
+                _ => {}
             }
         }
+    };
+    take(host.start("01TEST", &json!({}), 7, 1_000).unwrap(), &mut ids);
+    for (i, (id, value)) in deliveries.iter().enumerate() {
+        take(host.deliver(id, &Ok(value.clone()), 1_005 + 5 * i as i64).unwrap(), &mut ids);
     }
-    let (ids, _) = reference.unwrap();
-    assert!(ids.contains(&"root/parallel:0/1".to_string()), "{ids:?}");
-    assert!(ids.contains(&"root/parallel:2/0".to_string()), "{ids:?}");
+    (ids, end.expect("replay must finish"))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whatever order effects complete in, each branch keeps its own identities, the output is the same, and a
+    /// replay of the journal order reproduces the exact request sequence and output.
+    #[test]
+    fn random_completion_orders_replay_to_the_same_identities_and_output(choices in proptest::collection::vec(0usize..1000, 32)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "p.js", BRANCHING);
+        let mut host = JsHost::load(&path).unwrap();
+        let mut picks = choices.into_iter().cycle();
+        let mut order = Vec::new();
+        let (ids, out) = drive_recording(&mut host, &mut order, |n| picks.next().unwrap() % n);
+        let out = out.unwrap();
+        proptest::prop_assert_eq!(&out["out"], &json!([11, 21, 31]));
+        proptest::prop_assert_eq!(&out["mapped"], &json!([5, 6]));
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let expected: Vec<String> = [
+            "root/0", "root/parallel:0/0", "root/parallel:0/1", "root/parallel:1/0", "root/parallel:1/1",
+            "root/parallel:2/0", "root/parallel:2/1", "root/parallel:3/0", "root/parallel:4/0",
+        ].iter().map(|s| s.to_string()).collect();
+        proptest::prop_assert_eq!(&sorted, &expected);
+        let mut fresh = JsHost::load(&path).unwrap();
+        let (replayed, replay_out) = replay(&mut fresh, &order);
+        proptest::prop_assert_eq!(replayed, ids);
+        proptest::prop_assert_eq!(replay_out.unwrap(), out);
+    }
+}
+
+/// Like `drive`, also recording the delivery order (the journal order of results).
+fn drive_recording(
+    host: &mut JsHost,
+    order: &mut Vec<(String, Value)>,
+    mut pick: impl FnMut(usize) -> usize,
+) -> (Vec<String>, Result<Value, String>) {
+    let mut pending: VecDeque<(String, Value)> = VecDeque::new();
+    let mut ids = Vec::new();
+    let mut events = host.start("01TEST", &json!({}), 7, 1_000).unwrap();
+    loop {
+        for e in events.drain(..) {
+            match e {
+                HostEvent::Request(r) => {
+                    ids.push(r.effect.clone());
+                    pending.push_back((r.effect, r.args));
+                }
+                HostEvent::Finished(r) => return (ids, r.map_err(|e| e.message)),
+                _ => {}
+            }
+        }
+        let (id, args) = pending.remove(pick(pending.len())).unwrap();
+        order.push((id.clone(), args.clone()));
+        events = host.deliver(&id, &Ok(args), 1_005 + 5 * (order.len() as i64 - 1)).unwrap();
+    }
 }
 
 #[test]

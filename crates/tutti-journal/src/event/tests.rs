@@ -19,8 +19,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map(".{0,6}", inner, 0..4)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            prop::collection::btree_map(".{0,6}", inner, 0..4).prop_map(|map| Value::Object(map.into_iter().collect())),
         ]
     })
 }
@@ -33,8 +32,11 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
 }
 
 fn arb_error() -> impl Strategy<Value = ErrorInfo> {
-    (".{0,8}", ".{0,16}", prop::option::of(arb_value()))
-        .prop_map(|(name, message, data)| ErrorInfo { name, message, data })
+    (".{0,8}", ".{0,16}", prop::option::of(arb_value())).prop_map(|(name, message, data)| ErrorInfo {
+        name,
+        message,
+        data,
+    })
 }
 
 fn arb_outcome() -> impl Strategy<Value = Outcome> {
@@ -49,7 +51,8 @@ fn arb_text() -> impl Strategy<Value = String> {
 }
 
 fn arb_run_event() -> impl Strategy<Value = Event> {
-    let modules = prop::collection::vec((arb_text(), arb_text()).prop_map(|(path, hash)| ModuleHash { path, hash }), 0..3);
+    let modules =
+        prop::collection::vec((arb_text(), arb_text()).prop_map(|(path, hash)| ModuleHash { path, hash }), 0..3);
     prop_oneof![
         (arb_text(), arb_payload(), arb_text(), modules, arb_value()).prop_map(
             |(process, inputs, code_hash, modules, options)| Event::RunCreated {
@@ -85,10 +88,16 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
         arb_requested(),
         (arb_text(), any::<u32>(), arb_text(), prop::option::of(any::<u32>()))
             .prop_map(|(effect, attempt, harness, pid)| Event::EffectStarted { effect, attempt, harness, pid }),
-        (arb_text(), any::<u32>(), arb_text())
-            .prop_map(|(effect, attempt, reason)| Event::EffectRedispatched { effect, attempt, reason }),
-        (arb_text(), any::<u32>(), arb_outcome())
-            .prop_map(|(effect, attempt, outcome)| Event::EffectResolved { effect, attempt, outcome }),
+        (arb_text(), any::<u32>(), arb_text()).prop_map(|(effect, attempt, reason)| Event::EffectRedispatched {
+            effect,
+            attempt,
+            reason
+        }),
+        (arb_text(), any::<u32>(), arb_outcome()).prop_map(|(effect, attempt, outcome)| Event::EffectResolved {
+            effect,
+            attempt,
+            outcome
+        }),
         (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
     ]
 }
@@ -166,4 +175,13 @@ fn terminal_events_name_their_status() {
     assert_eq!(completed.terminal_status(), Some(RunStatus::Completed));
     let log = Event::Log { scope: "root".into(), message: "m".into() };
     assert_eq!(log.terminal_status(), None);
+}
+
+#[test]
+fn error_data_of_null_is_kept_apart_from_no_data() {
+    let with_null = ErrorInfo::new("E", "m").with_data(Value::Null);
+    let back: ErrorInfo = serde_json::from_str(&serde_json::to_string(&with_null).unwrap()).unwrap();
+    assert_eq!(back, with_null);
+    let without: ErrorInfo = serde_json::from_str(r#"{"name": "E", "message": "m"}"#).unwrap();
+    assert_eq!(without.data, None);
 }

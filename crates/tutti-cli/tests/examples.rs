@@ -1,0 +1,106 @@
+//! The example processes in `examples/` run to completion in a copy of that folder (its `tutti.toml` and
+//! scripted agent included) and return what their comments promise; their journals account for every effect.
+
+use serde_json::{Value, json};
+use tutti_testkit::{Project, kind, of_kind, show};
+
+const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
+
+/// Run an example to its end; it must exit 0. Returns its output and its journal.
+fn run_example(project: &Project, args: &[&str]) -> (Value, Vec<Value>) {
+    let mut full = vec!["run"];
+    full.extend_from_slice(args);
+    let out = project.run(&full);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    assert!(out.stderr.contains(&format!("run {run} completed")), "{out}");
+    let events = project.events(&run);
+    assert_every_effect_resolved_once(&events);
+    (out.json(), events)
+}
+
+/// Nothing lost: each requested effect was started (unless a breakpoint) and resolved exactly once, and the
+/// run ended with run_completed.
+fn assert_every_effect_resolved_once(events: &[Value]) {
+    for requested in of_kind(events, "effect_requested") {
+        let effect = &requested["event"]["effect"];
+        let resolved = of_kind(events, "effect_resolved").into_iter().filter(|e| &e["event"]["effect"] == effect).count();
+        assert_eq!(resolved, 1, "effect {effect} resolved {resolved} times:\n{}", show(events));
+    }
+    assert_eq!(events.last().map(kind), Some("run_completed"), "{}", show(events));
+}
+
+#[test]
+fn sequential_chain_doubles_five_times() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_example(&project, &["sequential.js"]);
+    assert_eq!(output, json!({ "value": 32, "steps": 5 }));
+    let logs: Vec<&str> = of_kind(&events, "log").iter().map(|e| e["event"]["message"].as_str().unwrap()).collect();
+    assert_eq!(logs, ["step 1: 2", "step 2: 4", "step 3: 8", "step 4: 16", "step 5: 32"]);
+}
+
+#[test]
+fn fanout_squares_twenty_four_items_at_most_six_at_once() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_example(&project, &["fanout.js"]);
+    assert_eq!(output, json!({ "count": 24, "sum": 4900 }));
+    assert_eq!(of_kind(&events, "effect_started").len(), 24);
+    let (mut running, mut most) = (0i32, 0i32);
+    for e in &events {
+        match kind(e) {
+            "effect_started" => running += 1,
+            "effect_resolved" => running -= 1,
+            _ => continue,
+        }
+        most = most.max(running);
+    }
+    assert!(most <= 6, "{most} items ran at once, above maxConcurrency 6:\n{}", show(&events));
+    assert!(most >= 2, "the fan-out never ran two items at once:\n{}", show(&events));
+}
+
+#[test]
+fn interleaving_branches_each_run_their_own_chain() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_example(&project, &["interleaving.js"]);
+    assert_eq!(
+        output,
+        json!({
+            "chains": [["a-0", "a-1", "a-2"], ["b-0", "b-1", "b-2"], ["c-0", "c-1", "c-2"]],
+            "joined": "join-9",
+        })
+    );
+    // Identities are per branch; the join is the root scope's first call.
+    let requested: Vec<&str> =
+        of_kind(&events, "effect_requested").iter().map(|e| e["event"]["effect"].as_str().unwrap()).collect();
+    for branch in 0..3 {
+        for stage in 0..3 {
+            let id = format!("root/parallel:{branch}/{stage}");
+            assert!(requested.contains(&id.as_str()), "{id} missing from {requested:?}");
+        }
+    }
+    assert_eq!(requested.last(), Some(&"root/0"));
+}
+
+#[test]
+fn breakpoint_approves_itself_when_non_interactive() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_example(&project, &["breakpoint.js", "--non-interactive"]);
+    assert_eq!(output["deployed"], true, "{output}");
+    assert_eq!(output["output"], "deployed");
+    let breakpoint = of_kind(&events, "effect_requested").into_iter().find(|e| e["event"]["kind"] == "breakpoint");
+    assert!(breakpoint.is_some(), "no breakpoint in the journal:\n{}", show(&events));
+}
+
+#[test]
+fn babysitter_process_runs_unchanged_on_the_scripted_agent() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_example(&project, &["babysitter-review.js", "--non-interactive"]);
+    assert_eq!(output["success"], true, "{output}");
+    assert_eq!(output["approved"], true);
+    assert_eq!(output["modules"], 3);
+    assert_eq!(output["risks"], json!(["Analyze parser.risk", "Analyze scheduler.risk", "Analyze journal.risk"]));
+    assert_eq!(output["summary"], "Summarize the review.summary");
+    // The agent tasks went to the command harness that examples/tutti.toml configures.
+    let harnesses: Vec<&Value> = of_kind(&events, "effect_started").iter().map(|e| &e["event"]["harness"]).collect();
+    assert_eq!(harnesses, [&json!("scripted"); 4]);
+}
