@@ -124,6 +124,7 @@ fn permanent_line(p: &Progress) -> Option<String> {
         }
         Progress::Queued { effect, reason } => format!("queued  {effect}: {reason}"),
         Progress::Log { scope, message } => format!("log     [{scope}] {message}"),
+        Progress::Tick => return None,
     })
 }
 
@@ -178,6 +179,10 @@ impl Observer for Live {
             }
             Progress::Finished { effect, .. } => {
                 self.running.remove(effect);
+            }
+            Progress::Tick => {
+                self.redraw(None);
+                return;
             }
             _ => {}
         }

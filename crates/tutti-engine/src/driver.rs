@@ -353,6 +353,9 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         self.expire()?;
+        if self.running > 0 {
+            self.observer.progress(Progress::Tick);
+        }
         for command in self.store.take_commands(&self.opts.run_id)? {
             self.command(command)?;
         }

@@ -15,6 +15,8 @@ pub enum Progress {
     Redispatched { effect: String, attempt: u32 },
     Queued { effect: String, reason: String },
     Log { scope: String, message: String },
+    /// Time passes (about every 100 ms while effects run): a live view redraws its clocks.
+    Tick,
 }
 
 pub trait Observer {

@@ -241,7 +241,9 @@
       },
       parallel,
       breakpoint(payload, opts) {
-        return request(current, breakpointTask, payload === undefined ? null : payload, opts);
+        const title = payload && typeof payload === "object" ? payload.title ?? payload.question : undefined;
+        const def = typeof title === "string" ? { ...breakpointTask, statics: { kind: "breakpoint", title } } : breakpointTask;
+        return request(current, def, payload === undefined ? null : payload, opts);
       },
       sleepUntil(when) {
         const ms = typeof when === "number" ? when : new RealDate(when).getTime();
