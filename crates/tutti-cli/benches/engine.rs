@@ -31,9 +31,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use tutti_engine::{Driver, Harness, Harnesses, Job, NewRun, Observer, Options, Progress, Reporter, RunEnd, Running};
+use tutti_engine::{
+    Driver, Harness, Harnesses, HostEvent, Job, NewRun, Observer, Options, ProcessHost, Progress, Reporter, RunEnd,
+    Running,
+};
 use tutti_harness::EchoHarness;
-use tutti_journal::{RunStatus, SqliteStore, Store, Writer, WriterHandle};
+use tutti_journal::{NewEvent, RunStatus, SqliteStore, Store, Writer, WriterHandle};
 use tutti_js::JsHost;
 
 // ---- the process file ----
@@ -297,6 +300,8 @@ struct Row {
     headline: String,
     target: String,
     met: bool,
+    /// The journal and run, for the breakdown.
+    source: (PathBuf, String),
 }
 
 fn ms(d: Duration) -> f64 {
@@ -334,6 +339,7 @@ fn chain(root: &Path, n: usize, durable: bool, rep: usize) -> Result<Row> {
         headline,
         target,
         met,
+        source: (env.db.clone(), run_id),
     })
 }
 
@@ -360,6 +366,7 @@ fn fanout(root: &Path, n: usize, rep: usize) -> Result<Row> {
         headline: format!("{rate:.0} effects/s"),
         target: "≥ 20,000 effects/s".into(),
         met: rate >= 20_000.0,
+        source: (env.db.clone(), run_id),
     })
 }
 
@@ -423,6 +430,64 @@ fn resume_scenario(root: &Path, shape: &'static str, min_events: u64) -> Result<
         rss_mb,
         replayed: o.clock.replayed,
     })
+}
+
+// ---- where the time goes ----
+
+/// The process host alone: start the process and feed every request its own args back at once, with no
+/// driver and no journal. The JavaScript share of a run (and of a replay, which re-executes the process).
+fn host_only(root: &Path, shape: &str, n: usize) -> Result<Duration> {
+    let env = Env::new(root, &format!("host-{shape}"))?;
+    let mut host = JsHost::load(&env.process)?;
+    let t = Instant::now();
+    let mut queue = std::collections::VecDeque::new();
+    let mut finished = false;
+    let mut take = |events: Vec<HostEvent>, queue: &mut std::collections::VecDeque<_>| {
+        for e in events {
+            match e {
+                HostEvent::Request(r) => queue.push_back(r),
+                HostEvent::Finished(_) => finished = true,
+                _ => {}
+            }
+        }
+    };
+    let events = host.start("01HBENCHHOSTONLY0000000000", &json!({ "mode": shape, "n": n }), 1, 0)?;
+    take(events, &mut queue);
+    while let Some(r) = queue.pop_front() {
+        let events = host.deliver(&r.effect, &Ok(r.args), 0)?;
+        take(events, &mut queue);
+    }
+    let d = t.elapsed();
+    if !finished {
+        bail!("host-only {shape}: the process did not finish");
+    }
+    Ok(d)
+}
+
+/// The journal alone, on the events of a finished run: read them all back, then append them to a new run
+/// through the writer in the driver's batch size (8192 events, one commit each).
+fn journal_only(root: &Path, db: &Path, run_id: &str) -> Result<(usize, Duration, Duration)> {
+    let store = SqliteStore::open(db)?;
+    let t = Instant::now();
+    let records = store.read(&run_id.to_string(), 0)?;
+    let read = t.elapsed();
+    let env = Env::new(root, "journal-only")?;
+    let (mut target, writer) = env.open()?;
+    let copy = ulid::Ulid::new().to_string();
+    let mut events = records.into_iter().map(|r| NewEvent { ts_ms: r.ts_ms, event: r.event });
+    let first: Vec<NewEvent> = events.by_ref().take(1).collect();
+    target.create_run(&copy, &first)?;
+    let rest: Vec<NewEvent> = events.collect();
+    let n = rest.len() + 1;
+    let t = Instant::now();
+    let mut rest = rest.into_iter().peekable();
+    while rest.peek().is_some() {
+        let batch: Vec<NewEvent> = rest.by_ref().take(8192).collect();
+        writer.append(copy.clone(), batch)?;
+    }
+    let append = t.elapsed();
+    drop(writer.shutdown());
+    Ok((n, read, append))
 }
 
 // ---- main ----
@@ -505,6 +570,35 @@ fn main() -> Result<()> {
                 if r.met { "yes" } else { "NO" }
             );
         }
+    }
+
+    if wanted("breakdown") {
+        let source = match rows.iter().find(|r| r.name == "chain") {
+            Some(r) => r.source.clone(),
+            None => chain(root, n, false, 99)?.source,
+        };
+        let per = |d: Duration, k: usize| d.as_secs_f64() * 1e6 / k as f64;
+        let (events, read, append) = journal_only(root, &source.0, &source.1)?;
+        let host_chain = host_only(root, "chain", n)?;
+        let host_fanout = host_only(root, "fanout", n)?;
+        let big = (resume_events.saturating_sub(4)).div_ceil(3) as usize;
+        let host_big = host_only(root, "chain", big)?;
+        println!();
+        println!("where the time goes (no driver: the JS host alone, the journal alone)");
+        println!("  JS host, chain of {n}:      {:>8.1} ms  {:>6.1} µs/effect", ms(host_chain), per(host_chain, n));
+        println!("  JS host, fan-out of {n}:    {:>8.1} ms  {:>6.1} µs/effect", ms(host_fanout), per(host_fanout, n));
+        println!("  JS host, chain of {big}:    {:>8.1} ms  {:>6.1} µs/effect", ms(host_big), per(host_big, big));
+        println!(
+            "  journal read of {events} events:   {:>8.1} ms  {:>6.2} µs/event",
+            ms(read),
+            per(read, events)
+        );
+        println!(
+            "  journal append of {events} events: {:>8.1} ms  {:>6.2} µs/event ({} commits)",
+            ms(append),
+            per(append, events),
+            events.div_ceil(8192)
+        );
     }
 
     let mut resumes = Vec::new();

@@ -81,16 +81,14 @@ impl Config {
             set.add(Arc::new(harness));
         }
         let default = choice.map(String::from).or_else(|| self.default_harness.clone());
-        if let Some(name) = &default {
-            if set.get(name).is_none() {
-                let known: Vec<&str> = set.names().collect();
-                let source = if choice.is_some() { "--harness" } else { "tutti.toml: [defaults] harness" };
-                return Err(UserError::new(format!(
-                    "{source}: unknown harness \"{name}\" (known: {}; add one under [harness.{name}] in tutti.toml)",
-                    known.join(", ")
-                ))
-                .into());
-            }
+        if let Some(name) = default.as_ref().filter(|n| set.get(n).is_none()) {
+            let known: Vec<&str> = set.names().collect();
+            let source = if choice.is_some() { "--harness" } else { "tutti.toml: [defaults] harness" };
+            return Err(UserError::new(format!(
+                "{source}: unknown harness \"{name}\" (known: {}; add one under [harness.{name}] in tutti.toml)",
+                known.join(", ")
+            ))
+            .into());
         }
         set.set_default_agent(default);
         Ok(set)

@@ -1,6 +1,6 @@
 //! Everything tutti prints goes through here: data on stdout, progress and errors on stderr, the live view on
 //! a terminal, plain event lines otherwise, and the mapping of errors to exit codes.
-#![expect(clippy::print_stdout, clippy::print_stderr, reason = "the one module that prints")]
+#![expect(clippy::print_stderr, reason = "the one module that prints")]
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -117,7 +117,7 @@ fn permanent_line(p: &Progress) -> Option<String> {
             format!("waiting {} [{kind}]: approve with `tutti approve RUN {effect}`", describe(effect, title))
         }
         Progress::Waiting { effect, title, wake_ms: Some(ms), .. } => {
-            format!("sleeping {} until {ms} (epoch ms)", describe(effect, title))
+            format!("sleeping {} until {} UTC", describe(effect, title), crate::commands::utc(*ms))
         }
         Progress::Redispatched { effect, attempt } => {
             format!("redispatching {effect} (attempt {attempt}): its driver stopped before it finished")

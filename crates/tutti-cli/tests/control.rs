@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tutti_testkit::{DEADLINE, Project, Spawned, kind, of_kind, process_is_gone, show, wait_for};
+use tutti_testkit::{DEADLINE, Project, Reaper, Spawned, kind, of_kind, process_is_gone, show, try_wait_for, wait_for};
 
 const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
 
@@ -87,34 +87,52 @@ fn post_refuses_unknown_and_already_resolved_effects() {
     assert_eq!(builds, 1, "the build resolved exactly once");
 }
 
-/// Shell tasks that record their shell's and their sleep's pids, then sleep 30 s, unless `fast` exists.
-const SLEEPERS: &str = r#"
-import { defineTask } from "tutti";
+/// Three shell tasks that record their shell's and their sleep's pids, then sleep 30 s, unless `fast`
+/// exists. `prelude` runs first in each (e.g. `trap '' TERM` for tasks that ignore SIGTERM).
+fn sleepers(prelude: &str) -> String {
+    let command = format!(
+        "{prelude} if [ -f fast ]; then echo quick ${{args.i}}; else echo $$ > pids/sh-${{args.i}}; \
+         sleep 30 & echo $! > pids/sleep-${{args.i}}; wait; fi"
+    );
+    format!(
+        r#"
+import {{ defineTask }} from "tutti";
 
-export const sleeper = defineTask("sleeper", (args) => ({
+export const sleeper = defineTask("sleeper", (args) => ({{
   kind: "shell",
-  title: `sleeper ${args.i}`,
-  shell: {
-    command: `if [ -f fast ]; then echo quick ${args.i}; else echo $$ > pids/sh-${args.i}; sleep 30 & echo $! > pids/sleep-${args.i}; wait; fi`,
-  },
-}));
+  title: `sleeper ${{args.i}}`,
+  shell: {{ command: `{command}` }},
+}}));
 
-export async function process(inputs, ctx) {
-  const results = await ctx.parallel.all([0, 1, 2].map((i) => () => ctx.task(sleeper, { i })));
+export async function process(inputs, ctx) {{
+  const results = await ctx.parallel.all([0, 1, 2].map((i) => () => ctx.task(sleeper, {{ i }})));
   return results.map((r) => r.stdout.trim());
+}}
+"#
+    )
 }
-"#;
 
-/// Start the sleepers and wait until all three have written both pids. Returns the driver, run id and pids.
-fn start_sleepers(project: &Project) -> (Spawned, String, Vec<u32>) {
-    project.write("sleepers.js", SLEEPERS);
+/// Start `script` and wait until its three sleepers have written both pids and their starts are journaled.
+/// Returns the driver, the run id and the sleepers' pids (killed when dropped, should the test fail).
+fn start_sleepers(project: &Project, script: &str) -> (Spawned, String, Reaper) {
+    project.write("sleepers.js", script);
     project.write("pids/.keep", "");
     let driver = project.spawn(&["run", "sleepers.js"]);
     let run = driver.run_id();
     let names: Vec<String> = (0..3).flat_map(|i| [format!("pids/sh-{i}"), format!("pids/sleep-{i}")]).collect();
     let pid = |name: &String| project.read(name).and_then(|s| s.trim().parse::<u32>().ok());
     wait_for(DEADLINE, "all sleepers to record their pids", || names.iter().all(|n| pid(n).is_some()));
-    (driver, run, names.iter().map(|n| pid(n).expect("recorded")).collect())
+    wait_for(DEADLINE, "three effect_started events", || of_kind(&project.events(&run), "effect_started").len() == 3);
+    (driver, run, Reaper(names.iter().map(|n| pid(n).expect("recorded")).collect()))
+}
+
+/// How long stopped tasks may take to be gone: tutti's grace between SIGTERM and SIGKILL is 2 s.
+const GONE_WITHIN: Duration = Duration::from_secs(8);
+
+fn assert_all_gone(pids: &Reaper, what: &str) {
+    let gone = try_wait_for(GONE_WITHIN, || pids.0.iter().all(|&p| process_is_gone(p)));
+    let alive: Vec<u32> = pids.0.iter().copied().filter(|&p| !process_is_gone(p)).collect();
+    assert!(gone, "{what}: processes {alive:?} still run {GONE_WITHIN:?} later");
 }
 
 fn effects_of(events: &[Value], event_kind: &str) -> Vec<String> {
@@ -129,7 +147,7 @@ const SLEEPER_EFFECTS: [&str; 3] = ["root/parallel:0/0", "root/parallel:1/0", "r
 #[test]
 fn cancel_kills_every_running_task_and_ends_the_run() {
     let project = Project::new(TUTTI);
-    let (driver, run, pids) = start_sleepers(&project);
+    let (driver, run, pids) = start_sleepers(&project, &sleepers(""));
 
     let cancel = project.run(&["cancel", &run]);
     assert_eq!(cancel.code, 0, "{cancel}");
@@ -141,17 +159,13 @@ fn cancel_kills_every_running_task_and_ends_the_run() {
     assert_eq!(effects_of(&events, "effect_cancelled"), SLEEPER_EFFECTS, "{}", show(&events));
     assert_eq!(of_kind(&events, "run_cancelled").len(), 1, "{}", show(&events));
     assert_eq!(project.status(&run)["status"], "cancelled");
-    wait_for(Duration::from_secs(10), "the sleepers' processes to be gone", || {
-        pids.iter().all(|&p| process_is_gone(p))
-    });
+    assert_all_gone(&pids, "after cancel");
 }
 
 #[test]
 fn ctrl_c_detaches_and_resume_finishes_the_interrupted_tasks() {
     let project = Project::new(TUTTI);
-    let (driver, run, pids) = start_sleepers(&project);
-    wait_for(DEADLINE, "three effect_started events", || of_kind(&project.events(&run), "effect_started").len() == 3);
-
+    let (driver, run, pids) = start_sleepers(&project, &sleepers(""));
     driver.signal(libc::SIGINT);
     let out = driver.wait(DEADLINE);
     assert_eq!(out.code, 130, "{out}");
@@ -161,9 +175,7 @@ fn ctrl_c_detaches_and_resume_finishes_the_interrupted_tasks() {
     assert_eq!(detached.len(), 1, "{}", show(&events));
     assert_eq!(detached[0]["event"]["interrupted"], serde_json::json!(SLEEPER_EFFECTS), "{}", show(&events));
     assert!(of_kind(&events, "effect_cancelled").is_empty(), "interrupted effects are not cancelled");
-    wait_for(Duration::from_secs(10), "the interrupted processes to be gone", || {
-        pids.iter().all(|&p| process_is_gone(p))
-    });
+    assert_all_gone(&pids, "after Ctrl-C");
 
     // Second attempt: the tasks find the marker and answer at once.
     project.write("fast", "");
@@ -181,7 +193,7 @@ fn ctrl_c_detaches_and_resume_finishes_the_interrupted_tasks() {
 #[test]
 fn a_second_driver_is_refused_while_the_first_drives() {
     let project = Project::new(TUTTI);
-    let (driver, run, _pids) = start_sleepers(&project);
+    let (driver, run, _pids) = start_sleepers(&project, &sleepers(""));
 
     let second = project.run(&["resume", &run]);
     assert_eq!(second.code, 2, "{second}");
@@ -194,4 +206,72 @@ fn a_second_driver_is_refused_while_the_first_drives() {
     let cancel = project.run(&["cancel", &run]);
     assert_eq!(cancel.code, 0, "{cancel}");
     assert_eq!(driver.wait(DEADLINE).code, 1);
+}
+
+// Regression tests for a leak: tutti escalates from SIGTERM to SIGKILL on a thread of its own, so a task that
+// ignores SIGTERM outlives a driver that exits before the grace period is over.
+
+#[test]
+fn cancel_kills_tasks_that_ignore_sigterm() {
+    let project = Project::new(TUTTI);
+    let (driver, run, pids) = start_sleepers(&project, &sleepers("trap '' TERM;"));
+
+    let cancel = project.run(&["cancel", &run]);
+    assert_eq!(cancel.code, 0, "{cancel}");
+    assert_eq!(driver.wait(DEADLINE).code, 1);
+    assert_all_gone(&pids, "cancelled tasks that ignore SIGTERM");
+}
+
+#[test]
+fn ctrl_c_kills_tasks_that_ignore_sigterm_before_resume_runs_them_again() {
+    let project = Project::new(TUTTI);
+    let (driver, _run, pids) = start_sleepers(&project, &sleepers("trap '' TERM;"));
+
+    driver.signal(libc::SIGINT);
+    assert_eq!(driver.wait(DEADLINE).code, 130);
+    // Otherwise `tutti resume` starts a second copy of each while the first still runs.
+    assert_all_gone(&pids, "interrupted tasks that ignore SIGTERM");
+}
+
+#[test]
+fn cancel_without_a_driver_ends_a_detached_run() {
+    let project = Project::with_examples(TUTTI);
+    let (driver, run, effect) = run_until_breakpoint(&project);
+    driver.signal(libc::SIGINT);
+    assert_eq!(driver.wait(DEADLINE).code, 130);
+    assert_eq!(project.status(&run)["driverLive"], false);
+
+    let cancel = project.run(&["cancel", &run, "--reason", "changed my mind"]);
+    assert_eq!(cancel.code, 0, "{cancel}");
+    let events = project.events(&run);
+    let cancelled = of_kind(&events, "effect_cancelled");
+    assert_eq!(cancelled.len(), 1, "{}", show(&events));
+    assert_eq!(cancelled[0]["event"]["effect"], effect.as_str());
+    assert_eq!(events.last().unwrap()["event"], serde_json::json!({"type": "run_cancelled", "reason": "changed my mind"}));
+
+    let again = project.run(&["cancel", &run]);
+    assert_eq!(again.code, 2, "{again}");
+    assert!(again.stderr.contains("already cancelled"), "{again}");
+    let resume = project.run(&["resume", &run]);
+    assert_eq!(resume.code, 1, "resuming a cancelled run reports it as cancelled:\n{resume}");
+}
+
+#[test]
+fn approval_given_while_detached_is_picked_up_by_resume() {
+    let project = Project::with_examples(TUTTI);
+    let (driver, run, effect) = run_until_breakpoint(&project);
+    driver.signal(libc::SIGINT);
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 130, "{out}");
+    let detached = of_kind(&project.events(&run), "driver_detached")[0].clone();
+    assert_eq!(detached["event"]["interrupted"], serde_json::json!([]), "a breakpoint has no process to stop");
+
+    let approve = project.run(&["approve", &run, &effect, "--response", "later"]);
+    assert_eq!(approve.code, 0, "{approve}");
+    assert!(approve.stderr.contains("tutti resume"), "says the run needs a resume:\n{approve}");
+
+    let resumed = project.run(&["resume", &run]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(resumed.json()["response"], "later");
+    assert_eq!(resumed.json()["deployed"], true);
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tutti_testkit::{Project, kind, of_kind, process_is_gone, show, wait_for};
+use tutti_testkit::{Project, Reaper, kind, of_kind, process_is_gone, show, try_wait_for, wait_for};
 
 const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
 
@@ -112,4 +112,72 @@ fn resolution<'a>(events: &'a [Value], effect: &str) -> &'a Value {
     let resolved = of_kind(events, "effect_resolved");
     let found = resolved.iter().find(|e| e["event"]["effect"] == json!(effect));
     &found.unwrap_or_else(|| panic!("{effect} never resolved:\n{}", show(events)))["event"]["outcome"]
+}
+
+/// Regression test for a leak: a timed-out task that ignores SIGTERM outlived a run that ended right after
+/// the timeout, because the SIGKILL that follows SIGTERM after a grace period died with the driver.
+#[test]
+fn a_timed_out_task_that_ignores_sigterm_does_not_outlive_the_run() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "stubborn.js",
+        r#"
+import { defineTask } from "tutti";
+export const stubborn = defineTask("stubborn", () => ({
+  kind: "shell", timeoutMs: 300, shell: { command: "trap '' TERM; sleep 30 & echo $! > stubborn.pid; wait" },
+}));
+export async function process(inputs, ctx) {
+  try { await ctx.task(stubborn, {}); return "finished"; } catch (e) { return e.name; }
+}
+"#,
+    );
+    let out = project.run(&["run", "stubborn.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), json!("Timeout"));
+    let pid: u32 = project.read("stubborn.pid").expect("the task recorded its sleep's pid").trim().parse().unwrap();
+    let _reaper = Reaper(vec![pid]);
+    let gone = try_wait_for(Duration::from_secs(8), || process_is_gone(pid));
+    assert!(gone, "the timed-out sleep (pid {pid}) still runs 8 s after its run ended");
+}
+
+#[test]
+fn misbehaving_shell_tasks_still_resolve() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "odd.js",
+        r#"
+import { defineTask } from "tutti";
+export const binary = defineTask("binary", () => ({ kind: "shell", shell: { command: "printf 'ok \\377\\376 end'" } }));
+export const forks = defineTask("forks", () => ({
+  kind: "shell", shell: { command: "(sleep 30; echo late) & echo $! > forked.pid; echo parent done" },
+}));
+export const floods = defineTask("floods", () => ({
+  kind: "shell", shell: { command: "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo tail-marker" },
+}));
+export async function process(inputs, ctx) {
+  const a = await ctx.task(binary, {});
+  const b = await ctx.task(forks, {});
+  const c = await ctx.task(floods, {});
+  return { binary: a.stdout, forks: b.stdout.trim(), floodTail: c.stdout.slice(-12), floodKept: c.stdout.length };
+}
+"#,
+    );
+    let began = Instant::now();
+    let out = project.run(&["run", "odd.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    let output = out.json();
+    assert_eq!(output["binary"], "ok \u{fffd}\u{fffd} end", "non-UTF-8 bytes are replaced, not fatal");
+    assert_eq!(output["forks"], "parent done");
+    assert!(began.elapsed() < Duration::from_secs(15), "a background child holding the pipes must not hang the task");
+    let forked: u32 = project.read("forked.pid").expect("forked pid").trim().parse().unwrap();
+    let _reaper = Reaper(vec![forked]);
+    assert!(process_is_gone(forked), "the task's background child ends with the task");
+    assert_eq!(output["floodTail"], "tail-marker\n", "the end of a flood is kept");
+    let kept = output["floodKept"].as_u64().unwrap();
+    assert!(kept < 3_000_000, "output is capped, not all {kept} bytes kept");
+
+    // A result that large lives out of line in the blob store, not inside the event.
+    let events = project.events(&out.run_id());
+    let flood = resolution(&events, "root/2");
+    assert!(flood["value"]["blob"]["hash"].is_string(), "{}", flood.to_string().chars().take(300).collect::<String>());
 }

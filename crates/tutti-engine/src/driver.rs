@@ -322,7 +322,7 @@ impl<'a> Driver<'a> {
         for e in self.effects.values() {
             match &e.state {
                 State::Running { deadline: Some(d), .. } => wait = wait.min(d.saturating_duration_since(now)),
-                State::Waiting { wake_ms: Some(w) } => {
+                State::Waiting { wake_ms: Some(w), .. } => {
                     wait = wait.min(Duration::from_millis((w - now_ms).max(0) as u64));
                 }
                 _ => {}
@@ -379,7 +379,7 @@ impl<'a> Driver<'a> {
                     let error = ErrorInfo::new("Timeout", format!("effect {id} timed out after {ms} ms"));
                     due.push((id.clone(), Err(error)));
                 }
-                State::Waiting { wake_ms: Some(w) } if *w <= now_ms => due.push((id.clone(), Ok(Value::Null))),
+                State::Waiting { wake_ms: Some(w), .. } if *w <= now_ms => due.push((id.clone(), Ok(Value::Null))),
                 _ => {}
             }
         }
@@ -525,11 +525,11 @@ impl<'a> Driver<'a> {
         let e = self.effects.get_mut(id).expect("queued effects exist");
         let (kind, title) = (e.request.kind.clone(), e.request.title.clone());
         if kind == "breakpoint" && self.opts.non_interactive {
-            e.transition(State::Waiting { wake_ms: None });
+            e.transition(State::Waiting { wake_ms: None, since: Instant::now() });
             return self.resolve(id, Ok(json!({ "approved": true, "response": "auto-approved (--non-interactive)" })));
         }
         let wake_ms = (kind == "sleep").then(|| sleep_target(&e.request.args)).flatten();
-        e.transition(State::Waiting { wake_ms });
+        e.transition(State::Waiting { wake_ms, since: Instant::now() });
         self.observer.progress(Progress::Waiting { effect: id.clone(), kind, title, wake_ms });
         Ok(())
     }
@@ -566,6 +566,7 @@ impl<'a> Driver<'a> {
                 }
                 started.elapsed().as_millis() as u64
             }
+            State::Waiting { since, .. } => since.elapsed().as_millis() as u64,
             _ => 0,
         }
     }

@@ -25,7 +25,7 @@ pub(crate) enum State {
         deadline: Option<Instant>,
     },
     /// Waiting for something that is not a harness: a person (`wake_ms` None) or the clock.
-    Waiting { wake_ms: Option<i64> },
+    Waiting { wake_ms: Option<i64>, since: Instant },
     Done,
 }
 
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn waiting_then_done() {
         let mut e = effect();
-        e.transition(State::Waiting { wake_ms: Some(5) });
+        e.transition(State::Waiting { wake_ms: Some(5), since: Instant::now() });
         assert_eq!(e.state.phase(), Waiting);
         e.transition(State::Done);
         assert_eq!(e.state.phase(), Done);

@@ -40,8 +40,9 @@ pub enum Nondeterminism {
 pub enum Error {
     #[error(transparent)]
     Journal(#[from] tutti_journal::Error),
+    /// Boxed: it carries two calls, and every `Result` of the driver would otherwise be as large.
     #[error(transparent)]
-    Nondeterminism(#[from] Nondeterminism),
+    Nondeterminism(Box<Nondeterminism>),
     #[error(transparent)]
     Host(#[from] crate::host::HostError),
     #[error("run {run} is being driven by another tutti (pid {} on {}); one driver per run", holder.pid, holder.host)]
@@ -52,6 +53,18 @@ pub enum Error {
     LeaseLost { run: String },
     #[error("journal of run {run} is malformed: {detail}")]
     Malformed { run: String, detail: String },
+}
+
+impl From<Nondeterminism> for Error {
+    fn from(e: Nondeterminism) -> Self {
+        Error::Nondeterminism(Box::new(e))
+    }
+}
+
+impl From<Box<Nondeterminism>> for Error {
+    fn from(e: Box<Nondeterminism>) -> Self {
+        Error::Nondeterminism(e)
+    }
 }
 
 impl Error {

@@ -96,20 +96,20 @@ pub(crate) enum Verdict {
 
 impl Replay {
     /// Check a request the re-executed process made.
-    pub(crate) fn request(&mut self, req: &EffectRequest) -> Result<Verdict, Nondeterminism> {
+    pub(crate) fn request(&mut self, req: &EffectRequest) -> Result<Verdict, Box<Nondeterminism>> {
         let replayed = Call { task_id: req.task_id.clone(), digest: digest(&req.args), callsite: req.callsite.clone() };
         match self.journaled.get(&req.effect) {
             Some(j) if j.call.task_id == replayed.task_id && j.call.digest == replayed.digest => {
                 self.requested.insert(req.effect.clone());
                 Ok(Verdict::Known)
             }
-            Some(j) => Err(Nondeterminism::Changed {
+            Some(j) => Err(Box::new(Nondeterminism::Changed {
                 effect: req.effect.clone(),
                 journaled: j.call.clone(),
                 replayed,
-            }),
+            })),
             None if self.deliveries.is_empty() => Ok(Verdict::New),
-            None => Err(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed }),
+            None => Err(Box::new(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed })),
         }
     }
 
@@ -226,14 +226,14 @@ mod tests {
     fn changed_task_is_divergence() {
         let a = req("root/0", "a", json!(1));
         let mut r = replay(&[requested(&a, 1)]);
-        assert!(matches!(r.request(&req("root/0", "b", json!(1))), Err(Nondeterminism::Changed { .. })));
+        assert!(matches!(r.request(&req("root/0", "b", json!(1))).map_err(|e| *e), Err(Nondeterminism::Changed { .. })));
     }
 
     #[test]
     fn new_call_before_journal_is_exhausted_is_divergence() {
         let a = req("root/0", "a", json!(1));
         let mut r = replay(&[requested(&a, 1), resolved("root/0", 2)]);
-        assert!(matches!(r.request(&req("root/5", "z", json!(1))), Err(Nondeterminism::Unexpected { .. })));
+        assert!(matches!(r.request(&req("root/5", "z", json!(1))).map_err(|e| *e), Err(Nondeterminism::Unexpected { .. })));
     }
 
     #[test]

@@ -319,6 +319,21 @@ pub fn process_is_gone(pid: u32) -> bool {
     }
 }
 
+/// Processes a test started (through tutti) and must not outlive it: dropping this SIGKILLs those not gone
+/// yet, so that a test that finds a leak does not leave the leak behind.
+pub struct Reaper(pub Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if !process_is_gone(pid) {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// Copy a folder's files recursively, leaving out `.tutti/` (a journal is the test's own business).
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create a folder");

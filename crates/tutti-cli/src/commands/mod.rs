@@ -11,6 +11,8 @@ use tutti_journal::{SqliteStore, Store, Writer, WriterHandle};
 
 use crate::args::{Args, Cmd};
 use crate::config::Config;
+pub(crate) use inspect::utc;
+
 use crate::output::UserError;
 
 pub(crate) fn dispatch(args: Args) -> Result<i32> {
