@@ -78,12 +78,20 @@ pub(crate) fn note(text: &str) {
     eprintln!("tutti: {text}");
 }
 
-/// The observer for a run: a live view on a terminal, plain lines otherwise.
-pub(crate) fn observer() -> Box<dyn Observer> {
+/// The observer for a run: a live view on a terminal, plain lines otherwise. `process` is announced with the
+/// run id once the run exists in the journal.
+pub(crate) fn observer(process: &str) -> Box<dyn Observer> {
+    let process = process.to_string();
     if std::io::stderr().is_terminal() {
-        Box::new(Live::default())
+        Box::new(Live { process, ..Live::default() })
     } else {
-        Box::new(Plain { started: Instant::now() })
+        Box::new(Plain { started: Instant::now(), process })
+    }
+}
+
+fn announce(p: &Progress, process: &str) {
+    if let Progress::Attached { run_id, .. } = p {
+        note(&format!("run {run_id} of {process} (resume with `tutti resume {run_id}`)"));
     }
 }
 
@@ -131,10 +139,12 @@ fn permanent_line(p: &Progress) -> Option<String> {
 /// Plain lines with a time offset, for logs and pipes.
 struct Plain {
     started: Instant,
+    process: String,
 }
 
 impl Observer for Plain {
     fn progress(&mut self, p: Progress) {
+        announce(&p, &self.process);
         if let Some(line) = permanent_line(&p) {
             eprintln!("[{:>7.2}s] {line}", self.started.elapsed().as_secs_f64());
         }
@@ -147,6 +157,7 @@ impl Observer for Plain {
 struct Live {
     running: BTreeMap<String, (String, Instant)>,
     drawn: usize,
+    process: String,
 }
 
 impl Live {
@@ -170,6 +181,7 @@ impl Live {
 
 impl Observer for Live {
     fn progress(&mut self, p: Progress) {
+        announce(&p, &self.process);
         match &p {
             Progress::Started { effect, kind, title, harness, .. } => {
                 let what = format!("{kind} on {harness}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default());

@@ -41,7 +41,7 @@ fn syntax_error_names_the_file_and_line() {
     let (project, before) = project_with_a_run();
     project.write("broken.js", "export async function process(inputs, ctx) {\n  return {;\n}\n");
     let out = project.run(&["run", "broken.js"]);
-    assert_refused(&project, &before, &out, &["broken.js", "SyntaxError"]);
+    assert_refused(&project, &before, &out, &["broken.js:2", "SyntaxError"]);
 }
 
 #[test]
@@ -73,6 +73,14 @@ fn inputs_file_that_does_not_exist_is_named() {
     let (project, before) = project_with_a_run();
     let out = project.run(&["run", "ok.js", "--inputs", "missing.json"]);
     assert_refused(&project, &before, &out, &["--inputs", "missing.json"]);
+}
+
+#[test]
+fn inputs_file_with_bad_json_is_named() {
+    let (project, before) = project_with_a_run();
+    project.write("inputs.json", "{\"a\": }");
+    let out = project.run(&["run", "ok.js", "--inputs", "inputs.json"]);
+    assert_refused(&project, &before, &out, &["--inputs", "inputs.json", "invalid JSON"]);
 }
 
 #[test]

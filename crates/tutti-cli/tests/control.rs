@@ -74,6 +74,13 @@ fn post_refuses_unknown_and_already_resolved_effects() {
     assert_eq!(resolved.code, 2, "{resolved}");
     assert!(resolved.stderr.contains("already resolved"), "{resolved}");
 
+    let not_json = project.run(&["post", &run, &effect, "--value", "notjson"]);
+    assert_eq!(not_json.code, 2, "{not_json}");
+    assert!(not_json.stderr.contains("--value"), "{not_json}");
+    let nameless = project.run(&["post", &run, &effect, "--error", r#"{"message": "no name"}"#]);
+    assert_eq!(nameless.code, 2, "{nameless}");
+    assert!(nameless.stderr.contains("--error") && nameless.stderr.contains("name"), "{nameless}");
+
     // The refusals changed nothing: posting the approval by hand still finishes the run.
     let post = project.run(&["post", &run, &effect, "--value", r#"{"approved": true, "response": "by hand"}"#]);
     assert_eq!(post.code, 0, "{post}");
@@ -201,7 +208,12 @@ fn a_second_driver_is_refused_while_the_first_drives() {
     assert!(second.stderr.contains(&run), "names the run:\n{second}");
 
     let events = project.events(&run);
-    assert_eq!(of_kind(&events, "driver_attached").len(), 1, "the refused driver journaled nothing:\n{}", show(&events));
+    assert_eq!(
+        of_kind(&events, "driver_attached").len(),
+        1,
+        "the refused driver journaled nothing:\n{}",
+        show(&events)
+    );
 
     let cancel = project.run(&["cancel", &run]);
     assert_eq!(cancel.code, 0, "{cancel}");
@@ -247,7 +259,10 @@ fn cancel_without_a_driver_ends_a_detached_run() {
     let cancelled = of_kind(&events, "effect_cancelled");
     assert_eq!(cancelled.len(), 1, "{}", show(&events));
     assert_eq!(cancelled[0]["event"]["effect"], effect.as_str());
-    assert_eq!(events.last().unwrap()["event"], serde_json::json!({"type": "run_cancelled", "reason": "changed my mind"}));
+    assert_eq!(
+        events.last().unwrap()["event"],
+        serde_json::json!({"type": "run_cancelled", "reason": "changed my mind"})
+    );
 
     let again = project.run(&["cancel", &run]);
     assert_eq!(again.code, 2, "{again}");

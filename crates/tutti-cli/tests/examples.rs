@@ -24,7 +24,8 @@ fn run_example(project: &Project, args: &[&str]) -> (Value, Vec<Value>) {
 fn assert_every_effect_resolved_once(events: &[Value]) {
     for requested in of_kind(events, "effect_requested") {
         let effect = &requested["event"]["effect"];
-        let resolved = of_kind(events, "effect_resolved").into_iter().filter(|e| &e["event"]["effect"] == effect).count();
+        let resolved =
+            of_kind(events, "effect_resolved").into_iter().filter(|e| &e["event"]["effect"] == effect).count();
         assert_eq!(resolved, 1, "effect {effect} resolved {resolved} times:\n{}", show(events));
     }
     assert_eq!(events.last().map(kind), Some("run_completed"), "{}", show(events));

@@ -181,3 +181,26 @@ export async function process(inputs, ctx) {
     let flood = resolution(&events, "root/2");
     assert!(flood["value"]["blob"]["hash"].is_string(), "{}", flood.to_string().chars().take(300).collect::<String>());
 }
+
+#[test]
+fn a_process_awaiting_a_promise_nothing_settles_fails_instead_of_hanging() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "stuck.js",
+        r#"
+import { defineTask } from "tutti";
+export const probe = defineTask("probe", () => ({ kind: "shell", shell: { command: "true" } }));
+export async function process(inputs, ctx) {
+  await ctx.task(probe, {});
+  await new Promise(() => {});
+}
+"#,
+    );
+    let started = Instant::now();
+    let out = project.run(&["run", "stuck.js"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("Deadlock") && out.stderr.contains("nothing will settle"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it must not hang");
+    let events = project.events(&out.run_id());
+    assert_eq!(events.last().map(kind), Some("run_failed"), "{}", show(&events));
+}

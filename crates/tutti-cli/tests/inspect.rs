@@ -2,7 +2,7 @@
 //! by a unique prefix of one.
 
 use serde_json::json;
-use tutti_testkit::{Output, Project, kind};
+use tutti_testkit::{DEADLINE, Output, Project, kind};
 
 const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
 
@@ -106,6 +106,25 @@ fn run_ids_may_be_given_by_unique_prefix_in_any_case() {
 
     expect_usage_error(&project.run(&["status", "ZZZZ"]), "ZZZZ not found");
     expect_usage_error(&project.run(&["events", "ZZZZ"]), "ZZZZ not found");
+}
+
+#[test]
+fn events_follow_streams_a_live_run_until_it_ends() {
+    let project = Project::with_examples(TUTTI);
+    let driver = project.spawn(&["run", "breakpoint.js"]);
+    let run = driver.run_id();
+    let breakpoint = project.wait_for_event(&run, "breakpoint request", |e| e["event"]["kind"] == "breakpoint");
+    let follower = project.spawn(&["events", &run, "--follow", "--json"]);
+
+    let approve = project.run(&["approve", &run, breakpoint["event"]["effect"].as_str().unwrap()]);
+    assert_eq!(approve.code, 0, "{approve}");
+    assert_eq!(driver.wait(DEADLINE).code, 0);
+
+    let followed = follower.wait(DEADLINE);
+    assert_eq!(followed.code, 0, "--follow ends with the run:\n{followed}");
+    let lines: Vec<serde_json::Value> = followed.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines, project.events(&run), "--follow printed the whole journal, each event once");
+    assert_eq!(lines.last().map(kind), Some("run_completed"));
 }
 
 fn expect_usage_error(out: &Output, needle: &str) {

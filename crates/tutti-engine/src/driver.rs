@@ -31,6 +31,8 @@ use crate::replay::{self, Replay, Verdict};
 const LEASE_TTL_MS: i64 = 10_000;
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How long stopped attempts get to exit on their own when the run ends, before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Events buffered before a commit is forced even while results keep arriving.
 const MAX_BUFFER: usize = 8192;
 
@@ -102,6 +104,8 @@ pub struct Driver<'a> {
     end: Option<End>,
     last_housekeeping: Instant,
     last_renew: Instant,
+    /// Attempts told to stop (cancelled, timed out) whose process trees may still be exiting.
+    stopping: Vec<Box<dyn crate::harness::Running>>,
 }
 
 pub(crate) fn wall_ms() -> i64 {
@@ -139,6 +143,7 @@ impl<'a> Driver<'a> {
             end: None,
             last_housekeeping: Instant::now(),
             last_renew: Instant::now(),
+            stopping: Vec::new(),
         }
     }
 
@@ -244,16 +249,18 @@ impl<'a> Driver<'a> {
         let unresolved: HashMap<EffectId, (u32, Option<u32>)> =
             replay.unresolved().into_iter().map(|(id, attempt, pid)| (id, (attempt, pid))).collect();
         let mut again = Vec::new();
+        let mut resolved = Vec::new();
         for (id, e) in self.effects.iter_mut() {
             if fresh.contains(id) {
                 continue;
             }
             match unresolved.get(id) {
                 Some(&(last, pid)) => again.push((id.clone(), last, pid, is_internal(&e.request.kind))),
-                None => {
-                    e.transition(State::Done);
-                }
+                None => resolved.push(id.clone()),
             }
+        }
+        for id in resolved {
+            self.finish_effect(&id);
         }
         again.sort();
         for (id, last, pid, internal) in again.into_iter().rev() {
@@ -281,6 +288,14 @@ impl<'a> Driver<'a> {
     fn drive(mut self) -> Result<RunEnd, Error> {
         loop {
             self.dispatch()?;
+            if self.end.is_none() && self.effects.is_empty() {
+                let error = ErrorInfo::new(
+                    "Deadlock",
+                    "the process is waiting, but no effect is running or pending: it awaits a promise that \
+                     nothing will settle",
+                );
+                self.end = Some(End::Finished(Err(error)));
+            }
             if let Some(end) = self.end.take() {
                 return self.finish(end);
             }
@@ -338,7 +353,7 @@ impl<'a> Driver<'a> {
                     e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running
                 });
                 if current {
-                    self.resolve(&effect, outcome)?;
+                    self.resolve(&effect, outcome, true)?;
                 }
                 Ok(())
             }
@@ -356,6 +371,7 @@ impl<'a> Driver<'a> {
         if self.running > 0 {
             self.observer.progress(Progress::Tick);
         }
+        self.stopping.retain_mut(|h| !h.wait_stopped(Duration::ZERO));
         for command in self.store.take_commands(&self.opts.run_id)? {
             self.command(command)?;
         }
@@ -385,7 +401,7 @@ impl<'a> Driver<'a> {
         }
         due.sort_by(|a, b| a.0.cmp(&b.0));
         for (id, outcome) in due {
-            self.resolve(&id, outcome)?;
+            self.resolve(&id, outcome, false)?;
         }
         Ok(())
     }
@@ -406,7 +422,7 @@ impl<'a> Driver<'a> {
                         Outcome::Ok { value } => Ok(self.store.load(&value)?),
                         Outcome::Error { error } => Err(error),
                     };
-                    self.resolve(&effect, outcome)?;
+                    self.resolve(&effect, outcome, false)?;
                 }
             }
         }
@@ -455,7 +471,7 @@ impl<'a> Driver<'a> {
             let Some(name) = e.harness.clone() else {
                 let error = self.harnesses.route(&e.request.kind, &e.request.task).err();
                 let error = error.unwrap_or_else(|| ErrorInfo::new("NoHarness", "no harness"));
-                self.resolve(&id, Err(error))?;
+                self.resolve(&id, Err(error), false)?;
                 continue;
             };
             if self.running >= self.opts.max_parallel {
@@ -501,7 +517,7 @@ impl<'a> Driver<'a> {
         let reporter = Reporter::new(id.clone(), attempt, self.tx.clone());
         let handle = match harness.start(job, reporter) {
             Ok(handle) => handle,
-            Err(err) => return self.resolve(id, Err(ErrorInfo::new("HarnessError", err.to_string()))),
+            Err(err) => return self.resolve(id, Err(ErrorInfo::new("HarnessError", err.to_string())), false),
         };
         self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid: handle.pid() });
         self.running += 1;
@@ -526,7 +542,8 @@ impl<'a> Driver<'a> {
         let (kind, title) = (e.request.kind.clone(), e.request.title.clone());
         if kind == "breakpoint" && self.opts.non_interactive {
             e.transition(State::Waiting { wake_ms: None, since: Instant::now() });
-            return self.resolve(id, Ok(json!({ "approved": true, "response": "auto-approved (--non-interactive)" })));
+            let approval = json!({ "approved": true, "response": "auto-approved (--non-interactive)" });
+            return self.resolve(id, Ok(approval), false);
         }
         let wake_ms = (kind == "sleep").then(|| sleep_target(&e.request.args)).flatten();
         e.transition(State::Waiting { wake_ms, since: Instant::now() });
@@ -534,13 +551,14 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Journal an effect's result and deliver it to the process.
-    fn resolve(&mut self, id: &EffectId, outcome: Result<Value, ErrorInfo>) -> Result<(), Error> {
-        let e = self.effects.get_mut(id).expect("resolved effects exist");
+    /// Journal an effect's result and deliver it to the process. `finished` says the harness reported it;
+    /// otherwise (timeout, a posted result) its attempt is stopped.
+    fn resolve(&mut self, id: &EffectId, outcome: Result<Value, ErrorInfo>, finished: bool) -> Result<(), Error> {
+        let e = self.effects.get(id).expect("resolved effects exist");
         let attempt = e.attempt;
         let title = e.request.title.clone();
-        let previous = e.transition(State::Done);
-        let elapsed_ms = self.release_slot(previous);
+        let previous = self.finish_effect(id);
+        let elapsed_ms = self.release_slot(previous, !finished);
         let journaled = match &outcome {
             Ok(v) => Outcome::Ok { value: Payload::Inline(v.clone()) },
             Err(err) => Outcome::Error { error: err.clone() },
@@ -556,10 +574,20 @@ impl<'a> Driver<'a> {
         self.apply(events)
     }
 
-    fn release_slot(&mut self, previous: State) -> u64 {
+    /// Move an effect to `Done` and forget it: the driver keeps only effects that are still active, so an
+    /// empty table with the process still waiting means nothing will ever wake it.
+    fn finish_effect(&mut self, id: &EffectId) -> State {
+        let mut e = self.effects.remove(id).expect("finished effects exist");
+        e.transition(State::Done)
+    }
+
+    fn release_slot(&mut self, previous: State, stop: bool) -> u64 {
         match previous {
             State::Running { harness, mut handle, started, .. } => {
-                handle.cancel();
+                if stop {
+                    handle.cancel();
+                    self.stopping.push(handle);
+                }
                 self.running -= 1;
                 if let Some(n) = self.running_by_harness.get_mut(&harness) {
                     *n -= 1;
@@ -605,6 +633,7 @@ impl<'a> Driver<'a> {
             _ => "the run ended".to_string(),
         };
         let stopped = self.stop_all(&reason, !interrupted);
+        self.reap();
         let run_end = match end {
             End::Finished(Ok(output)) => {
                 self.record(Event::RunCompleted { output: Payload::Inline(output.clone()) });
@@ -646,10 +675,9 @@ impl<'a> Driver<'a> {
         ids.sort();
         let mut stopped = Vec::new();
         for id in &ids {
-            let e = self.effects.get_mut(id).expect("listed effects exist");
-            let was_running = e.state.phase() == crate::effect::Phase::Running;
-            let previous = e.transition(State::Done);
-            self.release_slot(previous);
+            let was_running = self.effects.get(id).is_some_and(|e| e.state.phase() == crate::effect::Phase::Running);
+            let previous = self.finish_effect(id);
+            self.release_slot(previous, true);
             if was_running {
                 stopped.push(id.clone());
             }
@@ -658,6 +686,17 @@ impl<'a> Driver<'a> {
             }
         }
         stopped
+    }
+
+    /// Wait for stopped attempts to exit, then kill what is left: nothing tutti started outlives the driver.
+    fn reap(&mut self) {
+        let deadline = Instant::now() + STOP_GRACE;
+        for mut handle in std::mem::take(&mut self.stopping) {
+            if !handle.wait_stopped(deadline.saturating_duration_since(Instant::now())) {
+                handle.kill();
+                handle.wait_stopped(Duration::from_millis(500));
+            }
+        }
     }
 
     // ---- the journal ----

@@ -62,8 +62,19 @@ impl Reporter {
 pub trait Running: Send {
     /// The process (group) id, when the attempt is a subprocess; journaled with the start.
     fn pid(&self) -> Option<u32>;
-    /// Stop the attempt and everything it started (the whole process tree). Idempotent.
+    /// Ask the attempt and everything it started (the whole process tree) to stop: a polite signal first,
+    /// a forced kill after a grace period. Idempotent; returns at once.
     fn cancel(&mut self);
+
+    /// Wait up to `timeout` for everything the attempt started to be gone; true if it is.
+    fn wait_stopped(&mut self, timeout: Duration) -> bool {
+        let _ = timeout;
+        true
+    }
+
+    /// Kill whatever is left of the attempt now. Used when tutti itself is about to exit, so that nothing it
+    /// started outlives it.
+    fn kill(&mut self) {}
 }
 
 /// Why a harness could not start a job.

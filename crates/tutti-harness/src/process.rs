@@ -141,6 +141,16 @@ impl Running for ProcessHandle {
     fn cancel(&mut self) {
         self.group.stop(Stop::Cancelled);
     }
+
+    fn wait_stopped(&mut self, timeout: Duration) -> bool {
+        self.group.wait_released(timeout)
+    }
+
+    /// `SIGKILL` to the whole group now, unless it is already gone.
+    fn kill(&mut self) {
+        self.group.stop(Stop::Cancelled);
+        self.group.signal(&self.group.lock(), libc::SIGKILL);
+    }
 }
 
 /// Start the stdin feeder, the output readers and the timeout watch for a freshly spawned child.

@@ -102,20 +102,29 @@ impl Project {
 
     /// A run's journal, via `tutti events RUN --json`: one `{seq, ts_ms, event: {type, ...}}` per event.
     pub fn events(&self, run: &str) -> Vec<Value> {
+        self.try_events(run).unwrap_or_else(|out| panic!("tutti events {run} --json failed:\n{out}"))
+    }
+
+    /// [`Project::events`], or how `tutti events` failed (e.g. the run is not created yet).
+    pub fn try_events(&self, run: &str) -> Result<Vec<Value>, Output> {
         let out = self.run(&["events", run, "--json"]);
-        assert_eq!(out.code, 0, "tutti events {run} --json failed:\n{out}");
-        out.stdout
+        if out.code != 0 {
+            return Err(out);
+        }
+        Ok(out
+            .stdout
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("event line {line:?} is not JSON: {e}")))
-            .collect()
+            .collect())
     }
 
     /// Poll the journal until an event matches `pred`; returns it. Panics at the deadline, showing the journal.
     pub fn wait_for_event(&self, run: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut found = None;
         let mut last = Vec::new();
+        // `tutti run` announces its run id a moment before the run exists in the journal.
         let waited = try_wait_for(DEADLINE, || {
-            last = self.events(run);
+            last = self.try_events(run).unwrap_or_default();
             found = last.iter().find(|e| pred(e)).cloned();
             found.is_some()
         });

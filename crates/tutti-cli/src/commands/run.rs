@@ -23,7 +23,6 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
     let (store, writer) = open_for_driver(config)?;
     let run_id = ulid::Ulid::new().to_string();
     let opts = options(config, &run_id, &args.drive, config.root.clone());
-    output::note(&format!("run {run_id} of {} (resume with `tutti resume {run_id}`)", display(&path)));
     let new = NewRun {
         process: display(&path),
         inputs,
@@ -36,7 +35,7 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
             "workdir": display(&opts.workdir),
         }),
     };
-    let mut observer = output::observer();
+    let mut observer = output::observer(&new.process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
     let end = driver.create(new)?;
     Ok(report(&run_id, &end, args.drive.json))
@@ -60,7 +59,7 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
     }
     let opts = options(config, &run_id, &drive, workdir);
     let code_hash = host.code_hash();
-    let mut observer = output::observer();
+    let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
     let end = driver.resume(&code_hash)?;
     Ok(report(&run_id, &end, drive.json))
