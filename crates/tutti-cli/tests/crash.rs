@@ -4,10 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
+use tutti_testkit::{Output, Project, kind};
 
 const PROCESS: &str = r#"
 import { defineTask } from "tutti";
@@ -27,33 +26,29 @@ export async function process(inputs, ctx) {
 }
 "#;
 
-fn tutti(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tutti"));
-    c.arg("--home").arg(home).current_dir(home).env_remove("TUTTI_FAULT_KILL_AFTER_COMMITS");
-    c
+const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
+
+fn project() -> Project {
+    let project = Project::new(TUTTI);
+    project.write("p.js", PROCESS);
+    project
 }
 
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.js"), PROCESS).unwrap();
-    dir
+/// `tutti run p.js`, SIGKILLed right after its `k`th commit.
+fn run_killed_after(project: &Project, k: u64) -> Output {
+    let mut command = project.tutti();
+    command.args(["run", "p.js"]).env("TUTTI_FAULT_KILL_AFTER_COMMITS", k.to_string());
+    let out = command.output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(128 + out.status.signal().unwrap_or(0)),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
-fn run_id(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.starts_with("tutti: run ")).unwrap_or_else(|| panic!("no run id in {err}"));
-    line.split_whitespace().nth(2).unwrap().to_string()
-}
-
-fn events(home: &Path, run: &str) -> Vec<Value> {
-    let out = tutti(home).args(["events", run, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn ran(home: &Path) -> BTreeMap<String, usize> {
+fn ran(project: &Project) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(home.join("ran.log")).unwrap_or_default().lines() {
+    for line in project.read("ran.log").unwrap_or_default().lines() {
         *counts.entry(line.to_string()).or_default() += 1;
     }
     counts
@@ -64,36 +59,36 @@ fn field<'a>(e: &'a Value, key: &str) -> &'a str {
 }
 
 /// Check one killed-and-resumed run against the journal and the side-effect log.
-fn check_resumed(home: &Path, run: &str, k: u64) {
-    let evs = events(home, run);
+fn check_resumed(project: &Project, run: &str, k: u64) {
+    let evs = project.events(run);
     let seqs: Vec<u64> = evs.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "kill point {k}: journal has gaps");
     // Killed after the commit that ended the run: resume only reports the journaled end.
-    let ended = evs.iter().any(|e| field(e, "type") == "run_completed");
+    let ended = evs.iter().any(|e| kind(e) == "run_completed");
     let boundary = evs
         .iter()
-        .position(|e| field(e, "type") == "driver_attached" && e["event"]["resumed"] == true)
+        .position(|e| kind(e) == "driver_attached" && e["event"]["resumed"] == true)
         .unwrap_or_else(|| {
             assert!(ended, "kill point {k}: neither resumed nor ended");
             evs.len()
         });
     let resolved_before: BTreeSet<&str> =
-        evs[..boundary].iter().filter(|e| field(e, "type") == "effect_resolved").map(|e| field(e, "effect")).collect();
+        evs[..boundary].iter().filter(|e| kind(e) == "effect_resolved").map(|e| field(e, "effect")).collect();
     let redispatched: BTreeSet<&str> = evs[boundary..]
         .iter()
-        .filter(|e| field(e, "type") == "effect_redispatched")
+        .filter(|e| kind(e) == "effect_redispatched")
         .map(|e| field(e, "effect"))
         .collect();
     let requested: Vec<&str> =
-        evs.iter().filter(|e| field(e, "type") == "effect_requested").map(|e| field(e, "effect")).collect();
+        evs.iter().filter(|e| kind(e) == "effect_requested").map(|e| field(e, "effect")).collect();
     let resolutions: Vec<&str> =
-        evs.iter().filter(|e| field(e, "type") == "effect_resolved").map(|e| field(e, "effect")).collect();
+        evs.iter().filter(|e| kind(e) == "effect_resolved").map(|e| field(e, "effect")).collect();
     let mut once: Vec<&str> = resolutions.clone();
     once.sort();
     once.dedup();
     assert_eq!(once.len(), resolutions.len(), "kill point {k}: an effect was resolved twice");
     assert_eq!(requested.len(), resolutions.len(), "kill point {k}: requests without results");
-    for (effect, n) in ran(home) {
+    for (effect, n) in ran(project) {
         if resolved_before.contains(effect.as_str()) {
             assert_eq!(n, 1, "kill point {k}: {effect} completed before the kill but ran again");
         } else if n > 1 {
@@ -105,27 +100,26 @@ fn check_resumed(home: &Path, run: &str, k: u64) {
 #[test]
 fn kill_9_at_every_commit_then_resume_gives_the_uninterrupted_result() {
     let reference = project();
-    let out = tutti(reference.path()).args(["run", "p.js"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = reference.run(&["run", "p.js"]);
+    assert_eq!(out.code, 0, "{out}");
     let expected = out.stdout;
-    assert!(String::from_utf8_lossy(&expected).contains("a0,a1,a2,a3,a4"));
+    assert!(expected.contains("a0,a1,a2,a3,a4"), "{expected}");
 
     let mut kills = 0;
     for k in 1.. {
-        let dir = project();
-        let home = dir.path();
-        let first = tutti(home).args(["run", "p.js"]).env("TUTTI_FAULT_KILL_AFTER_COMMITS", k.to_string()).output().unwrap();
-        if first.status.success() {
+        let project = project();
+        let first = run_killed_after(&project, k);
+        if first.code == 0 {
             assert_eq!(first.stdout, expected, "a run that outlived kill point {k} differs");
             break;
         }
-        assert_eq!(first.status.signal(), Some(libc::SIGKILL), "kill point {k}: {:?}", first.status);
+        assert_eq!(first.code, 128 + libc::SIGKILL, "kill point {k}: {first}");
         kills += 1;
-        let run = run_id(&first);
-        let resumed = tutti(home).args(["resume", &run]).output().unwrap();
-        assert!(resumed.status.success(), "kill point {k}: {}", String::from_utf8_lossy(&resumed.stderr));
+        let run = first.run_id();
+        let resumed = project.run(&["resume", &run]);
+        assert_eq!(resumed.code, 0, "kill point {k}: {resumed}");
         assert_eq!(resumed.stdout, expected, "kill point {k}: resumed output differs");
-        check_resumed(home, &run, k);
+        check_resumed(&project, &run, k);
     }
     assert!(kills >= 20, "only {kills} distinct kill points");
 }
