@@ -3,9 +3,10 @@
 //! real dispatcher), with the in-process harnesses standing in for agents.
 //!
 //! ```text
-//! cargo bench -p tutti-cli --bench engine              # full sizes (about a minute on 2 cores)
+//! cargo bench -p tutti-cli --bench engine              # full sizes (about 30 s on 2 cores)
 //! cargo bench -p tutti-cli --bench engine -- --quick   # sizes / 10, a smoke test
 //! cargo bench -p tutti-cli --bench engine -- --only chain,fanout --repeat 5
+//! cargo bench -p tutti-cli --bench engine -- --only host-scaling
 //! ```
 //!
 //! Scenarios (each on a fresh journal in a temp dir on the same disk as the project):
@@ -14,9 +15,16 @@
 //! - `chain-durable`: the same chain on an in-process no-op harness that is *not* pure, so the driver must
 //!   commit (fsync) the request before every start: the cost a real subprocess chain pays per step.
 //! - `fanout`: `ctx.parallel.map` over N echo effects (target ≥ 20,000 effects/s).
-//! - `resume`: a ≥ 100,000-event run left waiting on a breakpoint and detached, then resumed by a fresh
-//!   host and store: time to replay completion (`driver_attached`, `resumed: true`) and to the first new
-//!   dispatch (target ≤ 1 s).
+//! - `fanout-limited`: the fan-out through a pure harness with `max_parallel = 4`, at N/2 and N (no target:
+//!   it shows how the driver walks its queue of effects waiting for a harness slot).
+//! - `breakdown`: the JS host alone (start + deliver, no driver, no journal) and the journal alone (read and
+//!   re-append a chain's events), to tell where a run's time goes.
+//! - `resume` (`resume-chain`, `resume-fanout`): a ≥ 100,000-event run left waiting on a breakpoint and
+//!   detached, then resumed by a fresh host and store: time to replay completion (`Progress::Attached`, right
+//!   after `driver_attached` with `resumed: true` is recorded) and to the first new dispatch (target ≤ 1 s).
+//! - `host-scaling` (only when named): the JS host's cost per effect at 1k to 40k effects.
+//!
+//! `TUTTI_BENCH_PERF_CTL=FIFO` with `perf record --control fifo:FIFO -D -1` profiles only the resumes.
 //!
 //! Wall time is `Instant`; CPU is `getrusage(RUSAGE_SELF)` (all threads, so it includes the journal writer);
 //! peak RSS is `VmHWM`, reset before each scenario through `/proc/self/clear_refs`; commits are the writer's
@@ -48,10 +56,12 @@ import { defineTask } from "tutti";
 export const noop = defineTask("noop", () => ({ kind: "agent" }));
 // Routed to the bench's impure in-process no-op harness: the driver commits before each start.
 export const durable = defineTask("durable", () => ({ kind: "agent", harness: "durable" }));
+// Routed to a pure no-op harness that runs at most 4 jobs at once (`max_parallel` in tutti.toml).
+export const limited = defineTask("limited", () => ({ kind: "agent", harness: "limited" }));
 
 export async function process(inputs, ctx) {
   const n = inputs.n;
-  const task = inputs.durable ? durable : noop;
+  const task = inputs.durable ? durable : inputs.limited ? limited : noop;
   let last = null;
   if (inputs.mode === "chain") {
     let v = { i: -1 };
@@ -97,10 +107,30 @@ impl Harness for Durable {
     }
 }
 
+/// Echo with a per-harness limit of 4 running jobs.
+struct Limited;
+
+impl Harness for Limited {
+    fn name(&self) -> &str {
+        "limited"
+    }
+    fn is_pure(&self) -> bool {
+        true
+    }
+    fn max_parallel(&self) -> Option<usize> {
+        Some(4)
+    }
+    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, tutti_engine::harness::Error> {
+        reporter.finish(Ok(job.args));
+        Ok(Box::new(Done))
+    }
+}
+
 fn harnesses() -> Harnesses {
     let mut h = Harnesses::new();
     h.add(Arc::new(EchoHarness::new()));
     h.add(Arc::new(Durable));
+    h.add(Arc::new(Limited));
     h.set_default_agent(Some("echo".into()));
     h
 }
@@ -315,7 +345,7 @@ struct Row {
     /// The scenario's headline figure and its target.
     headline: String,
     target: String,
-    met: bool,
+    met: Option<bool>,
     /// The journal and run, for the breakdown.
     source: (PathBuf, String),
 }
@@ -360,7 +390,7 @@ fn chain(root: &Path, n: usize, durable: bool, rep: usize) -> Result<Row> {
         rss_mb,
         headline,
         target,
-        met,
+        met: Some(met),
         source: (env.db.clone(), run_id),
     })
 }
@@ -387,7 +417,32 @@ fn fanout(root: &Path, n: usize, rep: usize) -> Result<Row> {
         rss_mb,
         headline: format!("{rate:.0} effects/s"),
         target: "≥ 20,000 effects/s".into(),
-        met: rate >= 20_000.0,
+        met: Some(rate >= 20_000.0),
+        source: (env.db.clone(), run_id),
+    })
+}
+
+/// A fan-out through a harness limited to 4 running jobs: how the queue of waiting effects is handled.
+fn fanout_limited(root: &Path, n: usize) -> Result<Row> {
+    let env = Env::new(root, &format!("fanout-limited-{n}"))?;
+    reset_peak_rss();
+    let (run_id, o) = create(&env, json!({ "mode": "fanout", "n": n, "limited": true }), true, false)?;
+    expect_completed(&o.end, "fanout-limited")?;
+    let rss_mb = peak_rss_mb();
+    let events = env.events(&run_id)?;
+    let rate = n as f64 / o.total.as_secs_f64();
+    Ok(Row {
+        name: "fanout-lim4".into(),
+        n,
+        events,
+        total: o.total,
+        drive: o.drive,
+        cpu: o.cpu,
+        commits: o.commits,
+        rss_mb,
+        headline: format!("{rate:.0} effects/s"),
+        target: "none (harness max_parallel 4)".into(),
+        met: None,
         source: (env.db.clone(), run_id),
     })
 }
@@ -580,6 +635,10 @@ fn main() -> Result<()> {
     if wanted("chain-durable") {
         rows.push(chain(root, n, true, 0)?);
     }
+    if wanted("fanout-limited") {
+        rows.push(fanout_limited(root, n / 2)?);
+        rows.push(fanout_limited(root, n)?);
+    }
 
     if !rows.is_empty() {
         println!();
@@ -600,7 +659,11 @@ fn main() -> Result<()> {
                 r.rss_mb,
                 r.headline,
                 r.target,
-                if r.met { "yes" } else { "NO" }
+                match r.met {
+                    Some(true) => "yes",
+                    Some(false) => "NO",
+                    None => "-",
+                }
             );
         }
     }
