@@ -97,6 +97,10 @@ pub struct Driver<'a> {
     rx: Receiver<Msg>,
     effects: HashMap<EffectId, Effect>,
     queue: VecDeque<EffectId>,
+    /// Effects waiting for a slot of a harness that is at its own limit, per harness.
+    blocked: HashMap<String, VecDeque<EffectId>>,
+    /// The last submitted commit, not yet confirmed.
+    in_flight: Option<tutti_journal::Pending>,
     running: usize,
     running_by_harness: HashMap<String, usize>,
     buffer: Vec<NewEvent>,
@@ -136,6 +140,8 @@ impl<'a> Driver<'a> {
             rx,
             effects: HashMap::new(),
             queue: VecDeque::new(),
+            blocked: HashMap::new(),
+            in_flight: None,
             running: 0,
             running_by_harness: HashMap::new(),
             buffer: Vec::new(),
@@ -178,8 +184,9 @@ impl<'a> Driver<'a> {
             return Ok(end);
         }
         let pending_code_change = self.code_change(&records, current_code_hash);
-        let mut replay = replay::build(&records, |p| self.store.load(p))?;
         let (inputs, created_ms) = self.created(&records)?;
+        let replayed = records.len();
+        let mut replay = replay::build(records, |p| self.store.load(p))?;
         let events = self.host.start(&self.opts.run_id, &inputs, seed(&self.opts.run_id), created_ms)?;
         self.replay_events(&mut replay, events)?;
         while let Some(delivery) = replay.next_delivery() {
@@ -195,7 +202,7 @@ impl<'a> Driver<'a> {
         self.observer.progress(Progress::Attached {
             run_id: self.opts.run_id.clone(),
             resumed: true,
-            replayed: records.len(),
+            replayed,
         });
         self.redispatch(&replay);
         self.drive()
@@ -227,7 +234,8 @@ impl<'a> Driver<'a> {
         for event in events {
             match event {
                 HostEvent::Request(req) => match replay.request(&req)? {
-                    Verdict::Known => self.register(req, 1, false),
+                    Verdict::Replayed => {}
+                    Verdict::Unresolved => self.register(req, 1, false),
                     Verdict::New => self.request(req),
                 },
                 HostEvent::Log { .. } => {}
@@ -322,7 +330,7 @@ impl<'a> Driver<'a> {
                 }
             }
             if self.buffer.len() >= MAX_BUFFER {
-                self.flush()?;
+                self.submit()?;
             }
             if idle || self.last_housekeeping.elapsed() >= HOUSEKEEPING {
                 self.housekeeping()?;
@@ -458,7 +466,6 @@ impl<'a> Driver<'a> {
 
     /// Start queued effects while limits allow. Commits first when an effect with outside effects starts.
     fn dispatch(&mut self) -> Result<(), Error> {
-        let mut skipped = VecDeque::new();
         while let Some(id) = self.queue.pop_front() {
             let Some(e) = self.effects.get(&id) else { continue };
             if e.state.phase() != crate::effect::Phase::Queued {
@@ -479,13 +486,11 @@ impl<'a> Driver<'a> {
                 break;
             }
             if self.harness_full(&name) {
-                skipped.push_back(id);
+                self.blocked.entry(name).or_default().push_back(id);
                 continue;
             }
             self.start(&id, &name)?;
         }
-        skipped.extend(self.queue.drain(..));
-        self.queue = skipped;
         Ok(())
     }
 
@@ -591,6 +596,10 @@ impl<'a> Driver<'a> {
                 self.running -= 1;
                 if let Some(n) = self.running_by_harness.get_mut(&harness) {
                     *n -= 1;
+                }
+                // A slot of this harness is free: the oldest effect waiting for one goes first.
+                if let Some(id) = self.blocked.get_mut(&harness).and_then(VecDeque::pop_front) {
+                    self.queue.push_front(id);
                 }
                 started.elapsed().as_millis() as u64
             }
@@ -708,12 +717,28 @@ impl<'a> Driver<'a> {
         ts_ms
     }
 
+    /// Make everything recorded so far durable: called before anything leaves the driver.
     fn flush(&mut self) -> Result<(), Error> {
+        self.submit()?;
+        self.confirm()
+    }
+
+    /// Hand the buffer to the writer without waiting for its commit (at most one commit in flight), so the
+    /// writer's thread commits while the driver goes on with work that needs no durability yet.
+    fn submit(&mut self) -> Result<(), Error> {
         if self.buffer.is_empty() {
             return Ok(());
         }
+        self.confirm()?;
         let events = std::mem::take(&mut self.buffer);
-        self.writer.append(self.opts.run_id.clone(), events)?;
+        self.in_flight = Some(self.writer.submit(self.opts.run_id.clone(), events)?);
+        Ok(())
+    }
+
+    /// Wait for the commit in flight, if any.
+    fn confirm(&mut self) -> Result<(), Error> {
+        let Some(pending) = self.in_flight.take() else { return Ok(()) };
+        pending.wait()?;
         self.commits += 1;
         if self.opts.kill_after_commits == Some(self.commits) {
             // SAFETY: kill(2) with our own pid and SIGKILL has no memory-safety preconditions.

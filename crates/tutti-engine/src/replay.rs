@@ -37,47 +37,48 @@ pub(crate) struct Replay {
     requested: HashSet<EffectId>,
 }
 
-/// Turn journal records into a replay; `load` resolves blob payloads of results.
+/// Turn journal records into a replay, consuming them; `load` resolves blob payloads of results.
 pub(crate) fn build(
-    records: &[Record],
+    records: Vec<Record>,
     mut load: impl FnMut(&tutti_journal::Payload) -> Result<Value, tutti_journal::Error>,
 ) -> Result<Replay, tutti_journal::Error> {
     let mut journaled: HashMap<EffectId, Journaled> = HashMap::new();
     let mut deliveries = VecDeque::new();
     for r in records {
-        match &r.event {
+        match r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, .. } => {
-                let call = Call { task_id: task_id.clone(), digest: digest.clone(), callsite: callsite.clone() };
-                journaled.insert(effect.clone(), Journaled { call, last_attempt: 0, pid: None, resolved: false });
+                let call = Call { task_id, digest, callsite };
+                journaled.insert(effect, Journaled { call, last_attempt: 0, pid: None, resolved: false });
             }
             Event::EffectStarted { effect, attempt, pid, .. } => {
-                if let Some(j) = journaled.get_mut(effect) {
-                    j.last_attempt = j.last_attempt.max(*attempt);
-                    j.pid = *pid;
+                if let Some(j) = journaled.get_mut(&effect) {
+                    j.last_attempt = j.last_attempt.max(attempt);
+                    j.pid = pid;
                 }
             }
             Event::EffectRedispatched { effect, attempt, .. } => {
-                if let Some(j) = journaled.get_mut(effect) {
-                    j.last_attempt = j.last_attempt.max(*attempt);
+                if let Some(j) = journaled.get_mut(&effect) {
+                    j.last_attempt = j.last_attempt.max(attempt);
                     j.pid = None;
                 }
             }
             Event::EffectResolved { effect, outcome, .. } => {
                 let outcome = match outcome {
-                    tutti_journal::Outcome::Ok { value } => Ok(load(value)?),
-                    tutti_journal::Outcome::Error { error } => Err(error.clone()),
+                    tutti_journal::Outcome::Ok { value: tutti_journal::Payload::Inline(v) } => Ok(v),
+                    tutti_journal::Outcome::Ok { value } => Ok(load(&value)?),
+                    tutti_journal::Outcome::Error { error } => Err(error),
                 };
-                deliveries.push_back(Delivery { effect: effect.clone(), ts_ms: r.ts_ms, outcome });
-                if let Some(j) = journaled.get_mut(effect) {
+                if let Some(j) = journaled.get_mut(&effect) {
                     j.resolved = true;
                 }
+                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome });
             }
             Event::EffectCancelled { effect, reason } => {
                 let error = ErrorInfo::new("Cancelled", format!("effect {effect} was cancelled: {reason}"));
-                deliveries.push_back(Delivery { effect: effect.clone(), ts_ms: r.ts_ms, outcome: Err(error) });
-                if let Some(j) = journaled.get_mut(effect) {
+                if let Some(j) = journaled.get_mut(&effect) {
                     j.resolved = true;
                 }
+                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome: Err(error) });
             }
             _ => {}
         }
@@ -88,8 +89,10 @@ pub(crate) fn build(
 /// What the driver should do with a request met during replay.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Verdict {
-    /// The journal has it: do not journal it again.
-    Known,
+    /// The journal has it and its result: replay delivers that result; nothing to run.
+    Replayed,
+    /// The journal has it but no result: it must run again after replay.
+    Unresolved,
     /// All journaled results are delivered: this is new work.
     New,
 }
@@ -101,7 +104,7 @@ impl Replay {
         match self.journaled.get(&req.effect) {
             Some(j) if j.call.task_id == replayed.task_id && j.call.digest == replayed.digest => {
                 self.requested.insert(req.effect.clone());
-                Ok(Verdict::Known)
+                Ok(if j.resolved { Verdict::Replayed } else { Verdict::Unresolved })
             }
             Some(j) => Err(Box::new(Nondeterminism::Changed {
                 effect: req.effect.clone(),
@@ -196,7 +199,7 @@ mod tests {
     }
 
     fn replay(records: &[Record]) -> Replay {
-        build(records, |p| match p {
+        build(records.to_vec(), |p| match p {
             Payload::Inline(v) => Ok(v.clone()),
             Payload::Blob { hash, .. } => Err(tutti_journal::Error::MissingBlob(hash.clone())),
         })
@@ -207,7 +210,7 @@ mod tests {
     fn same_calls_replay() {
         let a = req("root/0", "a", json!({"x": 1}));
         let mut r = replay(&[requested(&a, 1), resolved("root/0", 2)]);
-        assert_eq!(r.request(&a), Ok(Verdict::Known));
+        assert_eq!(r.request(&a), Ok(Verdict::Replayed));
         let d = r.next_delivery().unwrap().unwrap();
         assert_eq!((d.effect.as_str(), d.ts_ms), ("root/0", 7));
         assert_eq!(r.request(&req("root/1", "b", json!(null))), Ok(Verdict::New));

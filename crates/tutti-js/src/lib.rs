@@ -67,6 +67,9 @@ impl JsHost {
             .map_err(|source| Error::Read { path: path.display().to_string(), source })?;
         let runtime = Runtime::new()?;
         runtime.set_max_stack_size(4 * 1024 * 1024);
+        // A process holds many small live objects (one promise per pending effect); collecting less often
+        // keeps the GC from dominating large fan-outs.
+        runtime.set_gc_threshold(64 * 1024 * 1024);
         let graph = modules::Graph::default();
         runtime.set_loader(graph.resolver(), graph.loader());
         let context = Context::full(&runtime)?;

@@ -59,14 +59,24 @@
   }
 
   // ---- call sites, for non-determinism errors ----
+  // Only the first few frames matter (the process code calling ctx), and building a long backtrace is most of
+  // the cost of a request; parsing is by hand for the same reason.
+  const SITE_FRAMES = 8;
   function callsite() {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = SITE_FRAMES;
     const stack = new Error().stack || "";
-    for (const line of stack.split("\n")) {
-      const m = /\((.*):(\d+)(?::(\d+))?\)\s*$/.exec(line) || /at (.*):(\d+)(?::(\d+))?\s*$/.exec(line);
-      if (!m) continue;
-      const file = m[1];
-      if (file.startsWith("tutti:") || file === "<tutti>" || file === "native") continue;
-      return file + ":" + m[2] + (m[3] ? ":" + m[3] : "");
+    Error.stackTraceLimit = limit;
+    let start = 0;
+    while (start < stack.length) {
+      let end = stack.indexOf("\n", start);
+      if (end < 0) end = stack.length;
+      const open = stack.lastIndexOf("(", end);
+      if (open > start && stack.charCodeAt(end - 1) === 41 /* ) */) {
+        const site = stack.slice(open + 1, end - 1);
+        if (!site.startsWith("tutti:") && site !== "native") return site;
+      }
+      start = end + 1;
     }
     return null;
   }
