@@ -59,26 +59,19 @@
   }
 
   // ---- call sites, for non-determinism errors ----
-  // Only the first few frames matter (the process code calling ctx), and building a long backtrace is most of
-  // the cost of a request; parsing is by hand for the same reason.
-  const SITE_FRAMES = 8;
-  function callsite() {
+  // The call site is the frame that called `entry` (the ctx method the process called). One frame is all
+  // that gets built: a full backtrace would be most of the cost of a request.
+  function callsite(entry) {
     const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = SITE_FRAMES;
-    const stack = new Error().stack || "";
+    Error.stackTraceLimit = 1;
+    const holder = {};
+    Error.captureStackTrace(holder, entry);
     Error.stackTraceLimit = limit;
-    let start = 0;
-    while (start < stack.length) {
-      let end = stack.indexOf("\n", start);
-      if (end < 0) end = stack.length;
-      const open = stack.lastIndexOf("(", end);
-      if (open > start && stack.charCodeAt(end - 1) === 41 /* ) */) {
-        const site = stack.slice(open + 1, end - 1);
-        if (!site.startsWith("tutti:") && site !== "native") return site;
-      }
-      start = end + 1;
-    }
-    return null;
+    const line = String(holder.stack || "").trimEnd();
+    const open = line.lastIndexOf("(");
+    if (open < 0 || !line.endsWith(")")) return null;
+    const site = line.slice(open + 1, -1);
+    return site.startsWith("tutti:") || site === "native" ? null : site;
   }
 
   // ---- task definitions ----
@@ -133,7 +126,7 @@
     if (info.data !== undefined) e.data = info.data;
     return e;
   }
-  function request(scope, def, args, opts) {
+  function request(scope, def, args, opts, entry) {
     const effectId = scope.nextId();
     const labels = normalizeLabels(opts && (opts.labels || (opts.label ? [opts.label] : undefined)));
     const taskCtx = { effectId, taskId: def.id, runId, label: labels && labels[0], labels: labels || [] };
@@ -146,7 +139,7 @@
         taskId: def.id,
         kind: desc.kind,
         title: typeof desc.title === "string" ? desc.title : null,
-        callsite: callsite(),
+        callsite: callsite(entry),
         args: args === undefined ? null : args,
         task: desc,
       }),
@@ -230,6 +223,31 @@
   function checkTask(def, what) {
     if (!def || def[TASK] !== true) throw new TypeError(`${what} expects a task created with defineTask`);
   }
+  // The ctx methods that request effects are named functions: each is the `entry` whose caller is the call
+  // site recorded with the request.
+  function task(def, args, opts) {
+    checkTask(def, "ctx.task");
+    return request(current, def, args, opts, task);
+  }
+  function agent(desc) {
+    const statics = { kind: "agent", ...desc, agent: desc.agent ?? { prompt: desc.prompt, outputSchema: desc.outputSchema } };
+    return request(current, { [TASK]: true, id: "tutti/agent", build: undefined, statics }, null, undefined, agent);
+  }
+  function orchestratorTask(payload) {
+    const statics = { kind: "orchestrator_task", ...payload };
+    const def = { [TASK]: true, id: "tutti/orchestrator_task", build: undefined, statics };
+    return request(current, def, payload, undefined, orchestratorTask);
+  }
+  function breakpoint(payload, opts) {
+    const title = payload && typeof payload === "object" ? payload.title ?? payload.question : undefined;
+    const def = typeof title === "string" ? { ...breakpointTask, statics: { kind: "breakpoint", title } } : breakpointTask;
+    return request(current, def, payload === undefined ? null : payload, opts, breakpoint);
+  }
+  function sleepUntil(when) {
+    const ms = typeof when === "number" ? when : new RealDate(when).getTime();
+    if (!Number.isFinite(ms)) throw new TypeError(`ctx.sleepUntil: not a time: ${when}`);
+    return request(current, sleepTask, { targetEpochMs: ms }, undefined, sleepUntil);
+  }
   function makeCtx() {
     return Object.freeze({
       get runId() {
@@ -237,29 +255,12 @@
       },
       runDir: ".tutti/runs/" + runId,
       artifactsDir: ".tutti/runs/" + runId + "/artifacts",
-      task(def, args, opts) {
-        checkTask(def, "ctx.task");
-        return request(current, def, args, opts);
-      },
-      agent(desc) {
-        const def = { [TASK]: true, id: "tutti/agent", build: undefined, statics: { kind: "agent", ...desc, agent: desc.agent ?? { prompt: desc.prompt, outputSchema: desc.outputSchema } } };
-        return request(current, def, null, undefined);
-      },
-      orchestratorTask(payload) {
-        const def = { [TASK]: true, id: "tutti/orchestrator_task", build: undefined, statics: { kind: "orchestrator_task", ...payload } };
-        return request(current, def, payload, undefined);
-      },
+      task,
+      agent,
+      orchestratorTask,
       parallel,
-      breakpoint(payload, opts) {
-        const title = payload && typeof payload === "object" ? payload.title ?? payload.question : undefined;
-        const def = typeof title === "string" ? { ...breakpointTask, statics: { kind: "breakpoint", title } } : breakpointTask;
-        return request(current, def, payload === undefined ? null : payload, opts);
-      },
-      sleepUntil(when) {
-        const ms = typeof when === "number" ? when : new RealDate(when).getTime();
-        if (!Number.isFinite(ms)) throw new TypeError(`ctx.sleepUntil: not a time: ${when}`);
-        return request(current, sleepTask, { targetEpochMs: ms }, undefined);
-      },
+      breakpoint,
+      sleepUntil,
       log(...args) {
         host.log(current.path, format(args));
       },
