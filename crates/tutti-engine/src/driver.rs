@@ -187,25 +187,67 @@ impl<'a> Driver<'a> {
         let (inputs, created_ms) = self.created(&records)?;
         let replayed = records.len();
         let mut replay = replay::build(records, |p| self.store.load(p))?;
-        let events = self.host.start(&self.opts.run_id, &inputs, seed(&self.opts.run_id), created_ms)?;
-        self.replay_events(&mut replay, events)?;
-        while let Some(delivery) = replay.next_delivery() {
-            let d = delivery?;
-            let events = self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?;
-            self.replay_events(&mut replay, events)?;
+        self.host.set_replaying(true);
+        let outcome = self.replay(&mut replay, &inputs, created_ms);
+        self.host.set_replaying(false);
+        if let Err(Error::Nondeterminism(mut divergence)) = outcome {
+            self.locate(&mut divergence, &inputs, created_ms);
+            return Err(Error::Nondeterminism(divergence));
         }
+        outcome?;
         // Replay matched the journal: only now may anything be appended.
         self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: true });
         if let Some(event) = pending_code_change {
             self.record(event);
         }
-        self.observer.progress(Progress::Attached {
-            run_id: self.opts.run_id.clone(),
-            resumed: true,
-            replayed,
-        });
+        self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: true, replayed });
         self.redispatch(&replay);
         self.drive()
+    }
+
+    /// Re-execute the process against the journal: every request checked, every result re-delivered in
+    /// journal order.
+    fn replay(&mut self, replay: &mut Replay, inputs: &Value, created_ms: i64) -> Result<(), Error> {
+        let events = self.host.start(&self.opts.run_id, inputs, seed(&self.opts.run_id), created_ms)?;
+        self.replay_events(replay, events)?;
+        while let Some(delivery) = replay.next_delivery() {
+            let d = delivery?;
+            let events = self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?;
+            self.replay_events(replay, events)?;
+        }
+        Ok(())
+    }
+
+    /// A replaying host records no call sites; after a divergence, run the process once more with call
+    /// sites on, up to the divergent call, so that the error can name its line.
+    fn locate(&mut self, divergence: &mut Nondeterminism, inputs: &Value, created_ms: i64) {
+        let (target, replayed) = match divergence {
+            Nondeterminism::Changed { effect, replayed, .. } | Nondeterminism::Unexpected { effect, replayed } => {
+                (effect.clone(), replayed)
+            }
+            _ => return,
+        };
+        let Ok(records) = self.store.read(&self.opts.run_id, 0) else { return };
+        let Ok(mut replay) = replay::build(records, |p| self.store.load(p)) else { return };
+        if self.host.restart().is_err() {
+            return;
+        }
+        let seed = seed(&self.opts.run_id);
+        let mut events = self.host.start(&self.opts.run_id, inputs, seed, created_ms).unwrap_or_default();
+        loop {
+            for event in &events {
+                if let HostEvent::Request(req) = event {
+                    if req.effect == target {
+                        replayed.callsite = req.callsite.clone();
+                        return;
+                    }
+                    let _ = replay.request(req);
+                }
+            }
+            let Some(Ok(d)) = replay.next_delivery() else { return };
+            let Ok(next) = self.host.deliver(&d.effect, &d.outcome, d.ts_ms) else { return };
+            events = next;
+        }
     }
 
     fn created(&self, records: &[Record]) -> Result<(Value, i64), Error> {
@@ -235,7 +277,13 @@ impl<'a> Driver<'a> {
             match event {
                 HostEvent::Request(req) => match replay.request(&req)? {
                     Verdict::Replayed => {}
-                    Verdict::Unresolved => self.register(req, 1, false),
+                    Verdict::Unresolved => {
+                        let mut req = req;
+                        if let Some(task) = replay.take_task(&req.effect) {
+                            req.task = self.store.load(&task)?;
+                        }
+                        self.register(req, 1, false)
+                    }
                     Verdict::New => self.request(req),
                 },
                 HostEvent::Log { .. } => {}

@@ -43,6 +43,17 @@ pub trait ProcessHost {
     /// the next step; `seed` seeds `Math.random`.
     fn start(&mut self, run_id: &str, inputs: &Value, seed: u32, now_ms: i64) -> Result<Vec<HostEvent>, HostError>;
 
+    /// While replaying, a host may leave out what the journal already holds (call sites, task descriptions):
+    /// requests then carry `callsite: None` and `task: Null`.
+    fn set_replaying(&mut self, replaying: bool) {
+        let _ = replaying;
+    }
+
+    /// Start over with the process freshly loaded (used to locate a divergent call after a failed replay).
+    fn restart(&mut self) -> Result<(), HostError> {
+        Err(HostError { message: "this process host cannot restart".into() })
+    }
+
     /// Settle the promise of `effect` with `outcome` and run what it wakes.
     fn deliver(
         &mut self,

@@ -28,6 +28,9 @@ pub(crate) struct Journaled {
     /// Process group of the last journaled start, if the harness reported one.
     pub(crate) pid: Option<u32>,
     pub(crate) resolved: bool,
+    /// The journaled task description, kept only for effects that must run again: a replaying host does not
+    /// rebuild it.
+    pub(crate) task: Option<tutti_journal::Payload>,
 }
 
 /// The replay state of one resumed run.
@@ -46,9 +49,10 @@ pub(crate) fn build(
     let mut deliveries = VecDeque::new();
     for r in records {
         match r.event {
-            Event::EffectRequested { effect, task_id, digest, callsite, .. } => {
+            Event::EffectRequested { effect, task_id, digest, callsite, task, .. } => {
                 let call = Call { task_id, digest, callsite };
-                journaled.insert(effect, Journaled { call, last_attempt: 0, pid: None, resolved: false });
+                let j = Journaled { call, last_attempt: 0, pid: None, resolved: false, task: Some(task) };
+                journaled.insert(effect, j);
             }
             Event::EffectStarted { effect, attempt, pid, .. } => {
                 if let Some(j) = journaled.get_mut(&effect) {
@@ -83,6 +87,9 @@ pub(crate) fn build(
             _ => {}
         }
     }
+    for j in journaled.values_mut().filter(|j| j.resolved) {
+        j.task = None;
+    }
     Ok(Replay { journaled, deliveries, requested: HashSet::new() })
 }
 
@@ -114,6 +121,11 @@ impl Replay {
             None if self.deliveries.is_empty() => Ok(Verdict::New),
             None => Err(Box::new(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed })),
         }
+    }
+
+    /// The journaled task description of an effect that must run again.
+    pub(crate) fn take_task(&mut self, effect: &str) -> Option<tutti_journal::Payload> {
+        self.journaled.get_mut(effect).and_then(|j| j.task.take())
     }
 
     /// The next journaled result to deliver, checked to be for an effect the process has requested.

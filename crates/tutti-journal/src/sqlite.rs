@@ -187,14 +187,12 @@ impl SqliteStore {
             .conn
             .prepare_cached("SELECT seq, ts_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")?;
         let mut rows = stmt.query(params![run, to_sql_seq(after)])?;
-        let mut records = Vec::new();
+        let mut raw = Vec::new();
         while let Some(row) = rows.next()? {
-            let seq = row.get::<_, i64>(0)? as Seq;
-            let body = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-            let event = serde_json::from_str(body).map_err(|source| Error::Decode { run: run.clone(), seq, source })?;
-            records.push(Record { seq, ts_ms: row.get(1)?, event });
+            let body = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?.to_owned();
+            raw.push((row.get::<_, i64>(0)? as Seq, row.get::<_, i64>(1)?, body));
         }
-        Ok(records)
+        decode_all(run, raw)
     }
 
     fn summaries(&self, filter: Option<&RunId>) -> Result<Vec<RunSummary>> {
@@ -442,3 +440,32 @@ fn corrupt(path: &str, detail: String) -> Error {
 
 #[cfg(test)]
 mod tests;
+
+/// Decode event bodies; a long journal (a resume) is decoded on every core, since nothing else runs yet.
+fn decode_all(run: &RunId, raw: Vec<(Seq, i64, String)>) -> Result<Vec<Record>> {
+    const PARALLEL_FROM: usize = 8192;
+    let decode = |chunk: &[(Seq, i64, String)]| -> Result<Vec<Record>> {
+        chunk
+            .iter()
+            .map(|(seq, ts_ms, body)| {
+                let event = serde_json::from_str(body)
+                    .map_err(|source| Error::Decode { run: run.clone(), seq: *seq, source })?;
+                Ok(Record { seq: *seq, ts_ms: *ts_ms, event })
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if raw.len() < PARALLEL_FROM || threads < 2 {
+        return decode(&raw);
+    }
+    let chunk = raw.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<Record>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = raw.chunks(chunk).map(|c| scope.spawn(move || decode(c))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    let mut records = Vec::with_capacity(raw.len());
+    for part in parts {
+        records.extend(part?);
+    }
+    Ok(records)
+}

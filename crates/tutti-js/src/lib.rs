@@ -136,6 +136,17 @@ impl JsHost {
 }
 
 impl ProcessHost for JsHost {
+    fn set_replaying(&mut self, replaying: bool) {
+        // The runtime defines this function; a failure here would be a bug in runtime.js, and the only
+        // effect of ignoring it is call sites recorded (or not) while replaying.
+        let _ = self.call_internal("setReplaying", |_, f| f.call::<_, ()>((replaying,)));
+    }
+
+    fn restart(&mut self) -> Result<(), HostError> {
+        *self = JsHost::load(&self.path).map_err(|e| HostError { message: e.to_string() })?;
+        Ok(())
+    }
+
     fn start(&mut self, run_id: &str, inputs: &Json, seed: u32, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
         self.shared.now_ms.set(now_ms);
         let process = self.process.clone();

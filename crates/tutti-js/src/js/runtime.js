@@ -120,6 +120,8 @@
   // ---- effects ----
   const pending = new Map();
   let runId = "";
+  // While the host replays a journal, requests leave out what the journal already holds.
+  let replaying = false;
   function toError(info) {
     const e = new Error(info.message);
     e.name = info.name || "Error";
@@ -139,9 +141,9 @@
         taskId: def.id,
         kind: desc.kind,
         title: typeof desc.title === "string" ? desc.title : null,
-        callsite: callsite(entry),
+        callsite: replaying ? null : callsite(entry),
         args: args === undefined ? null : args,
-        task: desc,
+        task: replaying ? null : desc,
       }),
     );
     return promise;
@@ -318,7 +320,14 @@
     return true;
   }
   Object.defineProperty(globalThis, "__tutti_internal", {
-    value: Object.freeze({ start, deliver, defineTask }),
+    value: Object.freeze({
+      start,
+      deliver,
+      defineTask,
+      setReplaying(on) {
+        replaying = on;
+      },
+    }),
     enumerable: false,
   });
 })();
