@@ -396,43 +396,33 @@ fn chain(root: &Path, n: usize, durable: bool, rep: usize) -> Result<Row> {
 }
 
 fn fanout(root: &Path, n: usize, rep: usize) -> Result<Row> {
-    let env = Env::new(root, &format!("fanout-{rep}"))?;
-    reset_peak_rss();
-    let (run_id, o) = create(&env, json!({ "mode": "fanout", "n": n }), true, false)?;
-    expect_completed(&o.end, "fanout")?;
-    if o.end.output.as_ref().and_then(|v| v.get("last")) != Some(&json!(n)) {
-        bail!("fanout: wrong output {:?}", o.end.output);
-    }
-    let rss_mb = peak_rss_mb();
-    let events = env.events(&run_id)?;
-    let rate = n as f64 / o.total.as_secs_f64();
-    Ok(Row {
-        name: "fanout".into(),
-        n,
-        events,
-        total: o.total,
-        drive: o.drive,
-        cpu: o.cpu,
-        commits: o.commits,
-        rss_mb,
-        headline: format!("{rate:.0} effects/s"),
-        target: "≥ 20,000 effects/s".into(),
-        met: Some(rate >= 20_000.0),
-        source: (env.db.clone(), run_id),
-    })
+    fanout_run(root, n, &format!("fanout-{rep}"), false)
 }
 
 /// A fan-out through a harness limited to 4 running jobs: how the queue of waiting effects is handled.
 fn fanout_limited(root: &Path, n: usize) -> Result<Row> {
-    let env = Env::new(root, &format!("fanout-limited-{n}"))?;
+    fanout_run(root, n, &format!("fanout-limited-{n}"), true)
+}
+
+fn fanout_run(root: &Path, n: usize, env_name: &str, limited: bool) -> Result<Row> {
+    let name = if limited { "fanout-lim4" } else { "fanout" };
+    let env = Env::new(root, env_name)?;
     reset_peak_rss();
-    let (run_id, o) = create(&env, json!({ "mode": "fanout", "n": n, "limited": true }), true, false)?;
-    expect_completed(&o.end, "fanout-limited")?;
+    let (run_id, o) = create(&env, json!({ "mode": "fanout", "n": n, "limited": limited }), true, false)?;
+    expect_completed(&o.end, name)?;
+    if o.end.output.as_ref().and_then(|v| v.get("last")) != Some(&json!(n)) {
+        bail!("{name}: wrong output {:?}", o.end.output);
+    }
     let rss_mb = peak_rss_mb();
     let events = env.events(&run_id)?;
     let rate = n as f64 / o.total.as_secs_f64();
+    let (target, met) = if limited {
+        ("none (harness max_parallel 4)".to_string(), None)
+    } else {
+        ("≥ 20,000 effects/s".to_string(), Some(rate >= 20_000.0))
+    };
     Ok(Row {
-        name: "fanout-lim4".into(),
+        name: name.into(),
         n,
         events,
         total: o.total,
@@ -441,8 +431,8 @@ fn fanout_limited(root: &Path, n: usize) -> Result<Row> {
         commits: o.commits,
         rss_mb,
         headline: format!("{rate:.0} effects/s"),
-        target: "none (harness max_parallel 4)".into(),
-        met: None,
+        target,
+        met,
         source: (env.db.clone(), run_id),
     })
 }

@@ -15,29 +15,8 @@ fn write(dir: &tempfile::TempDir, name: &str, src: &str) -> PathBuf {
 
 /// Drive a host to its end, resolving each effect with its arguments, in the order `pick` chooses among
 /// the pending ones. Returns the effect ids in request order and the output.
-fn drive(host: &mut JsHost, inputs: Value, mut pick: impl FnMut(usize) -> usize) -> (Vec<String>, Result<Value, String>) {
-    let mut pending: VecDeque<(String, Value)> = VecDeque::new();
-    let mut ids = Vec::new();
-    let mut events = host.start("01TEST", &inputs, 7, 1_000).unwrap();
-    let mut now = 1_000;
-    loop {
-        for e in events.drain(..) {
-            match e {
-                HostEvent::Request(r) => {
-                    ids.push(r.effect.clone());
-                    pending.push_back((r.effect, r.args));
-                }
-                HostEvent::Finished(r) => return (ids, r.map_err(|e| format!("{}: {}", e.name, e.message))),
-                HostEvent::Halted { reason, .. } => return (ids, Err(format!("halted: {reason}"))),
-                HostEvent::Log { .. } => {}
-            }
-        }
-        assert!(!pending.is_empty(), "process blocked with nothing pending");
-        let i = pick(pending.len()) % pending.len();
-        let (id, args) = pending.remove(i).unwrap();
-        now += 5;
-        events = host.deliver(&id, &Ok(args), now).unwrap();
-    }
+fn drive(host: &mut JsHost, inputs: Value, pick: impl FnMut(usize) -> usize) -> (Vec<String>, Result<Value, String>) {
+    drive_recording(host, inputs, &mut Vec::new(), pick)
 }
 
 const BRANCHING: &str = r#"
@@ -87,7 +66,7 @@ proptest::proptest! {
         let mut host = JsHost::load(&path).unwrap();
         let mut picks = choices.into_iter().cycle();
         let mut order = Vec::new();
-        let (ids, out) = drive_recording(&mut host, &mut order, |n| picks.next().unwrap() % n);
+        let (ids, out) = drive_recording(&mut host, json!({}), &mut order, |n| picks.next().unwrap() % n);
         let out = out.unwrap();
         proptest::prop_assert_eq!(&out["out"], &json!([11, 21, 31]));
         proptest::prop_assert_eq!(&out["mapped"], &json!([5, 6]));
@@ -108,12 +87,13 @@ proptest::proptest! {
 /// Like `drive`, also recording the delivery order (the journal order of results).
 fn drive_recording(
     host: &mut JsHost,
+    inputs: Value,
     order: &mut Vec<(String, Value)>,
     mut pick: impl FnMut(usize) -> usize,
 ) -> (Vec<String>, Result<Value, String>) {
     let mut pending: VecDeque<(String, Value)> = VecDeque::new();
     let mut ids = Vec::new();
-    let mut events = host.start("01TEST", &json!({}), 7, 1_000).unwrap();
+    let mut events = host.start("01TEST", &inputs, 7, 1_000).unwrap();
     loop {
         for e in events.drain(..) {
             match e {
@@ -121,10 +101,12 @@ fn drive_recording(
                     ids.push(r.effect.clone());
                     pending.push_back((r.effect, r.args));
                 }
-                HostEvent::Finished(r) => return (ids, r.map_err(|e| e.message)),
-                _ => {}
+                HostEvent::Finished(r) => return (ids, r.map_err(|e| format!("{}: {}", e.name, e.message))),
+                HostEvent::Halted { reason, .. } => return (ids, Err(format!("halted: {reason}"))),
+                HostEvent::Log { .. } => {}
             }
         }
+        assert!(!pending.is_empty(), "process blocked with nothing pending");
         let (id, args) = pending.remove(pick(pending.len())).unwrap();
         order.push((id.clone(), args.clone()));
         events = host.deliver(&id, &Ok(args), 1_005 + 5 * (order.len() as i64 - 1)).unwrap();
