@@ -101,6 +101,8 @@ pub struct Driver<'a> {
     blocked: HashMap<String, VecDeque<EffectId>>,
     /// The last submitted commit, not yet confirmed.
     in_flight: Option<tutti_journal::Pending>,
+    /// Cancellations the process asked for during replay, of effects that must run again.
+    deferred_cancels: Vec<EffectId>,
     running: usize,
     running_by_harness: HashMap<String, usize>,
     buffer: Vec<NewEvent>,
@@ -142,6 +144,7 @@ impl<'a> Driver<'a> {
             queue: VecDeque::new(),
             blocked: HashMap::new(),
             in_flight: None,
+            deferred_cancels: Vec::new(),
             running: 0,
             running_by_harness: HashMap::new(),
             buffer: Vec::new(),
@@ -201,6 +204,9 @@ impl<'a> Driver<'a> {
             self.record(event);
         }
         self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: true, replayed });
+        for effect in std::mem::take(&mut self.deferred_cancels) {
+            self.cancel_effect(&effect, "cancelled by the process")?;
+        }
         self.redispatch(&replay);
         self.drive()
     }
@@ -287,6 +293,15 @@ impl<'a> Driver<'a> {
                     Verdict::New => self.request(req),
                 },
                 HostEvent::Log { .. } => {}
+                // Cancelling an effect that must run again: do it once replay is over.
+                HostEvent::Cancel { effect } if self.effects.contains_key(&effect) => self.deferred_cancels.push(effect),
+                HostEvent::Cancel { .. } => {}
+                // Journaled with the step that made them, unless the journal had nothing yet.
+                HostEvent::GroupOpened { .. } | HostEvent::Checkpoint { .. } | HostEvent::GroupClosed { .. } => {
+                    if replay.is_empty() {
+                        self.apply(vec![event])?;
+                    }
+                }
                 HostEvent::Finished(_) | HostEvent::Halted { .. } => {
                     if let Some(effect) = replay.undelivered() {
                         return Err(Nondeterminism::FinishedEarly { effect: effect.clone() }.into());
@@ -675,9 +690,41 @@ impl<'a> Driver<'a> {
                         self.end = Some(End::Halted { reason, payload });
                     }
                 }
+                HostEvent::Cancel { effect } => self.cancel_effect(&effect, "cancelled by the process")?,
+                HostEvent::GroupOpened { group, members, persistent } => {
+                    let names: Vec<String> = members
+                        .iter()
+                        .map(|m| m.harness.as_ref().map_or(m.name.clone(), |h| format!("{} on {h}", m.name)))
+                        .collect();
+                    let message = format!("group opened: {}", names.join(", "));
+                    self.observer.progress(Progress::Log { scope: format!("group:{group}"), message });
+                    self.record(Event::GroupOpened { group, members, persistent });
+                }
+                HostEvent::Checkpoint { group, completed, value } => {
+                    self.record(Event::GroupCheckpoint { group, completed, value: Payload::Inline(value) });
+                }
+                HostEvent::GroupClosed { group } => {
+                    self.record(Event::GroupClosed { group });
+                }
             }
         }
         Ok(())
+    }
+
+    /// Stop an effect the process no longer wants: kill its process tree, journal it, and settle its promise
+    /// with a `Cancelled` error.
+    fn cancel_effect(&mut self, id: &EffectId, reason: &str) -> Result<(), Error> {
+        if !self.effects.contains_key(id) {
+            return Ok(());
+        }
+        let title = self.effects.get(id).and_then(|e| e.request.title.clone());
+        let previous = self.finish_effect(id);
+        let elapsed_ms = self.release_slot(previous, true);
+        let error = ErrorInfo::new("Cancelled", format!("effect {id} was cancelled: {reason}"));
+        let ts_ms = self.record(Event::EffectCancelled { effect: id.clone(), reason: reason.to_string() });
+        self.observer.progress(Progress::Finished { effect: id.clone(), title, elapsed_ms, error: Some(error.clone()) });
+        let events = self.host.deliver(id, &Err(error), ts_ms)?;
+        self.apply(events)
     }
 
     // ---- the end ----

@@ -28,6 +28,12 @@ pub enum HostEvent {
     Finished(Result<Value, ErrorInfo>),
     /// The process called `ctx.halt`.
     Halted { reason: String, payload: Value },
+    /// The process gave up on an effect (a lost race, a decided fan-in, `handle.cancel()`).
+    Cancel { effect: EffectId },
+    GroupOpened { group: String, members: Vec<tutti_journal::event::MemberInfo>, persistent: bool },
+    /// Partial fan-in results, or an explicit `ctx.checkpoint` (empty group).
+    Checkpoint { group: String, completed: u64, value: Value },
+    GroupClosed { group: String },
 }
 
 /// A failure of the host itself (not of the process code, which ends the run as failed instead).

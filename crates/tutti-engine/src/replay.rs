@@ -123,6 +123,11 @@ impl Replay {
         }
     }
 
+    /// True when the journal holds no effect at all (the driver died before its first commit).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.journaled.is_empty() && self.deliveries.is_empty()
+    }
+
     /// The journaled task description of an effect that must run again.
     pub(crate) fn take_task(&mut self, effect: &str) -> Option<tutti_journal::Payload> {
         self.journaled.get_mut(effect).and_then(|j| j.task.take())

@@ -111,6 +111,14 @@ pub struct ModuleHash {
     pub hash: String,
 }
 
+/// A member of a group, as opened.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MemberInfo {
+    pub name: String,
+    /// The harness the member is bound to (None: routed like any task).
+    pub harness: Option<String>,
+}
+
 /// Every fact tutti records. Room is left for groups and messages (later schema additions are new
 /// variants, which old readers reject with a clear error rather than misread).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -190,6 +198,21 @@ pub enum Event {
         scope: String,
         message: String,
     },
+    /// A named group with its members; the same names give the same identities after a restart.
+    GroupOpened {
+        group: String,
+        members: Vec<MemberInfo>,
+        persistent: bool,
+    },
+    /// Partial results of a fan-in (`checkpointEvery`), or an explicit `ctx.checkpoint` (group empty).
+    GroupCheckpoint {
+        group: String,
+        completed: u64,
+        value: Payload,
+    },
+    GroupClosed {
+        group: String,
+    },
 }
 
 impl Event {
@@ -210,6 +233,9 @@ impl Event {
             Event::EffectResolved { .. } => "effect_resolved",
             Event::EffectCancelled { .. } => "effect_cancelled",
             Event::Log { .. } => "log",
+            Event::GroupOpened { .. } => "group_opened",
+            Event::GroupCheckpoint { .. } => "group_checkpoint",
+            Event::GroupClosed { .. } => "group_closed",
         }
     }
 
@@ -232,6 +258,7 @@ impl Event {
             Event::RunHalted { payload, .. } => vec![payload],
             Event::EffectRequested { args, task, .. } => vec![args, task],
             Event::EffectResolved { outcome: Outcome::Ok { value }, .. } => vec![value],
+            Event::GroupCheckpoint { value, .. } => vec![value],
             Event::RunFailed { .. }
             | Event::RunCancelled { .. }
             | Event::DriverAttached { .. }
@@ -241,7 +268,9 @@ impl Event {
             | Event::EffectRedispatched { .. }
             | Event::EffectResolved { .. }
             | Event::EffectCancelled { .. }
-            | Event::Log { .. } => Vec::new(),
+            | Event::Log { .. }
+            | Event::GroupOpened { .. }
+            | Event::GroupClosed { .. } => Vec::new(),
         }
     }
 }

@@ -204,6 +204,26 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     )?;
     let s = shared.clone();
     host.set("now", Function::new(ctx.clone(), move || s.now_ms.get() as f64)?)?;
+    let s = shared.clone();
+    host.set(
+        "cancel",
+        Function::new(ctx.clone(), move |effect: String| s.events.borrow_mut().push(HostEvent::Cancel { effect }))?,
+    )?;
+    let s = shared.clone();
+    host.set("group", Function::new(ctx.clone(), move |json: String| push_group(&s, &json))?)?;
+    let s = shared.clone();
+    host.set(
+        "checkpoint",
+        Function::new(ctx.clone(), move |group: String, completed: f64, json: String| {
+            let value = serde_json::from_str(&json).unwrap_or(Json::Null);
+            s.events.borrow_mut().push(HostEvent::Checkpoint { group, completed: completed.max(0.0) as u64, value });
+        })?,
+    )?;
+    let s = shared.clone();
+    host.set(
+        "groupClosed",
+        Function::new(ctx.clone(), move |group: String| s.events.borrow_mut().push(HostEvent::GroupClosed { group }))?,
+    )?;
     ctx.globals().set("__tutti_host", host)
 }
 
@@ -233,6 +253,24 @@ fn push_request(shared: &Shared, json: &str) {
             task: w.task,
         })),
         Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {json}")),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct WireGroup {
+    group: String,
+    members: Vec<tutti_journal::event::MemberInfo>,
+    persistent: bool,
+}
+
+fn push_group(shared: &Shared, json: &str) {
+    match serde_json::from_str::<WireGroup>(json) {
+        Ok(g) => shared.events.borrow_mut().push(HostEvent::GroupOpened {
+            group: g.group,
+            members: g.members,
+            persistent: g.persistent,
+        }),
+        Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed group ({e}): {json}")),
     }
 }
 

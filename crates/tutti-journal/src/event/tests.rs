@@ -102,8 +102,19 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
     ]
 }
 
+fn arb_group_event() -> impl Strategy<Value = Event> {
+    let member = (arb_text(), prop::option::of(arb_text())).prop_map(|(name, harness)| MemberInfo { name, harness });
+    prop_oneof![
+        (arb_text(), prop::collection::vec(member, 0..4), any::<bool>())
+            .prop_map(|(group, members, persistent)| Event::GroupOpened { group, members, persistent }),
+        (arb_text(), any::<u64>(), arb_payload())
+            .prop_map(|(group, completed, value)| Event::GroupCheckpoint { group, completed, value }),
+        arb_text().prop_map(|group| Event::GroupClosed { group }),
+    ]
+}
+
 fn arb_event() -> impl Strategy<Value = Event> {
-    prop_oneof![arb_run_event(), arb_effect_event()]
+    prop_oneof![arb_run_event(), arb_effect_event(), arb_group_event()]
 }
 
 proptest! {

@@ -34,16 +34,20 @@
   // race for indices. `current` is the scope of the code running now: set when a branch starts, and when an
   // effect's result is delivered (the continuations it wakes run in the scope that requested it).
   class Scope {
-    constructor(path) {
+    constructor(path, member) {
       this.path = path;
       this.calls = 0;
       this.branches = 0;
+      // The group member this scope belongs to, if any: its tasks run on the member's harness.
+      this.member = member;
+      // Effects requested in this scope and not settled yet (what cancelling a member's item stops).
+      this.inflight = new Set();
     }
     nextId() {
       return this.path + "/" + this.calls++;
     }
     branch() {
-      return new Scope(this.path + "/parallel:" + this.branches++);
+      return new Scope(this.path + "/parallel:" + this.branches++, this.member);
     }
   }
   const root = new Scope("root");
@@ -77,6 +81,7 @@
   // ---- task definitions ----
   const taskIds = new Set();
   const TASK = Symbol("tutti.task");
+  const EFFECT = Symbol("tutti.effect");
   function normalizeLabels(labels) {
     if (!Array.isArray(labels)) return labels;
     return [...new Set(labels.map((l) => String(l).trim()).filter((l) => l.length > 0))];
@@ -132,8 +137,12 @@
     const effectId = scope.nextId();
     const labels = normalizeLabels(opts && (opts.labels || (opts.label ? [opts.label] : undefined)));
     const taskCtx = { effectId, taskId: def.id, runId, label: labels && labels[0], labels: labels || [] };
-    const desc = inScope(scope, () => describe(def, args, taskCtx));
+    let desc = inScope(scope, () => describe(def, args, taskCtx));
+    const member = scope.member;
+    if (member && member.harness && !replaying) desc = { ...desc, harness: preferFirst(member.harness, desc.harness) };
     const promise = new Promise((resolve, reject) => pending.set(effectId, { resolve, reject, scope }));
+    promise[EFFECT] = effectId;
+    scope.inflight.add(effectId);
     host.request(
       JSON.stringify({
         effect: effectId,
@@ -147,6 +156,16 @@
       }),
     );
     return promise;
+  }
+  function preferFirst(first, prefs) {
+    const rest = prefs === undefined ? [] : Array.isArray(prefs) ? prefs : [prefs];
+    return [first, ...rest.filter((h) => h !== first)];
+  }
+  function cancelEffect(effectId) {
+    if (effectId !== undefined && pending.has(effectId)) host.cancel(effectId);
+  }
+  function cancelScope(scope) {
+    for (const id of scope.inflight) cancelEffect(id);
   }
   function builtinTask(id, kind) {
     taskIds.add(id);
@@ -218,6 +237,267 @@
     },
   });
 
+
+  // ---- groups ----
+  // A group and its members get their identities from their names: member scopes are
+  // `group:NAME/MEMBER`, the same in every iteration and after a restart.
+  function memberTask(def, args, opts) {
+    checkTask(def, "member.task");
+    return request(this._scope, def, args, opts, memberTask);
+  }
+  class Member {
+    constructor(group, name, harness) {
+      this.group = group.name;
+      this.name = name;
+      this.harness = harness;
+      this.session = null;
+      Object.defineProperty(this, "_group", { value: group });
+      Object.defineProperty(this, "_scope", { value: new Scope(`group:${group.name}/${name}`, this) });
+    }
+  }
+  Member.prototype.task = memberTask;
+
+  function completionPolicy(completion) {
+    if (completion === undefined) return undefined;
+    if (completion === "any") return { minSuccessful: 1 };
+    if (completion && typeof completion === "object") {
+      const { minSuccessful, toleratedFailures } = completion;
+      if (Number.isInteger(minSuccessful) && minSuccessful >= 1) return { minSuccessful };
+      if (Number.isInteger(toleratedFailures) && toleratedFailures >= 0) return { toleratedFailures };
+    }
+    throw new TypeError('group.map: completion must be { minSuccessful: k }, { toleratedFailures: k } or "any"');
+  }
+
+  class Group {
+    constructor(name, opts) {
+      const spec = opts.members ?? 1;
+      const names = typeof spec === "number" ? Array.from({ length: spec }, (_, i) => `m${i + 1}`) : spec.map(String);
+      if (names.length === 0) throw new TypeError(`ctx.group("${name}"): a group needs at least one member`);
+      if (new Set(names).size !== names.length) throw new TypeError(`ctx.group("${name}"): member names must be unique`);
+      const harnesses = opts.harness === undefined ? [] : Array.isArray(opts.harness) ? opts.harness : [opts.harness];
+      this.name = name;
+      this.persistent = opts.persistent !== false;
+      this.maxConcurrency = limitOf(opts);
+      this.members = Object.freeze(names.map((n, i) => new Member(this, n, harnesses.length ? harnesses[i % harnesses.length] : null)));
+      Object.defineProperty(this, "_queue", { value: [] });
+      Object.defineProperty(this, "_waiters", { value: [] });
+      Object.defineProperty(this, "_items", { value: new Map() });
+      this.closed = false;
+      host.group(JSON.stringify({
+        group: name,
+        members: this.members.map((m) => ({ name: m.name, harness: m.harness })),
+        persistent: this.persistent,
+      }));
+    }
+    member(name) {
+      const m = this.members.find((x) => x.name === name);
+      if (!m) throw new Error(`group "${this.name}" has no member "${name}" (members: ${this.members.map((x) => x.name).join(", ")})`);
+      return m;
+    }
+    // Completions, failures and checkpoints, in journal order (the order results are delivered).
+    _push(event) {
+      const waiter = this._waiters.shift();
+      if (waiter) waiter(event);
+      else this._queue.push(event);
+    }
+    _settled(member, effectId, ok, value) {
+      const index = this._items.get(member);
+      const event = { type: ok ? "completed" : value && value.name === "Cancelled" ? "cancelled" : "failed", member: member.name, effect: effectId };
+      if (index !== undefined) event.index = index;
+      if (ok) event.value = value;
+      else event.error = value;
+      this._push(event);
+    }
+    next() {
+      if (this._queue.length) return Promise.resolve(this._queue.shift());
+      return new Promise((resolve) => this._waiters.push(resolve));
+    }
+    async *events() {
+      while (!this.closed || this._queue.length) yield await this.next();
+    }
+    close() {
+      if (this.closed) return;
+      this.closed = true;
+      for (const m of this.members) cancelScope(m._scope);
+      host.groupClosed(this.name);
+    }
+    all(fn) {
+      if (typeof fn !== "function") throw new TypeError("group.all expects a function (member) => ...");
+      const parent = current;
+      const runs = this.members.map((m) => {
+        try {
+          return Promise.resolve(inScope(m._scope, () => fn(m)));
+        } catch (e) {
+          return Promise.reject(e);
+        }
+      });
+      return Promise.all(runs).then(
+        (values) => {
+          current = parent;
+          return values;
+        },
+        (e) => {
+          for (const m of this.members) cancelScope(m._scope);
+          current = parent;
+          throw e;
+        },
+      );
+    }
+    map(items, fn, opts = {}) {
+      if (!Array.isArray(items)) throw new TypeError("group.map expects an array of items");
+      if (typeof fn !== "function") throw new TypeError("group.map expects a function (item, member, index) => ...");
+      return new FanOut(this, items, fn, opts).promise;
+    }
+  }
+
+  // One group.map: items go to free members, one item per member at a time; partial results are
+  // checkpointed every `checkpointEvery` completions; a completion policy may end it early.
+  class FanOut {
+    constructor(group, items, fn, opts) {
+      this.group = group;
+      this.items = items;
+      this.fn = fn;
+      this.parent = current;
+      this.policy = completionPolicy(opts.completion);
+      const c = opts.concurrency ?? opts.maxConcurrency;
+      this.limit = Math.min(group.members.length, typeof c === "number" && c >= 1 ? Math.floor(c) : Infinity, group.maxConcurrency);
+      this.every = Number.isInteger(opts.checkpointEvery) && opts.checkpointEvery > 0 ? opts.checkpointEvery : 0;
+      this.results = items.map(() => ({ status: "pending" }));
+      this.free = [...group.members];
+      this.next = 0;
+      this.running = 0;
+      this.done = false;
+      this.counts = { succeeded: 0, failed: 0, completed: 0 };
+      this.promise = new Promise((resolve, reject) => {
+        this.resolve = resolve;
+        this.reject = reject;
+      });
+      this.pump();
+    }
+    pump() {
+      while (!this.done && this.free.length && this.next < this.items.length && this.running < this.limit) {
+        const i = this.next++;
+        const m = this.free.shift();
+        this.running++;
+        this.results[i] = { status: "running", member: m };
+        this.group._items.set(m, i);
+        let p;
+        try {
+          p = Promise.resolve(inScope(m._scope, () => this.fn(this.items[i], m, i)));
+        } catch (e) {
+          p = Promise.reject(e);
+        }
+        p.then((v) => this.settle(i, m, true, v), (e) => this.settle(i, m, false, e));
+      }
+      if (!this.done && this.running === 0 && this.next >= this.items.length) {
+        this.end(true, this.policy ? this.settled() : this.results.map((r) => r.value));
+      }
+    }
+    settle(i, m, ok, v) {
+      if (this.done || this.results[i].status !== "running") return;
+      this.running--;
+      this.free.push(m);
+      this.group._items.delete(m);
+      this.counts.completed++;
+      if (ok) {
+        this.counts.succeeded++;
+        this.results[i] = { status: "ok", value: v };
+      } else {
+        this.counts.failed++;
+        this.results[i] = { status: "error", error: errorInfo(v) };
+        if (!this.policy) return this.end(false, v);
+      }
+      if (this.every && this.counts.completed % this.every === 0) this.checkpoint();
+      const p = this.policy;
+      if (p && p.minSuccessful !== undefined && this.counts.succeeded >= p.minSuccessful) return this.end(true, this.settled());
+      if (p && p.toleratedFailures !== undefined && this.counts.failed > p.toleratedFailures) return this.end(true, this.settled());
+      this.pump();
+    }
+    checkpoint() {
+      const partial = this.results.map((r) => (r.status === "ok" ? { status: "ok", value: r.value } : r.status === "error" ? { status: "error", error: r.error } : { status: r.status }));
+      const value = { completed: this.counts.completed, items: partial };
+      host.checkpoint(this.group.name, this.counts.completed, JSON.stringify(value));
+      this.group._push({ type: "checkpoint", value });
+    }
+    settled() {
+      let cancelled = 0;
+      const items = this.results.map((r) => {
+        if (r.status === "ok") return { status: "ok", value: r.value };
+        if (r.status === "error") return { status: "error", error: r.error };
+        cancelled++;
+        return { status: "cancelled" };
+      });
+      return { items, succeeded: this.counts.succeeded, failed: this.counts.failed, cancelled };
+    }
+    end(ok, value) {
+      this.done = true;
+      // Whatever still runs is cancelled (process trees killed, journaled); what never started is too.
+      this.results.forEach((r, i) => {
+        if (r.status === "running") {
+          cancelScope(r.member._scope);
+          this.group._items.delete(r.member);
+          this.results[i] = { status: "cancelled" };
+        } else if (r.status === "pending") this.results[i] = { status: "cancelled" };
+      });
+      if (ok && this.policy) value = this.settled();
+      current = this.parent;
+      if (ok) this.resolve(value);
+      else this.reject(value);
+    }
+  }
+  const groups = new Map();
+  function group(name, opts = {}) {
+    if (typeof name !== "string" || name.length === 0 || name.includes("/"))
+      throw new TypeError("ctx.group: the name must be a non-empty string without '/'");
+    let g = groups.get(name);
+    if (!g) {
+      g = new Group(name, opts);
+      groups.set(name, g);
+    }
+    return g;
+  }
+
+  // ---- background effects and races ----
+  function spawn(def, args, opts) {
+    checkTask(def, "ctx.spawn");
+    const p = request(current, def, args, opts, spawn);
+    p.catch(() => {});
+    const effectId = p[EFFECT];
+    return Object.freeze({
+      effectId,
+      then: (a, b) => p.then(a, b),
+      catch: (f) => p.catch(f),
+      finally: (f) => p.finally(f),
+      cancel: () => cancelEffect(effectId),
+    });
+  }
+  function contenders(args, what) {
+    const list = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
+    if (list.length === 0) throw new TypeError(`${what} needs at least one effect`);
+    return list;
+  }
+  function cancelLosers(list) {
+    for (const x of list) cancelEffect(x && (x[EFFECT] ?? x.effectId));
+  }
+  function race(...args) {
+    const list = contenders(args, "ctx.race");
+    const parent = current;
+    const done = () => {
+      current = parent;
+      cancelLosers(list);
+    };
+    return Promise.race(list).then((v) => (done(), v), (e) => { done(); throw e; });
+  }
+  function any(...args) {
+    const list = contenders(args, "ctx.any");
+    const parent = current;
+    const done = () => {
+      current = parent;
+      cancelLosers(list);
+    };
+    return Promise.any(list).then((v) => (done(), v), (e) => { done(); throw e; });
+  }
+
   // ---- ctx ----
   function format(args) {
     return args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ");
@@ -261,6 +541,10 @@
       agent,
       orchestratorTask,
       parallel,
+      group,
+      spawn,
+      race,
+      any,
       breakpoint,
       sleepUntil,
       log(...args) {
@@ -270,8 +554,10 @@
         host.log(current.path, "hook " + type + " " + JSON.stringify(payload ?? null));
         return Promise.resolve();
       },
-      checkpoint(payload) {
-        host.log(current.path, "checkpoint " + JSON.stringify(payload ?? null));
+      // ctx.checkpoint(name, value), or babysitter's ctx.checkpoint(payload): journaled, never blocks.
+      checkpoint(a, b) {
+        const named = typeof a === "string" && b !== undefined;
+        host.checkpoint(named ? a : "", 0, JSON.stringify((named ? b : a) ?? null));
       },
       now() {
         return new RealDate(host.now());
@@ -314,9 +600,13 @@
     const p = pending.get(effectId);
     if (!p) return false;
     pending.delete(effectId);
+    p.scope.inflight.delete(effectId);
     current = p.scope;
-    if (ok) p.resolve(JSON.parse(json));
-    else p.reject(toError(JSON.parse(json)));
+    const value = JSON.parse(json);
+    const member = p.scope.member;
+    if (member) member._group._settled(member, effectId, ok, value);
+    if (ok) p.resolve(value);
+    else p.reject(toError(value));
     return true;
   }
   Object.defineProperty(globalThis, "__tutti_internal", {
