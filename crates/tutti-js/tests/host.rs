@@ -103,7 +103,7 @@ fn drive_recording(
                 }
                 HostEvent::Finished(r) => return (ids, r.map_err(|e| format!("{}: {}", e.name, e.message))),
                 HostEvent::Halted { reason, .. } => return (ids, Err(format!("halted: {reason}"))),
-                HostEvent::Log { .. } => {}
+                _ => {}
             }
         }
         assert!(!pending.is_empty(), "process blocked with nothing pending");
