@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Instant;
 
 use serde_json::json;
 
@@ -156,44 +155,3 @@ fn identical_blobs_are_stored_once() {
     assert_eq!(blobs, 1);
 }
 
-/// Not a benchmark (those live in the repository's benches); prints rough figures with `--nocapture`.
-#[test]
-#[ignore = "timing report; run with --release --ignored --nocapture"]
-fn report_append_and_read_speed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("tutti.db")).unwrap();
-    let run = "01J00000000000000000000AAA".to_owned();
-    store.create_run(&run, &[created(0)]).unwrap();
-    let start = Instant::now();
-    for batch in 0..1_000 {
-        let events = (0..100).map(|i| log(batch * 100 + i, format!("effect root/{i} resolved"))).collect();
-        store.append(&[(run.clone(), events)]).unwrap();
-    }
-    let appended = start.elapsed();
-    let start = Instant::now();
-    let records = store.read(&run, 0).unwrap();
-    let read = start.elapsed();
-    let start = Instant::now();
-    for i in 0..1_000 {
-        store.append(&[(run.clone(), vec![log(i, "one".into())])]).unwrap();
-    }
-    let singles = start.elapsed();
-    let start = Instant::now();
-    let events = (0..100_000).map(|i| log(i, format!("effect root/{i} resolved"))).collect();
-    store.append(&[(run.clone(), events)]).unwrap();
-    let one_commit = start.elapsed();
-    let start = Instant::now();
-    let reopened = SqliteStore::open(&dir.path().join("tutti.db")).unwrap();
-    let opened = start.elapsed();
-    let start = Instant::now();
-    let check: String = reopened.conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
-    let checked = start.elapsed();
-    drop(reopened);
-    #[expect(clippy::print_stdout, reason = "the point of this report")]
-    {
-        println!("append 100k events in 1,000 commits of 100: {appended:?}");
-        println!("read {} events: {read:?}; reopen: {opened:?}", records.len());
-        println!("quick_check: {check} in {checked:?}");
-        println!("1,000 commits of 1 event: {singles:?}; 100k events in one commit: {one_commit:?}");
-    }
-}
