@@ -24,8 +24,9 @@ function sample(schema, hint) {
   }
 }
 
+const agent = process.env.AGENT_NAME ?? "scripted";
 const answer = task.outputSchema
   ? sample(task.outputSchema, task.title ?? task.taskId)
-  : { summary: `did: ${task.title ?? task.taskId}`, promptChars: task.prompt.length };
+  : { agent, summary: `did: ${task.title ?? task.taskId}`, promptChars: task.prompt.length };
 process.stderr.write(`scripted agent: ${task.effectId} (${task.taskId})\n`);
 console.log(JSON.stringify(answer));

@@ -105,3 +105,72 @@ fn babysitter_process_runs_unchanged_on_the_scripted_agent() {
     let harnesses: Vec<&Value> = of_kind(&events, "effect_started").iter().map(|e| &e["event"]["harness"]).collect();
     assert_eq!(harnesses, [&json!("scripted"); 4]);
 }
+
+/// Run an example whose fan-ins may cancel effects: each requested effect ends exactly once, resolved or
+/// cancelled. Returns its output and its journal.
+fn run_group_example(project: &Project, file: &str) -> (Value, Vec<Value>) {
+    let out = project.run(&["run", file]);
+    assert_eq!(out.code, 0, "{out}");
+    let events = project.events(&out.run_id());
+    for requested in of_kind(&events, "effect_requested") {
+        let effect = &requested["event"]["effect"];
+        let ends = events
+            .iter()
+            .filter(|e| matches!(kind(e), "effect_resolved" | "effect_cancelled") && &e["event"]["effect"] == effect)
+            .count();
+        assert_eq!(ends, 1, "effect {effect} ended {ends} times:\n{}", show(&events));
+    }
+    assert_eq!(events.last().map(kind), Some("run_completed"), "{}", show(&events));
+    (out.json(), events)
+}
+
+#[test]
+fn group_rounds_keep_each_member_on_its_harness() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_group_example(&project, "group-rounds.js");
+    let agents = json!(["scripted", "scripted-b", "scripted-c"]);
+    assert_eq!(output, json!({ "round1": agents, "round2": agents }));
+    assert_eq!(of_kind(&events, "group_opened").len(), 1);
+}
+
+#[test]
+fn checkpointed_map_journals_partial_results_and_ends_early() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_group_example(&project, "checkpointed-map.js");
+    assert_eq!(output, json!({ "all": (1..=12).collect::<Vec<_>>(), "early": { "succeeded": 8, "cancelled": 4 } }));
+    let checkpoints = of_kind(&events, "group_checkpoint");
+    let completed: Vec<u64> = checkpoints.iter().map(|e| e["event"]["completed"].as_u64().unwrap()).collect();
+    assert_eq!(completed, [5, 10], "{}", show(&events));
+    assert!(of_kind(&events, "effect_cancelled").len() <= 4);
+}
+
+#[test]
+fn coordinator_reassigns_every_failed_job() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_group_example(&project, "coordinator.js");
+    for job in 1..=6 {
+        let line = output[job.to_string()].as_str().unwrap_or_else(|| panic!("job {job} missing: {output}"));
+        assert!(line.starts_with(&format!("done-{job} by ")), "{output}");
+    }
+    // Odd jobs failed once and ran again.
+    assert_eq!(of_kind(&events, "effect_requested").len(), 9, "{}", show(&events));
+    assert_eq!(of_kind(&events, "group_closed").len(), 1);
+}
+
+#[test]
+fn background_effects_overlap_and_races_cancel_the_loser() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_group_example(&project, "background.js");
+    assert_eq!(output, json!({ "foreground": ["lint", "test"], "background": "index", "mirror": "mirror-eu" }));
+    let cancelled: Vec<&str> =
+        of_kind(&events, "effect_cancelled").iter().map(|e| e["event"]["effect"].as_str().unwrap()).collect();
+    assert_eq!(cancelled, ["root/4"], "the slow mirror is cancelled: {}", show(&events));
+}
+
+#[test]
+fn fork_join_branches_read_the_parents_values() {
+    let project = Project::with_examples(TUTTI);
+    let (output, _) = run_group_example(&project, "fork-join.js");
+    let built = json!(["alpha-built-with-stable", "beta-built-with-stable", "gamma-built-with-stable"]);
+    assert_eq!(output, json!({ "branches": built, "members": built }));
+}
