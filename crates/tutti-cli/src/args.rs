@@ -37,6 +37,12 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show a run's groups: each member's harness, state and how its tasks ended.
+    Groups {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List runs, oldest first.
     Ls {
         #[arg(long)]

@@ -49,6 +49,14 @@ export async function process(inputs, ctx) {
     assert_eq!(value["two"], json!(["alpha", "beta", "gamma"]));
     assert_eq!(value["names"], json!(["reviewers/alice@alpha", "reviewers/bob@beta", "reviewers/carol@gamma"]));
 
+    let groups = project.run(&["groups", &out.run_id(), "--json"]);
+    assert_eq!(groups.code, 0, "{groups}");
+    let groups = groups.json();
+    assert_eq!(groups[0]["group"], "reviewers", "{groups}");
+    let bob = &groups[0]["members"][1];
+    assert_eq!((bob["name"].as_str(), bob["harness"].as_str(), bob["tasks"].as_u64(), bob["ok"].as_u64()), (Some("bob"), Some("beta"), Some(2), Some(2)), "{groups}");
+    assert_eq!(bob["state"], "idle");
+
     let events = project.events(&out.run_id());
     let opened = of_kind(&events, "group_opened");
     assert_eq!(opened.len(), 1, "calling ctx.group again returns the same group: {}", show(&events));

@@ -125,6 +125,75 @@ fn status_text(r: &Value) -> String {
     out
 }
 
+pub(crate) fn groups(config: &Config, run: &str, json: bool) -> Result<i32> {
+    let store = open_store(config)?;
+    let id = find_run(store.as_ref(), run)?;
+    let records = store.read(&id, 0)?;
+    let report = groups_json(&records);
+    if json {
+        output::json(&report);
+        return Ok(EXIT_OK);
+    }
+    if report.as_array().is_none_or(|g| g.is_empty()) {
+        output::note(&format!("run {id} has no groups"));
+    }
+    for g in report.as_array().into_iter().flatten() {
+        let closed = if g["closed"] == true { " (closed)" } else { "" };
+        output::data(&format!("group {}{closed}", g["group"].as_str().unwrap_or("")));
+        for m in g["members"].as_array().into_iter().flatten() {
+            output::data(&format!(
+                "  {:<16} {:<14} {:<8} tasks {} (ok {}, error {}, cancelled {})",
+                m["name"].as_str().unwrap_or(""),
+                m["harness"].as_str().unwrap_or("-"),
+                m["state"].as_str().unwrap_or(""),
+                m["tasks"],
+                m["ok"],
+                m["error"],
+                m["cancelled"],
+            ));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Groups and members as the journal tells them: member `M` of group `G` owns the effects `group:G/M/...`.
+fn groups_json(records: &[Record]) -> Value {
+    let mut groups: Vec<Value> = Vec::new();
+    for r in records {
+        match &r.event {
+            Event::GroupOpened { group, members, persistent } => {
+                let members: Vec<Value> = members
+                    .iter()
+                    .map(|m| json!({ "name": m.name, "harness": m.harness, "session": null }))
+                    .collect();
+                groups.push(json!({ "group": group, "persistent": persistent, "closed": false, "members": members }));
+            }
+            Event::GroupClosed { group } => {
+                if let Some(g) = groups.iter_mut().find(|g| g["group"] == *group.as_str()) {
+                    g["closed"] = json!(true);
+                }
+            }
+            _ => {}
+        }
+    }
+    let all = effects(records);
+    for g in &mut groups {
+        let name = g["group"].as_str().unwrap_or("").to_string();
+        for m in g["members"].as_array_mut().into_iter().flatten() {
+            let prefix = format!("group:{name}/{}/", m["name"].as_str().unwrap_or(""));
+            let mine: Vec<&EffectView> = all.iter().filter(|(id, _)| id.starts_with(&prefix)).map(|(_, v)| v).collect();
+            let count = |state: &str| mine.iter().filter(|v| v.state == state).count();
+            let busy = mine.iter().any(|v| matches!(v.state, "requested" | "running"));
+            m["tasks"] = json!(mine.len());
+            m["ok"] = json!(count("ok"));
+            m["error"] = json!(count("error"));
+            m["cancelled"] = json!(count("cancelled"));
+            m["state"] = json!(if busy { "working" } else { "idle" });
+        }
+    }
+    Value::Array(groups)
+}
+
 pub(crate) fn ls(config: &Config, json: bool) -> Result<i32> {
     let store = open_store(config)?;
     let runs = store.runs()?;

@@ -22,6 +22,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Resume(a) => run::resume(&config, a),
         Cmd::Status { run, json } => inspect::status(&config, run.as_deref(), json),
         Cmd::Ls { json } => inspect::ls(&config, json),
+        Cmd::Groups { run, json } => inspect::groups(&config, &run, json),
         Cmd::Events { run, json, follow } => inspect::events(&config, &run, json, follow),
         Cmd::Approve { run, effect, reject, response } => control::approve(&config, &run, &effect, reject, response),
         Cmd::Post { run, effect, value, error } => control::post(&config, &run, &effect, value, error),
