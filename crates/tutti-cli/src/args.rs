@@ -79,11 +79,37 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "JSON")]
         error: Option<String>,
     },
+    /// Messages, for agents inside a running effect: `tutti msg send --to coordinator "done with part 1"`.
+    ///
+    /// tutti puts itself on each effect's PATH with `TUTTI_HOME`, `TUTTI_RUN_ID`, `TUTTI_EFFECT_ID`,
+    /// `TUTTI_ATTEMPT` and `TUTTI_MSG_TOKEN` in its environment; the token proves which effect is speaking.
+    Msg {
+        #[command(subcommand)]
+        action: MsgCmd,
+    },
     /// Cancel a run: kill the process tree of every running effect and end the run as cancelled.
     Cancel {
         run: String,
         #[arg(long, default_value = "cancelled by user")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum MsgCmd {
+    /// Send a message to `coordinator`, `GROUP/MEMBER` or `GROUP/*`.
+    Send {
+        #[arg(long, value_name = "ADDR")]
+        to: String,
+        /// The message (a string; with --json, a JSON value).
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the messages addressed to this effect's member.
+    Inbox {
+        #[arg(long)]
+        json: bool,
     },
 }
 

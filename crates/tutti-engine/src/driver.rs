@@ -55,6 +55,11 @@ pub struct Options {
     pub holder: LeaseHolder,
     /// Fault injection for crash tests: SIGKILL this process right after its Nth commit.
     pub kill_after_commits: Option<u64>,
+    /// Variables every subprocess effect gets so that its agent can reach the orchestrator (`TUTTI_HOME`,
+    /// a `PATH` with `tutti` on it).
+    pub agent_env: Vec<(String, String)>,
+    /// The run's secret for message tokens (kept in the run's options).
+    pub msg_secret: String,
 }
 
 /// How a run ended, or why the driver let go of it.
@@ -103,6 +108,10 @@ pub struct Driver<'a> {
     in_flight: Option<tutti_journal::Pending>,
     /// Cancellations the process asked for during replay, of effects that must run again.
     deferred_cancels: Vec<EffectId>,
+    /// Messages to members that no effect has taken yet.
+    mailbox: Vec<crate::replay::Undelivered>,
+    /// Members of each group, for `GROUP/*` addresses.
+    groups: HashMap<String, Vec<String>>,
     running: usize,
     running_by_harness: HashMap<String, usize>,
     buffer: Vec<NewEvent>,
@@ -145,6 +154,8 @@ impl<'a> Driver<'a> {
             blocked: HashMap::new(),
             in_flight: None,
             deferred_cancels: Vec::new(),
+            mailbox: Vec::new(),
+            groups: HashMap::new(),
             running: 0,
             running_by_harness: HashMap::new(),
             buffer: Vec::new(),
@@ -218,9 +229,14 @@ impl<'a> Driver<'a> {
         self.replay_events(replay, events)?;
         while let Some(delivery) = replay.next_delivery() {
             let d = delivery?;
-            let events = self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?;
+            let events = match &d.message {
+                Some((from, body)) => self.host.message(from, body, d.ts_ms)?,
+                None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?,
+            };
             self.replay_events(replay, events)?;
         }
+        self.mailbox = replay.take_mailbox();
+        self.groups = replay.groups().clone();
         Ok(())
     }
 
@@ -251,7 +267,11 @@ impl<'a> Driver<'a> {
                 }
             }
             let Some(Ok(d)) = replay.next_delivery() else { return };
-            let Ok(next) = self.host.deliver(&d.effect, &d.outcome, d.ts_ms) else { return };
+            let next = match &d.message {
+                Some((from, body)) => self.host.message(from, body, d.ts_ms),
+                None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms),
+            };
+            let Ok(next) = next else { return };
             events = next;
         }
     }
@@ -295,7 +315,7 @@ impl<'a> Driver<'a> {
                 HostEvent::Log { .. } => {}
                 // Cancelling an effect that must run again: do it once replay is over.
                 HostEvent::Cancel { effect } if self.effects.contains_key(&effect) => self.deferred_cancels.push(effect),
-                HostEvent::Cancel { .. } => {}
+                HostEvent::Cancel { .. } | HostEvent::Send { .. } => {}
                 // Journaled with the step that made them, unless the journal had nothing yet.
                 HostEvent::GroupOpened { .. } | HostEvent::Checkpoint { .. } | HostEvent::GroupClosed { .. } => {
                     if replay.is_empty() {
@@ -420,12 +440,18 @@ impl<'a> Driver<'a> {
     fn handle(&mut self, msg: Msg) -> Result<(), Error> {
         match msg {
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
-                let current = self.effects.get(&effect).is_some_and(|e| {
+                let running = self.effects.get(&effect).filter(|e| {
                     e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running
                 });
-                if current {
-                    self.resolve(&effect, outcome, true)?;
+                let Some(e) = running else { return Ok(()) };
+                // What the agent sent during its turn (`tutti msg send`) comes before the turn's result.
+                let outside = e.harness.as_ref().and_then(|h| self.harnesses.get(h)).is_some_and(|h| !h.is_pure());
+                if outside {
+                    for command in self.store.take_commands(&self.opts.run_id)? {
+                        self.command(command)?;
+                    }
                 }
+                self.resolve(&effect, outcome, true)?;
                 Ok(())
             }
         }
@@ -482,6 +508,13 @@ impl<'a> Driver<'a> {
             Command::Cancel { reason } => {
                 if self.end.is_none() {
                     self.end = Some(End::Cancelled(reason));
+                }
+            }
+            Command::Message { effect, attempt, token, to, body } => {
+                // `tutti msg send` refused stale attempts when it queued this; the token proves the sender.
+                let expected = crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, &effect, attempt);
+                if token == expected {
+                    self.send(crate::identity::address_of(&effect), to, body)?;
                 }
             }
             Command::Resolve { effect, outcome } => {
@@ -567,8 +600,12 @@ impl<'a> Driver<'a> {
         if !harness.is_pure() {
             self.flush()?;
         }
+        let messages = self.inbound(id);
         let e = self.effects.get(id).expect("queued effects exist");
         let timeout = timeout_of(&e.request.task);
+        let mut env = self.opts.agent_env.clone();
+        let token = crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, id, e.attempt);
+        env.push(("TUTTI_MSG_TOKEN".to_string(), token));
         let job = Job {
             run_id: self.opts.run_id.clone(),
             effect: id.clone(),
@@ -580,6 +617,8 @@ impl<'a> Driver<'a> {
             args: e.request.args.clone(),
             workdir: self.opts.workdir.clone(),
             timeout,
+            env,
+            messages,
         };
         let (attempt, kind, title) = (e.attempt, e.request.kind.clone(), e.request.title.clone());
         let reporter = Reporter::new(id.clone(), attempt, self.tx.clone());
@@ -691,7 +730,15 @@ impl<'a> Driver<'a> {
                     }
                 }
                 HostEvent::Cancel { effect } => self.cancel_effect(&effect, "cancelled by the process")?,
+                HostEvent::Send { scope, to, body } => {
+                    let from = match scope.strip_prefix("group:") {
+                        Some(_) => crate::identity::address_of(&format!("{scope}/0")),
+                        None => "coordinator".to_string(),
+                    };
+                    self.send(from, to, body)?;
+                }
                 HostEvent::GroupOpened { group, members, persistent } => {
+                    self.groups.insert(group.clone(), members.iter().map(|m| m.name.clone()).collect());
                     let names: Vec<String> = members
                         .iter()
                         .map(|m| m.harness.as_ref().map_or(m.name.clone(), |h| format!("{} on {h}", m.name)))
@@ -709,6 +756,43 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Journal a message; one to the coordinator is handed to the process at once, one to members waits in
+    /// the mailbox for their next turn (`GROUP/*` goes to every member of the group).
+    fn send(&mut self, from: String, to: String, body: Value) -> Result<(), Error> {
+        let targets: Vec<String> = match to.strip_suffix("/*") {
+            Some(group) => self.groups.get(group).into_iter().flatten().map(|m| format!("{group}/{m}")).collect(),
+            None => vec![to],
+        };
+        for to in targets {
+            let id = ulid::Ulid::new().to_string();
+            let event =
+                Event::MessageSent { id: id.clone(), from: from.clone(), to: to.clone(), body: Payload::Inline(body.clone()) };
+            let ts_ms = self.record(event);
+            self.observer.progress(Progress::Log { scope: "message".into(), message: format!("{from} -> {to}: {body}") });
+            if to == "coordinator" {
+                let events = self.host.message(&from, &body, ts_ms)?;
+                self.apply(events)?;
+            } else {
+                self.mailbox.push(crate::replay::Undelivered { id, from: from.clone(), to, body: body.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Messages waiting for the member (or effect) that `effect` serves, taken from the mailbox and journaled
+    /// as delivered to it.
+    fn inbound(&mut self, effect: &EffectId) -> Vec<crate::harness::Inbound> {
+        let address = crate::identity::address_of(effect);
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.mailbox).into_iter().partition(|m| m.to == address);
+        self.mailbox = rest;
+        mine.into_iter()
+            .map(|m| {
+                self.record(Event::MessageDelivered { id: m.id, effect: effect.clone() });
+                crate::harness::Inbound { from: m.from, body: m.body }
+            })
+            .collect()
     }
 
     /// Stop an effect the process no longer wants: kill its process tree, journal it, and settle its promise

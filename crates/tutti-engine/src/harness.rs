@@ -26,6 +26,18 @@ pub struct Job {
     pub workdir: PathBuf,
     /// The engine enforces this too; a harness may use it to set its own limits.
     pub timeout: Option<Duration>,
+    /// Variables for the subprocess beyond the `TUTTI_*` ids: how its agent reaches the orchestrator
+    /// (`TUTTI_HOME`, `TUTTI_MSG_TOKEN`, a `PATH` with `tutti` on it).
+    pub env: Vec<(String, String)>,
+    /// Messages for this turn, oldest first: a harness prepends them to the prompt.
+    pub messages: Vec<Inbound>,
+}
+
+/// A message handed to an effect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inbound {
+    pub from: String,
+    pub body: Value,
 }
 
 /// What an attempt produced: a value, or a structured task error.

@@ -34,6 +34,8 @@ pub enum HostEvent {
     /// Partial fan-in results, or an explicit `ctx.checkpoint` (empty group).
     Checkpoint { group: String, completed: u64, value: Value },
     GroupClosed { group: String },
+    /// `ctx.send(to, body)` from code running in `scope`.
+    Send { scope: String, to: String, body: Value },
 }
 
 /// A failure of the host itself (not of the process code, which ends the run as failed instead).
@@ -59,6 +61,9 @@ pub trait ProcessHost {
     fn restart(&mut self) -> Result<(), HostError> {
         Err(HostError { message: "this process host cannot restart".into() })
     }
+
+    /// Hand the process a message addressed to the coordinator and run what it wakes.
+    fn message(&mut self, from: &str, body: &Value, now_ms: i64) -> Result<Vec<HostEvent>, HostError>;
 
     /// Settle the promise of `effect` with `outcome` and run what it wakes.
     fn deliver(

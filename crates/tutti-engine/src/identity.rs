@@ -11,6 +11,23 @@ pub fn digest(value: &Value) -> String {
     hash[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The token that lets the agent of one attempt send messages as that effect (`tutti msg send`).
+pub fn message_token(secret: &str, run_id: &str, effect: &str, attempt: u32) -> String {
+    let hash = Sha256::digest(format!("{secret}\0{run_id}\0{effect}\0{attempt}").as_bytes());
+    hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The message address of an effect: `GROUP/MEMBER` for a member's effects, else the effect id.
+pub fn address_of(effect: &str) -> String {
+    if let Some(rest) = effect.strip_prefix("group:") {
+        let mut parts = rest.splitn(3, '/');
+        if let (Some(group), Some(member)) = (parts.next(), parts.next()) {
+            return format!("{group}/{member}");
+        }
+    }
+    effect.to_string()
+}
+
 /// The `Math.random` seed of a run, derived from its id.
 pub fn seed(run_id: &str) -> u32 {
     let hash = Sha256::digest(run_id.as_bytes());
@@ -21,6 +38,21 @@ pub fn seed(run_id: &str) -> u32 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn addresses_name_members() {
+        assert_eq!(address_of("group:reviewers/alice/3"), "reviewers/alice");
+        assert_eq!(address_of("group:reviewers/alice/parallel:0/1"), "reviewers/alice");
+        assert_eq!(address_of("root/parallel:1/0"), "root/parallel:1/0");
+    }
+
+    #[test]
+    fn tokens_differ_per_attempt() {
+        let a = message_token("s", "r", "root/0", 1);
+        assert_ne!(a, message_token("s", "r", "root/0", 2));
+        assert_ne!(a, message_token("t", "r", "root/0", 1));
+        assert_eq!(a, message_token("s", "r", "root/0", 1));
+    }
 
     #[test]
     fn digest_ignores_key_order() {

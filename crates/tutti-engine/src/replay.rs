@@ -17,6 +17,17 @@ pub(crate) struct Delivery {
     pub(crate) effect: EffectId,
     pub(crate) ts_ms: i64,
     pub(crate) outcome: Result<Value, ErrorInfo>,
+    /// Set for a message to the coordinator (sender, body); `effect` is then empty.
+    pub(crate) message: Option<(String, Value)>,
+}
+
+/// A message to a member that no effect has taken yet.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Undelivered {
+    pub(crate) id: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) body: Value,
 }
 
 /// Per effect: what the journal recorded of its request and attempts.
@@ -38,6 +49,10 @@ pub(crate) struct Replay {
     journaled: HashMap<EffectId, Journaled>,
     deliveries: VecDeque<Delivery>,
     requested: HashSet<EffectId>,
+    /// Messages to members not yet handed to an effect, in journal order.
+    mailbox: Vec<Undelivered>,
+    /// Members of each group opened so far.
+    groups: HashMap<String, Vec<String>>,
 }
 
 /// Turn journal records into a replay, consuming them; `load` resolves blob payloads of results.
@@ -47,6 +62,8 @@ pub(crate) fn build(
 ) -> Result<Replay, tutti_journal::Error> {
     let mut journaled: HashMap<EffectId, Journaled> = HashMap::new();
     let mut deliveries = VecDeque::new();
+    let mut mailbox = Vec::new();
+    let mut groups = HashMap::new();
     for r in records {
         match r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, task, .. } => {
@@ -75,14 +92,30 @@ pub(crate) fn build(
                 if let Some(j) = journaled.get_mut(&effect) {
                     j.resolved = true;
                 }
-                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome });
+                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome, message: None });
             }
             Event::EffectCancelled { effect, reason } => {
                 let error = ErrorInfo::new("Cancelled", format!("effect {effect} was cancelled: {reason}"));
                 if let Some(j) = journaled.get_mut(&effect) {
                     j.resolved = true;
                 }
-                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome: Err(error) });
+                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome: Err(error), message: None });
+            }
+            Event::MessageSent { id, from, to, body } => {
+                let body = match body {
+                    tutti_journal::Payload::Inline(v) => v,
+                    other => load(&other)?,
+                };
+                if to == "coordinator" {
+                    let message = Some((from, body));
+                    deliveries.push_back(Delivery { effect: String::new(), ts_ms: r.ts_ms, outcome: Ok(Value::Null), message });
+                } else {
+                    mailbox.push(Undelivered { id, from, to, body });
+                }
+            }
+            Event::MessageDelivered { id, .. } => mailbox.retain(|m| m.id != id),
+            Event::GroupOpened { group, members, .. } => {
+                groups.insert(group, members.into_iter().map(|m| m.name).collect());
             }
             _ => {}
         }
@@ -90,7 +123,7 @@ pub(crate) fn build(
     for j in journaled.values_mut().filter(|j| j.resolved) {
         j.task = None;
     }
-    Ok(Replay { journaled, deliveries, requested: HashSet::new() })
+    Ok(Replay { journaled, deliveries, requested: HashSet::new(), mailbox, groups })
 }
 
 /// What the driver should do with a request met during replay.
@@ -136,7 +169,7 @@ impl Replay {
     /// The next journaled result to deliver, checked to be for an effect the process has requested.
     pub(crate) fn next_delivery(&mut self) -> Option<Result<Delivery, Nondeterminism>> {
         let d = self.deliveries.pop_front()?;
-        if self.requested.contains(&d.effect) {
+        if d.message.is_some() || self.requested.contains(&d.effect) {
             return Some(Ok(d));
         }
         let journaled = self.journaled.get(&d.effect).map(|j| j.call.clone()).unwrap_or(Call {
@@ -149,7 +182,16 @@ impl Replay {
 
     /// The result the process was about to receive when it finished, if any: finishing early is divergence.
     pub(crate) fn undelivered(&self) -> Option<&EffectId> {
-        self.deliveries.front().map(|d| &d.effect)
+        self.deliveries.iter().find(|d| d.message.is_none()).map(|d| &d.effect)
+    }
+
+    pub(crate) fn groups(&self) -> &HashMap<String, Vec<String>> {
+        &self.groups
+    }
+
+    /// Messages to members that no effect took before the driver stopped.
+    pub(crate) fn take_mailbox(&mut self) -> Vec<Undelivered> {
+        std::mem::take(&mut self.mailbox)
     }
 
     /// Effects the journal requested and the replay re-requested, but that never got a result: they must be

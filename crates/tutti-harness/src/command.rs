@@ -18,7 +18,7 @@ use tutti_engine::{Harness, Job, Outcome, Reporter, Running};
 use tutti_journal::ErrorInfo;
 
 use crate::process::{self, Exit, Options, ProcessHandle, Stop};
-use crate::prompt::render_prompt;
+use crate::prompt::{render_messages, render_prompt};
 use crate::shell::{job_env, tail, timeout_error};
 
 /// `[harness.NAME]` in `tutti.toml` for a command harness. Unknown fields are allowed: other harness kinds
@@ -134,7 +134,8 @@ fn stdin_payload(job: &Job) -> Vec<u8> {
         "taskId": job.task_id,
         "kind": job.kind,
         "title": job.title,
-        "prompt": render_prompt(&job.task),
+        "prompt": format!("{}{}", render_messages(&job.messages), render_prompt(&job.task)),
+        "messages": job.messages.iter().map(|m| json!({ "from": m.from, "body": m.body })).collect::<Vec<_>>(),
         "args": job.args,
         "outputSchema": output_schema,
         "task": job.task,

@@ -16,5 +16,5 @@ pub use command::{CommandConfig, CommandHarness, last_json};
 pub use echo::EchoHarness;
 pub use node::NodeHarness;
 pub use process::{Exit, Options, ProcessHandle, Stop};
-pub use prompt::render_prompt;
+pub use prompt::{render_messages, render_prompt};
 pub use shell::ShellHarness;

@@ -16,6 +16,21 @@ pub fn render_prompt(task: &Value) -> String {
     }
 }
 
+/// Messages for this turn, as a section that goes before the prompt ("" when there are none).
+pub fn render_messages(messages: &[tutti_engine::harness::Inbound]) -> String {
+    if messages.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = messages
+        .iter()
+        .map(|m| match &m.body {
+            Value::String(text) => format!("- from {}: {text}", m.from),
+            other => format!("- from {}: {other}", m.from),
+        })
+        .collect();
+    format!("Messages for you:\n{}\n\n", lines.join("\n"))
+}
+
 const KNOWN: [&str; 5] = ["role", "task", "context", "instructions", "outputFormat"];
 
 fn render_fields(fields: &Map<String, Value>) -> String {

@@ -92,14 +92,17 @@ impl ShellSpec {
     }
 }
 
-/// The variables every subprocess gets, naming the attempt it serves.
-pub(crate) fn job_env(job: &Job) -> [(&'static str, String); 4] {
-    [
-        ("TUTTI_RUN_ID", job.run_id.clone()),
-        ("TUTTI_EFFECT_ID", job.effect.clone()),
-        ("TUTTI_TASK_ID", job.task_id.clone()),
-        ("TUTTI_ATTEMPT", job.attempt.to_string()),
-    ]
+/// The variables every subprocess gets: the attempt it serves, and what the engine adds so that its agent
+/// can reach the orchestrator (`TUTTI_HOME`, `TUTTI_MSG_TOKEN`, `PATH`).
+pub(crate) fn job_env(job: &Job) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("TUTTI_RUN_ID".to_string(), job.run_id.clone()),
+        ("TUTTI_EFFECT_ID".to_string(), job.effect.clone()),
+        ("TUTTI_TASK_ID".to_string(), job.task_id.clone()),
+        ("TUTTI_ATTEMPT".to_string(), job.attempt.to_string()),
+    ];
+    env.extend(job.env.iter().cloned());
+    env
 }
 
 /// An `env` object of a task description as pairs; numbers and booleans are written as text.

@@ -27,6 +27,8 @@ pub(crate) fn job(kind: &str, task: Value, args: Value, workdir: &Path) -> Job {
         args,
         workdir: workdir.to_path_buf(),
         timeout: None,
+        env: Vec::new(),
+        messages: Vec::new(),
     }
 }
 

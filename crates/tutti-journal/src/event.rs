@@ -213,6 +213,19 @@ pub enum Event {
     GroupClosed {
         group: String,
     },
+    /// A message between the process, a member's agent and the coordinator. Addresses: `coordinator`,
+    /// `GROUP/MEMBER`, `GROUP/*`; an effect outside any group is addressed by its id.
+    MessageSent {
+        id: String,
+        from: String,
+        to: String,
+        body: Payload,
+    },
+    /// A message handed to an effect (prepended to a member's next turn).
+    MessageDelivered {
+        id: String,
+        effect: EffectId,
+    },
 }
 
 impl Event {
@@ -236,6 +249,8 @@ impl Event {
             Event::GroupOpened { .. } => "group_opened",
             Event::GroupCheckpoint { .. } => "group_checkpoint",
             Event::GroupClosed { .. } => "group_closed",
+            Event::MessageSent { .. } => "message_sent",
+            Event::MessageDelivered { .. } => "message_delivered",
         }
     }
 
@@ -259,6 +274,7 @@ impl Event {
             Event::EffectRequested { args, task, .. } => vec![args, task],
             Event::EffectResolved { outcome: Outcome::Ok { value }, .. } => vec![value],
             Event::GroupCheckpoint { value, .. } => vec![value],
+            Event::MessageSent { body, .. } => vec![body],
             Event::RunFailed { .. }
             | Event::RunCancelled { .. }
             | Event::DriverAttached { .. }
@@ -270,7 +286,8 @@ impl Event {
             | Event::EffectCancelled { .. }
             | Event::Log { .. }
             | Event::GroupOpened { .. }
-            | Event::GroupClosed { .. } => Vec::new(),
+            | Event::GroupClosed { .. }
+            | Event::MessageDelivered { .. } => Vec::new(),
         }
     }
 }

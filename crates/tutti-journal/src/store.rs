@@ -96,6 +96,8 @@ pub enum Command {
     Resolve { effect: EffectId, outcome: crate::event::Outcome },
     /// Cancel the whole run.
     Cancel { reason: String },
+    /// A message from the agent running `effect` (attempt `attempt`), authenticated by `token`.
+    Message { effect: EffectId, attempt: u32, token: String, to: String, body: Value },
 }
 
 /// A journal backend. All methods are synchronous; a backend is used from one thread at a time.

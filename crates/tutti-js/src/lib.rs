@@ -158,6 +158,13 @@ impl ProcessHost for JsHost {
         self.settle()
     }
 
+    fn message(&mut self, from: &str, body: &Json, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
+        self.shared.now_ms.set(now_ms);
+        let json = body.to_string();
+        self.call_internal("message", |_, message| message.call::<_, ()>((from, json)))?;
+        self.settle()
+    }
+
     fn deliver(&mut self, effect: &str, outcome: &Result<Json, ErrorInfo>, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
         self.shared.now_ms.set(now_ms);
         let (ok, json) = match outcome {
@@ -211,6 +218,14 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     )?;
     let s = shared.clone();
     host.set("group", Function::new(ctx.clone(), move |json: String| push_group(&s, &json))?)?;
+    let s = shared.clone();
+    host.set(
+        "send",
+        Function::new(ctx.clone(), move |scope: String, to: String, json: String| {
+            let body = serde_json::from_str(&json).unwrap_or(Json::Null);
+            s.events.borrow_mut().push(HostEvent::Send { scope, to, body });
+        })?,
+    )?;
     let s = shared.clone();
     host.set(
         "checkpoint",

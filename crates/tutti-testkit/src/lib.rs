@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod mock_model;
+pub use mock_model::{Api, MockModel, Reply, Rule, Script, Usage, When};
+
 /// How often [`wait_for`] polls.
 const POLL: Duration = Duration::from_millis(20);
 

@@ -32,10 +32,14 @@
 //! A scripted [`Reply::tool`] may name a generic tool; the server maps it onto whatever the request offers,
 //! preferring the first row of this table whose tool is offered (the table itself is `tools::TABLE`):
 //!
-//! | generic | claude | codex | gemini | pi | opencode |
-//! |---|---|---|---|---|---|
-//! | `write_file {path, content}` | `Write {file_path, content}` | `apply_patch` (custom tool, patch text), else `exec_command {cmd}` / `shell {command: [..]}` running `printf` | `write_file {file_path, content}` | `write {path, content}` | `write {filePath, content}` |
-//! | `shell {command}` | `Bash {command}` | `exec_command {cmd}`, `shell {command: ["bash","-lc",..]}` | `run_shell_command {command}` | `bash {command}` | `bash {command, description}` |
+//! | CLI | `write_file {path, content}` | `shell {command}` |
+//! |---|---|---|
+//! | claude | `Write {file_path, content}` | `Bash {command}` |
+//! | codex | `apply_patch` (custom tool, an Add File patch), else `exec_command {cmd}` running `printf` | `exec_command {cmd}` |
+//! | gemini | `write_file {file_path, content}` | `run_shell_command {command}` |
+//! | pi | `write {path, content}` | `bash {command}` |
+//! | opencode | `write {filePath, content}` | `bash {command, description}` |
+//! | older codex | `shell {command: ["bash", "-lc", …]}` running `printf` | `shell {command: ["bash", "-lc", …]}` |
 //!
 //! The parameter names are read from the offered tool's JSON schema, so a renamed parameter still works as
 //! long as it is one of the names above. A relative `path` becomes absolute when the request states the
@@ -64,7 +68,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-pub use script::{Reply, Rule, Script, Usage, When};
+pub use script::{DEFAULT_TEXT, DONE_TEXT, Reply, Rule, Script, Usage, When};
 
 use http::HttpRequest;
 use wire::{Answer, Body, Conversation, Ctx, Mode};
@@ -242,8 +246,11 @@ struct Outgoing {
 }
 
 fn answer(request: &HttpRequest, shared: &Shared) -> (Request, Outgoing) {
-    let body: Value =
-        if request.body.is_empty() { Value::Null } else { serde_json::from_slice(&request.body).unwrap_or(Value::Null) };
+    let body: Value = if request.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&request.body).unwrap_or(Value::Null)
+    };
     let mut record = Request {
         method: request.method.clone(),
         path: request.path.clone(),
@@ -269,7 +276,8 @@ fn answer(request: &HttpRequest, shared: &Shared) -> (Request, Outgoing) {
         Route::Models => Outgoing { status: 200, body: Body::Json(model_list()), hold: false },
         Route::OneModel(name) => Outgoing { status: 200, body: Body::Json(model_entry(&name)), hold: false },
         Route::Unknown => {
-            let body = json!({"error": {"message": format!("mock: no such endpoint {} {}", request.method, request.path)}});
+            let body =
+                json!({"error": {"message": format!("mock: no such endpoint {} {}", request.method, request.path)}});
             Outgoing { status: 404, body: Body::Json(body), hold: false }
         }
     };
@@ -295,7 +303,11 @@ fn model_turn(api: Api, request: &HttpRequest, record: &mut Request, shared: &Sh
     record.tool_result_of = conversation.tool_result.clone().flatten();
 
     let (hold, answer) = shared.script.answer(api, &conversation);
-    record.reply = if hold { format!("hold, then {answer}") } else { answer.to_string() };
+    let said = match &answer {
+        Ok(answer) => answer.to_string(),
+        Err(failure) => format!("error {}: {}", failure.status, failure.message),
+    };
+    record.reply = if hold { format!("hold, then {said}") } else { said };
     let ctx = Ctx {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         model: model_name(api, &request.path, &record.body),
@@ -303,11 +315,13 @@ fn model_turn(api: Api, request: &HttpRequest, record: &mut Request, shared: &Sh
         usage: shared.script.usage(),
         mode,
     };
-    match &answer {
-        Answer::Error { status, message } => {
-            Outgoing { status: *status, body: Body::Json(error_body(api, *status, message)), hold }
-        }
-        _ => Outgoing { status: 200, body: render(api, &answer, &ctx), hold },
+    match answer {
+        Ok(answer) => Outgoing { status: 200, body: render(api, &answer, &ctx), hold },
+        Err(failure) => Outgoing {
+            status: failure.status,
+            body: Body::Json(error_body(api, failure.status, &failure.message)),
+            hold,
+        },
     }
 }
 

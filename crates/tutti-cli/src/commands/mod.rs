@@ -2,6 +2,7 @@
 
 mod control;
 mod inspect;
+mod msg;
 mod run;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Approve { run, effect, reject, response } => control::approve(&config, &run, &effect, reject, response),
         Cmd::Post { run, effect, value, error } => control::post(&config, &run, &effect, value, error),
         Cmd::Cancel { run, reason } => control::cancel(&config, &run, &reason),
+        Cmd::Msg { action } => msg::msg(&config, action),
     }
 }
 

@@ -22,7 +22,8 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
     let mut host = JsHost::load(&path)?;
     let (store, writer) = open_for_driver(config)?;
     let run_id = ulid::Ulid::new().to_string();
-    let opts = options(config, &run_id, &args.drive, config.root.clone());
+    let secret = ulid::Ulid::new().to_string();
+    let opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
     let new = NewRun {
         process: display(&path),
         inputs,
@@ -33,6 +34,7 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
             "harness": args.harness.or_else(|| config.default_harness.clone()),
             "nonInteractive": opts.non_interactive,
             "workdir": display(&opts.workdir),
+            "msgSecret": secret,
         }),
     };
     let mut observer = output::observer(&new.process);
@@ -57,7 +59,8 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
     if drive.max_parallel.is_none() {
         drive.max_parallel = saved.get("maxParallel").and_then(Value::as_u64).map(|n| n as u32);
     }
-    let opts = options(config, &run_id, &drive, workdir);
+    let secret = saved.get("msgSecret").and_then(Value::as_str).unwrap_or(&run_id).to_string();
+    let opts = options(config, &run_id, &drive, workdir, secret);
     let code_hash = host.code_hash();
     let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
@@ -65,8 +68,10 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
     Ok(report(&run_id, &end, drive.json))
 }
 
-fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf) -> Options {
+fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, msg_secret: String) -> Options {
     Options {
+        agent_env: agent_env(config),
+        msg_secret,
         run_id: run_id.to_string(),
         workdir,
         max_parallel: drive.max_parallel.map(|n| n as usize).unwrap_or(config.max_parallel),
@@ -74,6 +79,16 @@ fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf) -
         holder: tutti_engine::driver::lease_holder(),
         kill_after_commits: std::env::var("TUTTI_FAULT_KILL_AFTER_COMMITS").ok().and_then(|v| v.parse().ok()),
     }
+}
+
+/// What an agent needs to reach its run: the project root, and this `tutti` first on its `PATH`.
+fn agent_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = vec![("TUTTI_HOME".to_string(), display(&config.root))];
+    if let Some(dir) = std::env::current_exe().ok().as_deref().and_then(std::path::Path::parent) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+    }
+    env
 }
 
 /// `--inputs`: inline JSON, or the path of a JSON file.

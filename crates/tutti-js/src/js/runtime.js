@@ -140,7 +140,10 @@
     let desc = inScope(scope, () => describe(def, args, taskCtx));
     const member = scope.member;
     if (member && member.harness && !replaying) desc = { ...desc, harness: preferFirst(member.harness, desc.harness) };
-    const promise = new Promise((resolve, reject) => pending.set(effectId, { resolve, reject, scope }));
+    // The code that awaits the result continues in the caller's scope (a coordinator awaiting a member's task
+    // stays the coordinator).
+    const caller = current;
+    const promise = new Promise((resolve, reject) => pending.set(effectId, { resolve, reject, scope, caller }));
     promise[EFFECT] = effectId;
     scope.inflight.add(effectId);
     host.request(
@@ -310,7 +313,13 @@
     }
     next() {
       if (this._queue.length) return Promise.resolve(this._queue.shift());
-      return new Promise((resolve) => this._waiters.push(resolve));
+      const scope = current;
+      return new Promise((resolve) =>
+        this._waiters.push((event) => {
+          current = scope;
+          resolve(event);
+        }),
+      );
     }
     async *events() {
       while (!this.closed || this._queue.length) yield await this.next();
@@ -457,6 +466,53 @@
     return g;
   }
 
+  // ---- messages ----
+  // Messages to the coordinator arrive in journal order (replay re-delivers them at the same points).
+  const mailbox = [];
+  const receivers = [];
+  function matches(want, from) {
+    return want === undefined || want === from || (want.endsWith("/*") && from.startsWith(want.slice(0, -1)));
+  }
+  function send(to, body) {
+    if (typeof to !== "string" || to.length === 0) throw new TypeError("ctx.send: `to` must be an address: coordinator, GROUP/MEMBER or GROUP/*");
+    host.send(current.path, to, JSON.stringify(body === undefined ? null : body));
+  }
+  function receive(opts = {}) {
+    const i = mailbox.findIndex((m) => matches(opts.from, m.from));
+    if (i >= 0) return Promise.resolve(mailbox.splice(i, 1)[0]);
+    const scope = current;
+    return new Promise((settle) => {
+      const resolve = (v) => {
+        current = scope;
+        settle(v);
+      };
+      const waiter = { from: opts.from, resolve, timer: undefined };
+      receivers.push(waiter);
+      if (typeof opts.timeoutMs === "number" && opts.timeoutMs >= 0) {
+        waiter.timer = request(current, sleepTask, { targetEpochMs: host.now() + opts.timeoutMs }, undefined, receive);
+        waiter.timer.then(() => {
+          const k = receivers.indexOf(waiter);
+          if (k >= 0) {
+            receivers.splice(k, 1);
+            resolve(null);
+          }
+        }, () => {});
+      }
+    });
+  }
+  function message(from, json) {
+    current = root;
+    const msg = { from, body: JSON.parse(json) };
+    const slash = from.indexOf("/");
+    const g = slash > 0 ? groups.get(from.slice(0, slash)) : undefined;
+    if (g) g._push({ type: "message", member: from.slice(slash + 1), from, body: msg.body });
+    const k = receivers.findIndex((w) => matches(w.from, from));
+    if (k < 0) return mailbox.push(msg);
+    const [waiter] = receivers.splice(k, 1);
+    if (waiter.timer) cancelEffect(waiter.timer[EFFECT]);
+    waiter.resolve(msg);
+  }
+
   // ---- background effects and races ----
   function spawn(def, args, opts) {
     checkTask(def, "ctx.spawn");
@@ -542,6 +598,8 @@
       orchestratorTask,
       parallel,
       group,
+      send,
+      receive,
       spawn,
       race,
       any,
@@ -601,7 +659,7 @@
     if (!p) return false;
     pending.delete(effectId);
     p.scope.inflight.delete(effectId);
-    current = p.scope;
+    current = p.caller;
     const value = JSON.parse(json);
     const member = p.scope.member;
     if (member) member._group._settled(member, effectId, ok, value);
@@ -613,6 +671,7 @@
     value: Object.freeze({
       start,
       deliver,
+      message,
       defineTask,
       setReplaying(on) {
         replaying = on;

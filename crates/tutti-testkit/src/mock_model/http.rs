@@ -1,7 +1,7 @@
 //! The mock model server's HTTP/1.1 plumbing, std only: reading one request (Content-Length or chunked body,
 //! `Expect: 100-continue`), and writing a JSON response or a chunked SSE stream. Nothing here knows any API.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use serde_json::Value;
 

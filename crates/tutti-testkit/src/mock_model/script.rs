@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::Api;
 use super::tools;
-use super::wire::{Answer, Conversation};
+use super::wire::{Answer, Conversation, Failure};
 
 /// The default reply to a request no rule matches (and that does not follow a tool result).
 pub const DEFAULT_TEXT: &str = "hello from mock";
@@ -110,11 +110,12 @@ impl Script {
         self.usage
     }
 
-    /// The reply to `conversation`, with generic tools mapped, and whether to hold it.
-    pub(super) fn answer(&self, api: Api, conversation: &Conversation) -> (bool, Answer) {
+    /// The reply to `conversation` (an answer with generic tools mapped, or an HTTP error), and whether to
+    /// hold it.
+    pub(super) fn answer(&self, api: Api, conversation: &Conversation) -> (bool, Result<Answer, Failure>) {
         match self.rules.iter().find(|rule| rule.when.matches(api, conversation)) {
             Some(rule) => resolve(&rule.reply, conversation),
-            None => (false, Answer::Text(default_text(conversation))),
+            None => (false, Ok(Answer::Text(default_text(conversation)))),
         }
     }
 }
@@ -171,8 +172,9 @@ impl When {
 
     fn matches(&self, api: Api, conversation: &Conversation) -> bool {
         let called = conversation.tool_result.as_ref();
+        let offers_tools = !conversation.tools.is_empty();
         self.api.is_none_or(|wanted| wanted == api)
-            && self.offers_tools.is_none_or(|yes| yes == !conversation.tools.is_empty())
+            && self.offers_tools.is_none_or(|yes| yes == offers_tools)
             && self.after_tool_result.is_none_or(|yes| yes == called.is_some())
             && self.after_tool.as_deref().is_none_or(|name| {
                 called.and_then(Option::as_deref).is_some_and(|called| tools::is_called_as(name, called))
@@ -210,17 +212,15 @@ impl Reply {
     }
 }
 
-fn resolve(reply: &Reply, conversation: &Conversation) -> (bool, Answer) {
-    match reply {
-        Reply::Text(text) => (false, Answer::Text(text.clone())),
+fn resolve(reply: &Reply, conversation: &Conversation) -> (bool, Result<Answer, Failure>) {
+    let answer = match reply {
+        Reply::Text(text) => Answer::Text(text.clone()),
         // A tool the request does not offer becomes a text saying so, which a test's assertion will show.
-        Reply::Tool { name, args } => match tools::call(name, args, conversation) {
-            Ok(call) => (false, Answer::Call(call)),
-            Err(complaint) => (false, Answer::Text(complaint)),
-        },
-        Reply::Error { status, message } => (false, Answer::Error { status: *status, message: message.clone() }),
-        Reply::Hold(then) => (true, resolve(then, conversation).1),
-    }
+        Reply::Tool { name, args } => tools::call(name, args, conversation).map_or_else(Answer::Text, Answer::Call),
+        Reply::Error { status, message } => return (false, Err(Failure { status: *status, message: message.clone() })),
+        Reply::Hold(then) => return (true, resolve(then, conversation).1),
+    };
+    (false, Ok(answer))
 }
 
 fn default_text(conversation: &Conversation) -> String {
@@ -252,7 +252,9 @@ pub(super) fn smallest_fit(schema: &Value) -> Value {
     match kind.as_str() {
         "object" => {
             let properties = schema["properties"].as_object().into_iter().flatten();
-            Value::Object(properties.map(|(name, property)| (name.clone(), smallest_fit(property))).collect::<Map<_, _>>())
+            Value::Object(
+                properties.map(|(name, property)| (name.clone(), smallest_fit(property))).collect::<Map<_, _>>(),
+            )
         }
         "array" => {
             let count = schema["minItems"].as_u64().unwrap_or(0) as usize;

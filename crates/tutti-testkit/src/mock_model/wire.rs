@@ -27,7 +27,13 @@ pub(super) struct Conversation {
 pub(super) enum Answer {
     Text(String),
     Call(Call),
-    Error { status: u16, message: String },
+}
+
+/// A scripted HTTP error, answered with the API's error body instead of an [`Answer`].
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Failure {
+    pub(super) status: u16,
+    pub(super) message: String,
 }
 
 /// A call of one offered tool.
@@ -73,7 +79,6 @@ impl fmt::Display for Answer {
                 let namespace = call.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
                 write!(f, "tool {namespace}{} {}", call.name, call.input.text())
             }
-            Answer::Error { status, message } => write!(f, "error {status}: {message}"),
         }
     }
 }
