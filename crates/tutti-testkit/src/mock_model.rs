@@ -29,8 +29,9 @@
 //!
 //! # Generic tools
 //!
-//! A scripted [`Reply::tool`] may name a generic tool; the server maps it onto whatever the request offers,
-//! preferring the first row of this table whose tool is offered (the table itself is `tools::TABLE`):
+//! A scripted [`Reply::tool`] may name a generic tool; the server maps it onto the tool the request offers for
+//! it, per CLI as below. When several fit, the order of `tools::TABLE` (the one copy of this mapping) decides:
+//! a file-writing tool, then `apply_patch`, then a shell.
 //!
 //! | CLI | `write_file {path, content}` | `shell {command}` |
 //! |---|---|---|

@@ -53,7 +53,8 @@ pub(super) fn render(answer: &Answer, ctx: &Ctx) -> Body {
             (std::iter::once(first).chain(pieces).collect::<Vec<_>>(), "stop")
         }
         Answer::Call(call) => {
-            let head = json!({"index": 0, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}});
+            let function = json!({"name": call.name, "arguments": ""});
+            let head = json!({"index": 0, "id": call_id, "type": "function", "function": function});
             let first = chunk(json!({"role": "assistant", "content": null, "tool_calls": [head]}), Value::Null);
             let text = call.input.text();
             let pieces = halves(&text).into_iter().map(|piece| {

@@ -102,12 +102,9 @@ fn invalid(error: impl ToString) -> io::Error {
 
 pub(super) fn write_json(writer: &mut impl Write, status: u16, body: &Value) -> io::Result<()> {
     let body = body.to_string();
-    write!(
-        writer,
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        reason(status),
-        body.len(),
-    )?;
+    let (reason, length) = (reason(status), body.len());
+    write!(writer, "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n")?;
+    write!(writer, "connection: close\r\n\r\n{body}")?;
     writer.flush()
 }
 

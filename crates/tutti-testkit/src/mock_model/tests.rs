@@ -106,10 +106,10 @@ fn write_hello() -> Script {
 fn claude_request(messages: Value) -> Value {
     json!({
         "model": "claude-sonnet-4-5", "max_tokens": 32000, "stream": true,
-        "system": [{"type": "text", "text": "You are Claude Code.\n<env>\nPrimary working directory: /work/tree\n</env>"}],
+        "system": [{"type": "text", "text": "You are Claude Code.\n<env>\nPrimary working directory: /work/tree\n"}],
         "tools": [
             {"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}},
-            {"name": "Write", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}}}},
+            {"name": "Write", "input_schema": {"type": "object", "properties": {"file_path": {}, "content": {}}}},
         ],
         "messages": messages,
     })
@@ -197,7 +197,7 @@ fn codex_request(tools: Value, input: Value) -> Value {
 
 fn codex_prompt(text: &str) -> Value {
     json!([
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>\n  <cwd>/w</cwd>\n</environment_context>"}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<env>\n  <cwd>/w</cwd>"}]},
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
     ])
 }
@@ -240,7 +240,7 @@ fn responses_streams_text_with_sequence_numbers_and_usage() {
 
 #[test]
 fn responses_streams_function_and_custom_tool_calls() {
-    let exec = json!({"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}});
+    let exec = json!({"type": "function", "name": "exec_command", "parameters": {"properties": {"cmd": {}}}});
     let model = MockModel::start(write_hello());
     let events = post(&model, "/v1/responses", codex_request(json!([exec]), codex_prompt("write hello"))).events();
     assert_eq!(events[2].1["item"]["type"], "function_call");
@@ -289,6 +289,11 @@ fn chat_request(messages: Value, tools: bool) -> Value {
         "properties": {"filePath": {"type": "string"}, "content": {"type": "string"}}}}});
     json!({"model": "mock-model", "stream": true, "stream_options": {"include_usage": true},
            "messages": messages, "tools": if tools { json!([write]) } else { json!([]) }})
+}
+
+/// An assistant's earlier call of opencode's `write`, id `c1`.
+fn write_call() -> Value {
+    json!({"id": "c1", "type": "function", "function": {"name": "write", "arguments": "{}"}})
 }
 
 #[test]
@@ -347,7 +352,7 @@ fn gemini_request(contents: Value) -> Value {
         "contents": contents,
         "systemInstruction": {"parts": [{"text": "You are Gemini CLI."}]},
         "tools": [{"functionDeclarations": [
-            {"name": "write_file", "parametersJsonSchema": {"type": "object", "properties": {"file_path": {}, "content": {}}}},
+            {"name": "write_file", "parametersJsonSchema": {"properties": {"file_path": {}, "content": {}}}},
             {"name": "run_shell_command", "parametersJsonSchema": {"type": "object", "properties": {"command": {}}}},
         ]}],
     })
@@ -404,7 +409,8 @@ fn gemini_answers_generate_content_and_a_stream_without_sse_as_json() {
 fn gemini_router_call_gets_the_smallest_json_that_fits_its_schema() {
     let model = MockModel::start(Script::new());
     let schema = json!({"type": "object", "required": ["complexity_reasoning", "complexity_score"], "properties": {
-        "complexity_reasoning": {"type": "string"}, "complexity_score": {"type": "integer", "minimum": 1, "maximum": 100}}});
+        "complexity_reasoning": {"type": "string"},
+        "complexity_score": {"type": "integer", "minimum": 1, "maximum": 100}}});
     let router = json!({"contents": [{"role": "user", "parts": [{"text": "classify"}]}],
                         "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": schema}});
     let answer = post(&model, "/v1beta/models/gemini-3.5-flash-lite:generateContent", router).json();
@@ -450,7 +456,7 @@ fn replies_depend_on_content_not_on_call_order() {
     let after = chat_request(
         json!([
             {"role": "user", "content": "write hello"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "write", "arguments": "{}"}}]},
+            {"role": "assistant", "content": null, "tool_calls": [write_call()]},
             {"role": "tool", "tool_call_id": "c1", "content": "ok"},
         ]),
         true,
@@ -565,7 +571,7 @@ fn every_request_is_recorded_with_what_was_asked_and_answered() {
     ));
     let after = chat_request(
         json!([{"role": "user", "content": "write hello"},
-               {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "write", "arguments": "{}"}}]},
+               {"role": "assistant", "tool_calls": [write_call()]},
                {"role": "tool", "tool_call_id": "c1", "content": "ok"}]),
         true,
     );
