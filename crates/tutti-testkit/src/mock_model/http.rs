@@ -100,11 +100,12 @@ fn invalid(error: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
+/// The whole response in one write, so a client never sees half of it.
 pub(super) fn write_json(writer: &mut impl Write, status: u16, body: &Value) -> io::Result<()> {
     let body = body.to_string();
     let (reason, length) = (reason(status), body.len());
-    write!(writer, "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n")?;
-    write!(writer, "connection: close\r\n\r\n{body}")?;
+    let head = format!("HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n");
+    writer.write_all(format!("{head}connection: close\r\n\r\n{body}").as_bytes())?;
     writer.flush()
 }
 
@@ -116,10 +117,10 @@ pub(super) fn write_sse_head(writer: &mut impl Write) -> io::Result<()> {
     writer.flush()
 }
 
-/// One SSE event as one HTTP chunk, flushed, so a client sees it at once.
+/// One SSE event as one HTTP chunk in one write, flushed, so a client sees the whole event at once.
 pub(super) fn write_event(writer: &mut impl Write, event: &Event) -> io::Result<()> {
     let text = event.to_string();
-    write!(writer, "{:x}\r\n{text}\r\n", text.len())?;
+    writer.write_all(format!("{:x}\r\n{text}\r\n", text.len()).as_bytes())?;
     writer.flush()
 }
 

@@ -520,7 +520,9 @@ fn start_held() -> (MockModel, TcpStream, Vec<u8>) {
     request["tools"] = json!([]);
     let mut stream = connect(&model, "POST", "/v1/messages", &request, &[]);
     let mut head = Vec::new();
-    read_until(&mut stream, &mut head, "message_start");
+    // The end of the first event's chunk: its blank line, then the chunk's CRLF.
+    read_until(&mut stream, &mut head, "\n\n\r\n");
+    assert!(String::from_utf8_lossy(&head).contains("event: message_start"));
     wait_for(DEADLINE, "the mock to hold the connection", || model.held() == 1);
     (model, stream, head)
 }
