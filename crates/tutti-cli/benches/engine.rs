@@ -243,6 +243,8 @@ impl Env {
 
     fn options(&self, run_id: &str, non_interactive: bool) -> Options {
         Options {
+            agent_env: Vec::new(),
+            msg_secret: String::new(),
             run_id: run_id.to_string(),
             workdir: self.dir.clone(),
             max_parallel: 1_000_000,

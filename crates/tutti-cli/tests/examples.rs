@@ -174,3 +174,29 @@ fn fork_join_branches_read_the_parents_values() {
     let built = json!(["alpha-built-with-stable", "beta-built-with-stable", "gamma-built-with-stable"]);
     assert_eq!(output, json!({ "branches": built, "members": built }));
 }
+
+#[test]
+fn members_resume_their_own_sessions_even_across_a_restart() {
+    let project = Project::with_examples(TUTTI);
+    let driver = project.spawn(&["run", "sessions.js", "--inputs", r#"{"pause": true}"#]);
+    let run = driver.run_id();
+    project.wait_for_event(&run, "the pause between rounds", |e| e["event"]["kind"] == "breakpoint");
+    driver.signal(libc::SIGINT);
+    assert_eq!(driver.wait(std::time::Duration::from_secs(30)).code, 130);
+
+    let out = project.run(&["resume", &run, "--non-interactive"]);
+    assert_eq!(out.code, 0, "{out}");
+    let output = out.json();
+    assert_eq!(output["sameSession"], json!([true, true, true]), "{output}");
+    assert_eq!(output["agents"], json!(["memory-a", "memory-b", "memory-c"]));
+    for remembered in output["remembered"].as_array().unwrap() {
+        assert_eq!(remembered, &json!(["Round 1: the retry policy"]), "{output}");
+    }
+    let events = project.events(&run);
+    let bound = of_kind(&events, "member_bound");
+    assert_eq!(bound.len(), 3, "one session per member across both rounds:\n{}", show(&events));
+    let groups = project.run(&["groups", &run, "--json"]).json();
+    for (i, m) in groups[0]["members"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(m["session"], bound.iter().find(|b| b["event"]["member"] == m["name"]).unwrap()["event"]["session"], "member {i}: {groups}");
+    }
+}

@@ -71,7 +71,7 @@ fn agents_and_the_coordinator_talk_through_the_journal() {
     assert_eq!(delivered.len(), 1);
     assert_eq!(field(delivered[0], "effect"), "group:team/bob/0");
     // Ann's message is journaled before her turn's result.
-    let position = |pred: &dyn Fn(&Value) -> bool| events.iter().position(|e| pred(e)).unwrap();
+    let position = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
     let msg = position(&|e| kind(e) == "message_sent" && field(e, "from") == "team/ann");
     let done = position(&|e| kind(e) == "effect_resolved" && field(e, "effect") == "group:team/ann/0");
     assert!(msg < done, "{}", show(&events));

@@ -110,8 +110,10 @@ pub struct Driver<'a> {
     deferred_cancels: Vec<EffectId>,
     /// Messages to members that no effect has taken yet.
     mailbox: Vec<crate::replay::Undelivered>,
-    /// Members of each group, for `GROUP/*` addresses.
-    groups: HashMap<String, Vec<String>>,
+    /// Members of each group, for `GROUP/*` addresses, and whether the group is persistent.
+    groups: HashMap<String, (Vec<String>, bool)>,
+    /// Each member's harness session (`GROUP/MEMBER` → id): its next turn resumes it.
+    sessions: HashMap<String, String>,
     running: usize,
     running_by_harness: HashMap<String, usize>,
     buffer: Vec<NewEvent>,
@@ -156,6 +158,7 @@ impl<'a> Driver<'a> {
             deferred_cancels: Vec::new(),
             mailbox: Vec::new(),
             groups: HashMap::new(),
+            sessions: HashMap::new(),
             running: 0,
             running_by_harness: HashMap::new(),
             buffer: Vec::new(),
@@ -229,15 +232,25 @@ impl<'a> Driver<'a> {
         self.replay_events(replay, events)?;
         while let Some(delivery) = replay.next_delivery() {
             let d = delivery?;
-            let events = match &d.message {
-                Some((from, body)) => self.host.message(from, body, d.ts_ms)?,
-                None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?,
-            };
+            let events = self.redeliver(&d)?;
             self.replay_events(replay, events)?;
         }
         self.mailbox = replay.take_mailbox();
         self.groups = replay.groups().clone();
+        self.sessions = replay.sessions().clone();
         Ok(())
+    }
+
+    /// Hand the process one journaled delivery again.
+    fn redeliver(&mut self, d: &replay::Delivery) -> Result<Vec<HostEvent>, Error> {
+        Ok(match &d.note {
+            Some(replay::Note::Message { from, body }) => self.host.message(from, body, d.ts_ms)?,
+            Some(replay::Note::Bound { member, session }) => {
+                self.host.bound(member, session)?;
+                Vec::new()
+            }
+            None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?,
+        })
     }
 
     /// A replaying host records no call sites; after a divergence, run the process once more with call
@@ -267,11 +280,7 @@ impl<'a> Driver<'a> {
                 }
             }
             let Some(Ok(d)) = replay.next_delivery() else { return };
-            let next = match &d.message {
-                Some((from, body)) => self.host.message(from, body, d.ts_ms),
-                None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms),
-            };
-            let Ok(next) = next else { return };
+            let Ok(next) = self.redeliver(&d) else { return };
             events = next;
         }
     }
@@ -439,6 +448,7 @@ impl<'a> Driver<'a> {
 
     fn handle(&mut self, msg: Msg) -> Result<(), Error> {
         match msg {
+            Msg::Harness(HarnessEvent::Session { effect, attempt, session }) => self.bind(&effect, attempt, session),
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
                 let running = self.effects.get(&effect).filter(|e| {
                     e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running
@@ -619,6 +629,7 @@ impl<'a> Driver<'a> {
             timeout,
             env,
             messages,
+            session: self.session_for(id),
         };
         let (attempt, kind, title) = (e.attempt, e.request.kind.clone(), e.request.title.clone());
         let reporter = Reporter::new(id.clone(), attempt, self.tx.clone());
@@ -738,7 +749,7 @@ impl<'a> Driver<'a> {
                     self.send(from, to, body)?;
                 }
                 HostEvent::GroupOpened { group, members, persistent } => {
-                    self.groups.insert(group.clone(), members.iter().map(|m| m.name.clone()).collect());
+                    self.groups.insert(group.clone(), (members.iter().map(|m| m.name.clone()).collect(), persistent));
                     let names: Vec<String> = members
                         .iter()
                         .map(|m| m.harness.as_ref().map_or(m.name.clone(), |h| format!("{} on {h}", m.name)))
@@ -758,11 +769,37 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// A member's attempt ran in `session`: journal it when it is new, and let the process know.
+    fn bind(&mut self, effect: &EffectId, attempt: u32, session: String) -> Result<(), Error> {
+        let Some(e) = self.effects.get(effect).filter(|e| e.attempt == attempt) else { return Ok(()) };
+        let address = crate::identity::address_of(effect);
+        let Some((group, member)) = address.split_once('/').filter(|_| effect.starts_with("group:")) else {
+            return Ok(());
+        };
+        if self.sessions.get(&address) == Some(&session) {
+            return Ok(());
+        }
+        let harness = e.harness.clone().unwrap_or_default();
+        let (group, member) = (group.to_string(), member.to_string());
+        self.record(Event::MemberBound { group, member, harness, session: session.clone() });
+        self.host.bound(&address, &session)?;
+        self.sessions.insert(address, session);
+        Ok(())
+    }
+
+    /// The session a member's next turn resumes: its last one, when its group is persistent.
+    fn session_for(&self, effect: &EffectId) -> Option<String> {
+        let address = crate::identity::address_of(effect);
+        let group = effect.strip_prefix("group:").and_then(|rest| rest.split('/').next())?;
+        let persistent = self.groups.get(group).is_none_or(|(_, p)| *p);
+        persistent.then(|| self.sessions.get(&address).cloned()).flatten()
+    }
+
     /// Journal a message; one to the coordinator is handed to the process at once, one to members waits in
     /// the mailbox for their next turn (`GROUP/*` goes to every member of the group).
     fn send(&mut self, from: String, to: String, body: Value) -> Result<(), Error> {
         let targets: Vec<String> = match to.strip_suffix("/*") {
-            Some(group) => self.groups.get(group).into_iter().flatten().map(|m| format!("{group}/{m}")).collect(),
+            Some(group) => self.groups.get(group).into_iter().flat_map(|(m, _)| m).map(|m| format!("{group}/{m}")).collect(),
             None => vec![to],
         };
         for to in targets {

@@ -31,6 +31,8 @@ pub struct Job {
     pub env: Vec<(String, String)>,
     /// Messages for this turn, oldest first: a harness prepends them to the prompt.
     pub messages: Vec<Inbound>,
+    /// The harness session to resume: a persistent group member's session from its earlier turns.
+    pub session: Option<String>,
 }
 
 /// A message handed to an effect.
@@ -47,6 +49,8 @@ pub type Outcome = Result<Value, ErrorInfo>;
 #[derive(Debug)]
 pub enum HarnessEvent {
     Finished { effect: EffectId, attempt: u32, outcome: Outcome },
+    /// The attempt's agent runs in (or started) this harness session; a member's next turn resumes it.
+    Session { effect: EffectId, attempt: u32, session: String },
 }
 
 /// How a harness reports back. Cheap to clone; `finish` may be called from any thread.
@@ -60,6 +64,12 @@ pub struct Reporter {
 impl Reporter {
     pub(crate) fn new(effect: EffectId, attempt: u32, tx: Sender<crate::driver::Msg>) -> Self {
         Self { effect, attempt, tx }
+    }
+
+    /// Report the harness session the attempt ran in (before `finish`).
+    pub fn session(&self, session: String) {
+        let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
     }
 
     /// Report the attempt's single outcome. Reports after cancellation are ignored by the dispatcher.

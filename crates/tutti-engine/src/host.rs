@@ -65,6 +65,12 @@ pub trait ProcessHost {
     /// Hand the process a message addressed to the coordinator and run what it wakes.
     fn message(&mut self, from: &str, body: &Value, now_ms: i64) -> Result<Vec<HostEvent>, HostError>;
 
+    /// Tell the process a member's harness session (`member.session`); runs nothing.
+    fn bound(&mut self, member: &str, session: &str) -> Result<(), HostError> {
+        let _ = (member, session);
+        Ok(())
+    }
+
     /// Settle the promise of `effect` with `outcome` and run what it wakes.
     fn deliver(
         &mut self,

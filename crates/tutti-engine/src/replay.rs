@@ -17,8 +17,17 @@ pub(crate) struct Delivery {
     pub(crate) effect: EffectId,
     pub(crate) ts_ms: i64,
     pub(crate) outcome: Result<Value, ErrorInfo>,
-    /// Set for a message to the coordinator (sender, body); `effect` is then empty.
-    pub(crate) message: Option<(String, Value)>,
+    /// Set for something that is not an effect's result; `effect` is then empty.
+    pub(crate) note: Option<Note>,
+}
+
+/// Journaled facts the process observes besides results, re-delivered at their place in the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Note {
+    /// A message to the coordinator.
+    Message { from: String, body: Value },
+    /// A member's harness session.
+    Bound { member: String, session: String },
 }
 
 /// A message to a member that no effect has taken yet.
@@ -51,8 +60,10 @@ pub(crate) struct Replay {
     requested: HashSet<EffectId>,
     /// Messages to members not yet handed to an effect, in journal order.
     mailbox: Vec<Undelivered>,
-    /// Members of each group opened so far.
-    groups: HashMap<String, Vec<String>>,
+    /// Members of each group opened so far, and whether the group is persistent.
+    groups: HashMap<String, (Vec<String>, bool)>,
+    /// The last journaled harness session of each member (`GROUP/MEMBER`).
+    sessions: HashMap<String, String>,
 }
 
 /// Turn journal records into a replay, consuming them; `load` resolves blob payloads of results.
@@ -64,6 +75,7 @@ pub(crate) fn build(
     let mut deliveries = VecDeque::new();
     let mut mailbox = Vec::new();
     let mut groups = HashMap::new();
+    let mut sessions = HashMap::new();
     for r in records {
         match r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, task, .. } => {
@@ -92,14 +104,14 @@ pub(crate) fn build(
                 if let Some(j) = journaled.get_mut(&effect) {
                     j.resolved = true;
                 }
-                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome, message: None });
+                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome, note: None });
             }
             Event::EffectCancelled { effect, reason } => {
                 let error = ErrorInfo::new("Cancelled", format!("effect {effect} was cancelled: {reason}"));
                 if let Some(j) = journaled.get_mut(&effect) {
                     j.resolved = true;
                 }
-                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome: Err(error), message: None });
+                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome: Err(error), note: None });
             }
             Event::MessageSent { id, from, to, body } => {
                 let body = match body {
@@ -107,15 +119,21 @@ pub(crate) fn build(
                     other => load(&other)?,
                 };
                 if to == "coordinator" {
-                    let message = Some((from, body));
-                    deliveries.push_back(Delivery { effect: String::new(), ts_ms: r.ts_ms, outcome: Ok(Value::Null), message });
+                    let note = Some(Note::Message { from, body });
+                    deliveries.push_back(Delivery { effect: String::new(), ts_ms: r.ts_ms, outcome: Ok(Value::Null), note });
                 } else {
                     mailbox.push(Undelivered { id, from, to, body });
                 }
             }
             Event::MessageDelivered { id, .. } => mailbox.retain(|m| m.id != id),
-            Event::GroupOpened { group, members, .. } => {
-                groups.insert(group, members.into_iter().map(|m| m.name).collect());
+            Event::GroupOpened { group, members, persistent } => {
+                groups.insert(group, (members.into_iter().map(|m| m.name).collect(), persistent));
+            }
+            Event::MemberBound { group, member, session, .. } => {
+                let member = format!("{group}/{member}");
+                sessions.insert(member.clone(), session.clone());
+                let note = Some(Note::Bound { member, session });
+                deliveries.push_back(Delivery { effect: String::new(), ts_ms: r.ts_ms, outcome: Ok(Value::Null), note });
             }
             _ => {}
         }
@@ -123,7 +141,7 @@ pub(crate) fn build(
     for j in journaled.values_mut().filter(|j| j.resolved) {
         j.task = None;
     }
-    Ok(Replay { journaled, deliveries, requested: HashSet::new(), mailbox, groups })
+    Ok(Replay { journaled, deliveries, requested: HashSet::new(), mailbox, groups, sessions })
 }
 
 /// What the driver should do with a request met during replay.
@@ -169,7 +187,7 @@ impl Replay {
     /// The next journaled result to deliver, checked to be for an effect the process has requested.
     pub(crate) fn next_delivery(&mut self) -> Option<Result<Delivery, Nondeterminism>> {
         let d = self.deliveries.pop_front()?;
-        if d.message.is_some() || self.requested.contains(&d.effect) {
+        if d.note.is_some() || self.requested.contains(&d.effect) {
             return Some(Ok(d));
         }
         let journaled = self.journaled.get(&d.effect).map(|j| j.call.clone()).unwrap_or(Call {
@@ -182,11 +200,15 @@ impl Replay {
 
     /// The result the process was about to receive when it finished, if any: finishing early is divergence.
     pub(crate) fn undelivered(&self) -> Option<&EffectId> {
-        self.deliveries.iter().find(|d| d.message.is_none()).map(|d| &d.effect)
+        self.deliveries.iter().find(|d| d.note.is_none()).map(|d| &d.effect)
     }
 
-    pub(crate) fn groups(&self) -> &HashMap<String, Vec<String>> {
+    pub(crate) fn groups(&self) -> &HashMap<String, (Vec<String>, bool)> {
         &self.groups
+    }
+
+    pub(crate) fn sessions(&self) -> &HashMap<String, String> {
+        &self.sessions
     }
 
     /// Messages to members that no effect took before the driver stopped.

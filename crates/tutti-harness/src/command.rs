@@ -74,6 +74,16 @@ impl CommandHarness {
 
     /// Start `job`; `done` receives its outcome, from another thread.
     pub fn launch(&self, job: &Job, done: impl FnOnce(Outcome) + Send + 'static) -> Result<ProcessHandle, StartError> {
+        self.launch_with_session(job, move |outcome, _| done(outcome))
+    }
+
+    /// Like [`CommandHarness::launch`]; `done` also receives the session id the program wrote to
+    /// `$TUTTI_SESSION_FILE`, if it did.
+    pub fn launch_with_session(
+        &self,
+        job: &Job,
+        done: impl FnOnce(Outcome, Option<String>) + Send + 'static,
+    ) -> Result<ProcessHandle, StartError> {
         let what = format!("harness {} (`{}`)", self.name, self.config.command.join(" "));
         let dir = attempt_dir().map_err(|source| StartError::Spawn { what: what.clone(), source })?;
         let ending = Ending {
@@ -81,13 +91,15 @@ impl CommandHarness {
             result_file: dir.join("result.json"),
             timeout: self.config.timeout_ms.map(Duration::from_millis),
         };
-        let command = self.command(job, &ending.result_file);
+        let mut command = self.command(job, &ending.result_file);
+        command.env("TUTTI_SESSION_FILE", dir.join("session"));
         let options = Options { stdin: Some(stdin_payload(job)), timeout: ending.timeout, ..Options::default() };
         let cleanup = dir.clone();
         let on_exit = move |exit| {
             let outcome = ending.outcome(exit);
+            let session = fs::read_to_string(cleanup.join("session")).ok().map(|s| s.trim().to_string());
             let _ = fs::remove_dir_all(&cleanup);
-            done(outcome);
+            done(outcome, session.filter(|s| !s.is_empty()));
         };
         process::spawn(command, options, on_exit).map_err(|source| {
             let _ = fs::remove_dir_all(&dir);
@@ -114,7 +126,12 @@ impl Harness for CommandHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let handle = self.launch(&job, move |outcome| reporter.finish(outcome))?;
+        let handle = self.launch_with_session(&job, move |outcome, session| {
+            if let Some(session) = session {
+                reporter.session(session);
+            }
+            reporter.finish(outcome);
+        })?;
         Ok(Box::new(handle))
     }
 }
@@ -136,6 +153,7 @@ fn stdin_payload(job: &Job) -> Vec<u8> {
         "title": job.title,
         "prompt": format!("{}{}", render_messages(&job.messages), render_prompt(&job.task)),
         "messages": job.messages.iter().map(|m| json!({ "from": m.from, "body": m.body })).collect::<Vec<_>>(),
+        "session": job.session,
         "args": job.args,
         "outputSchema": output_schema,
         "task": job.task,
@@ -291,7 +309,7 @@ mod tests {
         let names: Vec<&str> = env.lines().map(|l| l.split('=').next().unwrap()).collect();
         assert_eq!(
             names,
-            ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_TASK_ID"]
+            ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_SESSION_FILE", "TUTTI_TASK_ID"]
         );
     }
 

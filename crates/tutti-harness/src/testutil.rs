@@ -29,6 +29,7 @@ pub(crate) fn job(kind: &str, task: Value, args: Value, workdir: &Path) -> Job {
         timeout: None,
         env: Vec::new(),
         messages: Vec::new(),
+        session: None,
     }
 }
 

@@ -213,6 +213,13 @@ pub enum Event {
     GroupClosed {
         group: String,
     },
+    /// A member's harness session, from its first turn on (and whenever the harness starts a new one).
+    MemberBound {
+        group: String,
+        member: String,
+        harness: String,
+        session: String,
+    },
     /// A message between the process, a member's agent and the coordinator. Addresses: `coordinator`,
     /// `GROUP/MEMBER`, `GROUP/*`; an effect outside any group is addressed by its id.
     MessageSent {
@@ -249,6 +256,7 @@ impl Event {
             Event::GroupOpened { .. } => "group_opened",
             Event::GroupCheckpoint { .. } => "group_checkpoint",
             Event::GroupClosed { .. } => "group_closed",
+            Event::MemberBound { .. } => "member_bound",
             Event::MessageSent { .. } => "message_sent",
             Event::MessageDelivered { .. } => "message_delivered",
         }
@@ -287,6 +295,7 @@ impl Event {
             | Event::Log { .. }
             | Event::GroupOpened { .. }
             | Event::GroupClosed { .. }
+            | Event::MemberBound { .. }
             | Event::MessageDelivered { .. } => Vec::new(),
         }
     }

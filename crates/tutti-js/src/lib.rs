@@ -165,6 +165,10 @@ impl ProcessHost for JsHost {
         self.settle()
     }
 
+    fn bound(&mut self, member: &str, session: &str) -> Result<(), HostError> {
+        self.call_internal("bound", |_, bound| bound.call::<_, ()>((member, session)))
+    }
+
     fn deliver(&mut self, effect: &str, outcome: &Result<Json, ErrorInfo>, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
         self.shared.now_ms.set(now_ms);
         let (ok, json) = match outcome {

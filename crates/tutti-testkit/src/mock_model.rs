@@ -36,7 +36,7 @@
 //! | CLI | `write_file {path, content}` | `shell {command}` |
 //! |---|---|---|
 //! | claude | `Write {file_path, content}` | `Bash {command}` |
-//! | codex | `apply_patch` (custom tool, an Add File patch), else `exec_command {cmd}` running `printf` | `exec_command {cmd}` |
+//! | codex | `apply_patch` (custom tool, Add File patch), else `exec_command {cmd}` + `printf` | `exec_command {cmd}` |
 //! | gemini | `write_file {file_path, content}` | `run_shell_command {command}` |
 //! | pi | `write {path, content}` | `bash {command}` |
 //! | opencode | `write {filePath, content}` | `bash {command, description}` |
@@ -111,8 +111,9 @@ pub struct Request {
     pub tools: Vec<String>,
     /// The text of the last user message that is not a tool result.
     pub last_user_text: String,
-    /// Whether the last input item is a tool result, and the name of the tool when the request tells it.
+    /// Whether the last input item is a tool result.
     pub last_is_tool_result: bool,
+    /// The tool whose result it is, when the request tells (found by call id, or Gemini's `functionResponse`).
     pub tool_result_of: Option<String>,
     /// What the server answered, in words, for failure messages (`text "hi"`, `tool Write {…}`, `error 429`).
     pub reply: String,

@@ -168,6 +168,13 @@ fn groups_json(records: &[Record]) -> Value {
                     .collect();
                 groups.push(json!({ "group": group, "persistent": persistent, "closed": false, "members": members }));
             }
+            Event::MemberBound { group, member, session, .. } => {
+                let g = groups.iter_mut().find(|g| g["group"] == *group.as_str());
+                let m = g.and_then(|g| g["members"].as_array_mut()).and_then(|ms| ms.iter_mut().find(|m| m["name"] == *member.as_str()));
+                if let Some(m) = m {
+                    m["session"] = json!(session);
+                }
+            }
             Event::GroupClosed { group } => {
                 if let Some(g) = groups.iter_mut().find(|g| g["group"] == *group.as_str()) {
                     g["closed"] = json!(true);

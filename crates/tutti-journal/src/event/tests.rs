@@ -110,6 +110,8 @@ fn arb_group_event() -> impl Strategy<Value = Event> {
         (arb_text(), any::<u64>(), arb_payload())
             .prop_map(|(group, completed, value)| Event::GroupCheckpoint { group, completed, value }),
         arb_text().prop_map(|group| Event::GroupClosed { group }),
+        (arb_text(), arb_text(), arb_text(), arb_text())
+            .prop_map(|(group, member, harness, session)| Event::MemberBound { group, member, harness, session }),
         (arb_text(), arb_text(), arb_text(), arb_payload())
             .prop_map(|(id, from, to, body)| Event::MessageSent { id, from, to, body }),
         (arb_text(), arb_text()).prop_map(|(id, effect)| Event::MessageDelivered { id, effect }),

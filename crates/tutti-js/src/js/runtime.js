@@ -672,6 +672,12 @@
       start,
       deliver,
       message,
+      bound(address, session) {
+        const slash = address.indexOf("/");
+        const g = groups.get(address.slice(0, slash));
+        const m = g && g.members.find((x) => x.name === address.slice(slash + 1));
+        if (m) m.session = session;
+      },
       defineTask,
       setReplaying(on) {
         replaying = on;

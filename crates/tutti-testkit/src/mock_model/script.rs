@@ -56,7 +56,9 @@ pub enum Reply {
     Tool { name: String, args: Value },
     /// An HTTP error status, with a body shaped as the API's error.
     Error { status: u16, message: String },
-    /// Send the head of the reply (the status line and the stream's first event), then hold the connection
+    /// Send the head of the reply (the status line and the stream's first event: `message_start`,
+    /// `response.created`, the role chunk, or for Gemini, which has no head event, the first chunk of the
+    /// reply; nothing for a non-streaming request), then hold the connection
     /// open until [`MockModel::release_held`](super::MockModel::release_held) (then the rest follows) or the
     /// server is dropped (then the connection closes mid-stream).
     Hold(Box<Reply>),

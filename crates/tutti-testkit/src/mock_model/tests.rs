@@ -549,6 +549,22 @@ fn a_held_stream_sends_its_head_then_waits_for_release() {
 }
 
 #[test]
+fn a_held_json_reply_sends_nothing_until_release() {
+    let model = MockModel::start(Script::new().rule(When::request().reply(Reply::hold(Reply::text("late")))));
+    let ask = gemini_request(json!([{"parts": [{"text": "x"}]}]));
+    let mut stream = connect(&model, "POST", "/v1beta/models/m:generateContent", &ask, &[]);
+    wait_for(DEADLINE, "the mock to hold the connection", || model.held() == 1);
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let error = stream.read(&mut [0; 64]).expect_err("not even the status line arrives while held");
+    assert!(matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{error}");
+
+    model.release_held();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let answer = read_response(stream).json();
+    assert_eq!(answer["candidates"][0]["content"]["parts"][0]["text"], "late");
+}
+
+#[test]
 fn dropping_the_server_cuts_a_held_stream_short() {
     let (model, mut stream, mut received) = start_held();
     drop(model);
