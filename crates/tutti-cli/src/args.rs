@@ -87,6 +87,9 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         action: MsgCmd,
     },
+    /// An MCP server on stdio (tools send, inbox, progress) for agents inside a running effect; tutti's
+    /// adapters register it with agent CLIs that speak MCP.
+    Mcp,
     /// Cancel a run: kill the process tree of every running effect and end the run as cancelled.
     Cancel {
         run: String,

@@ -90,3 +90,88 @@ fn agents_and_the_coordinator_talk_through_the_journal() {
     assert_eq!(late.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&late.stderr).contains("has ended"), "{}", String::from_utf8_lossy(&late.stderr));
 }
+
+/// An agent that talks to the run through `tutti mcp` (JSON-RPC on stdio) instead of `tutti msg`.
+const MCP_TOML: &str = r#"
+[harness.mcp-agent]
+command = ["sh", "-c", """
+cat > /dev/null
+printf '%s\\n' \
+ '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}' \
+ '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
+ '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' \
+ '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"send","arguments":{"to":"coordinator","text":"via mcp"}}}' \
+ '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"progress","arguments":{"message":"halfway"}}}' \
+ '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"inbox","arguments":{}}}' \
+ '{"jsonrpc":"2.0","id":6,"method":"no/such"}' \
+ | tutti mcp > mcp-out.jsonl
+echo '{"done": true}'
+"""]
+"#;
+
+#[test]
+fn the_mcp_bridge_sends_reports_progress_and_lists_the_inbox() {
+    let project = Project::new(TUTTI);
+    project.write("tutti.toml", MCP_TOML);
+    project.write(
+        "mcp.js",
+        r#"
+import { defineTask } from "tutti";
+const work = defineTask("work", () => ({ kind: "agent", title: "work", agent: { prompt: "work" } }));
+export async function process(inputs, ctx) {
+  const crew = ctx.group("crew", { members: ["dee"], harness: "mcp-agent" });
+  ctx.send("crew/dee", "start with the parser");
+  await crew.member("dee").task(work, {});
+  return await ctx.receive({ from: "crew/dee" });
+}
+"#,
+    );
+    let out = project.run(&["run", "mcp.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), json!({ "from": "crew/dee", "body": "via mcp" }));
+
+    let replies: Vec<Value> =
+        project.read("mcp-out.jsonl").unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<i64> = replies.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6], "a notification gets no reply: {replies:?}");
+    assert_eq!(replies[0]["result"]["serverInfo"]["name"], "tutti");
+    let tools: Vec<&str> = replies[1]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["send", "inbox", "progress"]);
+    assert_eq!(replies[2]["result"]["isError"], false, "{}", replies[2]);
+    let inbox: Value = serde_json::from_str(replies[4]["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(inbox[0]["from"], "coordinator");
+    assert_eq!(inbox[0]["body"], "start with the parser");
+    assert_eq!(replies[5]["error"]["code"], -32601);
+
+    let events = project.events(&out.run_id());
+    let progress = of_kind(&events, "effect_progress");
+    assert_eq!(progress.len(), 1, "{}", show(&events));
+    assert_eq!(field(progress[0], "message"), "halfway");
+}
+
+#[test]
+fn waking_a_finished_member_resumes_its_session_with_the_message() {
+    let project = Project::with_examples(TUTTI);
+    project.write(
+        "wake.js",
+        r#"
+import { defineTask } from "tutti";
+const discuss = defineTask("discuss", () => ({ kind: "agent", title: "discuss", agent: { prompt: "Round 1" } }));
+export async function process(inputs, ctx) {
+  const panel = ctx.group("panel", { members: ["ann"], harness: "memory-a" });
+  const first = await panel.member("ann").task(discuss, {});
+  const woken = await ctx.send("panel/ann", "one more thing", { wake: true });
+  return { first: first.session, woken };
+}
+"#,
+    );
+    let out = project.run(&["run", "wake.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    let value = out.json();
+    assert_eq!(value["woken"]["session"], value["first"], "the wake turn resumes the member's session: {value}");
+    assert_eq!(value["woken"]["remembered"], json!(["Round 1"]), "{value}");
+    let events = project.events(&out.run_id());
+    let delivered = of_kind(&events, "message_delivered");
+    assert_eq!(delivered.len(), 1, "{}", show(&events));
+    assert_eq!(field(delivered[0], "effect"), "group:panel/ann/1");
+}

@@ -527,6 +527,13 @@ impl<'a> Driver<'a> {
                     self.send(crate::identity::address_of(&effect), to, body)?;
                 }
             }
+            Command::Progress { effect, attempt, token, message } => {
+                let expected = crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, &effect, attempt);
+                if token == expected && self.effects.contains_key(&effect) {
+                    self.observer.progress(Progress::Log { scope: effect.clone(), message: message.clone() });
+                    self.record(Event::EffectProgress { effect, message });
+                }
+            }
             Command::Resolve { effect, outcome } => {
                 let pending = self.effects.get(&effect).is_some_and(|e| {
                     matches!(e.state.phase(), crate::effect::Phase::Waiting | crate::effect::Phase::Running)

@@ -194,6 +194,11 @@ pub enum Event {
         effect: EffectId,
         reason: String,
     },
+    /// A progress note from a running effect's agent (`progress` tool of `tutti mcp`).
+    EffectProgress {
+        effect: EffectId,
+        message: String,
+    },
     Log {
         scope: String,
         message: String,
@@ -252,6 +257,7 @@ impl Event {
             Event::EffectRedispatched { .. } => "effect_redispatched",
             Event::EffectResolved { .. } => "effect_resolved",
             Event::EffectCancelled { .. } => "effect_cancelled",
+            Event::EffectProgress { .. } => "effect_progress",
             Event::Log { .. } => "log",
             Event::GroupOpened { .. } => "group_opened",
             Event::GroupCheckpoint { .. } => "group_checkpoint",
@@ -292,6 +298,7 @@ impl Event {
             | Event::EffectRedispatched { .. }
             | Event::EffectResolved { .. }
             | Event::EffectCancelled { .. }
+            | Event::EffectProgress { .. }
             | Event::Log { .. }
             | Event::GroupOpened { .. }
             | Event::GroupClosed { .. }

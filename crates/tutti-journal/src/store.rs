@@ -98,6 +98,8 @@ pub enum Command {
     Cancel { reason: String },
     /// A message from the agent running `effect` (attempt `attempt`), authenticated by `token`.
     Message { effect: EffectId, attempt: u32, token: String, to: String, body: Value },
+    /// A progress note from the agent running `effect`, authenticated like a message.
+    Progress { effect: EffectId, attempt: u32, token: String, message: String },
 }
 
 /// A journal backend. All methods are synchronous; a backend is used from one thread at a time.

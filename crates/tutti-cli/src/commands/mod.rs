@@ -2,6 +2,7 @@
 
 mod control;
 mod inspect;
+mod mcp;
 mod msg;
 mod run;
 
@@ -29,6 +30,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Post { run, effect, value, error } => control::post(&config, &run, &effect, value, error),
         Cmd::Cancel { run, reason } => control::cancel(&config, &run, &reason),
         Cmd::Msg { action } => msg::msg(&config, action),
+        Cmd::Mcp => mcp::mcp(&config),
     }
 }
 

@@ -13,14 +13,14 @@ use crate::config::Config;
 use crate::output::{self, EXIT_OK, UserError};
 
 /// The effect this process runs inside, from its environment.
-struct Caller {
+pub(crate) struct Caller {
     run: String,
     effect: String,
     attempt: u32,
     token: String,
 }
 
-fn caller() -> Result<Caller> {
+pub(crate) fn caller() -> Result<Caller> {
     let var = |name: &str| {
         std::env::var(name).map_err(|_| {
             UserError::new(format!("{name} is not set: `tutti msg` works inside an effect that tutti started"))
@@ -38,8 +38,6 @@ fn caller() -> Result<Caller> {
 pub(crate) fn msg(config: &Config, action: MsgCmd) -> Result<i32> {
     let me = caller()?;
     let mut store = open_store(config)?;
-    let records = store.read(&me.run, 0)?;
-    authenticate(&me, &records)?;
     match action {
         MsgCmd::Send { to, text, json } => {
             let body = if json {
@@ -47,13 +45,38 @@ pub(crate) fn msg(config: &Config, action: MsgCmd) -> Result<i32> {
             } else {
                 Value::String(text)
             };
-            let command = Command::Message { effect: me.effect.clone(), attempt: me.attempt, token: me.token, to, body };
-            store.post_command(&me.run, &command)?;
+            send(store.as_mut(), &me, to, body)?;
             output::note("message queued for the run's driver");
         }
-        MsgCmd::Inbox { json } => inbox(store.as_ref(), &me, &records, json)?,
+        MsgCmd::Inbox { json } => {
+            for m in inbox(store.as_ref(), &me)? {
+                if json {
+                    output::json_line(&m);
+                } else {
+                    let body = &m["body"];
+                    let text = body.as_str().map(String::from).unwrap_or_else(|| body.to_string());
+                    output::data(&format!("{}: {text}", m["from"].as_str().unwrap_or("")));
+                }
+            }
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// Queue a message from the caller's effect for the run's driver.
+pub(crate) fn send(store: &mut dyn Store, me: &Caller, to: String, body: Value) -> Result<()> {
+    authenticate(me, &store.read(&me.run, 0)?)?;
+    let command = Command::Message { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), to, body };
+    store.post_command(&me.run, &command)?;
+    Ok(())
+}
+
+/// Queue a progress note from the caller's effect.
+pub(crate) fn progress(store: &mut dyn Store, me: &Caller, message: String) -> Result<()> {
+    authenticate(me, &store.read(&me.run, 0)?)?;
+    let command = Command::Progress { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), message };
+    store.post_command(&me.run, &command)?;
+    Ok(())
 }
 
 /// The token must be this attempt's, and the attempt must still be the effect's live one.
@@ -87,20 +110,17 @@ fn authenticate(me: &Caller, records: &[Record]) -> Result<()> {
     Ok(())
 }
 
-fn inbox(store: &dyn Store, me: &Caller, records: &[Record], as_json: bool) -> Result<()> {
+/// The messages addressed to the caller's member (or effect), oldest first: `{ from, body, ts_ms }`.
+pub(crate) fn inbox(store: &dyn Store, me: &Caller) -> Result<Vec<Value>> {
+    let records = store.read(&me.run, 0)?;
+    authenticate(me, &records)?;
     let address = address_of(&me.effect);
-    for r in records {
+    let mut messages = Vec::new();
+    for r in &records {
         let Event::MessageSent { from, to, body, .. } = &r.event else { continue };
-        if *to != address {
-            continue;
-        }
-        let body = store.load(body)?;
-        if as_json {
-            output::json_line(&json!({ "from": from, "body": body, "ts_ms": r.ts_ms }));
-        } else {
-            let text = body.as_str().map(String::from).unwrap_or_else(|| body.to_string());
-            output::data(&format!("{from}: {text}"));
+        if *to == address {
+            messages.push(json!({ "from": from, "body": store.load(body)?, "ts_ms": r.ts_ms }));
         }
     }
-    Ok(())
+    Ok(messages)
 }

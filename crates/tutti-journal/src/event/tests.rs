@@ -99,6 +99,7 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
             outcome
         }),
         (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
+        (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect, message }),
     ]
 }
 

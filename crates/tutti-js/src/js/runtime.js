@@ -259,6 +259,14 @@
     }
   }
   Member.prototype.task = memberTask;
+  // A turn of the member's own, to read its messages: it resumes the member's session (when its group is
+  // persistent) with the waiting messages at the top of the prompt.
+  const wakeTask = builtinTask("tutti/wake", "agent");
+  function wake() {
+    const def = { ...wakeTask, statics: { kind: "agent", title: `wake ${this.group}/${this.name}`, agent: { prompt: "Read the messages above and act on them." } } };
+    return request(this._scope, def, null, undefined, wake);
+  }
+  Member.prototype.wake = wake;
 
   function completionPolicy(completion) {
     if (completion === undefined) return undefined;
@@ -473,9 +481,18 @@
   function matches(want, from) {
     return want === undefined || want === from || (want.endsWith("/*") && from.startsWith(want.slice(0, -1)));
   }
-  function send(to, body) {
+  function send(to, body, opts) {
     if (typeof to !== "string" || to.length === 0) throw new TypeError("ctx.send: `to` must be an address: coordinator, GROUP/MEMBER or GROUP/*");
     host.send(current.path, to, JSON.stringify(body === undefined ? null : body));
+    if (!(opts && opts.wake)) return undefined;
+    // { wake: true }: the addressed members take a turn of their own now; resolves to their answers.
+    const slash = to.indexOf("/");
+    const g = slash > 0 ? groups.get(to.slice(0, slash)) : undefined;
+    if (!g) throw new TypeError(`ctx.send: { wake: true } needs a member address (GROUP/MEMBER or GROUP/*), not "${to}"`);
+    const who = to.slice(slash + 1);
+    const members = who === "*" ? g.members : [g.member(who)];
+    const turns = members.map((m) => m.wake());
+    return who === "*" ? Promise.all(turns) : turns[0];
   }
   function receive(opts = {}) {
     const i = mailbox.findIndex((m) => matches(opts.from, m.from));
