@@ -32,6 +32,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +48,8 @@ use tutti_engine::{
 use tutti_harness::EchoHarness;
 use tutti_journal::{NewEvent, RunStatus, SqliteStore, Store, Writer, WriterHandle};
 use tutti_js::JsHost;
+
+use common::{cpu_time, peak_rss_mb, reset_peak_rss};
 
 // ---- the process file ----
 
@@ -174,14 +178,6 @@ struct Usage {
     cpu: Duration,
 }
 
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct we hand it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 impl Usage {
     fn now() -> Self {
         Self { wall: Instant::now(), cpu: cpu_time() }
@@ -202,20 +198,6 @@ fn cpu_jiffies() -> (u64, u64) {
     let Some(cpu) = stat.lines().next() else { return (0, 0) };
     let v: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     (v.get(7).copied().unwrap_or(0), v.iter().take(8).sum())
-}
-
-/// Reset the peak-RSS mark (Linux ≥ 4.0); returns false where it is not allowed.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 // ---- driving a run ----
