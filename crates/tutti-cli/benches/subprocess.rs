@@ -3,6 +3,7 @@
 //! harness process exiting to the dependent effect's process starting.
 //!
 //! `cargo bench -p tutti-cli --bench subprocess [-- --quick]`
+#![expect(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 mod common;
 
