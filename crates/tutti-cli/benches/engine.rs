@@ -30,7 +30,7 @@
 //! peak RSS is `VmHWM`, reset before each scenario through `/proc/self/clear_refs`; commits are the writer's
 //! transactions (`WriterHandle::commits`), each one fsync of the WAL under `synchronous=FULL`.
 
-#![expect(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark prints its report")]
+#![expect(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 mod common;
 
