@@ -317,7 +317,7 @@ impl<'a> Driver<'a> {
                         if let Some(task) = replay.take_task(&req.effect) {
                             req.task = self.store.load(&task)?;
                         }
-                        self.register(req, 1, false)
+                        self.register(req, 1, false);
                     }
                     Verdict::New => self.request(req),
                 },
@@ -454,6 +454,17 @@ impl<'a> Driver<'a> {
                     e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running
                 });
                 let Some(e) = running else { return Ok(()) };
+                // An environmental failure (not installed, auth or network): the next candidate harness.
+                if let Err(error) = &outcome {
+                    if error.name == "HarnessUnavailable" && !e.fallbacks.is_empty() {
+                        let e = self.effects.get_mut(&effect).expect("checked above");
+                        e.attempt += 1;
+                        let previous = e.transition(State::Queued);
+                        self.release_slot(previous, false);
+                        self.fall_back(&effect, &error.message);
+                        return Ok(());
+                    }
+                }
                 // What the agent sent during its turn (`tutti msg send`) comes before the turn's result.
                 let outside = e.harness.as_ref().and_then(|h| self.harnesses.get(h)).is_some_and(|h| !h.is_pure());
                 if outside {
@@ -565,16 +576,36 @@ impl<'a> Driver<'a> {
             args: Payload::Inline(req.args.clone()),
             task: Payload::Inline(req.task.clone()),
         });
-        self.register(req, 1, true);
+        let effect = req.effect.clone();
+        if let Some((harness, reason)) = self.register(req, 1, true) {
+            self.record(Event::EffectRouted { effect, harness, reason });
+        }
     }
 
-    fn register(&mut self, req: EffectRequest, attempt: u32, queue: bool) {
+    /// Route and queue an effect; returns the routing decision's reason, for the journal.
+    fn register(&mut self, req: EffectRequest, attempt: u32, queue: bool) -> Option<(String, String)> {
         let id = req.effect.clone();
-        let harness = if is_internal(&req.kind) { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
-        self.effects.insert(id.clone(), Effect::new(req, attempt, harness));
+        let route = if is_internal(&req.kind) { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
+        let mut effect = Effect::new(req, attempt, route.as_ref().map(|r| r.harness.clone()));
+        if let Some(r) = &route {
+            effect.fallbacks = r.fallbacks.iter().cloned().collect();
+        }
+        self.effects.insert(id.clone(), effect);
         if queue {
             self.queue.push_back(id);
         }
+        route.map(|r| (r.harness, r.reason))
+    }
+
+    /// Move an effect whose harness turned out to be unavailable to its next candidate, if it has one.
+    fn fall_back(&mut self, id: &EffectId, why: &str) -> bool {
+        let Some(e) = self.effects.get_mut(id) else { return false };
+        let Some(next) = e.fallbacks.pop_front() else { return false };
+        let failed = e.harness.replace(next.clone()).unwrap_or_default();
+        let reason = format!("fallback: {failed} is unavailable ({why})");
+        self.record(Event::EffectRouted { effect: id.clone(), harness: next, reason });
+        self.queue.push_front(id.clone());
+        true
     }
 
     /// Start queued effects while limits allow. Commits first when an effect with outside effects starts.
@@ -642,6 +673,7 @@ impl<'a> Driver<'a> {
         let reporter = Reporter::new(id.clone(), attempt, self.tx.clone());
         let handle = match harness.start(job, reporter) {
             Ok(handle) => handle,
+            Err(err) if self.fall_back(id, &err.to_string()) => return Ok(()),
             Err(err) => return self.resolve(id, Err(ErrorInfo::new("HarnessError", err.to_string())), false),
         };
         self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid: handle.pid() });

@@ -6,6 +6,7 @@
 //! | Queued   | is a breakpoint or a sleep              | Waiting  |
 //! | Queued   | run cancelled / finished                | Done     |
 //! | Running  | harness finished, timed out, cancelled  | Done     |
+//! | Running  | harness unavailable, falling back       | Queued   |
 //! | Waiting  | approved, posted, woke, cancelled       | Done     |
 //!
 //! `Done` is final. Any other transition is a bug and is refused by [`State::check`].
@@ -56,6 +57,7 @@ pub(crate) fn allowed(from: Phase, to: Phase) -> bool {
             | (Phase::Queued, Phase::Waiting)
             | (Phase::Queued, Phase::Done)
             | (Phase::Running, Phase::Done)
+            | (Phase::Running, Phase::Queued)
             | (Phase::Waiting, Phase::Done)
     )
 }
@@ -66,12 +68,14 @@ pub(crate) struct Effect {
     pub(crate) attempt: u32,
     /// The harness chosen by routing (None for breakpoints and sleeps).
     pub(crate) harness: Option<String>,
+    /// Harnesses to fall back to, in order, if this one turns out to be unavailable.
+    pub(crate) fallbacks: std::collections::VecDeque<String>,
     pub(crate) state: State,
 }
 
 impl Effect {
     pub(crate) fn new(request: EffectRequest, attempt: u32, harness: Option<String>) -> Self {
-        Self { request, attempt, harness, state: State::Queued }
+        Self { request, attempt, harness, fallbacks: Default::default(), state: State::Queued }
     }
 
     /// Move to `next`, returning the previous state. Panics on a transition the table forbids: that is a
@@ -91,7 +95,8 @@ mod tests {
     #[test]
     fn transition_table() {
         let all = [Queued, Running, Waiting, Done];
-        let legal = [(Queued, Running), (Queued, Waiting), (Queued, Done), (Running, Done), (Waiting, Done)];
+        let legal =
+            [(Queued, Running), (Queued, Waiting), (Queued, Done), (Running, Done), (Running, Queued), (Waiting, Done)];
         for from in all {
             for to in all {
                 assert_eq!(allowed(from, to), legal.contains(&(from, to)), "{from:?} -> {to:?}");

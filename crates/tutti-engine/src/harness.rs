@@ -128,6 +128,18 @@ pub trait Harness: Send + Sync {
         None
     }
 
+    /// What this harness can do (`edit`, `shell`, `web`, `mcp`, `resume`, `structured-output`, ...): a task's
+    /// `requires` picks among harnesses by these.
+    fn capabilities(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether the harness can run at all here (its program installed, its credentials set); the reason when
+    /// it cannot. Routing skips unavailable harnesses.
+    fn availability(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Start `job`; the outcome arrives later through `reporter`.
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, Error>;
 }

@@ -44,31 +44,96 @@ impl Harnesses {
         self.by_name.keys().map(String::as_str)
     }
 
-    /// The harness that runs a task of `kind` described by `task`.
-    pub fn route(&self, kind: &str, task: &Value) -> Result<String, ErrorInfo> {
+    /// Where a task of `kind` described by `task` runs: the first harness that the task prefers (`harness`,
+    /// `execution.harness`), else the default agent harness, else — when the task `requires` capabilities —
+    /// any harness that has them; always skipping harnesses that lack a required capability or are not
+    /// available. The others that qualify are the fallbacks, in order.
+    pub fn route(&self, kind: &str, task: &Value) -> Result<Route, ErrorInfo> {
         if matches!(kind, "shell" | "node") {
-            return self.by_name.contains_key(kind).then(|| kind.to_string()).ok_or_else(|| {
-                ErrorInfo::new("NoHarness", format!("no `{kind}` harness is configured"))
-            });
+            return match self.by_name.get(kind) {
+                Some(_) => Ok(Route { harness: kind.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() }),
+                None => Err(ErrorInfo::new("NoHarness", format!("no `{kind}` harness is configured"))),
+            };
         }
         let wanted = preferences(task);
-        if let Some(name) = wanted.iter().find(|n| self.by_name.contains_key(n.as_str())) {
-            return Ok(name.clone());
+        let requires = requirements(task);
+        let mut order: Vec<(String, String)> = wanted.iter().map(|n| (n.clone(), format!("preferred by the task ({n})"))).collect();
+        if let Some(d) = &self.default_agent {
+            order.push((d.clone(), format!("the default agent harness ({d})")));
         }
-        if let Some(name) = self.default_agent.as_ref().filter(|n| self.by_name.contains_key(n.as_str())) {
-            return Ok(name.clone());
+        if !requires.is_empty() {
+            for name in self.names().filter(|n| !matches!(*n, "shell" | "node")) {
+                order.push((name.to_string(), format!("has the required capabilities [{}]", requires.join(", "))));
+            }
         }
-        let configured: Vec<&str> = self.names().filter(|n| !matches!(*n, "shell" | "node")).collect();
-        Err(ErrorInfo::new(
-            "NoHarness",
-            format!(
-                "no harness for {kind} task{}: pass --harness NAME or set `harness` under [defaults] in tutti.toml \
-                 (configured: {})",
-                if wanted.is_empty() { String::new() } else { format!(" (it asks for {})", wanted.join(", ")) },
-                if configured.is_empty() { "none".to_string() } else { configured.join(", ") }
-            ),
-        ))
+        let mut chosen: Vec<(String, String)> = Vec::new();
+        let mut skipped: Vec<String> = Vec::new();
+        for (name, reason) in order {
+            if chosen.iter().any(|(n, _)| *n == name) || skipped.iter().any(|s| s.starts_with(&format!("{name}:"))) {
+                continue;
+            }
+            match self.qualifies(&name, &requires) {
+                Ok(()) => chosen.push((name, reason)),
+                Err(why) => skipped.push(format!("{name}: {why}")),
+            }
+        }
+        let mut chosen = chosen.into_iter();
+        let Some((harness, mut reason)) = chosen.next() else {
+            return Err(self.no_harness(kind, &wanted, &requires, &skipped));
+        };
+        if !skipped.is_empty() {
+            reason.push_str(&format!("; skipped {}", skipped.join("; ")));
+        }
+        Ok(Route { harness, reason, fallbacks: chosen.map(|(n, _)| n).collect() })
     }
+
+    /// Why `name` cannot take a task needing `requires`, if it cannot.
+    fn qualifies(&self, name: &str, requires: &[String]) -> Result<(), String> {
+        let Some(h) = self.by_name.get(name) else { return Err("not configured".into()) };
+        let has = h.capabilities();
+        let missing: Vec<&str> = requires.iter().filter(|r| !has.contains(r)).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(format!("lacks {}", missing.join(", ")));
+        }
+        h.availability()
+    }
+
+    fn no_harness(&self, kind: &str, wanted: &[String], requires: &[String], skipped: &[String]) -> ErrorInfo {
+        let configured: Vec<&str> = self.names().filter(|n| !matches!(*n, "shell" | "node")).collect();
+        let mut message = format!("no harness for {kind} task");
+        if !wanted.is_empty() {
+            message.push_str(&format!(" (it asks for {})", wanted.join(", ")));
+        }
+        if !requires.is_empty() {
+            message.push_str(&format!(" (it requires {})", requires.join(", ")));
+        }
+        if !skipped.is_empty() {
+            message.push_str(&format!(": {}", skipped.join("; ")));
+        }
+        message.push_str(&format!(
+            "; pass --harness NAME or set `harness` under [defaults] in tutti.toml (configured: {})",
+            if configured.is_empty() { "none".to_string() } else { configured.join(", ") }
+        ));
+        ErrorInfo::new("NoHarness", message)
+    }
+}
+
+/// A routing decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub harness: String,
+    /// Why, for the journal.
+    pub reason: String,
+    /// The next harnesses to try if this one turns out to be unavailable.
+    pub fallbacks: Vec<String>,
+}
+
+/// The capabilities a task requires (`requires: ["edit", ...]`).
+fn requirements(task: &Value) -> Vec<String> {
+    task.get("requires")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default()
 }
 
 /// The harness names a task asks for, in preference order: `harness` (a name or a list), then babysitter's
@@ -96,6 +161,51 @@ mod tests {
         let t = json!({"harness": ["a", "b"], "execution": {"harness": "c"}});
         assert_eq!(preferences(&t), vec!["a", "b", "c"]);
         assert!(preferences(&json!({})).is_empty());
+    }
+
+    struct Fake(&'static str, &'static [&'static str], bool);
+    impl Harness for Fake {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn capabilities(&self) -> Vec<String> {
+            self.1.iter().map(|s| s.to_string()).collect()
+        }
+        fn availability(&self) -> Result<(), String> {
+            if self.2 { Ok(()) } else { Err("not installed".into()) }
+        }
+        fn start(&self, _: crate::Job, _: crate::Reporter) -> Result<Box<dyn crate::Running>, crate::harness::Error> {
+            unreachable!("routing tests start nothing")
+        }
+    }
+
+    fn set() -> Harnesses {
+        let mut h = Harnesses::new();
+        h.add(Arc::new(Fake("cheap", &["shell"], true)));
+        h.add(Arc::new(Fake("strong", &["edit", "shell", "web"], true)));
+        h.add(Arc::new(Fake("gone", &["edit", "shell", "web"], false)));
+        h
+    }
+
+    #[test]
+    fn requirements_pick_a_capable_harness_and_say_why() {
+        let r = set().route("agent", &json!({"requires": ["edit"]})).unwrap();
+        assert_eq!(r.harness, "strong");
+        assert!(r.reason.contains("required capabilities [edit]") && r.reason.contains("cheap: lacks edit"), "{}", r.reason);
+        assert!(r.reason.contains("gone: not installed"), "{}", r.reason);
+    }
+
+    #[test]
+    fn preferences_come_first_and_the_rest_are_fallbacks() {
+        let r = set().route("agent", &json!({"harness": ["gone", "cheap", "strong"]})).unwrap();
+        assert_eq!((r.harness.as_str(), r.fallbacks.clone()), ("cheap", vec!["strong".to_string()]));
+        assert!(r.reason.contains("preferred by the task (cheap)") && r.reason.contains("gone: not installed"));
+    }
+
+    #[test]
+    fn no_capable_harness_is_a_clear_error() {
+        let e = set().route("agent", &json!({"requires": ["gpu"]})).unwrap_err();
+        assert!(e.message.contains("requires gpu") && e.message.contains("strong: lacks gpu"), "{}", e.message);
     }
 
     #[test]

@@ -125,6 +125,25 @@ impl Harness for CommandHarness {
         self.config.max_parallel
     }
 
+    fn capabilities(&self) -> Vec<String> {
+        self.config.capabilities.clone()
+    }
+
+    /// Unavailable when its program is a bare name that is not on `PATH`, or an absolute path that does not
+    /// exist (a relative path is resolved against the effect's working directory, so it is not checked here).
+    fn availability(&self) -> Result<(), String> {
+        let program = self.config.command.first().map(String::as_str).unwrap_or("");
+        let found = if program.starts_with('/') {
+            std::path::Path::new(program).exists()
+        } else if program.contains('/') {
+            true
+        } else {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        };
+        if found { Ok(()) } else { Err(format!("`{program}` is not installed (not found on PATH)")) }
+    }
+
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
         let handle = self.launch_with_session(&job, move |outcome, session| {
             if let Some(session) = session {

@@ -173,6 +173,12 @@ pub enum Event {
         args: Payload,
         task: Payload,
     },
+    /// Which harness an effect goes to, and why (preference, default, capabilities, fallback).
+    EffectRouted {
+        effect: EffectId,
+        harness: String,
+        reason: String,
+    },
     EffectStarted {
         effect: EffectId,
         attempt: u32,
@@ -253,6 +259,7 @@ impl Event {
             Event::DriverDetached { .. } => "driver_detached",
             Event::ProcessCodeChanged { .. } => "process_code_changed",
             Event::EffectRequested { .. } => "effect_requested",
+            Event::EffectRouted { .. } => "effect_routed",
             Event::EffectStarted { .. } => "effect_started",
             Event::EffectRedispatched { .. } => "effect_redispatched",
             Event::EffectResolved { .. } => "effect_resolved",
@@ -294,6 +301,7 @@ impl Event {
             | Event::DriverAttached { .. }
             | Event::DriverDetached { .. }
             | Event::ProcessCodeChanged { .. }
+            | Event::EffectRouted { .. }
             | Event::EffectStarted { .. }
             | Event::EffectRedispatched { .. }
             | Event::EffectResolved { .. }

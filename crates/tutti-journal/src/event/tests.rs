@@ -100,6 +100,7 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
         }),
         (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
         (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect, message }),
+        (arb_text(), arb_text(), arb_text()).prop_map(|(effect, harness, reason)| Event::EffectRouted { effect, harness, reason }),
     ]
 }
 

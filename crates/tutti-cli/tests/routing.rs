@@ -1,0 +1,86 @@
+//! Capability routing: a task's `requires` and `harness` preferences pick among configured harnesses; a
+//! harness that is not installed is skipped, one that cannot start falls back to the next candidate; every
+//! decision and its reason is journaled.
+
+use serde_json::{Value, json};
+use tutti_testkit::{Project, of_kind, show};
+
+
+const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
+
+const TOML: &str = r#"
+[defaults]
+harness = "cheap"
+
+[harness.cheap]
+command = ["sh", "-c", "cat > /dev/null; echo '{\"by\":\"cheap\"}'"]
+capabilities = ["shell"]
+
+[harness.strong]
+command = ["sh", "-c", "cat > /dev/null; echo '{\"by\":\"strong\"}'"]
+capabilities = ["edit", "shell", "web"]
+
+[harness.missing]
+command = ["no-such-agent-cli", "-p"]
+capabilities = ["edit", "shell", "web"]
+
+[harness.broken]
+command = ["/etc/hostname"]
+capabilities = ["edit", "shell", "web"]
+"#;
+
+const PROCESS: &str = r#"
+import { defineTask } from "tutti";
+const t = (id, extra) => defineTask(id, () => ({ kind: "agent", title: id, agent: { prompt: id }, ...extra }));
+const plain = t("plain", {});
+const edits = t("edits", { requires: ["edit"] });
+const prefers = t("prefers", { harness: ["missing", "strong"] });
+const falls = t("falls", { harness: ["broken", "strong"] });
+const impossible = t("impossible", { requires: ["gpu"] });
+export async function process(inputs, ctx) {
+  const by = async (def) => (await ctx.task(def, {})).by;
+  let none;
+  try { await ctx.task(impossible, {}); } catch (e) { none = `${e.name}: ${e.message}`; }
+  return { plain: await by(plain), edits: await by(edits), prefers: await by(prefers), falls: await by(falls), none };
+}
+"#;
+
+fn routed(events: &[Value], effect: &str) -> Vec<(String, String)> {
+    of_kind(events, "effect_routed")
+        .into_iter()
+        .filter(|e| e["event"]["effect"] == effect)
+        .map(|e| (e["event"]["harness"].as_str().unwrap().to_string(), e["event"]["reason"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn tasks_go_to_capable_available_harnesses_and_the_journal_says_why() {
+    let project = Project::new(TUTTI);
+    project.write("tutti.toml", TOML);
+    project.write("route.js", PROCESS);
+    let out = project.run(&["run", "route.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    let value = out.json();
+    assert_eq!(value["plain"], "cheap");
+    assert_eq!(value["edits"], "strong");
+    assert_eq!(value["prefers"], "strong");
+    assert_eq!(value["falls"], "strong");
+    let none = value["none"].as_str().unwrap();
+    assert!(none.starts_with("NoHarness:") && none.contains("requires gpu") && none.contains("strong: lacks gpu"), "{none}");
+
+    let events = project.events(&out.run_id());
+    let plain = routed(&events, "root/1");
+    assert_eq!(plain[0].0, "cheap");
+    assert!(plain[0].1.contains("default agent harness"), "{plain:?}");
+    // Capable harnesses are tried by name: `broken` first, which cannot start, then `strong`.
+    let edits = routed(&events, "root/2");
+    assert_eq!(edits.last().map(|(h, _)| h.as_str()), Some("strong"), "{}", show(&events));
+    assert!(edits[0].1.contains("required capabilities [edit]") && edits[0].1.contains("cheap: lacks edit"), "{edits:?}");
+    let prefers = routed(&events, "root/3");
+    assert!(prefers[0].1.contains("missing: `no-such-agent-cli` is not installed"), "{prefers:?}");
+    // `broken` is there but cannot start: the effect falls back to the next candidate, journaled.
+    let falls = routed(&events, "root/4");
+    assert_eq!(falls.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), ["broken", "strong"], "{falls:?}");
+    assert!(falls[1].1.starts_with("fallback: broken is unavailable"), "{falls:?}");
+    assert_eq!(json!(of_kind(&events, "effect_started").len()), json!(4));
+}
