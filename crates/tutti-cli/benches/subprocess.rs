@@ -68,7 +68,13 @@ impl Observer for Waiting {
     }
 }
 
-fn drive(dir: &Path, source: &str, inputs: serde_json::Value, sleep_s: u32, observer: &mut dyn Observer) -> Result<Duration> {
+fn drive(
+    dir: &Path,
+    source: &str,
+    inputs: serde_json::Value,
+    sleep_s: u32,
+    observer: &mut dyn Observer,
+) -> Result<Duration> {
     let process = dir.join("p.js");
     std::fs::write(&process, source)?;
     let db = dir.join(".tutti/tutti.db");
@@ -121,15 +127,20 @@ fn members(n: usize, sleep_s: u32) -> Result<()> {
         }
         _ => "not measured (a member finished before the last one started)".into(),
     };
-    println!("members  n={n:<5} sleep {sleep_s} s  wall {:>7.0} ms  peak RSS {:>6.1} MB  CPU {:>6.0} ms  CPU while all {n} wait: {idle}",
-        wall.as_secs_f64() * 1000.0, peak_rss_mb(), cpu.as_secs_f64() * 1000.0);
+    println!(
+        "members  n={n:<5} sleep {sleep_s} s  wall {:>7.0} ms  peak RSS {:>6.1} MB  CPU {:>6.0} ms  CPU while all {n} wait: {idle}",
+        wall.as_secs_f64() * 1000.0,
+        peak_rss_mb(),
+        cpu.as_secs_f64() * 1000.0
+    );
     Ok(())
 }
 
 fn handoff(n: usize) -> Result<()> {
     let dir = tempfile::tempdir_in(std::env::current_dir()?)?;
     let wall = drive(dir.path(), HANDOFF, json!({ "n": n }), 0, &mut tutti_engine::Silent)?;
-    let stamps: Vec<i128> = std::fs::read_to_string(dir.path().join("stamps"))?.lines().filter_map(|l| l.parse().ok()).collect();
+    let stamps: Vec<i128> =
+        std::fs::read_to_string(dir.path().join("stamps"))?.lines().filter_map(|l| l.parse().ok()).collect();
     // Each step stamps when its process runs; the gap between consecutive stamps is one whole hand-off:
     // process exit, the driver noticing, the commit, and the next process starting (plus `date` itself).
     let mut gaps: Vec<f64> = stamps.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e6).collect();
@@ -139,8 +150,13 @@ fn handoff(n: usize) -> Result<()> {
     for g in &gaps {
         *hist.entry(g.ceil() as u64).or_insert(0) += 1;
     }
-    println!("handoff  n={n:<5} wall {:>7.0} ms  step-to-step median {:.2} ms  p90 {:.2} ms  max {:.2} ms",
-        wall.as_secs_f64() * 1000.0, pct(0.5), pct(0.9), gaps[gaps.len() - 1]);
+    println!(
+        "handoff  n={n:<5} wall {:>7.0} ms  step-to-step median {:.2} ms  p90 {:.2} ms  max {:.2} ms",
+        wall.as_secs_f64() * 1000.0,
+        pct(0.5),
+        pct(0.9),
+        gaps[gaps.len() - 1]
+    );
     Ok(())
 }
 

@@ -57,7 +57,10 @@ impl Config {
         }
         for name in file.harness.keys() {
             if BUILT_IN.contains(&name.as_str()) {
-                return Err(UserError::new(format!("tutti.toml: [harness.{name}]: \"{name}\" is a built-in harness name")).into());
+                return Err(UserError::new(format!(
+                    "tutti.toml: [harness.{name}]: \"{name}\" is a built-in harness name"
+                ))
+                .into());
             }
         }
         Ok(Self {

@@ -184,7 +184,8 @@ impl Observer for Live {
         announce(&p, &self.process);
         match &p {
             Progress::Started { effect, kind, title, harness, .. } => {
-                let what = format!("{kind} on {harness}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default());
+                let what =
+                    format!("{kind} on {harness}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default());
                 self.running.insert(effect.clone(), (what, Instant::now()));
                 self.redraw(None);
                 return;

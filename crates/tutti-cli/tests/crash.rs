@@ -65,20 +65,15 @@ fn check_resumed(project: &Project, run: &str, k: u64) {
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "kill point {k}: journal has gaps");
     // Killed after the commit that ended the run: resume only reports the journaled end.
     let ended = evs.iter().any(|e| kind(e) == "run_completed");
-    let boundary = evs
-        .iter()
-        .position(|e| kind(e) == "driver_attached" && e["event"]["resumed"] == true)
-        .unwrap_or_else(|| {
+    let boundary =
+        evs.iter().position(|e| kind(e) == "driver_attached" && e["event"]["resumed"] == true).unwrap_or_else(|| {
             assert!(ended, "kill point {k}: neither resumed nor ended");
             evs.len()
         });
     let resolved_before: BTreeSet<&str> =
         evs[..boundary].iter().filter(|e| kind(e) == "effect_resolved").map(|e| field(e, "effect")).collect();
-    let redispatched: BTreeSet<&str> = evs[boundary..]
-        .iter()
-        .filter(|e| kind(e) == "effect_redispatched")
-        .map(|e| field(e, "effect"))
-        .collect();
+    let redispatched: BTreeSet<&str> =
+        evs[boundary..].iter().filter(|e| kind(e) == "effect_redispatched").map(|e| field(e, "effect")).collect();
     let requested: Vec<&str> =
         evs.iter().filter(|e| kind(e) == "effect_requested").map(|e| field(e, "effect")).collect();
     let resolutions: Vec<&str> =

@@ -197,6 +197,10 @@ fn members_resume_their_own_sessions_even_across_a_restart() {
     assert_eq!(bound.len(), 3, "one session per member across both rounds:\n{}", show(&events));
     let groups = project.run(&["groups", &run, "--json"]).json();
     for (i, m) in groups[0]["members"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(m["session"], bound.iter().find(|b| b["event"]["member"] == m["name"]).unwrap()["event"]["session"], "member {i}: {groups}");
+        assert_eq!(
+            m["session"],
+            bound.iter().find(|b| b["event"]["member"] == m["name"]).unwrap()["event"]["session"],
+            "member {i}: {groups}"
+        );
     }
 }

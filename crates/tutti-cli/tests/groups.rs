@@ -2,8 +2,8 @@
 //! by policy (cancelling the rest, process trees included), a coordinator re-assigns failed work, and
 //! background effects overlap with foreground ones.
 
-use std::collections::BTreeSet;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use tutti_testkit::{Project, kind, of_kind, process_is_gone, show};
 
 const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
@@ -54,7 +54,11 @@ export async function process(inputs, ctx) {
     let groups = groups.json();
     assert_eq!(groups[0]["group"], "reviewers", "{groups}");
     let bob = &groups[0]["members"][1];
-    assert_eq!((bob["name"].as_str(), bob["harness"].as_str(), bob["tasks"].as_u64(), bob["ok"].as_u64()), (Some("bob"), Some("beta"), Some(2), Some(2)), "{groups}");
+    assert_eq!(
+        (bob["name"].as_str(), bob["harness"].as_str(), bob["tasks"].as_u64(), bob["ok"].as_u64()),
+        (Some("bob"), Some("beta"), Some(2), Some(2)),
+        "{groups}"
+    );
     assert_eq!(bob["state"], "idle");
 
     let events = project.events(&out.run_id());
@@ -90,7 +94,10 @@ export async function process(inputs, ctx) {
     );
     let out = project.run(&["run", "race.js"]);
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.json(), json!({"succeeded": 2, "cancelled": 3, "statuses": ["ok", "ok", "cancelled", "cancelled", "cancelled"]}));
+    assert_eq!(
+        out.json(),
+        json!({"succeeded": 2, "cancelled": 3, "statuses": ["ok", "ok", "cancelled", "cancelled", "cancelled"]})
+    );
     let events = project.events(&out.run_id());
     let cancelled: BTreeSet<&str> = of_kind(&events, "effect_cancelled").iter().map(|e| field(e, "effect")).collect();
     let slow: BTreeSet<&str> = ["group:pool/m3/0", "group:pool/m4/0", "group:pool/m5/0"].into();
@@ -170,8 +177,13 @@ export async function process(inputs, ctx) {
         events.iter().find(|e| kind(e) == what && field(e, "effect") == effect).map(|e| e["ts_ms"].as_i64().unwrap())
     };
     let (bg_start, bg_end) = (at("effect_started", "root/0").unwrap(), at("effect_resolved", "root/0").unwrap());
-    let (second_start, second_end) = (at("effect_started", "root/2").unwrap(), at("effect_resolved", "root/2").unwrap());
-    assert!(bg_start < second_start && second_end < bg_end, "the background effect must span the second one:\n{}", show(&events));
+    let (second_start, second_end) =
+        (at("effect_started", "root/2").unwrap(), at("effect_resolved", "root/2").unwrap());
+    assert!(
+        bg_start < second_start && second_end < bg_end,
+        "the background effect must span the second one:\n{}",
+        show(&events)
+    );
 }
 
 #[test]

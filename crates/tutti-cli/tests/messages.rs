@@ -51,7 +51,11 @@ fn agents_and_the_coordinator_talk_through_the_journal() {
     let out = project.run(&["run", "talk.js"]);
     assert_eq!(out.code, 0, "{out}");
     let value = out.json();
-    assert_eq!(value["seen"], json!(["message from team/ann: hello from group:team/ann/0", "completed ann"]), "{value}");
+    assert_eq!(
+        value["seen"],
+        json!(["message from team/ann: hello from group:team/ann/0", "completed ann"]),
+        "{value}"
+    );
     assert_eq!(value["first"], json!({ "from": "team/bob", "body": "hello from group:team/bob/0" }));
     assert_eq!(value["none"], Value::Null);
 
@@ -65,8 +69,14 @@ fn agents_and_the_coordinator_talk_through_the_journal() {
     assert!(input["prompt"].as_str().unwrap().starts_with("Messages for you:\n- from coordinator: review part 2 next"));
 
     let events = project.events(&out.run_id());
-    let sent: Vec<(&str, &str)> = of_kind(&events, "message_sent").iter().map(|e| (field(e, "from"), field(e, "to"))).collect();
-    assert_eq!(sent, [("team/ann", "coordinator"), ("coordinator", "team/bob"), ("team/bob", "coordinator")], "{}", show(&events));
+    let sent: Vec<(&str, &str)> =
+        of_kind(&events, "message_sent").iter().map(|e| (field(e, "from"), field(e, "to"))).collect();
+    assert_eq!(
+        sent,
+        [("team/ann", "coordinator"), ("coordinator", "team/bob"), ("team/bob", "coordinator")],
+        "{}",
+        show(&events)
+    );
     let delivered = of_kind(&events, "message_delivered");
     assert_eq!(delivered.len(), 1);
     assert_eq!(field(delivered[0], "effect"), "group:team/bob/0");
@@ -135,7 +145,8 @@ export async function process(inputs, ctx) {
     let ids: Vec<i64> = replies.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3, 4, 5, 6], "a notification gets no reply: {replies:?}");
     assert_eq!(replies[0]["result"]["serverInfo"]["name"], "tutti");
-    let tools: Vec<&str> = replies[1]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let tools: Vec<&str> =
+        replies[1]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(tools, ["send", "inbox", "progress"]);
     assert_eq!(replies[2]["result"]["isError"], false, "{}", replies[2]);
     let inbox: Value = serde_json::from_str(replies[4]["result"]["content"][0]["text"].as_str().unwrap()).unwrap();

@@ -5,7 +5,6 @@
 use serde_json::{Value, json};
 use tutti_testkit::{Project, of_kind, show};
 
-
 const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
 
 const TOML: &str = r#"
@@ -49,7 +48,9 @@ fn routed(events: &[Value], effect: &str) -> Vec<(String, String)> {
     of_kind(events, "effect_routed")
         .into_iter()
         .filter(|e| e["event"]["effect"] == effect)
-        .map(|e| (e["event"]["harness"].as_str().unwrap().to_string(), e["event"]["reason"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (e["event"]["harness"].as_str().unwrap().to_string(), e["event"]["reason"].as_str().unwrap().to_string())
+        })
         .collect()
 }
 
@@ -66,7 +67,10 @@ fn tasks_go_to_capable_available_harnesses_and_the_journal_says_why() {
     assert_eq!(value["prefers"], "strong");
     assert_eq!(value["falls"], "strong");
     let none = value["none"].as_str().unwrap();
-    assert!(none.starts_with("NoHarness:") && none.contains("requires gpu") && none.contains("strong: lacks gpu"), "{none}");
+    assert!(
+        none.starts_with("NoHarness:") && none.contains("requires gpu") && none.contains("strong: lacks gpu"),
+        "{none}"
+    );
 
     let events = project.events(&out.run_id());
     let plain = routed(&events, "root/1");
@@ -75,7 +79,10 @@ fn tasks_go_to_capable_available_harnesses_and_the_journal_says_why() {
     // Capable harnesses are tried by name: `broken` first, which cannot start, then `strong`.
     let edits = routed(&events, "root/2");
     assert_eq!(edits.last().map(|(h, _)| h.as_str()), Some("strong"), "{}", show(&events));
-    assert!(edits[0].1.contains("required capabilities [edit]") && edits[0].1.contains("cheap: lacks edit"), "{edits:?}");
+    assert!(
+        edits[0].1.contains("required capabilities [edit]") && edits[0].1.contains("cheap: lacks edit"),
+        "{edits:?}"
+    );
     let prefers = routed(&events, "root/3");
     assert!(prefers[0].1.contains("missing: `no-such-agent-cli` is not installed"), "{prefers:?}");
     // `broken` is there but cannot start: the effect falls back to the next candidate, journaled.

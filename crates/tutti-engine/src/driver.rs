@@ -288,7 +288,9 @@ impl<'a> Driver<'a> {
     fn created(&self, records: &[Record]) -> Result<(Value, i64), Error> {
         match records.first().map(|r| (&r.event, r.ts_ms)) {
             Some((Event::RunCreated { inputs, .. }, ts)) => Ok((self.store.load(inputs)?, ts)),
-            _ => Err(Error::Malformed { run: self.opts.run_id.clone(), detail: "first event is not run_created".into() }),
+            _ => {
+                Err(Error::Malformed { run: self.opts.run_id.clone(), detail: "first event is not run_created".into() })
+            }
         }
     }
 
@@ -323,7 +325,9 @@ impl<'a> Driver<'a> {
                 },
                 HostEvent::Log { .. } => {}
                 // Cancelling an effect that must run again: do it once replay is over.
-                HostEvent::Cancel { effect } if self.effects.contains_key(&effect) => self.deferred_cancels.push(effect),
+                HostEvent::Cancel { effect } if self.effects.contains_key(&effect) => {
+                    self.deferred_cancels.push(effect)
+                }
                 HostEvent::Cancel { .. } | HostEvent::Send { .. } => {}
                 // Journaled with the step that made them, unless the journal had nothing yet.
                 HostEvent::GroupOpened { .. } | HostEvent::Checkpoint { .. } | HostEvent::GroupClosed { .. } => {
@@ -450,20 +454,22 @@ impl<'a> Driver<'a> {
         match msg {
             Msg::Harness(HarnessEvent::Session { effect, attempt, session }) => self.bind(&effect, attempt, session),
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
-                let running = self.effects.get(&effect).filter(|e| {
-                    e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running
-                });
+                let running = self
+                    .effects
+                    .get(&effect)
+                    .filter(|e| e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running);
                 let Some(e) = running else { return Ok(()) };
                 // An environmental failure (not installed, auth or network): the next candidate harness.
-                if let Err(error) = &outcome {
-                    if error.name == "HarnessUnavailable" && !e.fallbacks.is_empty() {
-                        let e = self.effects.get_mut(&effect).expect("checked above");
-                        e.attempt += 1;
-                        let previous = e.transition(State::Queued);
-                        self.release_slot(previous, false);
-                        self.fall_back(&effect, &error.message);
-                        return Ok(());
-                    }
+                if let Err(error) = &outcome
+                    && error.name == "HarnessUnavailable"
+                    && !e.fallbacks.is_empty()
+                {
+                    let e = self.effects.get_mut(&effect).expect("checked above");
+                    e.attempt += 1;
+                    let previous = e.transition(State::Queued);
+                    self.release_slot(previous, false);
+                    self.fall_back(&effect, &error.message);
+                    return Ok(());
                 }
                 // What the agent sent during its turn (`tutti msg send`) comes before the turn's result.
                 let outside = e.harness.as_ref().and_then(|h| self.harnesses.get(h)).is_some_and(|h| !h.is_pure());
@@ -533,13 +539,15 @@ impl<'a> Driver<'a> {
             }
             Command::Message { effect, attempt, token, to, body } => {
                 // `tutti msg send` refused stale attempts when it queued this; the token proves the sender.
-                let expected = crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, &effect, attempt);
+                let expected =
+                    crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, &effect, attempt);
                 if token == expected {
                     self.send(crate::identity::address_of(&effect), to, body)?;
                 }
             }
             Command::Progress { effect, attempt, token, message } => {
-                let expected = crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, &effect, attempt);
+                let expected =
+                    crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, &effect, attempt);
                 if token == expected && self.effects.contains_key(&effect) {
                     self.observer.progress(Progress::Log { scope: effect.clone(), message: message.clone() });
                     self.record(Event::EffectProgress { effect, message });
@@ -838,15 +846,22 @@ impl<'a> Driver<'a> {
     /// the mailbox for their next turn (`GROUP/*` goes to every member of the group).
     fn send(&mut self, from: String, to: String, body: Value) -> Result<(), Error> {
         let targets: Vec<String> = match to.strip_suffix("/*") {
-            Some(group) => self.groups.get(group).into_iter().flat_map(|(m, _)| m).map(|m| format!("{group}/{m}")).collect(),
+            Some(group) => {
+                self.groups.get(group).into_iter().flat_map(|(m, _)| m).map(|m| format!("{group}/{m}")).collect()
+            }
             None => vec![to],
         };
         for to in targets {
             let id = ulid::Ulid::new().to_string();
-            let event =
-                Event::MessageSent { id: id.clone(), from: from.clone(), to: to.clone(), body: Payload::Inline(body.clone()) };
+            let event = Event::MessageSent {
+                id: id.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                body: Payload::Inline(body.clone()),
+            };
             let ts_ms = self.record(event);
-            self.observer.progress(Progress::Log { scope: "message".into(), message: format!("{from} -> {to}: {body}") });
+            self.observer
+                .progress(Progress::Log { scope: "message".into(), message: format!("{from} -> {to}: {body}") });
             if to == "coordinator" {
                 let events = self.host.message(&from, &body, ts_ms)?;
                 self.apply(events)?;
@@ -861,7 +876,8 @@ impl<'a> Driver<'a> {
     /// as delivered to it.
     fn inbound(&mut self, effect: &EffectId) -> Vec<crate::harness::Inbound> {
         let address = crate::identity::address_of(effect);
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.mailbox).into_iter().partition(|m| m.to == address);
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.mailbox).into_iter().partition(|m| m.to == address);
         self.mailbox = rest;
         mine.into_iter()
             .map(|m| {
@@ -882,7 +898,12 @@ impl<'a> Driver<'a> {
         let elapsed_ms = self.release_slot(previous, true);
         let error = ErrorInfo::new("Cancelled", format!("effect {id} was cancelled: {reason}"));
         let ts_ms = self.record(Event::EffectCancelled { effect: id.clone(), reason: reason.to_string() });
-        self.observer.progress(Progress::Finished { effect: id.clone(), title, elapsed_ms, error: Some(error.clone()) });
+        self.observer.progress(Progress::Finished {
+            effect: id.clone(),
+            title,
+            elapsed_ms,
+            error: Some(error.clone()),
+        });
         let events = self.host.deliver(id, &Err(error), ts_ms)?;
         self.apply(events)
     }
@@ -1048,7 +1069,9 @@ fn finished(records: &[Record], store: &dyn Store) -> Result<Option<RunEnd>, Err
     let (output, error) = match &last.event {
         Event::RunCompleted { output } => (Some(store.load(output)?), None),
         Event::RunFailed { error } => (None, Some(error.clone())),
-        Event::RunHalted { reason, payload } => (Some(json!({ "halted": reason, "payload": store.load(payload)? })), None),
+        Event::RunHalted { reason, payload } => {
+            (Some(json!({ "halted": reason, "payload": store.load(payload)? })), None)
+        }
         Event::RunCancelled { reason } => (None, Some(ErrorInfo::new("Cancelled", format!("run cancelled: {reason}")))),
         _ => (None, None),
     };

@@ -26,7 +26,10 @@ pub(crate) enum State {
         deadline: Option<Instant>,
     },
     /// Waiting for something that is not a harness: a person (`wake_ms` None) or the clock.
-    Waiting { wake_ms: Option<i64>, since: Instant },
+    Waiting {
+        wake_ms: Option<i64>,
+        since: Instant,
+    },
     Done,
 }
 

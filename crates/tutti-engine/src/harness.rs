@@ -48,9 +48,17 @@ pub type Outcome = Result<Value, ErrorInfo>;
 /// A message from a harness to the dispatcher.
 #[derive(Debug)]
 pub enum HarnessEvent {
-    Finished { effect: EffectId, attempt: u32, outcome: Outcome },
+    Finished {
+        effect: EffectId,
+        attempt: u32,
+        outcome: Outcome,
+    },
     /// The attempt's agent runs in (or started) this harness session; a member's next turn resumes it.
-    Session { effect: EffectId, attempt: u32, session: String },
+    Session {
+        effect: EffectId,
+        attempt: u32,
+        session: String,
+    },
 }
 
 /// How a harness reports back. Cheap to clone; `finish` may be called from any thread.

@@ -23,19 +23,41 @@ pub struct EffectRequest {
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostEvent {
     Request(EffectRequest),
-    Log { scope: String, message: String },
+    Log {
+        scope: String,
+        message: String,
+    },
     /// The process function returned (Ok) or threw (Err).
     Finished(Result<Value, ErrorInfo>),
     /// The process called `ctx.halt`.
-    Halted { reason: String, payload: Value },
+    Halted {
+        reason: String,
+        payload: Value,
+    },
     /// The process gave up on an effect (a lost race, a decided fan-in, `handle.cancel()`).
-    Cancel { effect: EffectId },
-    GroupOpened { group: String, members: Vec<tutti_journal::event::MemberInfo>, persistent: bool },
+    Cancel {
+        effect: EffectId,
+    },
+    GroupOpened {
+        group: String,
+        members: Vec<tutti_journal::event::MemberInfo>,
+        persistent: bool,
+    },
     /// Partial fan-in results, or an explicit `ctx.checkpoint` (empty group).
-    Checkpoint { group: String, completed: u64, value: Value },
-    GroupClosed { group: String },
+    Checkpoint {
+        group: String,
+        completed: u64,
+        value: Value,
+    },
+    GroupClosed {
+        group: String,
+    },
     /// `ctx.send(to, body)` from code running in `scope`.
-    Send { scope: String, to: String, body: Value },
+    Send {
+        scope: String,
+        to: String,
+        body: Value,
+    },
 }
 
 /// A failure of the host itself (not of the process code, which ends the run as failed instead).

@@ -6,15 +6,47 @@ use tutti_journal::ErrorInfo;
 #[derive(Clone, Debug)]
 pub enum Progress {
     /// The driver holds the run; on resume, `replayed` journal events were replayed.
-    Attached { run_id: String, resumed: bool, replayed: usize },
-    CodeChanged { old_hash: String, new_hash: String },
-    Started { effect: String, kind: String, title: Option<String>, harness: String, attempt: u32 },
-    Finished { effect: String, title: Option<String>, elapsed_ms: u64, error: Option<ErrorInfo> },
+    Attached {
+        run_id: String,
+        resumed: bool,
+        replayed: usize,
+    },
+    CodeChanged {
+        old_hash: String,
+        new_hash: String,
+    },
+    Started {
+        effect: String,
+        kind: String,
+        title: Option<String>,
+        harness: String,
+        attempt: u32,
+    },
+    Finished {
+        effect: String,
+        title: Option<String>,
+        elapsed_ms: u64,
+        error: Option<ErrorInfo>,
+    },
     /// An effect waits for a person (`tutti approve`) or the clock.
-    Waiting { effect: String, kind: String, title: Option<String>, wake_ms: Option<i64> },
-    Redispatched { effect: String, attempt: u32 },
-    Queued { effect: String, reason: String },
-    Log { scope: String, message: String },
+    Waiting {
+        effect: String,
+        kind: String,
+        title: Option<String>,
+        wake_ms: Option<i64>,
+    },
+    Redispatched {
+        effect: String,
+        attempt: u32,
+    },
+    Queued {
+        effect: String,
+        reason: String,
+    },
+    Log {
+        scope: String,
+        message: String,
+    },
     /// Time passes (about every 100 ms while effects run): a live view redraws its clocks.
     Tick,
 }

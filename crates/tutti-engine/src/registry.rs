@@ -51,13 +51,16 @@ impl Harnesses {
     pub fn route(&self, kind: &str, task: &Value) -> Result<Route, ErrorInfo> {
         if matches!(kind, "shell" | "node") {
             return match self.by_name.get(kind) {
-                Some(_) => Ok(Route { harness: kind.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() }),
+                Some(_) => {
+                    Ok(Route { harness: kind.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() })
+                }
                 None => Err(ErrorInfo::new("NoHarness", format!("no `{kind}` harness is configured"))),
             };
         }
         let wanted = preferences(task);
         let requires = requirements(task);
-        let mut order: Vec<(String, String)> = wanted.iter().map(|n| (n.clone(), format!("preferred by the task ({n})"))).collect();
+        let mut order: Vec<(String, String)> =
+            wanted.iter().map(|n| (n.clone(), format!("preferred by the task ({n})"))).collect();
         if let Some(d) = &self.default_agent {
             order.push((d.clone(), format!("the default agent harness ({d})")));
         }
@@ -191,7 +194,11 @@ mod tests {
     fn requirements_pick_a_capable_harness_and_say_why() {
         let r = set().route("agent", &json!({"requires": ["edit"]})).unwrap();
         assert_eq!(r.harness, "strong");
-        assert!(r.reason.contains("required capabilities [edit]") && r.reason.contains("cheap: lacks edit"), "{}", r.reason);
+        assert!(
+            r.reason.contains("required capabilities [edit]") && r.reason.contains("cheap: lacks edit"),
+            "{}",
+            r.reason
+        );
         assert!(r.reason.contains("gone: not installed"), "{}", r.reason);
     }
 

@@ -120,7 +120,12 @@ pub(crate) fn build(
                 };
                 if to == "coordinator" {
                     let note = Some(Note::Message { from, body });
-                    deliveries.push_back(Delivery { effect: String::new(), ts_ms: r.ts_ms, outcome: Ok(Value::Null), note });
+                    deliveries.push_back(Delivery {
+                        effect: String::new(),
+                        ts_ms: r.ts_ms,
+                        outcome: Ok(Value::Null),
+                        note,
+                    });
                 } else {
                     mailbox.push(Undelivered { id, from, to, body });
                 }
@@ -133,7 +138,12 @@ pub(crate) fn build(
                 let member = format!("{group}/{member}");
                 sessions.insert(member.clone(), session.clone());
                 let note = Some(Note::Bound { member, session });
-                deliveries.push_back(Delivery { effect: String::new(), ts_ms: r.ts_ms, outcome: Ok(Value::Null), note });
+                deliveries.push_back(Delivery {
+                    effect: String::new(),
+                    ts_ms: r.ts_ms,
+                    outcome: Ok(Value::Null),
+                    note,
+                });
             }
             _ => {}
         }
@@ -310,14 +320,20 @@ mod tests {
     fn changed_task_is_divergence() {
         let a = req("root/0", "a", json!(1));
         let mut r = replay(&[requested(&a, 1)]);
-        assert!(matches!(r.request(&req("root/0", "b", json!(1))).map_err(|e| *e), Err(Nondeterminism::Changed { .. })));
+        assert!(matches!(
+            r.request(&req("root/0", "b", json!(1))).map_err(|e| *e),
+            Err(Nondeterminism::Changed { .. })
+        ));
     }
 
     #[test]
     fn new_call_before_journal_is_exhausted_is_divergence() {
         let a = req("root/0", "a", json!(1));
         let mut r = replay(&[requested(&a, 1), resolved("root/0", 2)]);
-        assert!(matches!(r.request(&req("root/5", "z", json!(1))).map_err(|e| *e), Err(Nondeterminism::Unexpected { .. })));
+        assert!(matches!(
+            r.request(&req("root/5", "z", json!(1))).map_err(|e| *e),
+            Err(Nondeterminism::Unexpected { .. })
+        ));
     }
 
     #[test]

@@ -448,8 +448,11 @@ fn decode_all(run: &RunId, raw: Vec<(Seq, i64, String)>) -> Result<Vec<Record>> 
         chunk
             .iter()
             .map(|(seq, ts_ms, body)| {
-                let event = serde_json::from_str(body)
-                    .map_err(|source| Error::Decode { run: run.clone(), seq: *seq, source })?;
+                let event = serde_json::from_str(body).map_err(|source| Error::Decode {
+                    run: run.clone(),
+                    seq: *seq,
+                    source,
+                })?;
                 Ok(Record { seq: *seq, ts_ms: *ts_ms, event })
             })
             .collect()

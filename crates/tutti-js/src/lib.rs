@@ -63,8 +63,8 @@ pub struct JsHost {
 impl JsHost {
     /// Load the process module at `path` and everything it imports.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let path = std::fs::canonicalize(path)
-            .map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+        let path =
+            std::fs::canonicalize(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
         let runtime = Runtime::new()?;
         runtime.set_max_stack_size(4 * 1024 * 1024);
         // A process holds many small live objects (one promise per pending effect); collecting less often
@@ -111,7 +111,8 @@ impl JsHost {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) => {
-                    let message = e.0.with(|ctx| describe(&ctx, CaughtError::from_error(&ctx, rquickjs::Error::Exception)));
+                    let message =
+                        e.0.with(|ctx| describe(&ctx, CaughtError::from_error(&ctx, rquickjs::Error::Exception)));
                     return Err(HostError { message: format!("uncaught error in a promise job: {message}") });
                 }
             }
@@ -169,7 +170,12 @@ impl ProcessHost for JsHost {
         self.call_internal("bound", |_, bound| bound.call::<_, ()>((member, session)))
     }
 
-    fn deliver(&mut self, effect: &str, outcome: &Result<Json, ErrorInfo>, now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
+    fn deliver(
+        &mut self,
+        effect: &str,
+        outcome: &Result<Json, ErrorInfo>,
+        now_ms: i64,
+    ) -> Result<Vec<HostEvent>, HostError> {
         self.shared.now_ms.set(now_ms);
         let (ok, json) = match outcome {
             Ok(v) => (true, v.to_string()),

@@ -22,10 +22,39 @@ const PATH_JS: &str = include_str!("js/path.js");
 
 /// Node's host modules: importing one is an error that points to `shell` and `node` tasks.
 const HOST_MODULES: &[&str] = &[
-    "assert", "async_hooks", "buffer", "child_process", "cluster", "crypto", "dgram", "dns", "events", "fs",
-    "fs/promises", "http", "http2", "https", "inspector", "module", "net", "os", "perf_hooks", "process",
-    "readline", "repl", "stream", "string_decoder", "timers", "tls", "tty", "url", "util", "v8", "vm",
-    "worker_threads", "zlib",
+    "assert",
+    "async_hooks",
+    "buffer",
+    "child_process",
+    "cluster",
+    "crypto",
+    "dgram",
+    "dns",
+    "events",
+    "fs",
+    "fs/promises",
+    "http",
+    "http2",
+    "https",
+    "inspector",
+    "module",
+    "net",
+    "os",
+    "perf_hooks",
+    "process",
+    "readline",
+    "repl",
+    "stream",
+    "string_decoder",
+    "timers",
+    "tls",
+    "tty",
+    "url",
+    "util",
+    "v8",
+    "vm",
+    "worker_threads",
+    "zlib",
 ];
 
 #[derive(Default)]
@@ -126,12 +155,7 @@ fn resolve(base: &str, name: &str) -> Result<String, Error> {
 
 /// The file an import names, trying `.js`, `.mjs` and `/index.js` when the name has no extension.
 fn existing(path: PathBuf, base: &str, name: &str) -> Result<String, Error> {
-    let candidates = [
-        path.clone(),
-        path.with_extension("js"),
-        path.with_extension("mjs"),
-        path.join("index.js"),
-    ];
+    let candidates = [path.clone(), path.with_extension("js"), path.with_extension("mjs"), path.join("index.js")];
     for candidate in candidates {
         if candidate.is_file() {
             return Ok(candidate.display().to_string());
@@ -170,7 +194,7 @@ impl Loader for GraphLoader {
                 let source = std::fs::read_to_string(file)
                     .map_err(|source| self.0.fail(Error::Read { path: file.to_string(), source }))?;
                 let hash = hex(&Sha256::digest(source.as_bytes())[..16]);
-                self.0 .0.borrow_mut().modules.push(ModuleHash { path: file.to_string(), hash });
+                self.0.0.borrow_mut().modules.push(ModuleHash { path: file.to_string(), hash });
                 source
             }
         };

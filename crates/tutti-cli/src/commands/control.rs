@@ -44,24 +44,34 @@ pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, re
     let run = find_run(store.as_ref(), run)?;
     let kind = pending_effect(store.as_ref(), &run, effect)?;
     if kind != "breakpoint" {
-        return Err(UserError::new(format!("effect {effect} is a {kind} task, not a breakpoint (use `tutti post`)")).into());
+        return Err(
+            UserError::new(format!("effect {effect} is a {kind} task, not a breakpoint (use `tutti post`)")).into()
+        );
     }
     let mut value = json!({ "approved": !reject });
     if let Some(r) = response {
         value["response"] = Value::String(r);
     }
-    let command = Command::Resolve { effect: effect.to_string(), outcome: Outcome::Ok { value: Payload::Inline(value) } };
+    let command =
+        Command::Resolve { effect: effect.to_string(), outcome: Outcome::Ok { value: Payload::Inline(value) } };
     let what = if reject { "rejection queued" } else { "approval queued" };
     queue(store.as_mut(), &run, &command, what)
 }
 
-pub(crate) fn post(config: &Config, run: &str, effect: &str, value: Option<String>, error: Option<String>) -> Result<i32> {
+pub(crate) fn post(
+    config: &Config,
+    run: &str,
+    effect: &str,
+    value: Option<String>,
+    error: Option<String>,
+) -> Result<i32> {
     let mut store = open_store(config)?;
     let run = find_run(store.as_ref(), run)?;
     pending_effect(store.as_ref(), &run, effect)?;
     let outcome = match (value, error) {
         (Some(v), _) => {
-            let v: Value = serde_json::from_str(&v).map_err(|e| UserError::new(format!("--value is not valid JSON: {e}")))?;
+            let v: Value =
+                serde_json::from_str(&v).map_err(|e| UserError::new(format!("--value is not valid JSON: {e}")))?;
             Outcome::Ok { value: Payload::Inline(v) }
         }
         (None, Some(e)) => {

@@ -28,7 +28,10 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(String, EffectView)> {
         match &r.event {
             Event::EffectRequested { effect, kind, title, .. } => {
                 order.push(effect.clone());
-                views.insert(effect.clone(), EffectView { kind: kind.clone(), title: title.clone(), state: "requested" });
+                views.insert(
+                    effect.clone(),
+                    EffectView { kind: kind.clone(), title: title.clone(), state: "requested" },
+                );
             }
             Event::EffectStarted { effect, .. } => set(&mut views, effect, "running"),
             Event::EffectRedispatched { effect, .. } => set(&mut views, effect, "requested"),
@@ -51,7 +54,11 @@ pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i
     let store = open_store(config)?;
     let id = match run {
         Some(r) => find_run(store.as_ref(), r)?,
-        None => store.runs()?.pop().map(|r| r.id).ok_or_else(|| UserError::new("no runs yet (start one with `tutti run`)"))?,
+        None => store
+            .runs()?
+            .pop()
+            .map(|r| r.id)
+            .ok_or_else(|| UserError::new("no runs yet (start one with `tutti run`)"))?,
     };
     let summary = store.run(&id)?.ok_or_else(|| UserError::new(format!("run {id} not found")))?;
     let records = store.read(&id, 0)?;
@@ -107,20 +114,31 @@ fn status_text(r: &Value) -> String {
         utc(r["createdMs"].as_i64().unwrap_or(0)),
         utc(r["updatedMs"].as_i64().unwrap_or(0)),
         r["events"],
-        r["effects"].as_object().map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+        r["effects"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
     );
     for w in r["waiting"].as_array().into_iter().flatten() {
         let e = w["effect"].as_str().unwrap_or("");
         out.push_str(&format!("\nwaiting  {e} — `tutti approve {} {e}`", r["runId"].as_str().unwrap_or("")));
     }
     for w in r["running"].as_array().into_iter().flatten() {
-        out.push_str(&format!("\nrunning  {} [{}]", w["effect"].as_str().unwrap_or(""), w["kind"].as_str().unwrap_or("")));
+        out.push_str(&format!(
+            "\nrunning  {} [{}]",
+            w["effect"].as_str().unwrap_or(""),
+            w["kind"].as_str().unwrap_or("")
+        ));
     }
     if !r["output"].is_null() {
         out.push_str(&format!("\noutput   {}", r["output"]));
     }
     if !r["error"].is_null() {
-        out.push_str(&format!("\nerror    {}: {}", r["error"]["name"].as_str().unwrap_or(""), r["error"]["message"].as_str().unwrap_or("")));
+        out.push_str(&format!(
+            "\nerror    {}: {}",
+            r["error"]["name"].as_str().unwrap_or(""),
+            r["error"]["message"].as_str().unwrap_or("")
+        ));
     }
     out
 }
@@ -162,15 +180,15 @@ fn groups_json(records: &[Record]) -> Value {
     for r in records {
         match &r.event {
             Event::GroupOpened { group, members, persistent } => {
-                let members: Vec<Value> = members
-                    .iter()
-                    .map(|m| json!({ "name": m.name, "harness": m.harness, "session": null }))
-                    .collect();
+                let members: Vec<Value> =
+                    members.iter().map(|m| json!({ "name": m.name, "harness": m.harness, "session": null })).collect();
                 groups.push(json!({ "group": group, "persistent": persistent, "closed": false, "members": members }));
             }
             Event::MemberBound { group, member, session, .. } => {
                 let g = groups.iter_mut().find(|g| g["group"] == *group.as_str());
-                let m = g.and_then(|g| g["members"].as_array_mut()).and_then(|ms| ms.iter_mut().find(|m| m["name"] == *member.as_str()));
+                let m = g
+                    .and_then(|g| g["members"].as_array_mut())
+                    .and_then(|ms| ms.iter_mut().find(|m| m["name"] == *member.as_str()));
                 if let Some(m) = m {
                     m["session"] = json!(session);
                 }
@@ -216,7 +234,14 @@ pub(crate) fn ls(config: &Config, json: bool) -> Result<i32> {
         output::data(&format!("{:<26}  {:<9}  {:<19}  {:>7}  PROCESS", "RUN", "STATUS", "CREATED (UTC)", "EVENTS"));
     }
     for r in runs {
-        output::data(&format!("{:<26}  {:<9}  {:<19}  {:>7}  {}", r.id, r.status.as_str(), utc(r.created_ms), r.events, r.process));
+        output::data(&format!(
+            "{:<26}  {:<9}  {:<19}  {:>7}  {}",
+            r.id,
+            r.status.as_str(),
+            utc(r.created_ms),
+            r.events,
+            r.process
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -250,7 +275,10 @@ fn event_line(r: &Record, t0: i64) -> String {
             format!("{effect} {kind} task={task_id}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default())
         }
         Event::EffectStarted { effect, attempt, harness, pid } => {
-            format!("{effect} attempt={attempt} harness={harness}{}", pid.map(|p| format!(" pid={p}")).unwrap_or_default())
+            format!(
+                "{effect} attempt={attempt} harness={harness}{}",
+                pid.map(|p| format!(" pid={p}")).unwrap_or_default()
+            )
         }
         Event::EffectResolved { effect, outcome: Outcome::Ok { .. }, .. } => format!("{effect} ok"),
         Event::EffectResolved { effect, outcome: Outcome::Error { error }, .. } => {

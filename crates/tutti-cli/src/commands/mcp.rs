@@ -85,7 +85,9 @@ fn call(store: &mut dyn tutti_journal::Store, me: &Caller, params: &Value) -> Va
     let text = |key: &str| args[key].as_str().map(String::from);
     let outcome: Result<String> = match params["name"].as_str().unwrap_or("") {
         "send" => match (text("to"), text("text")) {
-            (Some(to), Some(body)) => msg::send(store, me, to.clone(), Value::String(body)).map(|()| format!("sent to {to}")),
+            (Some(to), Some(body)) => {
+                msg::send(store, me, to.clone(), Value::String(body)).map(|()| format!("sent to {to}"))
+            }
             _ => Err(anyhow::anyhow!("send needs `to` and `text`")),
         },
         "inbox" => msg::inbox(store, me).map(|m| Value::Array(m).to_string()),

@@ -41,7 +41,8 @@ pub(crate) fn msg(config: &Config, action: MsgCmd) -> Result<i32> {
     match action {
         MsgCmd::Send { to, text, json } => {
             let body = if json {
-                serde_json::from_str(&text).map_err(|e| UserError::new(format!("--json: the message is not JSON: {e}")))?
+                serde_json::from_str(&text)
+                    .map_err(|e| UserError::new(format!("--json: the message is not JSON: {e}")))?
             } else {
                 Value::String(text)
             };
@@ -66,7 +67,8 @@ pub(crate) fn msg(config: &Config, action: MsgCmd) -> Result<i32> {
 /// Queue a message from the caller's effect for the run's driver.
 pub(crate) fn send(store: &mut dyn Store, me: &Caller, to: String, body: Value) -> Result<()> {
     authenticate(me, &store.read(&me.run, 0)?)?;
-    let command = Command::Message { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), to, body };
+    let command =
+        Command::Message { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), to, body };
     store.post_command(&me.run, &command)?;
     Ok(())
 }
@@ -74,7 +76,8 @@ pub(crate) fn send(store: &mut dyn Store, me: &Caller, to: String, body: Value) 
 /// Queue a progress note from the caller's effect.
 pub(crate) fn progress(store: &mut dyn Store, me: &Caller, message: String) -> Result<()> {
     authenticate(me, &store.read(&me.run, 0)?)?;
-    let command = Command::Progress { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), message };
+    let command =
+        Command::Progress { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), message };
     store.post_command(&me.run, &command)?;
     Ok(())
 }

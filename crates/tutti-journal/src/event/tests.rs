@@ -100,7 +100,11 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
         }),
         (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
         (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect, message }),
-        (arb_text(), arb_text(), arb_text()).prop_map(|(effect, harness, reason)| Event::EffectRouted { effect, harness, reason }),
+        (arb_text(), arb_text(), arb_text()).prop_map(|(effect, harness, reason)| Event::EffectRouted {
+            effect,
+            harness,
+            reason
+        }),
     ]
 }
 
@@ -109,13 +113,20 @@ fn arb_group_event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (arb_text(), prop::collection::vec(member, 0..4), any::<bool>())
             .prop_map(|(group, members, persistent)| Event::GroupOpened { group, members, persistent }),
-        (arb_text(), any::<u64>(), arb_payload())
-            .prop_map(|(group, completed, value)| Event::GroupCheckpoint { group, completed, value }),
+        (arb_text(), any::<u64>(), arb_payload()).prop_map(|(group, completed, value)| Event::GroupCheckpoint {
+            group,
+            completed,
+            value
+        }),
         arb_text().prop_map(|group| Event::GroupClosed { group }),
         (arb_text(), arb_text(), arb_text(), arb_text())
             .prop_map(|(group, member, harness, session)| Event::MemberBound { group, member, harness, session }),
-        (arb_text(), arb_text(), arb_text(), arb_payload())
-            .prop_map(|(id, from, to, body)| Event::MessageSent { id, from, to, body }),
+        (arb_text(), arb_text(), arb_text(), arb_payload()).prop_map(|(id, from, to, body)| Event::MessageSent {
+            id,
+            from,
+            to,
+            body
+        }),
         (arb_text(), arb_text()).prop_map(|(id, effect)| Event::MessageDelivered { id, effect }),
     ]
 }

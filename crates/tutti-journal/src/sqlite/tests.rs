@@ -154,4 +154,3 @@ fn identical_blobs_are_stored_once() {
     let blobs: i64 = store.conn.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0)).unwrap();
     assert_eq!(blobs, 1);
 }
-

@@ -1,0 +1,473 @@
+//! What the real agent-CLI adapters (`claude.rs`, `codex.rs`) share: their `[harness.NAME]` configuration,
+//! finding the CLI and its version, the isolated home each CLI runs in, gateway URLs, the prompt, and running
+//! the CLI to an outcome built from what its event stream said. Each CLI's own command line and event format
+//! are its module's; reading `tutti.toml` is the CLI crate's.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tutti_engine::harness::Error as StartError;
+use tutti_engine::{Job, Outcome, Reporter};
+use tutti_journal::ErrorInfo;
+
+use crate::command::last_json;
+use crate::process::{self, Exit, Options, ProcessHandle, Stop};
+use crate::prompt::{render_messages, render_prompt};
+use crate::shell::{job_env, tail, timeout_error};
+
+/// How long one agent turn may run when neither `timeout_ms` nor the task sets a limit. Some CLIs retry an
+/// unreachable API for minutes or forever (codex), so tutti always has a limit of its own.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// How much of a CLI's output is kept: its whole event stream is parsed after it exits.
+const EVENT_STREAM_CAP: usize = 16 << 20;
+
+/// How long `CLI --version` may take.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `[harness.NAME]` in `tutti.toml` for an agent CLI (`use = "claude"`, `use = "codex"`, or a table named
+/// after the CLI). Unknown fields are refused, so a misspelt `base-url` is an error and not a silent no-op.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The CLI to run: a path, or a name looked up on `PATH`. Default: the CLI's own name, on `PATH` or in
+    /// the CLI cache that `.ci/install-clis.sh` fills (see [`cli_cache_bin`]).
+    pub binary: Option<PathBuf>,
+    /// A gateway or local model server. A root URL (`http://host:port`) gets the API prefix the CLI expects;
+    /// a URL with a path is used as given.
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key to send; it must be set when this is.
+    pub api_key_env: Option<String>,
+    pub model: Option<String>,
+    /// Extra arguments for the CLI, before the prompt.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Added to the CLI's environment last, so it may override what tutti sets.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub max_parallel: Option<usize>,
+    /// What the harness can do (`edit`, `shell`, ...), for routing.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Stop a turn that runs longer than this (default: the task's timeout, else [`DEFAULT_TIMEOUT`]).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where a CLI was found, and the version it reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detection {
+    pub binary: PathBuf,
+    /// `None` when `--version` failed or printed no version number.
+    pub version: Option<String>,
+}
+
+/// The folder holding the CLIs that `.ci/install-clis.sh` installs: `$TUTTI_CLI_CACHE/node_modules/.bin`,
+/// by default under `~/.cache/tutti/clis`.
+pub fn cli_cache_bin() -> Option<PathBuf> {
+    let cache = match std::env::var_os("TUTTI_CLI_CACHE").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache/tutti/clis"),
+    };
+    Some(cache.join("node_modules/.bin"))
+}
+
+/// The CLI to run: `configured` (a path, relative to `workdir` when relative, or a bare name), else
+/// `program`; a bare name is looked up on `PATH`, then in the CLI cache.
+pub(crate) fn find_cli(program: &str, configured: Option<&Path>, workdir: &Path) -> Option<PathBuf> {
+    let wanted = configured.unwrap_or(Path::new(program));
+    if wanted.components().count() > 1 || wanted.is_absolute() {
+        let path = workdir.join(wanted);
+        return is_executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(cli_cache_bin())
+        .map(|dir| dir.join(wanted))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Find the CLI and ask it for its version.
+pub(crate) fn detect(program: &str, configured: Option<&Path>, workdir: &Path) -> Option<Detection> {
+    let binary = find_cli(program, configured, workdir)?;
+    let mut command = Command::new(&binary);
+    command.arg("--version");
+    let options = Options { timeout: Some(VERSION_TIMEOUT), ..Options::default() };
+    let version = process::run(command, options).ok().and_then(|exit| version_number(&exit.stdout));
+    Some(Detection { binary, version })
+}
+
+/// The first word that looks like a version number: "2.1.332 (Claude Code)", "codex-cli 0.169.0".
+fn version_number(text: &str) -> Option<String> {
+    let looks_like = |w: &&str| w.contains('.') && w.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    text.split_whitespace().map(|w| w.trim_start_matches('v')).find(looks_like).map(String::from)
+}
+
+/// The start error for a CLI that is not there, with how to get it.
+pub(crate) fn not_found(harness: &str, program: &str, configured: Option<&Path>, package: &str) -> StartError {
+    let looked = match configured {
+        Some(path) => format!("`{}` (binary in [harness.{harness}])", path.display()),
+        None => format!("`{program}` on PATH or in {}", cli_cache_bin().map_or("the CLI cache".into(), |d| d.display().to_string())),
+    };
+    StartError::Invalid(format!(
+        "harness {harness}: cannot find {looked}; install it with `npm i -g {package}` (or run .ci/install-clis.sh), \
+         or set `binary` under [harness.{harness}] in tutti.toml"
+    ))
+}
+
+/// `base` with the API prefix a CLI expects (`/v1`, or "" for one that adds it itself) when it is a root
+/// URL; a URL that has a path is used as given.
+pub(crate) fn api_url(base: &str, prefix: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+    if after_scheme.contains('/') { base.to_string() } else { format!("{base}{prefix}") }
+}
+
+/// The API key named by `api_key_env`, or the default variable's value; an error when `api_key_env` names a
+/// variable that is not set.
+pub(crate) fn api_key(harness: &str, config: &AgentConfig, default_var: &str) -> Result<Option<String>, StartError> {
+    let var = config.api_key_env.as_deref().unwrap_or(default_var);
+    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(key) => Ok(Some(key)),
+        None if config.api_key_env.is_some() => Err(StartError::Invalid(format!(
+            "harness {harness}: api_key_env names ${var}, which is not set"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The private home a harness's CLI runs in: `WORKDIR/.tutti/harness-home/NAME`, shared by its turns so
+/// that sessions can be resumed, and never the user's own home.
+pub(crate) fn harness_home(job: &Job, harness: &str) -> io::Result<PathBuf> {
+    let home = job.workdir.join(".tutti").join("harness-home").join(harness);
+    fs::create_dir_all(&home)?;
+    Ok(home)
+}
+
+/// The variables that keep a CLI's configuration, caches and state inside `home`.
+pub(crate) fn home_env(home: &Path) -> Vec<(String, OsString)> {
+    [("HOME", ""), ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache")]
+        .into_iter()
+        .map(|(var, sub)| (var.to_string(), home.join(sub).into_os_string()))
+        .collect()
+}
+
+/// Write `text` to `path` so that a CLI starting at the same moment reads either the old or the new file.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, path)
+}
+
+/// The task's output schema: `task.agent.outputSchema`, else `task.outputSchema`.
+pub(crate) fn output_schema(task: &Value) -> Option<&Value> {
+    [task.pointer("/agent/outputSchema"), task.get("outputSchema")].into_iter().flatten().find(|v| !v.is_null())
+}
+
+/// What the agent is told: this turn's messages, the rendered task, and, with an output schema, how to
+/// answer.
+pub(crate) fn prompt(job: &Job) -> String {
+    let mut text = format!("{}{}", render_messages(&job.messages), render_prompt(&job.task));
+    if let Some(schema) = output_schema(&job.task) {
+        let schema = serde_json::to_string_pretty(schema).unwrap_or_else(|_| schema.to_string());
+        text.push_str(&format!(
+            "\n\nWhen you are done, answer with only a JSON value that matches this JSON Schema, and no other text:\n{schema}\n"
+        ));
+    }
+    text
+}
+
+/// Token counts of one turn (`input` is the uncached part of the prompt), and its cost when the CLI
+/// reports one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Usage {
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_write: u64,
+    pub(crate) cost_usd: Option<f64>,
+}
+
+impl Usage {
+    pub(crate) fn to_json(self) -> Value {
+        let mut value = json!({
+            "inputTokens": self.input,
+            "outputTokens": self.output,
+            "cacheReadTokens": self.cache_read,
+            "cacheWriteTokens": self.cache_write,
+        });
+        if let Some(usd) = self.cost_usd {
+            value["costUsd"] = json!(usd);
+        }
+        value
+    }
+}
+
+/// What a CLI's event stream said about its turn.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Transcript {
+    pub(crate) session: Option<String>,
+    /// The final answer's text.
+    pub(crate) answer: Option<String>,
+    pub(crate) usage: Option<Usage>,
+    /// The error the events reported, when the turn failed (a CLI may still exit 0).
+    pub(crate) error: Option<String>,
+}
+
+/// The JSON objects of a JSONL stream; other lines (warnings some CLIs print to stdout) are skipped.
+pub(crate) fn events(stdout: &str) -> impl Iterator<Item = Value> + '_ {
+    stdout.lines().filter(|l| l.trim_start().starts_with('{')).filter_map(|l| serde_json::from_str(l).ok())
+}
+
+/// A number field of an event, 0 when absent.
+pub(crate) fn count(value: &Value, key: &str) -> u64 {
+    value.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// One CLI turn, ready to start: the command, and how to read what it printed.
+pub(crate) struct Turn {
+    pub(crate) harness: String,
+    pub(crate) command: Command,
+    pub(crate) timeout: Duration,
+    pub(crate) schema: Option<Value>,
+    pub(crate) parse: Box<dyn FnOnce(&str) -> Transcript + Send>,
+}
+
+/// The timeout of a turn: the harness's own, else the task's, else [`DEFAULT_TIMEOUT`].
+pub(crate) fn turn_timeout(config: &AgentConfig, job: &Job) -> Duration {
+    config.timeout_ms.map(Duration::from_millis).or(job.timeout).unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// The environment every agent CLI gets on top of tutti's own: the attempt's ids and the orchestrator's
+/// variables, then the harness's `env`.
+pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig) {
+    command.current_dir(&job.workdir).envs(job_env(job)).envs(&config.env);
+}
+
+/// Start `turn` (stdin from `/dev/null`, its own process group); the session it ran in and its outcome go
+/// to `reporter` when it ends.
+pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
+    let Turn { harness, command, timeout, schema, parse } = turn;
+    let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
+    let options = Options { stdin: None, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP };
+    let on_exit = move |exit: io::Result<Exit>| {
+        let transcript = exit.as_ref().map(|e| parse(&e.stdout)).unwrap_or_default();
+        if let Some(session) = transcript.session.clone() {
+            reporter.session(session);
+        }
+        reporter.finish(outcome(&harness, exit, &transcript, schema.as_ref(), timeout));
+    };
+    process::spawn(command, options, on_exit).map_err(|source| StartError::Spawn { what, source })
+}
+
+/// The effect's outcome from how the CLI ended and what its events said: a timeout, an error the events
+/// reported, a failed exit, a missing answer or an answer that is not the JSON the schema asks for are
+/// errors; otherwise the answer (`{ text }`, or the parsed JSON) with the turn's `usage`.
+pub(crate) fn outcome(
+    harness: &str,
+    exit: io::Result<Exit>,
+    transcript: &Transcript,
+    schema: Option<&Value>,
+    timeout: Duration,
+) -> Outcome {
+    let what = format!("harness {harness}");
+    let exit = exit.map_err(|err| ErrorInfo::new("HarnessError", format!("waiting for {what} failed: {err}")))?;
+    let details = || {
+        json!({
+            "exitCode": exit.code,
+            "signal": exit.signal.map(process::signal_name),
+            "session": transcript.session,
+            "stderr": tail(&exit.stderr),
+        })
+    };
+    if exit.stopped == Some(Stop::TimedOut) {
+        let mut error = timeout_error(&what, Some(timeout), &exit);
+        if let (Some(data), Some(last)) = (error.data.as_mut(), &transcript.error) {
+            data["lastError"] = json!(last);
+        }
+        return Err(error);
+    }
+    if let Some(message) = &transcript.error {
+        return Err(ErrorInfo::new("AgentError", format!("{what}: {message}")).with_data(details()));
+    }
+    let failure = match (exit.code, exit.signal) {
+        (Some(0), _) => None,
+        (Some(code), _) => Some(format!("{what} exited with code {code}")),
+        (None, Some(signal)) => Some(format!("{what} was killed by {}", process::signal_name(signal))),
+        (None, None) => Some(format!("{what} ended without an exit code")),
+    };
+    if let Some(message) = failure {
+        let mut data = details();
+        data["stdout"] = json!(tail(&exit.stdout));
+        return Err(ErrorInfo::new("HarnessError", message).with_data(data));
+    }
+    let answer = transcript.answer.as_deref().ok_or_else(|| {
+        let mut data = details();
+        data["stdout"] = json!(tail(&exit.stdout));
+        ErrorInfo::new("OutputError", format!("{what} gave no final answer")).with_data(data)
+    })?;
+    let mut value = answer_value(&what, answer, schema)?;
+    if let (Some(usage), Some(fields)) = (transcript.usage, value.as_object_mut()) {
+        fields.entry("usage").or_insert_with(|| usage.to_json());
+    }
+    Ok(value)
+}
+
+/// `{ "text": answer }`, or with an output schema the JSON value in the answer.
+fn answer_value(what: &str, answer: &str, schema: Option<&Value>) -> Outcome {
+    if schema.is_none() {
+        return Ok(json!({ "text": answer }));
+    }
+    json_in(answer).ok_or_else(|| {
+        ErrorInfo::new("OutputError", format!("{what}: the answer is not the JSON the task's output schema asks for"))
+            .with_data(json!({ "answer": answer }))
+    })
+}
+
+/// The JSON value in an answer: the whole text, else the last fenced block (```json … ```) that parses,
+/// else the last JSON object or array in the text.
+pub(crate) fn json_in(answer: &str) -> Option<Value> {
+    if let Ok(value) = serde_json::from_str(answer.trim()) {
+        return Some(value);
+    }
+    let fenced = answer.split("```").skip(1).step_by(2).collect::<Vec<_>>();
+    let from_fence = fenced.iter().rev().find_map(|block| {
+        let body = match block.split_once('\n') {
+            Some((tag, rest)) if !tag.trim_start().starts_with(['{', '[']) => rest,
+            _ => block,
+        };
+        serde_json::from_str(body.trim()).ok()
+    });
+    from_fence.or_else(|| last_json(answer).filter(|v| v.is_object() || v.is_array()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::job;
+
+    fn exited(code: i32, stdout: &str, stderr: &str) -> io::Result<Exit> {
+        Ok(Exit { code: Some(code), signal: None, stdout: stdout.into(), stderr: stderr.into(), stopped: None })
+    }
+
+    fn answered(text: &str) -> Transcript {
+        let usage = Usage { input: 1, output: 2, cache_read: 3, cache_write: 4, cost_usd: Some(0.5) };
+        Transcript { session: Some("s-1".into()), answer: Some(text.into()), usage: Some(usage), error: None }
+    }
+
+    const HOUR: Duration = DEFAULT_TIMEOUT;
+
+    #[test]
+    fn a_root_url_gets_the_prefix_and_a_url_with_a_path_is_kept() {
+        assert_eq!(api_url("http://127.0.0.1:8080", "/v1"), "http://127.0.0.1:8080/v1");
+        assert_eq!(api_url("http://127.0.0.1:8080/", "/v1"), "http://127.0.0.1:8080/v1");
+        assert_eq!(api_url("https://gw.example.com/openai/v1/", "/v1"), "https://gw.example.com/openai/v1");
+        assert_eq!(api_url("http://localhost:4000", ""), "http://localhost:4000");
+    }
+
+    #[test]
+    fn an_answer_becomes_text_with_usage() {
+        let value = outcome("claude", exited(0, "", ""), &answered("hi"), None, HOUR).unwrap();
+        let usage = json!({"inputTokens": 1, "outputTokens": 2, "cacheReadTokens": 3, "cacheWriteTokens": 4, "costUsd": 0.5});
+        assert_eq!(value, json!({"text": "hi", "usage": usage}));
+    }
+
+    #[test]
+    fn with_a_schema_the_json_in_the_answer_is_the_result() {
+        let schema = json!({"type": "object"});
+        let fenced = "Here it is:\n```json\n{\"n\": 3}\n```\n";
+        let value = outcome("codex", exited(0, "", ""), &answered(fenced), Some(&schema), HOUR).unwrap();
+        assert_eq!((value["n"].clone(), value["usage"]["outputTokens"].clone()), (json!(3), json!(2)));
+        let list = outcome("codex", exited(0, "", ""), &answered("[1, 2]"), Some(&schema), HOUR).unwrap();
+        assert_eq!(list, json!([1, 2]), "usage is only added to objects");
+        let error = outcome("codex", exited(0, "", ""), &answered("no idea"), Some(&schema), HOUR).unwrap_err();
+        assert_eq!(error.name, "OutputError");
+        assert_eq!(error.data, Some(json!({"answer": "no idea"})));
+    }
+
+    #[test]
+    fn json_is_found_in_fences_and_prose() {
+        assert_eq!(json_in(" {\"a\": 1} "), Some(json!({"a": 1})));
+        assert_eq!(json_in("```\n[1]\n```"), Some(json!([1])));
+        assert_eq!(json_in("```json\n{\"a\": 1}\n```\nand\n```json\n{\"a\": 2}\n```"), Some(json!({"a": 2})));
+        assert_eq!(json_in("The result:\n{\"ok\": true}"), Some(json!({"ok": true})));
+        assert_eq!(json_in("I counted 42"), None);
+    }
+
+    #[test]
+    fn an_error_in_the_events_wins_over_exit_code_zero() {
+        let transcript = Transcript { error: Some("API Error: 500".into()), session: Some("s".into()), ..Transcript::default() };
+        let error = outcome("pi", exited(0, "", "warn"), &transcript, None, HOUR).unwrap_err();
+        assert_eq!((error.name.as_str(), error.message.as_str()), ("AgentError", "harness pi: API Error: 500"));
+        assert_eq!(error.data.unwrap()["session"], json!("s"));
+    }
+
+    #[test]
+    fn a_failed_exit_and_a_missing_answer_are_errors() {
+        let error = outcome("claude", exited(2, "junk", "boom"), &Transcript::default(), None, HOUR).unwrap_err();
+        assert_eq!((error.name.as_str(), error.message.as_str()), ("HarnessError", "harness claude exited with code 2"));
+        assert_eq!(error.data.unwrap()["stderr"], json!("boom"));
+        let error = outcome("claude", exited(0, "", ""), &Transcript::default(), None, HOUR).unwrap_err();
+        assert_eq!((error.name.as_str(), error.message.as_str()), ("OutputError", "harness claude gave no final answer"));
+    }
+
+    #[test]
+    fn a_timeout_carries_the_last_error_the_events_reported() {
+        let exit = Exit { code: None, signal: Some(libc::SIGTERM), stdout: String::new(), stderr: String::new(), stopped: Some(Stop::TimedOut) };
+        let transcript = Transcript { error: Some("Reconnecting...".into()), ..Transcript::default() };
+        let error = outcome("codex", Ok(exit), &transcript, None, Duration::from_millis(500)).unwrap_err();
+        assert_eq!((error.name.as_str(), error.message.as_str()), ("TimeoutError", "harness codex timed out after 500 ms"));
+        assert_eq!(error.data.unwrap()["lastError"], json!("Reconnecting..."));
+    }
+
+    #[test]
+    fn the_prompt_carries_messages_and_asks_for_json_when_there_is_a_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut job = job("agent", json!({"agent": {"prompt": "Count.", "outputSchema": {"type": "object"}}}), json!({}), dir.path());
+        job.messages.push(tutti_engine::harness::Inbound { from: "coordinator".into(), body: json!("hurry") });
+        let text = prompt(&job);
+        assert!(text.starts_with("Messages for you:\n- from coordinator: hurry\n\nCount.\n\nWhen you are done, answer with only a JSON value"), "{text}");
+        assert!(text.ends_with("{\n  \"type\": \"object\"\n}\n"), "{text}");
+    }
+
+    #[test]
+    fn a_cli_is_found_by_path_or_name_and_reports_its_version() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("fake-cli");
+        fs::write(&script, "#!/bin/sh\necho 'codex-cli 0.169.0'\n").unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let found = detect("codex", Some(Path::new("./fake-cli")), dir.path()).unwrap();
+        assert_eq!(found, Detection { binary: dir.path().join("./fake-cli"), version: Some("0.169.0".into()) });
+        assert_eq!(find_cli("sh", None, dir.path()).map(|p| p.is_absolute()), Some(true));
+        assert_eq!(find_cli("tutti-no-such-cli", None, dir.path()), None);
+        assert_eq!(find_cli("codex", Some(Path::new("missing/codex")), dir.path()), None);
+    }
+
+    #[test]
+    fn versions_are_read_from_the_usual_shapes() {
+        assert_eq!(version_number("2.1.332 (Claude Code)\n").as_deref(), Some("2.1.332"));
+        assert_eq!(version_number("codex-cli 0.169.0").as_deref(), Some("0.169.0"));
+        assert_eq!(version_number("v1.18.33").as_deref(), Some("1.18.33"));
+        assert_eq!(version_number("no version here."), None);
+    }
+
+    #[test]
+    fn config_refuses_unknown_fields() {
+        let config: AgentConfig = serde_json::from_value(json!({"base_url": "http://x", "max_parallel": 2})).unwrap();
+        assert_eq!((config.base_url.as_deref(), config.max_parallel), (Some("http://x"), Some(2)));
+        let err = serde_json::from_value::<AgentConfig>(json!({"base-url": "http://x"})).unwrap_err();
+        assert!(err.to_string().contains("base-url"), "{err}");
+    }
+}
