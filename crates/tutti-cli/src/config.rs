@@ -7,22 +7,27 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use tutti_engine::Harnesses;
-use tutti_harness::{CommandConfig, CommandHarness, EchoHarness, NodeHarness, ShellHarness};
+use tutti_engine::{Harness, Harnesses};
+use tutti_harness::{
+    AgentConfig, ClaudeHarness, CodexHarness, CommandConfig, CommandHarness, EchoHarness, NodeHarness, ShellHarness,
+};
 
 use crate::output::UserError;
 
 /// Harness names tutti defines itself.
 const BUILT_IN: &[&str] = &["shell", "node", "echo"];
 const DEFAULT_MAX_PARALLEL: usize = 16;
+/// Agent CLIs with an adapter: `[harness.NAME] use = "claude"`, or a table named after one without `command`.
+const AGENT_CLIS: &[&str] = &["claude", "codex"];
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
     defaults: Defaults,
+    /// Read as tables first: whether one is a command or an agent CLI depends on its fields.
     #[serde(default)]
-    harness: BTreeMap<String, CommandConfig>,
+    harness: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -38,7 +43,16 @@ pub(crate) struct Config {
     pub(crate) db: PathBuf,
     pub(crate) default_harness: Option<String>,
     pub(crate) max_parallel: usize,
-    harness: BTreeMap<String, CommandConfig>,
+    harness: BTreeMap<String, HarnessConfig>,
+}
+
+/// One `[harness.NAME]` table.
+#[derive(Debug)]
+enum HarnessConfig {
+    /// `command = [...]`: the generic command harness.
+    Command(CommandConfig),
+    /// An agent CLI (one of [`AGENT_CLIS`]).
+    Agent { cli: String, config: AgentConfig },
 }
 
 impl Config {
@@ -55,20 +69,24 @@ impl Config {
         if max_parallel == 0 {
             return Err(UserError::new("tutti.toml: [defaults] max_parallel must be at least 1").into());
         }
-        for name in file.harness.keys() {
+        let mut harness = BTreeMap::new();
+        for (name, table) in file.harness {
             if BUILT_IN.contains(&name.as_str()) {
                 return Err(UserError::new(format!(
                     "tutti.toml: [harness.{name}]: \"{name}\" is a built-in harness name"
                 ))
                 .into());
             }
+            let config = harness_config(&name, table)
+                .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {}", e.trim_end())))?;
+            harness.insert(name, config);
         }
         Ok(Self {
             db: root.join(".tutti").join("tutti.db"),
             root,
             default_harness: file.defaults.harness,
             max_parallel,
-            harness: file.harness,
+            harness,
         })
     }
 
@@ -79,9 +97,17 @@ impl Config {
         set.add(Arc::new(NodeHarness::new()));
         set.add(Arc::new(EchoHarness::new()));
         for (name, config) in &self.harness {
-            let harness = CommandHarness::new(name.clone(), config.clone())
-                .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {e}")))?;
-            set.add(Arc::new(harness));
+            let harness: Arc<dyn Harness> = match config {
+                HarnessConfig::Command(config) => Arc::new(
+                    CommandHarness::new(name.clone(), config.clone())
+                        .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {e}")))?,
+                ),
+                HarnessConfig::Agent { cli, config } if cli == "claude" => {
+                    Arc::new(ClaudeHarness::new(name.clone(), config.clone()))
+                }
+                HarnessConfig::Agent { config, .. } => Arc::new(CodexHarness::new(name.clone(), config.clone())),
+            };
+            set.add(harness);
         }
         let default = choice.map(String::from).or_else(|| self.default_harness.clone());
         if let Some(name) = default.as_ref().filter(|n| set.get(n).is_none()) {
@@ -95,6 +121,24 @@ impl Config {
         }
         set.set_default_agent(default);
         Ok(set)
+    }
+}
+
+/// What a `[harness.NAME]` table configures: an agent CLI when it says `use = "CLI"` or is named after one
+/// and has no `command`; otherwise a command harness, read exactly as before agent CLIs existed.
+fn harness_config(name: &str, mut table: toml::Table) -> Result<HarnessConfig, String> {
+    let cli = match table.remove("use") {
+        Some(toml::Value::String(cli)) => Some(cli),
+        Some(_) => return Err("`use` must be a string".into()),
+        None => (AGENT_CLIS.contains(&name) && !table.contains_key("command")).then(|| name.to_string()),
+    };
+    let table = toml::Value::Table(table);
+    match cli {
+        None => table.try_into().map(HarnessConfig::Command).map_err(|e| e.to_string()),
+        Some(cli) if AGENT_CLIS.contains(&cli.as_str()) => {
+            table.try_into().map(|config| HarnessConfig::Agent { cli, config }).map_err(|e| e.to_string())
+        }
+        Some(other) => Err(format!("use = \"{other}\": no adapter for that CLI (known: {})", AGENT_CLIS.join(", "))),
     }
 }
 
@@ -135,5 +179,27 @@ mod tests {
         std::fs::write(dir.path().join("tutti.toml"), "[defaults]\nharnes = \"x\"\n").unwrap();
         let e = Config::load(Some(dir.path())).unwrap_err().to_string();
         assert!(e.contains("tutti.toml") && e.contains("harnes"), "{e}");
+    }
+
+    fn harness_of(toml: &str, name: &str) -> Result<HarnessConfig, String> {
+        let mut file: File = toml::from_str(toml).unwrap();
+        harness_config(name, file.harness.remove(name).unwrap())
+    }
+
+    #[test]
+    fn agent_cli_tables_become_adapters_and_command_tables_stay_commands() {
+        let agent = |r: Result<HarnessConfig, String>| match r {
+            Ok(HarnessConfig::Agent { cli, config }) => (cli, config.base_url),
+            other => panic!("not an agent: {other:?}"),
+        };
+        let claude = harness_of("[harness.claude]\nbase_url = \"http://127.0.0.1:1\"\n", "claude");
+        assert_eq!(agent(claude), ("claude".into(), Some("http://127.0.0.1:1".into())));
+        assert_eq!(agent(harness_of("[harness.cheap]\nuse = \"codex\"\n", "cheap")).0, "codex");
+        let command = harness_of("[harness.claude]\ncommand = [\"my-claude\"]\nmodel = \"x\"\n", "claude");
+        assert!(matches!(command, Ok(HarnessConfig::Command(c)) if c.command == ["my-claude"]));
+        let typo = harness_of("[harness.codex]\nbase-url = \"http://x\"\n", "codex").unwrap_err();
+        assert!(typo.contains("base-url"), "{typo}");
+        let unknown = harness_of("[harness.x]\nuse = \"cursor\"\n", "x").unwrap_err();
+        assert_eq!(unknown, "use = \"cursor\": no adapter for that CLI (known: claude, codex)");
     }
 }

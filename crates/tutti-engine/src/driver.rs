@@ -453,6 +453,13 @@ impl<'a> Driver<'a> {
     fn handle(&mut self, msg: Msg) -> Result<(), Error> {
         match msg {
             Msg::Harness(HarnessEvent::Session { effect, attempt, session }) => self.bind(&effect, attempt, session),
+            Msg::Harness(HarnessEvent::Usage { effect, attempt, usage }) => {
+                if let Some(e) = self.effects.get(&effect).filter(|e| e.attempt == attempt) {
+                    let harness = e.harness.clone().unwrap_or_default();
+                    self.record(Event::EffectUsage { effect, attempt, harness, usage });
+                }
+                Ok(())
+            }
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
                 let running = self
                     .effects

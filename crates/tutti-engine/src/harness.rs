@@ -59,6 +59,12 @@ pub enum HarnessEvent {
         attempt: u32,
         session: String,
     },
+    /// Tokens and cost the attempt used (sent before `Finished`; several reports add up).
+    Usage {
+        effect: EffectId,
+        attempt: u32,
+        usage: tutti_journal::Usage,
+    },
 }
 
 /// How a harness reports back. Cheap to clone; `finish` may be called from any thread.
@@ -77,6 +83,12 @@ impl Reporter {
     /// Report the harness session the attempt ran in (before `finish`).
     pub fn session(&self, session: String) {
         let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+    }
+
+    /// Report tokens and cost the attempt used (before `finish`).
+    pub fn usage(&self, usage: tutti_journal::Usage) {
+        let event = HarnessEvent::Usage { effect: self.effect.clone(), attempt: self.attempt, usage };
         let _ = self.tx.send(crate::driver::Msg::Harness(event));
     }
 

@@ -159,7 +159,7 @@ pub(crate) fn harness_home(job: &Job, harness: &str) -> io::Result<PathBuf> {
 pub(crate) fn home_env(home: &Path) -> Vec<(String, OsString)> {
     [("HOME", ""), ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache")]
         .into_iter()
-        .map(|(var, sub)| (var.to_string(), home.join(sub).into_os_string()))
+        .map(|(var, sub)| (var.to_string(), if sub.is_empty() { home.into() } else { home.join(sub).into_os_string() }))
         .collect()
 }
 

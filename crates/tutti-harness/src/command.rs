@@ -77,12 +77,12 @@ impl CommandHarness {
         self.launch_with_session(job, move |outcome, _| done(outcome))
     }
 
-    /// Like [`CommandHarness::launch`]; `done` also receives the session id the program wrote to
-    /// `$TUTTI_SESSION_FILE`, if it did.
+    /// Like [`CommandHarness::launch`]; `done` also receives what the program wrote to
+    /// `$TUTTI_SESSION_FILE` (its session id) and `$TUTTI_USAGE_FILE` (its usage, as JSON), if it did.
     pub fn launch_with_session(
         &self,
         job: &Job,
-        done: impl FnOnce(Outcome, Option<String>) + Send + 'static,
+        done: impl FnOnce(Outcome, Extras) + Send + 'static,
     ) -> Result<ProcessHandle, StartError> {
         let what = format!("harness {} (`{}`)", self.name, self.config.command.join(" "));
         let dir = attempt_dir().map_err(|source| StartError::Spawn { what: what.clone(), source })?;
@@ -92,14 +92,14 @@ impl CommandHarness {
             timeout: self.config.timeout_ms.map(Duration::from_millis),
         };
         let mut command = self.command(job, &ending.result_file);
-        command.env("TUTTI_SESSION_FILE", dir.join("session"));
+        command.env("TUTTI_SESSION_FILE", dir.join("session")).env("TUTTI_USAGE_FILE", dir.join("usage.json"));
         let options = Options { stdin: Some(stdin_payload(job)), timeout: ending.timeout, ..Options::default() };
         let cleanup = dir.clone();
         let on_exit = move |exit| {
             let outcome = ending.outcome(exit);
-            let session = fs::read_to_string(cleanup.join("session")).ok().map(|s| s.trim().to_string());
+            let extras = Extras::read(&cleanup);
             let _ = fs::remove_dir_all(&cleanup);
-            done(outcome, session.filter(|s| !s.is_empty()));
+            done(outcome, extras);
         };
         process::spawn(command, options, on_exit).map_err(|source| {
             let _ = fs::remove_dir_all(&dir);
@@ -145,13 +145,33 @@ impl Harness for CommandHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let handle = self.launch_with_session(&job, move |outcome, session| {
-            if let Some(session) = session {
+        let handle = self.launch_with_session(&job, move |outcome, extras| {
+            if let Some(session) = extras.session {
                 reporter.session(session);
+            }
+            if let Some(usage) = extras.usage {
+                reporter.usage(usage);
             }
             reporter.finish(outcome);
         })?;
         Ok(Box::new(handle))
+    }
+}
+
+/// What a program may report besides its result, through files tutti names in its environment.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// `$TUTTI_SESSION_FILE`: the harness session the turn ran in.
+    pub session: Option<String>,
+    /// `$TUTTI_USAGE_FILE`: `{ input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd }`.
+    pub usage: Option<tutti_journal::Usage>,
+}
+
+impl Extras {
+    fn read(dir: &Path) -> Self {
+        let session = fs::read_to_string(dir.join("session")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let usage = fs::read(dir.join("usage.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        Self { session, usage }
     }
 }
 
@@ -328,7 +348,7 @@ mod tests {
         let names: Vec<&str> = env.lines().map(|l| l.split('=').next().unwrap()).collect();
         assert_eq!(
             names,
-            ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_SESSION_FILE", "TUTTI_TASK_ID"]
+            ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_SESSION_FILE", "TUTTI_TASK_ID", "TUTTI_USAGE_FILE"]
         );
     }
 

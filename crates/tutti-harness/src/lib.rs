@@ -1,7 +1,11 @@
 //! tutti's harness adapters: the `shell`, `node`, generic `command` and in-process `echo` harnesses, the
-//! prompt renderer agent adapters share, and process-tree control. It does not own the `Harness` trait (the
-//! engine's seam), routing between harnesses, or reading `tutti.toml` (the CLI's).
+//! agent-CLI adapters (`claude`, `codex`) and what they share, the prompt renderer, and process-tree control.
+//! It does not own the `Harness` trait (the engine's seam), routing between harnesses, or reading
+//! `tutti.toml` (the CLI's).
 
+pub mod agent;
+pub mod claude;
+pub mod codex;
 pub mod command;
 pub mod echo;
 pub mod node;
@@ -12,7 +16,10 @@ pub mod shell;
 #[cfg(test)]
 mod testutil;
 
-pub use command::{CommandConfig, CommandHarness, last_json};
+pub use agent::{AgentConfig, Detection, cli_cache_bin};
+pub use claude::ClaudeHarness;
+pub use codex::CodexHarness;
+pub use command::{CommandConfig, CommandHarness, Extras, last_json};
 pub use echo::EchoHarness;
 pub use node::NodeHarness;
 pub use process::{Exit, Options, ProcessHandle, Stop};

@@ -111,6 +111,35 @@ pub struct ModuleHash {
     pub hash: String,
 }
 
+/// What an attempt consumed, as its harness reported it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Usage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Cost in US dollars, when the harness reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+    }
+}
+
 /// A member of a group, as opened.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct MemberInfo {
@@ -200,6 +229,13 @@ pub enum Event {
         effect: EffectId,
         reason: String,
     },
+    /// Tokens and cost of one attempt of an effect.
+    EffectUsage {
+        effect: EffectId,
+        attempt: u32,
+        harness: String,
+        usage: Usage,
+    },
     /// A progress note from a running effect's agent (`progress` tool of `tutti mcp`).
     EffectProgress {
         effect: EffectId,
@@ -265,6 +301,7 @@ impl Event {
             Event::EffectResolved { .. } => "effect_resolved",
             Event::EffectCancelled { .. } => "effect_cancelled",
             Event::EffectProgress { .. } => "effect_progress",
+            Event::EffectUsage { .. } => "effect_usage",
             Event::Log { .. } => "log",
             Event::GroupOpened { .. } => "group_opened",
             Event::GroupCheckpoint { .. } => "group_checkpoint",
@@ -307,6 +344,7 @@ impl Event {
             | Event::EffectResolved { .. }
             | Event::EffectCancelled { .. }
             | Event::EffectProgress { .. }
+            | Event::EffectUsage { .. }
             | Event::Log { .. }
             | Event::GroupOpened { .. }
             | Event::GroupClosed { .. }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_journal::{Event, Outcome, Record, RunSummary, Store};
+use tutti_journal::{Event, Outcome, Record, RunSummary, Store, Usage};
 
 use crate::commands::{find_run, open_store};
 use crate::config::Config;
@@ -97,11 +97,40 @@ fn status_json(store: &dyn Store, s: &RunSummary, records: &[Record], live: bool
         }
         break;
     }
+    let usage = usage_json(records);
     Ok(json!({
+        "usage": usage,
         "runId": s.id, "status": s.status.as_str(), "process": s.process, "createdMs": s.created_ms,
         "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
         "running": running, "waiting": waiting, "output": output, "error": error,
     }))
+}
+
+/// Usage totals of a run: over all, per harness and per effect.
+fn usage_json(records: &[Record]) -> Value {
+    let mut total = Usage::default();
+    let mut by_harness: BTreeMap<String, Usage> = BTreeMap::new();
+    let mut by_effect: BTreeMap<String, Usage> = BTreeMap::new();
+    for r in records {
+        if let Event::EffectUsage { effect, harness, usage, .. } = &r.event {
+            total.add(usage);
+            by_harness.entry(harness.clone()).or_default().add(usage);
+            by_effect.entry(effect.clone()).or_default().add(usage);
+        }
+    }
+    json!({ "total": total, "byHarness": by_harness, "byEffect": by_effect })
+}
+
+fn usage_line(u: &Value) -> String {
+    let n = |k: &str| u[k].as_u64().unwrap_or(0);
+    let mut line = format!("{} in / {} out tokens", n("input_tokens"), n("output_tokens"));
+    if n("cache_read_tokens") + n("cache_write_tokens") > 0 {
+        line.push_str(&format!(", {} cache read, {} cache write", n("cache_read_tokens"), n("cache_write_tokens")));
+    }
+    if let Some(usd) = u["cost_usd"].as_f64() {
+        line.push_str(&format!(", ${usd:.4}"));
+    }
+    line
 }
 
 fn status_text(r: &Value) -> String {
@@ -129,6 +158,15 @@ fn status_text(r: &Value) -> String {
             w["effect"].as_str().unwrap_or(""),
             w["kind"].as_str().unwrap_or("")
         ));
+    }
+    if let Some(harnesses) = r["usage"]["byHarness"].as_object().filter(|h| !h.is_empty()) {
+        out.push_str(&format!("\nusage    {}", usage_line(&r["usage"]["total"])));
+        for (name, u) in harnesses {
+            out.push_str(&format!("\n  {name:<14} {}", usage_line(u)));
+        }
+        for (effect, u) in r["usage"]["byEffect"].as_object().into_iter().flatten() {
+            out.push_str(&format!("\n  {effect:<14} {}", usage_line(u)));
+        }
     }
     if !r["output"].is_null() {
         out.push_str(&format!("\noutput   {}", r["output"]));
@@ -209,6 +247,15 @@ fn groups_json(records: &[Record]) -> Value {
             let mine: Vec<&EffectView> = all.iter().filter(|(id, _)| id.starts_with(&prefix)).map(|(_, v)| v).collect();
             let count = |state: &str| mine.iter().filter(|v| v.state == state).count();
             let busy = mine.iter().any(|v| matches!(v.state, "requested" | "running"));
+            let mut usage = Usage::default();
+            for r in records {
+                if let Event::EffectUsage { effect, usage: u, .. } = &r.event
+                    && effect.starts_with(&prefix)
+                {
+                    usage.add(u);
+                }
+            }
+            m["usage"] = json!(usage);
             m["tasks"] = json!(mine.len());
             m["ok"] = json!(count("ok"));
             m["error"] = json!(count("error"));

@@ -1,0 +1,243 @@
+//! The `claude` harness: runs Claude Code headlessly for `agent` tasks (`claude -p --output-format
+//! stream-json`), in a private home, pointed at a gateway by `ANTHROPIC_BASE_URL`, and reads the session id,
+//! final answer, usage, cost and errors from its event stream. Running the process and building the outcome
+//! are `agent.rs`'s; the facts about the CLI come from `harness-clis.md`.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tutti_engine::harness::Error as StartError;
+use tutti_engine::{Harness, Job, Reporter, Running};
+
+use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, Usage, count};
+
+/// The CLI's name on `PATH`, and its npm package.
+const PROGRAM: &str = "claude";
+const PACKAGE: &str = "@anthropic-ai/claude-code";
+
+/// Sent as the API key when a gateway is configured but no key is: Claude Code refuses to start without
+/// one, and local model servers ignore it.
+const PLACEHOLDER_KEY: &str = "tutti-no-key";
+
+/// Claude Code (`@anthropic-ai/claude-code`) as a harness.
+///
+/// Command line: `claude -p --output-format stream-json --verbose --permission-mode bypassPermissions
+/// [--model M] [--resume SESSION] ARGS... -- PROMPT`, in the project directory, with stdin from `/dev/null`.
+/// Environment: `HOME` and `CLAUDE_CONFIG_DIR` in `.tutti/harness-home/NAME`, telemetry, error reports,
+/// auto-update and other non-essential traffic off, `IS_SANDBOX=1` (bypassPermissions is refused to root
+/// without it), and with `base_url` set, `ANTHROPIC_BASE_URL` (a root URL as it is: the CLI adds `/v1`)
+/// and `ANTHROPIC_API_KEY`.
+#[derive(Clone, Debug)]
+pub struct ClaudeHarness {
+    name: String,
+    config: AgentConfig,
+}
+
+impl ClaudeHarness {
+    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
+        Self { name: name.into(), config }
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
+    /// `binary`.
+    pub fn detect(&self, workdir: &std::path::Path) -> Option<Detection> {
+        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
+    }
+
+    fn command(&self, job: &Job) -> Result<Command, StartError> {
+        let binary = agent::find_cli(PROGRAM, self.config.binary.as_deref(), &job.workdir)
+            .ok_or_else(|| agent::not_found(&self.name, PROGRAM, self.config.binary.as_deref(), PACKAGE))?;
+        let home = agent::harness_home(job, &self.name).map_err(|source| StartError::Spawn {
+            what: format!("harness {}: its home under {}", self.name, job.workdir.display()),
+            source,
+        })?;
+        let mut command = Command::new(binary);
+        command.args(["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions"]);
+        if let Some(model) = &self.config.model {
+            command.arg("--model").arg(model);
+        }
+        if let Some(session) = &job.session {
+            command.arg("--resume").arg(session);
+        }
+        command.args(&self.config.args).arg("--").arg(agent::prompt(job));
+
+        command.envs(agent::home_env(&home)).env("CLAUDE_CONFIG_DIR", home.join(".claude"));
+        for var in ["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING", "IS_SANDBOX"] {
+            command.env(var, "1");
+        }
+        command.env("ENABLE_TOOL_SEARCH", "false");
+        let key = agent::api_key(&self.name, &self.config, "ANTHROPIC_API_KEY")?;
+        if let Some(base) = &self.config.base_url {
+            command.env("ANTHROPIC_BASE_URL", agent::api_url(base, ""));
+        }
+        match key {
+            Some(key) => command.env("ANTHROPIC_API_KEY", key),
+            None if self.config.base_url.is_some() => command.env("ANTHROPIC_API_KEY", PLACEHOLDER_KEY),
+            None => &mut command,
+        };
+        agent::finish_env(&mut command, job, &self.config);
+        Ok(command)
+    }
+}
+
+impl Harness for ClaudeHarness {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn max_parallel(&self) -> Option<usize> {
+        self.config.max_parallel
+    }
+
+    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
+        let turn = Turn {
+            harness: self.name.clone(),
+            command: self.command(&job)?,
+            timeout: agent::turn_timeout(&self.config, &job),
+            schema: agent::output_schema(&job.task).cloned(),
+            parse: Box::new(parse),
+        };
+        Ok(Box::new(agent::start(turn, reporter)?))
+    }
+}
+
+/// Read a `stream-json` transcript: `system/init` and every later line carry `session_id`; the last line,
+/// `result`, has the final text (`result`), `is_error`, `usage` for the whole invocation and
+/// `total_cost_usd`. Without a `result` line (a crash, a kill) only the session is known.
+fn parse(stdout: &str) -> Transcript {
+    let mut transcript = Transcript::default();
+    for event in agent::events(stdout) {
+        if let Some(id) = event["session_id"].as_str() {
+            transcript.session = Some(id.to_string());
+        }
+        if event["type"] != "result" {
+            continue;
+        }
+        let text = event["result"].as_str().map(String::from);
+        if event["is_error"] == true {
+            let reason = event["terminal_reason"].as_str().or(event["subtype"].as_str()).unwrap_or("error");
+            transcript.error = Some(text.clone().unwrap_or_else(|| format!("the turn ended with {reason}")));
+        }
+        transcript.answer = text;
+        transcript.usage = Some(usage(&event));
+    }
+    transcript
+}
+
+fn usage(result: &Value) -> Usage {
+    let u = &result["usage"];
+    Usage {
+        input: count(u, "input_tokens"),
+        output: count(u, "output_tokens"),
+        cache_read: count(u, "cache_read_input_tokens"),
+        cache_write: count(u, "cache_creation_input_tokens"),
+        cost_usd: result["total_cost_usd"].as_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::job;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::ffi::OsStr;
+    use std::path::Path;
+
+    /// A stream as Claude Code 2.1.332 printed it for a Write tool call against the mock (lines shortened).
+    const STREAM: &str = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"13c7b9cb","tools":["Write"],"model":"claude-sonnet-4-5"}
+{"type":"assistant","message":{"content":[{"id":"toolu_mock1","input":{"file_path":"/w/hello.txt","content":"hi"},"name":"Write","type":"tool_use"}]},"session_id":"13c7b9cb"}
+{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_mock1","type":"tool_result","content":"File created"}]},"session_id":"13c7b9cb"}
+{"type":"assistant","message":{"content":[{"text":"done","type":"text"}]},"session_id":"13c7b9cb"}
+{"type":"result","subtype":"success","is_error":false,"result":"done","session_id":"13c7b9cb","total_cost_usd":0.0003015,"usage":{"input_tokens":22,"cache_creation_input_tokens":6,"cache_read_input_tokens":10,"output_tokens":14},"terminal_reason":"completed"}
+"#;
+
+    #[test]
+    fn a_transcript_gives_answer_session_usage_and_cost() {
+        let transcript = parse(STREAM);
+        assert_eq!(transcript.session.as_deref(), Some("13c7b9cb"));
+        assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
+        let usage = Usage { input: 22, output: 14, cache_read: 10, cache_write: 6, cost_usd: Some(0.0003015) };
+        assert_eq!(transcript.usage, Some(usage));
+    }
+
+    #[test]
+    fn an_api_error_is_read_from_the_result_line() {
+        let stream = r#"{"type":"system","subtype":"init","session_id":"s2"}
+{"type":"result","subtype":"success","is_error":true,"result":"API Error: Connection refused","session_id":"s2","terminal_reason":"api_error","usage":{}}"#;
+        let transcript = parse(stream);
+        assert_eq!(transcript.error.as_deref(), Some("API Error: Connection refused"));
+        assert_eq!(transcript.session.as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn a_killed_turn_still_tells_its_session() {
+        let transcript = parse("{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s3\"}\nnot json\n");
+        assert_eq!((transcript.session.as_deref(), transcript.answer.as_deref()), (Some("s3"), None));
+    }
+
+    fn envs(command: &Command) -> BTreeMap<String, String> {
+        command
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), v?.to_string_lossy().into_owned())))
+            .collect()
+    }
+
+    fn harness(dir: &Path, config: AgentConfig) -> ClaudeHarness {
+        std::fs::write(dir.join("claude"), "").unwrap();
+        std::fs::set_permissions(dir.join("claude"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        ClaudeHarness::new("claude", AgentConfig { binary: Some(dir.join("claude")), ..config })
+    }
+
+    #[test]
+    fn the_command_line_resumes_sets_the_model_and_ends_with_the_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AgentConfig { model: Some("sonnet".into()), args: vec!["--effort".into(), "low".into()], ..AgentConfig::default() };
+        let mut job = job("agent", json!({"agent": {"prompt": "-x: do it"}}), json!({}), dir.path());
+        job.session = Some("abc".into());
+        let command = harness(dir.path(), config).command(&job).unwrap();
+        let args: Vec<&OsStr> = command.get_args().collect();
+        let expected = ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions",
+            "--model", "sonnet", "--resume", "abc", "--effort", "low", "--", "-x: do it"];
+        assert_eq!(args, expected.map(OsStr::new));
+        assert_eq!(command.get_current_dir(), Some(dir.path()));
+    }
+
+    #[test]
+    fn the_environment_isolates_the_home_and_points_at_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AgentConfig {
+            base_url: Some("http://127.0.0.1:9999".into()),
+            env: BTreeMap::from([("DISABLE_TELEMETRY".into(), "0".into())]),
+            ..AgentConfig::default()
+        };
+        let job = job("agent", json!({"agent": {"prompt": "hi"}}), json!({}), dir.path());
+        let env = envs(&harness(dir.path(), config).command(&job).unwrap());
+        let home = dir.path().join(".tutti/harness-home/claude");
+        assert!(home.is_dir());
+        assert_eq!(env["HOME"], home.display().to_string());
+        assert_eq!(env["CLAUDE_CONFIG_DIR"], home.join(".claude").display().to_string());
+        assert_eq!(env["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9999");
+        assert_eq!((env["IS_SANDBOX"].as_str(), env["DISABLE_TELEMETRY"].as_str()), ("1", "0"), "the harness's env wins");
+        assert_eq!(env["TUTTI_EFFECT_ID"], "effect-1");
+        if std::env::var_os("ANTHROPIC_API_KEY").is_none() {
+            assert_eq!(env["ANTHROPIC_API_KEY"], PLACEHOLDER_KEY);
+        }
+    }
+
+    #[test]
+    fn a_missing_key_variable_and_a_missing_cli_cannot_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AgentConfig { api_key_env: Some("TUTTI_TEST_NO_SUCH_KEY".into()), ..AgentConfig::default() };
+        let job = job("agent", json!({}), json!({}), dir.path());
+        let err = harness(dir.path(), config).command(&job).unwrap_err();
+        assert_eq!(err.to_string(), "harness claude: api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set");
+        let ghost = ClaudeHarness::new("ghost", AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() });
+        let err = ghost.command(&job).unwrap_err().to_string();
+        assert!(err.starts_with("harness ghost: cannot find `/nonexistent/claude`") && err.contains("npm i -g @anthropic-ai/claude-code"), "{err}");
+    }
+}
