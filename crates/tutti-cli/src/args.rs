@@ -87,6 +87,12 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         action: MsgCmd,
     },
+    /// Which harnesses this project can use: capabilities, limits, availability, and the agent CLIs tutti
+    /// knows, found or not, with the fix for what is missing.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// An MCP server on stdio (tools send, inbox, progress) for agents inside a running effect; tutti's
     /// adapters register it with agent CLIs that speak MCP.
     Mcp,

@@ -91,3 +91,27 @@ fn tasks_go_to_capable_available_harnesses_and_the_journal_says_why() {
     assert!(falls[1].1.starts_with("fallback: broken is unavailable"), "{falls:?}");
     assert_eq!(json!(of_kind(&events, "effect_started").len()), json!(4));
 }
+
+#[test]
+fn doctor_lists_harnesses_with_availability_and_every_known_cli() {
+    let project = Project::new(TUTTI);
+    project.write("tutti.toml", TOML);
+    let out = project.run(&["doctor", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let report = out.json();
+    let harness = |name: &str| report["harnesses"].as_array().unwrap().iter().find(|h| h["name"] == name).cloned().unwrap();
+    assert_eq!(harness("strong")["available"], true);
+    assert_eq!(harness("strong")["capabilities"], json!(["edit", "shell", "web"]));
+    assert_eq!(harness("cheap")["default"], true);
+    assert_eq!(harness("missing")["available"], false);
+    assert!(harness("missing")["problem"].as_str().unwrap().contains("no-such-agent-cli"));
+    let clis: Vec<&str> = report["clis"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(clis, ["claude", "codex", "gemini", "pi", "opencode"]);
+    for c in report["clis"].as_array().unwrap() {
+        if c["found"] == false {
+            assert!(c["missing"][0].as_str().unwrap().starts_with("install it: npm i -g "), "{c}");
+        }
+    }
+    let text = project.run(&["doctor"]);
+    assert!(text.stdout.contains("missing      unavailable: `no-such-agent-cli` is not installed"), "{text}");
+}

@@ -160,6 +160,11 @@ pub trait Harness: Send + Sync {
         Ok(())
     }
 
+    /// The version of the program behind the harness, when it has one and it can be found (`tutti doctor`).
+    fn version(&self) -> Option<String> {
+        None
+    }
+
     /// Start `job`; the outcome arrives later through `reporter`.
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, Error>;
 }

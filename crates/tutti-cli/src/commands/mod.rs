@@ -1,6 +1,7 @@
 //! The commands: each takes validated configuration, does its work, and returns an exit code.
 
 mod control;
+mod doctor;
 mod inspect;
 mod mcp;
 mod msg;
@@ -31,6 +32,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Cancel { run, reason } => control::cancel(&config, &run, &reason),
         Cmd::Msg { action } => msg::msg(&config, action),
         Cmd::Mcp => mcp::mcp(&config),
+        Cmd::Doctor { json } => doctor::doctor(&config, json),
     }
 }
 

@@ -1,0 +1,141 @@
+//! `tutti doctor`: which harnesses this project can use — each configured harness with its capabilities,
+//! limits and availability, and each agent CLI tutti knows, found or not, with the command that fixes what
+//! is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::output::{self, EXIT_OK};
+
+/// The agent CLIs tutti has adapters for: name, npm package at the version tested, API key variable.
+const CLIS: &[(&str, &str, &str)] = &[
+    ("claude", "@anthropic-ai/claude-code@2.1.332", "ANTHROPIC_API_KEY"),
+    ("codex", "@openai/codex@0.169.0", "OPENAI_API_KEY"),
+    ("gemini", "@google/gemini-cli@0.61.0", "GEMINI_API_KEY"),
+    ("pi", "@mariozechner/pi-coding-agent@0.73.1", "ANTHROPIC_API_KEY"),
+    ("opencode", "opencode-ai@1.18.33", "OPENAI_API_KEY"),
+];
+
+pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
+    let harnesses = config.harnesses(None)?;
+    let configured: Vec<Value> = harnesses
+        .names()
+        .filter_map(|name| harnesses.get(name))
+        .map(|h| {
+            let problem = h.availability().err();
+            json!({
+                "name": h.name(),
+                "available": problem.is_none(),
+                "problem": problem,
+                "version": h.version(),
+                "capabilities": h.capabilities(),
+                "maxParallel": h.max_parallel(),
+                "default": config.default_harness.as_deref() == Some(h.name()),
+            })
+        })
+        .collect();
+    // Asking five CLIs for their versions takes seconds each: ask them all at once.
+    let clis: Vec<Value> = std::thread::scope(|scope| {
+        let asks: Vec<_> = CLIS.iter().map(|(name, package, key)| scope.spawn(move || cli(name, package, key))).collect();
+        asks.into_iter().map(|a| a.join().unwrap_or(Value::Null)).collect()
+    });
+    let report = json!({ "root": config.root.display().to_string(), "harnesses": configured, "clis": clis });
+    if json {
+        output::json(&report);
+    } else {
+        output::data(&text(&report));
+    }
+    Ok(EXIT_OK)
+}
+
+/// Where tutti's test and install scripts put the pinned CLIs.
+fn cache_bin() -> Option<PathBuf> {
+    let cache = std::env::var_os("TUTTI_CLI_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/tutti/clis")))?;
+    Some(cache.join("node_modules/.bin"))
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(cache_bin()).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// `NAME --version`, given at most a few seconds.
+fn version_of(program: &Path) -> Option<String> {
+    let mut child = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+fn cli(name: &str, package: &str, key: &str) -> Value {
+    let path = find(name);
+    let version = path.as_deref().and_then(version_of);
+    let mut missing = Vec::new();
+    if path.is_none() {
+        missing.push(format!("install it: npm i -g {package} (or run .ci/install-clis.sh for the pinned set)"));
+    }
+    if std::env::var_os(key).is_none() {
+        missing.push(format!("set {key}, or point the harness at a gateway with `base_url` in tutti.toml"));
+    }
+    json!({
+        "name": name,
+        "package": package,
+        "found": path.is_some(),
+        "path": path.map(|p| p.display().to_string()),
+        "version": version,
+        "missing": missing,
+    })
+}
+
+fn text(report: &Value) -> String {
+    let mut out = format!("project  {}\n\nharnesses", report["root"].as_str().unwrap_or(""));
+    for h in report["harnesses"].as_array().into_iter().flatten() {
+        let caps: Vec<&str> = h["capabilities"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let state = match h["problem"].as_str() {
+            Some(p) => format!("unavailable: {p}"),
+            None => "ok".to_string(),
+        };
+        out.push_str(&format!(
+            "\n  {:<12} {state}{}{}{}",
+            h["name"].as_str().unwrap_or(""),
+            if h["default"] == true { ", default" } else { "" },
+            if caps.is_empty() { String::new() } else { format!(", can: {}", caps.join(" ")) },
+            h["maxParallel"].as_u64().map(|n| format!(", at most {n} at once")).unwrap_or_default(),
+        ));
+    }
+    out.push_str("\n\nagent CLIs");
+    for c in report["clis"].as_array().into_iter().flatten() {
+        let found = match (c["found"].as_bool(), c["version"].as_str()) {
+            (Some(true), Some(v)) => format!("found, {v}"),
+            (Some(true), None) => "found".to_string(),
+            _ => "not found".to_string(),
+        };
+        out.push_str(&format!("\n  {:<12} {found}", c["name"].as_str().unwrap_or("")));
+        for m in c["missing"].as_array().into_iter().flatten() {
+            out.push_str(&format!("\n  {:<12}   - {}", "", m.as_str().unwrap_or("")));
+        }
+    }
+    out
+}
