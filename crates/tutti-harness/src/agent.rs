@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Job, Outcome, Reporter};
-use tutti_journal::ErrorInfo;
+use tutti_journal::{ErrorInfo, Usage};
 
 use crate::command::last_json;
 use crate::process::{self, Exit, Options, ProcessHandle, Stop};
@@ -114,16 +114,51 @@ fn version_number(text: &str) -> Option<String> {
     text.split_whitespace().map(|w| w.trim_start_matches('v')).find(looks_like).map(String::from)
 }
 
-/// The start error for a CLI that is not there, with how to get it.
+/// The start error for a CLI that is not there.
 pub(crate) fn not_found(harness: &str, program: &str, configured: Option<&Path>, package: &str) -> StartError {
+    StartError::Invalid(format!("harness {harness}: {}", missing(program, configured, package)))
+}
+
+/// Where a CLI was looked for, and how to get it.
+fn missing(program: &str, configured: Option<&Path>, package: &str) -> String {
     let looked = match configured {
-        Some(path) => format!("`{}` (binary in [harness.{harness}])", path.display()),
-        None => format!("`{program}` on PATH or in {}", cli_cache_bin().map_or("the CLI cache".into(), |d| d.display().to_string())),
+        Some(path) => format!("`{}` (`binary`)", path.display()),
+        None => {
+            let cache = cli_cache_bin().map_or("the CLI cache".into(), |d| d.display().to_string());
+            format!("`{program}` on PATH or in {cache}")
+        }
     };
-    StartError::Invalid(format!(
-        "harness {harness}: cannot find {looked}; install it with `npm i -g {package}` (or run .ci/install-clis.sh), \
-         or set `binary` under [harness.{harness}] in tutti.toml"
-    ))
+    format!(
+        "cannot find {looked}; install it with `npm i -g {package}` (or run .ci/install-clis.sh), or set `binary` \
+         in its [harness.NAME] table in tutti.toml"
+    )
+}
+
+/// What an agent CLI can do unless its table lists `capabilities`.
+const CAPABILITIES: &[&str] = &["edit", "shell", "web", "resume", "structured-output"];
+
+pub(crate) fn capabilities(config: &AgentConfig) -> Vec<String> {
+    if config.capabilities.is_empty() {
+        CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    } else {
+        config.capabilities.clone()
+    }
+}
+
+/// Whether the CLI can run: installed (a relative `binary` is resolved per effect, so it is not checked
+/// here) and its `api_key_env` set.
+pub(crate) fn availability(program: &str, config: &AgentConfig, package: &str) -> Result<(), String> {
+    let configured = config.binary.as_deref();
+    let relative = configured.is_some_and(|p| p.is_relative() && p.components().count() > 1);
+    if !relative && find_cli(program, configured, Path::new("/")).is_none() {
+        return Err(missing(program, configured, package));
+    }
+    match &config.api_key_env {
+        Some(var) if std::env::var_os(var).is_none_or(|v| v.is_empty()) => {
+            Err(format!("api_key_env names ${var}, which is not set"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `base` with the API prefix a CLI expects (`/v1`, or "" for one that adds it itself) when it is a root
@@ -188,38 +223,13 @@ pub(crate) fn prompt(job: &Job) -> String {
     text
 }
 
-/// Token counts of one turn (`input` is the uncached part of the prompt), and its cost when the CLI
-/// reports one.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Usage {
-    pub(crate) input: u64,
-    pub(crate) output: u64,
-    pub(crate) cache_read: u64,
-    pub(crate) cache_write: u64,
-    pub(crate) cost_usd: Option<f64>,
-}
-
-impl Usage {
-    pub(crate) fn to_json(self) -> Value {
-        let mut value = json!({
-            "inputTokens": self.input,
-            "outputTokens": self.output,
-            "cacheReadTokens": self.cache_read,
-            "cacheWriteTokens": self.cache_write,
-        });
-        if let Some(usd) = self.cost_usd {
-            value["costUsd"] = json!(usd);
-        }
-        value
-    }
-}
-
 /// What a CLI's event stream said about its turn.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Transcript {
     pub(crate) session: Option<String>,
     /// The final answer's text.
     pub(crate) answer: Option<String>,
+    /// The turn's tokens (`input_tokens` is the uncached part of the prompt) and cost.
     pub(crate) usage: Option<Usage>,
     /// The error the events reported, when the turn failed (a CLI may still exit 0).
     pub(crate) error: Option<String>,
@@ -255,8 +265,8 @@ pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig)
     command.current_dir(&job.workdir).envs(job_env(job)).envs(&config.env);
 }
 
-/// Start `turn` (stdin from `/dev/null`, its own process group); the session it ran in and its outcome go
-/// to `reporter` when it ends.
+/// Start `turn` (stdin from `/dev/null`, its own process group); the session it ran in, its usage and its
+/// outcome go to `reporter` when it ends.
 pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
     let Turn { harness, command, timeout, schema, parse } = turn;
     let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
@@ -266,6 +276,9 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
         if let Some(session) = transcript.session.clone() {
             reporter.session(session);
         }
+        if let Some(usage) = transcript.usage.clone() {
+            reporter.usage(usage);
+        }
         reporter.finish(outcome(&harness, exit, &transcript, schema.as_ref(), timeout));
     };
     process::spawn(command, options, on_exit).map_err(|source| StartError::Spawn { what, source })
@@ -273,7 +286,7 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
 
 /// The effect's outcome from how the CLI ended and what its events said: a timeout, an error the events
 /// reported, a failed exit, a missing answer or an answer that is not the JSON the schema asks for are
-/// errors; otherwise the answer (`{ text }`, or the parsed JSON) with the turn's `usage`.
+/// errors; otherwise the answer: `{ text }`, or the parsed JSON.
 pub(crate) fn outcome(
     harness: &str,
     exit: io::Result<Exit>,
@@ -317,11 +330,7 @@ pub(crate) fn outcome(
         data["stdout"] = json!(tail(&exit.stdout));
         ErrorInfo::new("OutputError", format!("{what} gave no final answer")).with_data(data)
     })?;
-    let mut value = answer_value(&what, answer, schema)?;
-    if let (Some(usage), Some(fields)) = (transcript.usage, value.as_object_mut()) {
-        fields.entry("usage").or_insert_with(|| usage.to_json());
-    }
-    Ok(value)
+    answer_value(&what, answer, schema)
 }
 
 /// `{ "text": answer }`, or with an output schema the JSON value in the answer.
@@ -362,8 +371,7 @@ mod tests {
     }
 
     fn answered(text: &str) -> Transcript {
-        let usage = Usage { input: 1, output: 2, cache_read: 3, cache_write: 4, cost_usd: Some(0.5) };
-        Transcript { session: Some("s-1".into()), answer: Some(text.into()), usage: Some(usage), error: None }
+        Transcript { session: Some("s-1".into()), answer: Some(text.into()), usage: None, error: None }
     }
 
     const HOUR: Duration = DEFAULT_TIMEOUT;
@@ -377,10 +385,9 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_becomes_text_with_usage() {
+    fn an_answer_becomes_text() {
         let value = outcome("claude", exited(0, "", ""), &answered("hi"), None, HOUR).unwrap();
-        let usage = json!({"inputTokens": 1, "outputTokens": 2, "cacheReadTokens": 3, "cacheWriteTokens": 4, "costUsd": 0.5});
-        assert_eq!(value, json!({"text": "hi", "usage": usage}));
+        assert_eq!(value, json!({"text": "hi"}));
     }
 
     #[test]
@@ -388,9 +395,7 @@ mod tests {
         let schema = json!({"type": "object"});
         let fenced = "Here it is:\n```json\n{\"n\": 3}\n```\n";
         let value = outcome("codex", exited(0, "", ""), &answered(fenced), Some(&schema), HOUR).unwrap();
-        assert_eq!((value["n"].clone(), value["usage"]["outputTokens"].clone()), (json!(3), json!(2)));
-        let list = outcome("codex", exited(0, "", ""), &answered("[1, 2]"), Some(&schema), HOUR).unwrap();
-        assert_eq!(list, json!([1, 2]), "usage is only added to objects");
+        assert_eq!(value, json!({"n": 3}));
         let error = outcome("codex", exited(0, "", ""), &answered("no idea"), Some(&schema), HOUR).unwrap_err();
         assert_eq!(error.name, "OutputError");
         assert_eq!(error.data, Some(json!({"answer": "no idea"})));
@@ -453,6 +458,19 @@ mod tests {
         assert_eq!(find_cli("sh", None, dir.path()).map(|p| p.is_absolute()), Some(true));
         assert_eq!(find_cli("tutti-no-such-cli", None, dir.path()), None);
         assert_eq!(find_cli("codex", Some(Path::new("missing/codex")), dir.path()), None);
+    }
+
+    #[test]
+    fn a_cli_that_is_not_installed_or_lacks_its_key_is_unavailable() {
+        let ghost = AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() };
+        let reason = availability("claude", &ghost, "@anthropic-ai/claude-code").unwrap_err();
+        assert!(reason.starts_with("cannot find `/nonexistent/claude`") && reason.contains("npm i -g @anthropic-ai/claude-code"), "{reason}");
+        let keyless = AgentConfig { binary: Some("/bin/sh".into()), api_key_env: Some("TUTTI_TEST_NO_SUCH_KEY".into()), ..AgentConfig::default() };
+        assert_eq!(availability("claude", &keyless, "x"), Err("api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set".into()));
+        let relative = AgentConfig { binary: Some("tools/claude".into()), ..AgentConfig::default() };
+        assert_eq!(availability("claude", &relative, "x"), Ok(()));
+        assert_eq!(capabilities(&AgentConfig::default()), CAPABILITIES);
+        assert_eq!(capabilities(&AgentConfig { capabilities: vec!["edit".into()], ..AgentConfig::default() }), ["edit"]);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use serde_json::Value;
 use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Harness, Job, Reporter, Running};
 
-use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, Usage, count};
+use tutti_journal::Usage;
+
+use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "claude";
@@ -93,6 +95,14 @@ impl Harness for ClaudeHarness {
         self.config.max_parallel
     }
 
+    fn capabilities(&self) -> Vec<String> {
+        agent::capabilities(&self.config)
+    }
+
+    fn availability(&self) -> Result<(), String> {
+        agent::availability(PROGRAM, &self.config, PACKAGE)
+    }
+
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
         let turn = Turn {
             harness: self.name.clone(),
@@ -131,10 +141,10 @@ fn parse(stdout: &str) -> Transcript {
 fn usage(result: &Value) -> Usage {
     let u = &result["usage"];
     Usage {
-        input: count(u, "input_tokens"),
-        output: count(u, "output_tokens"),
-        cache_read: count(u, "cache_read_input_tokens"),
-        cache_write: count(u, "cache_creation_input_tokens"),
+        input_tokens: count(u, "input_tokens"),
+        output_tokens: count(u, "output_tokens"),
+        cache_read_tokens: count(u, "cache_read_input_tokens"),
+        cache_write_tokens: count(u, "cache_creation_input_tokens"),
         cost_usd: result["total_cost_usd"].as_f64(),
     }
 }
@@ -161,7 +171,7 @@ mod tests {
         let transcript = parse(STREAM);
         assert_eq!(transcript.session.as_deref(), Some("13c7b9cb"));
         assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
-        let usage = Usage { input: 22, output: 14, cache_read: 10, cache_write: 6, cost_usd: Some(0.0003015) };
+        let usage = Usage { input_tokens: 22, output_tokens: 14, cache_read_tokens: 10, cache_write_tokens: 6, cost_usd: Some(0.0003015) };
         assert_eq!(transcript.usage, Some(usage));
     }
 

@@ -13,7 +13,9 @@ use serde_json::Value;
 use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Harness, Job, Reporter, Running};
 
-use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, Usage, count};
+use tutti_journal::Usage;
+
+use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "codex";
@@ -122,6 +124,14 @@ impl Harness for CodexHarness {
         self.config.max_parallel
     }
 
+    fn capabilities(&self) -> Vec<String> {
+        agent::capabilities(&self.config)
+    }
+
+    fn availability(&self) -> Result<(), String> {
+        agent::availability(PROGRAM, &self.config, PACKAGE)
+    }
+
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
         let (command, codex_home) = self.command(&job)?;
         // A resumed thread reports the usage of the whole thread; what it had before is subtracted.
@@ -153,7 +163,7 @@ fn parse(stdout: &str, before: Usage) -> Transcript {
             }
             "turn.completed" => {
                 completed = true;
-                transcript.usage = Some(minus(usage(&event["usage"]), before));
+                transcript.usage = Some(minus(&usage(&event["usage"]), &before));
             }
             "turn.failed" => {
                 let message = event["error"]["message"].as_str().unwrap_or("the turn failed");
@@ -173,20 +183,20 @@ fn parse(stdout: &str, before: Usage) -> Transcript {
 fn usage(u: &Value) -> Usage {
     let (cache_read, cache_write) = (count(u, "cached_input_tokens"), count(u, "cache_write_input_tokens"));
     Usage {
-        input: count(u, "input_tokens").saturating_sub(cache_read + cache_write),
-        output: count(u, "output_tokens"),
-        cache_read,
-        cache_write,
+        input_tokens: count(u, "input_tokens").saturating_sub(cache_read + cache_write),
+        output_tokens: count(u, "output_tokens"),
+        cache_read_tokens: cache_read,
+        cache_write_tokens: cache_write,
         cost_usd: None,
     }
 }
 
-fn minus(total: Usage, before: Usage) -> Usage {
+fn minus(total: &Usage, before: &Usage) -> Usage {
     Usage {
-        input: total.input.saturating_sub(before.input),
-        output: total.output.saturating_sub(before.output),
-        cache_read: total.cache_read.saturating_sub(before.cache_read),
-        cache_write: total.cache_write.saturating_sub(before.cache_write),
+        input_tokens: total.input_tokens.saturating_sub(before.input_tokens),
+        output_tokens: total.output_tokens.saturating_sub(before.output_tokens),
+        cache_read_tokens: total.cache_read_tokens.saturating_sub(before.cache_read_tokens),
+        cache_write_tokens: total.cache_write_tokens.saturating_sub(before.cache_write_tokens),
         cost_usd: None,
     }
 }
@@ -236,14 +246,14 @@ mod tests {
         let transcript = parse(STREAM, Usage::default());
         assert_eq!(transcript.session.as_deref(), Some("01a21428-8a2b"));
         assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
-        assert_eq!(transcript.usage, Some(Usage { input: 28, output: 14, cache_read: 10, cache_write: 0, cost_usd: None }));
+        assert_eq!(transcript.usage, Some(Usage { input_tokens: 28, output_tokens: 14, cache_read_tokens: 10, cache_write_tokens: 0, cost_usd: None }));
     }
 
     #[test]
     fn a_resumed_thread_reports_only_this_turns_usage() {
-        let before = Usage { input: 10, output: 7, cache_read: 5, cache_write: 0, cost_usd: None };
+        let before = Usage { input_tokens: 10, output_tokens: 7, cache_read_tokens: 5, cache_write_tokens: 0, cost_usd: None };
         let usage = parse(STREAM, before).usage.unwrap();
-        assert_eq!((usage.input, usage.output, usage.cache_read), (18, 7, 5));
+        assert_eq!((usage.input_tokens, usage.output_tokens, usage.cache_read_tokens), (18, 7, 5));
     }
 
     #[test]
@@ -266,7 +276,7 @@ mod tests {
             {"input_tokens": n, "cached_input_tokens": 5, "cache_write_input_tokens": 0, "output_tokens": 7}}}}).to_string();
         fs::write(day.join("rollout-2026-11-25T19-22-10-abc.jsonl"), format!("{}\n{}\n{{\"type\":\"x\"}}\n", line(19), line(38))).unwrap();
         let usage = thread_usage(dir.path(), "abc").unwrap();
-        assert_eq!((usage.input, usage.cache_read, usage.output), (33, 5, 7));
+        assert_eq!((usage.input_tokens, usage.cache_read_tokens, usage.output_tokens), (33, 5, 7));
         assert_eq!(thread_usage(dir.path(), "other"), None);
     }
 
