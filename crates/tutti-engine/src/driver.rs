@@ -114,6 +114,8 @@ pub struct Driver<'a> {
     groups: HashMap<String, (Vec<String>, bool)>,
     /// Each member's harness session (`GROUP/MEMBER` → id): its next turn resumes it.
     sessions: HashMap<String, String>,
+    /// The last session each effect's attempt reported: a corrective turn continues it.
+    attempt_sessions: HashMap<EffectId, String>,
     running: usize,
     running_by_harness: HashMap<String, usize>,
     buffer: Vec<NewEvent>,
@@ -159,6 +161,7 @@ impl<'a> Driver<'a> {
             mailbox: Vec::new(),
             groups: HashMap::new(),
             sessions: HashMap::new(),
+            attempt_sessions: HashMap::new(),
             running: 0,
             running_by_harness: HashMap::new(),
             buffer: Vec::new(),
@@ -460,34 +463,41 @@ impl<'a> Driver<'a> {
                 }
                 Ok(())
             }
-            Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
-                let running = self
-                    .effects
-                    .get(&effect)
-                    .filter(|e| e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running);
-                let Some(e) = running else { return Ok(()) };
-                // An environmental failure (not installed, auth or network): the next candidate harness.
-                if let Err(error) = &outcome
-                    && error.name == "HarnessUnavailable"
-                    && !e.fallbacks.is_empty()
-                {
-                    let e = self.effects.get_mut(&effect).expect("checked above");
-                    e.attempt += 1;
-                    let previous = e.transition(State::Queued);
-                    self.release_slot(previous, false);
-                    self.fall_back(&effect, &error.message);
-                    return Ok(());
-                }
-                // What the agent sent during its turn (`tutti msg send`) comes before the turn's result.
-                let outside = e.harness.as_ref().and_then(|h| self.harnesses.get(h)).is_some_and(|h| !h.is_pure());
-                if outside {
-                    for command in self.store.take_commands(&self.opts.run_id)? {
-                        self.command(command)?;
-                    }
-                }
-                self.resolve(&effect, outcome, true)?;
-                Ok(())
+            Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => self.finished(&effect, attempt, outcome),
+        }
+    }
+
+    /// An attempt's outcome: fall back to another harness when this one was unavailable, take what the agent
+    /// sent during its turn, hold the answer to its schema, then resolve.
+    fn finished(&mut self, effect: &EffectId, attempt: u32, outcome: crate::harness::Outcome) -> Result<(), Error> {
+        let running = self
+            .effects
+            .get(effect)
+            .filter(|e| e.attempt == attempt && e.state.phase() == crate::effect::Phase::Running);
+        let Some(e) = running else { return Ok(()) };
+        let can_fall_back = !e.fallbacks.is_empty();
+        let outside = e.harness.as_ref().and_then(|h| self.harnesses.get(h)).is_some_and(|h| !h.is_pure());
+        // An environmental failure (not installed, auth or network): the next candidate harness.
+        if let Err(error) = &outcome
+            && error.name == "HarnessUnavailable"
+            && can_fall_back
+        {
+            let e = self.effects.get_mut(effect).expect("checked above");
+            e.attempt += 1;
+            let previous = e.transition(State::Queued);
+            self.release_slot(previous, false);
+            self.fall_back(effect, &error.message);
+            return Ok(());
+        }
+        // What the agent sent during its turn (`tutti msg send`) comes before the turn's result.
+        if outside {
+            for command in self.store.take_commands(&self.opts.run_id)? {
+                self.command(command)?;
             }
+        }
+        match self.check_output(effect, outcome) {
+            Some(outcome) => self.resolve(effect, outcome, true),
+            None => Ok(()),
         }
     }
 
@@ -663,7 +673,12 @@ impl<'a> Driver<'a> {
         if !harness.is_pure() {
             self.flush()?;
         }
-        let messages = self.inbound(id);
+        let mut messages = self.inbound(id);
+        let mut session = self.session_for(id);
+        if let Some(correction) = self.effects.get_mut(id).and_then(|e| e.correction.take()) {
+            messages.push(crate::harness::Inbound { from: "tutti".into(), body: Value::String(correction) });
+            session = self.attempt_sessions.get(id).cloned().or(session);
+        }
         let e = self.effects.get(id).expect("queued effects exist");
         let timeout = timeout_of(&e.request.task);
         let mut env = self.opts.agent_env.clone();
@@ -682,7 +697,7 @@ impl<'a> Driver<'a> {
             timeout,
             env,
             messages,
-            session: self.session_for(id),
+            session,
         };
         let (attempt, kind, title) = (e.attempt, e.request.kind.clone(), e.request.title.clone());
         let reporter = Reporter::new(id.clone(), attempt, self.tx.clone());
@@ -823,9 +838,45 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// A member's attempt ran in `session`: journal it when it is new, and let the process know.
+    /// Hold an agent's answer to the task's output schema. A first failure gets one corrective turn in the
+    /// same session (returns None: the effect is queued again); a second one is a task error carrying the raw
+    /// answer.
+    fn check_output(&mut self, id: &EffectId, outcome: crate::harness::Outcome) -> Option<crate::harness::Outcome> {
+        let e = self.effects.get(id)?;
+        let Some(schema) = crate::schema::of(&e.request.kind, &e.request.task) else { return Some(outcome) };
+        let (raw, errors) = match &outcome {
+            Ok(value) => (value.clone(), crate::schema::violations(&schema, value)),
+            Err(err) if err.name == "OutputError" => {
+                let raw = err.data.clone().unwrap_or(Value::Null);
+                (raw, vec![format!("the answer is not JSON: {}", err.message)])
+            }
+            Err(_) => return Some(outcome),
+        };
+        if errors.is_empty() {
+            return Some(outcome);
+        }
+        if e.corrected {
+            let message = format!("the answer does not match the output schema after a corrective turn: {}", errors.join("; "));
+            return Some(Err(ErrorInfo::new("SchemaError", message).with_data(json!({ "raw": raw, "errors": errors }))));
+        }
+        let e = self.effects.get_mut(id)?;
+        e.corrected = true;
+        e.correction = Some(crate::schema::correction(&errors));
+        e.attempt += 1;
+        let attempt = e.attempt;
+        let previous = e.transition(State::Queued);
+        self.release_slot(previous, false);
+        let reason = format!("corrective turn: the answer does not match the output schema ({})", errors.join("; "));
+        self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
+        self.queue.push_front(id.clone());
+        None
+    }
+
+    /// An attempt ran in `session`: a corrective turn continues it; for a group member, journal the session
+    /// when it is new and let the process know.
     fn bind(&mut self, effect: &EffectId, attempt: u32, session: String) -> Result<(), Error> {
         let Some(e) = self.effects.get(effect).filter(|e| e.attempt == attempt) else { return Ok(()) };
+        self.attempt_sessions.insert(effect.clone(), session.clone());
         let address = crate::identity::address_of(effect);
         let Some((group, member)) = address.split_once('/').filter(|_| effect.starts_with("group:")) else {
             return Ok(());

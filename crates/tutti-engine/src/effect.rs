@@ -7,6 +7,7 @@
 //! | Queued   | run cancelled / finished                | Done     |
 //! | Running  | harness finished, timed out, cancelled  | Done     |
 //! | Running  | harness unavailable, falling back       | Queued   |
+//! | Running  | answer failed its schema: one more turn | Queued   |
 //! | Waiting  | approved, posted, woke, cancelled       | Done     |
 //!
 //! `Done` is final. Any other transition is a bug and is refused by [`State::check`].
@@ -73,12 +74,16 @@ pub(crate) struct Effect {
     pub(crate) harness: Option<String>,
     /// Harnesses to fall back to, in order, if this one turns out to be unavailable.
     pub(crate) fallbacks: std::collections::VecDeque<String>,
+    /// The follow-up prompt of a corrective turn waiting to start; `corrected` once one has been given.
+    pub(crate) correction: Option<String>,
+    pub(crate) corrected: bool,
     pub(crate) state: State,
 }
 
 impl Effect {
     pub(crate) fn new(request: EffectRequest, attempt: u32, harness: Option<String>) -> Self {
-        Self { request, attempt, harness, fallbacks: Default::default(), state: State::Queued }
+        let fallbacks = Default::default();
+        Self { request, attempt, harness, fallbacks, correction: None, corrected: false, state: State::Queued }
     }
 
     /// Move to `next`, returning the previous state. Panics on a transition the table forbids: that is a

@@ -12,6 +12,7 @@ pub mod observer;
 mod orphan;
 pub mod registry;
 mod replay;
+mod schema;
 
 pub use driver::{Driver, NewRun, Options, RunEnd, this_host};
 pub use error::{Call, Error, Nondeterminism};
