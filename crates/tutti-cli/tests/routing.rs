@@ -115,3 +115,38 @@ fn doctor_lists_harnesses_with_availability_and_every_known_cli() {
     let text = project.run(&["doctor"]);
     assert!(text.stdout.contains("missing      unavailable: `no-such-agent-cli` is not installed"), "{text}");
 }
+
+#[test]
+fn a_harness_runs_only_as_many_attempts_as_memory_fits_and_says_so() {
+    let project = Project::new(TUTTI);
+    // Each attempt claims more memory than the machine has: at most one runs at a time.
+    project.write(
+        "tutti.toml",
+        "[harness.hungry]\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; sleep 0.2; echo '{}'\"]\nmemory_mb = 100000000\n",
+    );
+    project.write(
+        "hungry.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", (a) => ({ kind: "agent", title: `t${a.i}`, harness: "hungry", agent: { prompt: "x" } }));
+export async function process(inputs, ctx) {
+  await ctx.parallel.all([0, 1, 2].map((i) => () => ctx.task(t, { i })));
+  return "ok";
+}
+"#,
+    );
+    let out = project.run(&["run", "hungry.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("harness hungry runs at most 1 at once: each attempt needs about 100000000 MB"), "{out}");
+    let events = project.events(&out.run_id());
+    let (mut running, mut most) = (0, 0);
+    for e in &events {
+        match tutti_testkit::kind(e) {
+            "effect_started" => running += 1,
+            "effect_resolved" => running -= 1,
+            _ => continue,
+        }
+        most = most.max(running);
+    }
+    assert_eq!(most, 1, "{}", show(&events));
+}

@@ -655,6 +655,11 @@ impl<'a> Driver<'a> {
                 break;
             }
             if self.harness_full(&name) {
+                if let Some((_, reason)) = self.limit_of(&name)
+                    && self.blocked.get(&name).is_none_or(VecDeque::is_empty)
+                {
+                    self.observer.progress(Progress::Queued { effect: id.clone(), reason });
+                }
                 self.blocked.entry(name).or_default().push_back(id);
                 continue;
             }
@@ -664,8 +669,21 @@ impl<'a> Driver<'a> {
     }
 
     fn harness_full(&self, name: &str) -> bool {
-        let limit = self.harnesses.get(name).and_then(|h| h.max_parallel());
+        let limit = self.limit_of(name).map(|(n, _)| n);
         limit.is_some_and(|l| self.running_by_harness.get(name).copied().unwrap_or(0) >= l)
+    }
+
+    /// How many attempts of a harness may run at once, and why: its `max_parallel`, else what the available
+    /// memory fits (at least one).
+    fn limit_of(&self, name: &str) -> Option<(usize, String)> {
+        let h = self.harnesses.get(name)?;
+        if let Some(n) = h.max_parallel() {
+            return Some((n, format!("`max_parallel = {n}` for harness {name}")));
+        }
+        let per = h.memory_per_attempt_mb()?;
+        let available = crate::admission::available_memory_mb()?;
+        let n = ((available * 8 / 10) / per.max(1)).max(1) as usize;
+        Some((n, format!("harness {name} runs at most {n} at once: each attempt needs about {per} MB and {available} MB are available (set max_parallel to override)")))
     }
 
     fn start(&mut self, id: &EffectId, name: &str) -> Result<(), Error> {

@@ -160,6 +160,12 @@ pub trait Harness: Send + Sync {
         Ok(())
     }
 
+    /// About how much memory one running attempt takes (an agent CLI's turn: 150–720 MB). Without an explicit
+    /// `max_parallel`, the harness runs only as many attempts at once as the machine's available memory fits.
+    fn memory_per_attempt_mb(&self) -> Option<u64> {
+        None
+    }
+
     /// The version of the program behind the harness, when it has one and it can be found (`tutti doctor`).
     fn version(&self) -> Option<String> {
         None

@@ -3,6 +3,7 @@
 //! `tutti-js`, behind the [`ProcessHost`] trait) nor any subprocess (that is `tutti-harness`).
 
 pub mod driver;
+mod admission;
 mod effect;
 pub mod error;
 pub mod harness;

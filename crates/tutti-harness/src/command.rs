@@ -36,6 +36,10 @@ pub struct CommandConfig {
     pub max_parallel: Option<usize>,
     /// Stop an attempt that runs longer than this.
     pub timeout_ms: Option<u64>,
+    /// About how much memory one run of the program takes, in MB: without `max_parallel`, tutti runs only
+    /// as many at once as the machine's available memory fits.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
 }
 
 /// Why a command harness's configuration is unusable.
@@ -127,6 +131,10 @@ impl Harness for CommandHarness {
 
     fn capabilities(&self) -> Vec<String> {
         self.config.capabilities.clone()
+    }
+
+    fn memory_per_attempt_mb(&self) -> Option<u64> {
+        self.config.memory_mb
     }
 
     /// Unavailable when its program is a bare name that is not on `PATH`, or an absolute path that does not
