@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -110,7 +111,10 @@ pub(crate) fn detect(program: &str, configured: Option<&Path>, workdir: &Path) -
 
 /// The first word that looks like a version number: "2.1.332 (Claude Code)", "codex-cli 0.169.0".
 fn version_number(text: &str) -> Option<String> {
-    let looks_like = |w: &&str| w.contains('.') && w.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let looks_like = |w: &&str| {
+        w.contains('.')
+            && w.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    };
     text.split_whitespace().map(|w| w.trim_start_matches('v')).find(looks_like).map(String::from)
 }
 
@@ -175,9 +179,9 @@ pub(crate) fn api_key(harness: &str, config: &AgentConfig, default_var: &str) ->
     let var = config.api_key_env.as_deref().unwrap_or(default_var);
     match std::env::var(var).ok().filter(|v| !v.is_empty()) {
         Some(key) => Ok(Some(key)),
-        None if config.api_key_env.is_some() => Err(StartError::Invalid(format!(
-            "harness {harness}: api_key_env names ${var}, which is not set"
-        ))),
+        None if config.api_key_env.is_some() => {
+            Err(StartError::Invalid(format!("harness {harness}: api_key_env names ${var}, which is not set")))
+        }
         None => Ok(None),
     }
 }
@@ -192,15 +196,24 @@ pub(crate) fn harness_home(job: &Job, harness: &str) -> io::Result<PathBuf> {
 
 /// The variables that keep a CLI's configuration, caches and state inside `home`.
 pub(crate) fn home_env(home: &Path) -> Vec<(String, OsString)> {
-    [("HOME", ""), ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache")]
-        .into_iter()
-        .map(|(var, sub)| (var.to_string(), if sub.is_empty() { home.into() } else { home.join(sub).into_os_string() }))
-        .collect()
+    [
+        ("HOME", ""),
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ]
+    .into_iter()
+    .map(|(var, sub)| (var.to_string(), if sub.is_empty() { home.into() } else { home.join(sub).into_os_string() }))
+    .collect()
 }
 
 /// Write `text` to `path` so that a CLI starting at the same moment reads either the old or the new file.
 pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map_or("file".into(), |n| n.to_string_lossy().into_owned());
+    let unique = format!(".{name}.{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let tmp = path.with_file_name(unique);
     fs::write(&tmp, text)?;
     fs::rename(&tmp, path)
 }
@@ -412,7 +425,8 @@ mod tests {
 
     #[test]
     fn an_error_in_the_events_wins_over_exit_code_zero() {
-        let transcript = Transcript { error: Some("API Error: 500".into()), session: Some("s".into()), ..Transcript::default() };
+        let transcript =
+            Transcript { error: Some("API Error: 500".into()), session: Some("s".into()), ..Transcript::default() };
         let error = outcome("pi", exited(0, "", "warn"), &transcript, None, HOUR).unwrap_err();
         assert_eq!((error.name.as_str(), error.message.as_str()), ("AgentError", "harness pi: API Error: 500"));
         assert_eq!(error.data.unwrap()["session"], json!("s"));
@@ -421,25 +435,45 @@ mod tests {
     #[test]
     fn a_failed_exit_and_a_missing_answer_are_errors() {
         let error = outcome("claude", exited(2, "junk", "boom"), &Transcript::default(), None, HOUR).unwrap_err();
-        assert_eq!((error.name.as_str(), error.message.as_str()), ("HarnessError", "harness claude exited with code 2"));
+        assert_eq!(
+            (error.name.as_str(), error.message.as_str()),
+            ("HarnessError", "harness claude exited with code 2")
+        );
         assert_eq!(error.data.unwrap()["stderr"], json!("boom"));
         let error = outcome("claude", exited(0, "", ""), &Transcript::default(), None, HOUR).unwrap_err();
-        assert_eq!((error.name.as_str(), error.message.as_str()), ("OutputError", "harness claude gave no final answer"));
+        assert_eq!(
+            (error.name.as_str(), error.message.as_str()),
+            ("OutputError", "harness claude gave no final answer")
+        );
     }
 
     #[test]
     fn a_timeout_carries_the_last_error_the_events_reported() {
-        let exit = Exit { code: None, signal: Some(libc::SIGTERM), stdout: String::new(), stderr: String::new(), stopped: Some(Stop::TimedOut) };
+        let exit = Exit {
+            code: None,
+            signal: Some(libc::SIGTERM),
+            stdout: String::new(),
+            stderr: String::new(),
+            stopped: Some(Stop::TimedOut),
+        };
         let transcript = Transcript { error: Some("Reconnecting...".into()), ..Transcript::default() };
         let error = outcome("codex", Ok(exit), &transcript, None, Duration::from_millis(500)).unwrap_err();
-        assert_eq!((error.name.as_str(), error.message.as_str()), ("TimeoutError", "harness codex timed out after 500 ms"));
+        assert_eq!(
+            (error.name.as_str(), error.message.as_str()),
+            ("TimeoutError", "harness codex timed out after 500 ms")
+        );
         assert_eq!(error.data.unwrap()["lastError"], json!("Reconnecting..."));
     }
 
     #[test]
     fn the_prompt_carries_messages_and_asks_for_json_when_there_is_a_schema() {
         let dir = tempfile::tempdir().unwrap();
-        let mut job = job("agent", json!({"agent": {"prompt": "Count.", "outputSchema": {"type": "object"}}}), json!({}), dir.path());
+        let mut job = job(
+            "agent",
+            json!({"agent": {"prompt": "Count.", "outputSchema": {"type": "object"}}}),
+            json!({}),
+            dir.path(),
+        );
         job.messages.push(tutti_engine::harness::Inbound { from: "coordinator".into(), body: json!("hurry") });
         let text = prompt(&job);
         assert!(text.starts_with("Messages for you:\n- from coordinator: hurry\n\nCount.\n\nWhen you are done, answer with only a JSON value"), "{text}");
@@ -464,13 +498,27 @@ mod tests {
     fn a_cli_that_is_not_installed_or_lacks_its_key_is_unavailable() {
         let ghost = AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() };
         let reason = availability("claude", &ghost, "@anthropic-ai/claude-code").unwrap_err();
-        assert!(reason.starts_with("cannot find `/nonexistent/claude`") && reason.contains("npm i -g @anthropic-ai/claude-code"), "{reason}");
-        let keyless = AgentConfig { binary: Some("/bin/sh".into()), api_key_env: Some("TUTTI_TEST_NO_SUCH_KEY".into()), ..AgentConfig::default() };
-        assert_eq!(availability("claude", &keyless, "x"), Err("api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set".into()));
+        assert!(
+            reason.starts_with("cannot find `/nonexistent/claude`")
+                && reason.contains("npm i -g @anthropic-ai/claude-code"),
+            "{reason}"
+        );
+        let keyless = AgentConfig {
+            binary: Some("/bin/sh".into()),
+            api_key_env: Some("TUTTI_TEST_NO_SUCH_KEY".into()),
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            availability("claude", &keyless, "x"),
+            Err("api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set".into())
+        );
         let relative = AgentConfig { binary: Some("tools/claude".into()), ..AgentConfig::default() };
         assert_eq!(availability("claude", &relative, "x"), Ok(()));
         assert_eq!(capabilities(&AgentConfig::default()), CAPABILITIES);
-        assert_eq!(capabilities(&AgentConfig { capabilities: vec!["edit".into()], ..AgentConfig::default() }), ["edit"]);
+        assert_eq!(
+            capabilities(&AgentConfig { capabilities: vec!["edit".into()], ..AgentConfig::default() }),
+            ["edit"]
+        );
     }
 
     #[test]

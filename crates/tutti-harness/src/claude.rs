@@ -68,7 +68,13 @@ impl ClaudeHarness {
         command.args(&self.config.args).arg("--").arg(agent::prompt(job));
 
         command.envs(agent::home_env(&home)).env("CLAUDE_CONFIG_DIR", home.join(".claude"));
-        for var in ["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING", "IS_SANDBOX"] {
+        for var in [
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+            "DISABLE_AUTOUPDATER",
+            "DISABLE_TELEMETRY",
+            "DISABLE_ERROR_REPORTING",
+            "IS_SANDBOX",
+        ] {
             command.env(var, "1");
         }
         command.env("ENABLE_TOOL_SEARCH", "false");
@@ -103,6 +109,11 @@ impl Harness for ClaudeHarness {
         agent::availability(PROGRAM, &self.config, PACKAGE)
     }
 
+    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
+    fn version(&self) -> Option<String> {
+        self.detect(std::path::Path::new("."))?.version
+    }
+
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
         let turn = Turn {
             harness: self.name.clone(),
@@ -117,16 +128,23 @@ impl Harness for ClaudeHarness {
 
 /// Read a `stream-json` transcript: `system/init` and every later line carry `session_id`; the last line,
 /// `result`, has the final text (`result`), `is_error`, `usage` for the whole invocation and
-/// `total_cost_usd`. Without a `result` line (a crash, a kill) only the session is known.
+/// `total_cost_usd`. Without a `result` line (a crash, a kill) only the session is known, and the last
+/// `system/api_retry` line, if any, is the error.
 fn parse(stdout: &str) -> Transcript {
     let mut transcript = Transcript::default();
+    let mut retrying = None;
+    let mut ended = false;
     for event in agent::events(stdout) {
         if let Some(id) = event["session_id"].as_str() {
             transcript.session = Some(id.to_string());
         }
+        if event["type"] == "system" && event["subtype"] == "api_retry" {
+            retrying = Some(retry_message(&event));
+        }
         if event["type"] != "result" {
             continue;
         }
+        ended = true;
         let text = event["result"].as_str().map(String::from);
         if event["is_error"] == true {
             let reason = event["terminal_reason"].as_str().or(event["subtype"].as_str()).unwrap_or("error");
@@ -135,7 +153,21 @@ fn parse(stdout: &str) -> Transcript {
         transcript.answer = text;
         transcript.usage = Some(usage(&event));
     }
+    if !ended {
+        transcript.error = retrying;
+    }
     transcript
+}
+
+/// "API request failed (attempt 4 of 10, status 529): overloaded".
+fn retry_message(event: &Value) -> String {
+    let status = event["error_status"].as_u64().map_or("none".into(), |s| s.to_string());
+    format!(
+        "API request failed (attempt {} of {}, status {status}): {}",
+        count(event, "attempt"),
+        count(event, "max_retries"),
+        event["error"].as_str().unwrap_or("unknown")
+    )
 }
 
 fn usage(result: &Value) -> Usage {
@@ -171,7 +203,13 @@ mod tests {
         let transcript = parse(STREAM);
         assert_eq!(transcript.session.as_deref(), Some("13c7b9cb"));
         assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
-        let usage = Usage { input_tokens: 22, output_tokens: 14, cache_read_tokens: 10, cache_write_tokens: 6, cost_usd: Some(0.0003015) };
+        let usage = Usage {
+            input_tokens: 22,
+            output_tokens: 14,
+            cache_read_tokens: 10,
+            cache_write_tokens: 6,
+            cost_usd: Some(0.0003015),
+        };
         assert_eq!(transcript.usage, Some(usage));
     }
 
@@ -182,6 +220,22 @@ mod tests {
         let transcript = parse(stream);
         assert_eq!(transcript.error.as_deref(), Some("API Error: Connection refused"));
         assert_eq!(transcript.session.as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn retries_are_the_error_of_a_turn_that_never_ended() {
+        let retry = |n: u32| {
+            format!(
+                "{{\"type\":\"system\",\"subtype\":\"api_retry\",\"attempt\":{n},\"max_retries\":10,\"error_status\":529,\"error\":\"overloaded\",\"session_id\":\"s4\"}}"
+            )
+        };
+        let killed = format!("{}\n{}\n", retry(1), retry(2));
+        assert_eq!(
+            parse(&killed).error.as_deref(),
+            Some("API request failed (attempt 2 of 10, status 529): overloaded")
+        );
+        let recovered = format!("{killed}{STREAM}");
+        assert_eq!((parse(&recovered).error, parse(&recovered).answer.as_deref()), (None, Some("done")));
     }
 
     #[test]
@@ -206,13 +260,31 @@ mod tests {
     #[test]
     fn the_command_line_resumes_sets_the_model_and_ends_with_the_prompt() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AgentConfig { model: Some("sonnet".into()), args: vec!["--effort".into(), "low".into()], ..AgentConfig::default() };
+        let config = AgentConfig {
+            model: Some("sonnet".into()),
+            args: vec!["--effort".into(), "low".into()],
+            ..AgentConfig::default()
+        };
         let mut job = job("agent", json!({"agent": {"prompt": "-x: do it"}}), json!({}), dir.path());
         job.session = Some("abc".into());
         let command = harness(dir.path(), config).command(&job).unwrap();
         let args: Vec<&OsStr> = command.get_args().collect();
-        let expected = ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions",
-            "--model", "sonnet", "--resume", "abc", "--effort", "low", "--", "-x: do it"];
+        let expected = [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "bypassPermissions",
+            "--model",
+            "sonnet",
+            "--resume",
+            "abc",
+            "--effort",
+            "low",
+            "--",
+            "-x: do it",
+        ];
         assert_eq!(args, expected.map(OsStr::new));
         assert_eq!(command.get_current_dir(), Some(dir.path()));
     }
@@ -232,7 +304,11 @@ mod tests {
         assert_eq!(env["HOME"], home.display().to_string());
         assert_eq!(env["CLAUDE_CONFIG_DIR"], home.join(".claude").display().to_string());
         assert_eq!(env["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9999");
-        assert_eq!((env["IS_SANDBOX"].as_str(), env["DISABLE_TELEMETRY"].as_str()), ("1", "0"), "the harness's env wins");
+        assert_eq!(
+            (env["IS_SANDBOX"].as_str(), env["DISABLE_TELEMETRY"].as_str()),
+            ("1", "0"),
+            "the harness's env wins"
+        );
         assert_eq!(env["TUTTI_EFFECT_ID"], "effect-1");
         if std::env::var_os("ANTHROPIC_API_KEY").is_none() {
             assert_eq!(env["ANTHROPIC_API_KEY"], PLACEHOLDER_KEY);
@@ -246,8 +322,15 @@ mod tests {
         let job = job("agent", json!({}), json!({}), dir.path());
         let err = harness(dir.path(), config).command(&job).unwrap_err();
         assert_eq!(err.to_string(), "harness claude: api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set");
-        let ghost = ClaudeHarness::new("ghost", AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() });
+        let ghost = ClaudeHarness::new(
+            "ghost",
+            AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() },
+        );
         let err = ghost.command(&job).unwrap_err().to_string();
-        assert!(err.starts_with("harness ghost: cannot find `/nonexistent/claude`") && err.contains("npm i -g @anthropic-ai/claude-code"), "{err}");
+        assert!(
+            err.starts_with("harness ghost: cannot find `/nonexistent/claude`")
+                && err.contains("npm i -g @anthropic-ai/claude-code"),
+            "{err}"
+        );
     }
 }

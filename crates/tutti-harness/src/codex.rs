@@ -102,7 +102,8 @@ impl CodexHarness {
             self.name
         );
         if self.config.base_url.is_some() || self.config.api_key_env.is_some() {
-            let url = self.config.base_url.as_deref().map_or(OPENAI_URL.to_string(), |base| agent::api_url(base, "/v1"));
+            let url =
+                self.config.base_url.as_deref().map_or(OPENAI_URL.to_string(), |base| agent::api_url(base, "/v1"));
             text.push_str(&format!(
                 "\n[model_providers.{PROVIDER}]\nname = \"tutti\"\nbase_url = {}\nwire_api = \"responses\"\n",
                 quote(&url)
@@ -130,6 +131,11 @@ impl Harness for CodexHarness {
 
     fn availability(&self) -> Result<(), String> {
         agent::availability(PROGRAM, &self.config, PACKAGE)
+    }
+
+    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
+    fn version(&self) -> Option<String> {
+        self.detect(std::path::Path::new("."))?.version
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
@@ -246,12 +252,22 @@ mod tests {
         let transcript = parse(STREAM, Usage::default());
         assert_eq!(transcript.session.as_deref(), Some("01a21428-8a2b"));
         assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
-        assert_eq!(transcript.usage, Some(Usage { input_tokens: 28, output_tokens: 14, cache_read_tokens: 10, cache_write_tokens: 0, cost_usd: None }));
+        assert_eq!(
+            transcript.usage,
+            Some(Usage {
+                input_tokens: 28,
+                output_tokens: 14,
+                cache_read_tokens: 10,
+                cache_write_tokens: 0,
+                cost_usd: None
+            })
+        );
     }
 
     #[test]
     fn a_resumed_thread_reports_only_this_turns_usage() {
-        let before = Usage { input_tokens: 10, output_tokens: 7, cache_read_tokens: 5, cache_write_tokens: 0, cost_usd: None };
+        let before =
+            Usage { input_tokens: 10, output_tokens: 7, cache_read_tokens: 5, cache_write_tokens: 0, cost_usd: None };
         let usage = parse(STREAM, before).usage.unwrap();
         assert_eq!((usage.input_tokens, usage.output_tokens, usage.cache_read_tokens), (18, 7, 5));
     }
@@ -261,7 +277,10 @@ mod tests {
         let stream = r#"{"type":"thread.started","thread_id":"t"}
 {"type":"turn.started"}
 {"type":"error","message":"Reconnecting... waiting for network (Connection failed)"}"#;
-        assert_eq!(parse(stream, Usage::default()).error.as_deref(), Some("Reconnecting... waiting for network (Connection failed)"));
+        assert_eq!(
+            parse(stream, Usage::default()).error.as_deref(),
+            Some("Reconnecting... waiting for network (Connection failed)")
+        );
         assert_eq!(parse(&format!("{stream}\n{STREAM}"), Usage::default()).error, None, "a retry that succeeded");
         let failed = "{\"type\":\"turn.failed\",\"error\":{\"message\":\"quota exceeded\"}}";
         assert_eq!(parse(failed, Usage::default()).error.as_deref(), Some("quota exceeded"));
@@ -272,9 +291,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let day = dir.path().join("sessions/2026/11/25");
         fs::create_dir_all(&day).unwrap();
-        let line = |n: u64| json!({"type": "event_msg", "payload": {"type": "token_count", "info": {"total_token_usage":
-            {"input_tokens": n, "cached_input_tokens": 5, "cache_write_input_tokens": 0, "output_tokens": 7}}}}).to_string();
-        fs::write(day.join("rollout-2026-11-25T19-22-10-abc.jsonl"), format!("{}\n{}\n{{\"type\":\"x\"}}\n", line(19), line(38))).unwrap();
+        let line = |n: u64| {
+            json!({"type": "event_msg", "payload": {"type": "token_count", "info": {"total_token_usage":
+            {"input_tokens": n, "cached_input_tokens": 5, "cache_write_input_tokens": 0, "output_tokens": 7}}}})
+            .to_string()
+        };
+        fs::write(
+            day.join("rollout-2026-11-25T19-22-10-abc.jsonl"),
+            format!("{}\n{}\n{{\"type\":\"x\"}}\n", line(19), line(38)),
+        )
+        .unwrap();
         let usage = thread_usage(dir.path(), "abc").unwrap();
         assert_eq!((usage.input_tokens, usage.cache_read_tokens, usage.output_tokens), (33, 5, 7));
         assert_eq!(thread_usage(dir.path(), "other"), None);
@@ -289,13 +315,29 @@ mod tests {
     #[test]
     fn a_gateway_becomes_a_provider_and_a_session_is_resumed() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AgentConfig { base_url: Some("http://127.0.0.1:9999".into()), model: Some("gpt-5.5".into()), ..AgentConfig::default() };
+        let config = AgentConfig {
+            base_url: Some("http://127.0.0.1:9999".into()),
+            model: Some("gpt-5.5".into()),
+            ..AgentConfig::default()
+        };
         let mut job = job("agent", json!({"agent": {"prompt": "go on"}}), json!({}), dir.path());
         job.session = Some("t-1".into());
         let (command, codex_home) = harness(dir.path(), config).command(&job).unwrap();
         let args: Vec<&OsStr> = command.get_args().collect();
-        let expected = ["exec", "resume", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-            "-c", "model_provider=\"tutti\"", "-m", "gpt-5.5", "--", "t-1", "go on"];
+        let expected = [
+            "exec",
+            "resume",
+            "--json",
+            "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "-c",
+            "model_provider=\"tutti\"",
+            "-m",
+            "gpt-5.5",
+            "--",
+            "t-1",
+            "go on",
+        ];
         assert_eq!(args, expected.map(OsStr::new));
         assert_eq!(codex_home, dir.path().join(".tutti/harness-home/codex/.codex"));
         let toml = fs::read_to_string(codex_home.join("config.toml")).unwrap();
