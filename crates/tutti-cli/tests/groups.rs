@@ -103,9 +103,8 @@ export async function process(inputs, ctx) {
     let slow: BTreeSet<&str> = ["group:pool/m3/0", "group:pool/m4/0", "group:pool/m5/0"].into();
     assert_eq!(cancelled, slow, "{}", show(&events));
     for i in 2..5 {
-        // The pid file exists only if the shell started before the cancellation.
-        if let Some(pid) = project.read(&format!("pid-{i}")) {
-            let pid: u32 = pid.trim().parse().unwrap();
+        // The pid file holds a pid only if the shell got that far before the cancellation killed it.
+        if let Some(pid) = project.read(&format!("pid-{i}")).and_then(|p| p.trim().parse::<u32>().ok()) {
             assert!(process_is_gone(pid), "item {i}'s shell {pid} outlived its cancellation");
         }
     }

@@ -105,6 +105,12 @@ impl Harness for ClaudeHarness {
         agent::capabilities(&self.config)
     }
 
+    /// Peak RSS of one turn (197–228 MB measured for one turn; docs/harnesses.md): without `max_parallel`, the number of turns at once
+    /// follows the available memory.
+    fn memory_per_attempt_mb(&self) -> Option<u64> {
+        Some(230)
+    }
+
     fn availability(&self) -> Result<(), String> {
         agent::availability(PROGRAM, &self.config, PACKAGE)
     }

@@ -1,0 +1,274 @@
+//! Real agent CLIs as harnesses: claude and codex, installed by `.ci/install-clis.sh` into the CLI cache, run
+//! by tutti against the scripted mock model on 127.0.0.1, configured only through `tutti.toml` (`binary`,
+//! `base_url`, `model`). Each CLI writes a file with its own tool, resumes a group member's session, and is
+//! cancelled mid-turn with its whole process tree. A CLI that is not installed fails its tests; none skips.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tutti_testkit::{
+    DEADLINE, MockModel, Output, Project, Reply, Script, When, of_kind, process_is_gone, show, wait_for,
+};
+
+const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
+
+/// What differs between the CLIs under test.
+struct Cli {
+    /// The program, and the harness name in `tutti.toml`.
+    name: &'static str,
+    /// A model the CLI knows: codex offers no function tools for its default model.
+    model: &'static str,
+    /// The request path the CLI uses under the mock's root URL, which the adapter extends.
+    api_path: &'static str,
+    /// The usage of one model request as the adapter reports it (the mock's counts in the CLI's terms).
+    per_request: [u64; 4],
+    reports_cost: bool,
+}
+
+const CLAUDE: Cli = Cli {
+    name: "claude",
+    model: "claude-sonnet-4-5",
+    api_path: "/v1/messages",
+    // The mock's default usage: 11 uncached, 7 out, 5 cache reads, 3 cache writes.
+    per_request: [11, 7, 5, 3],
+    reports_cost: true,
+};
+
+const CODEX: Cli = Cli {
+    name: "codex",
+    model: "gpt-5.5",
+    api_path: "/v1/responses",
+    // The Responses API has no cache-write count: the mock's 3 cache writes are part of the uncached input.
+    per_request: [14, 7, 5, 0],
+    reports_cost: false,
+};
+
+/// The CLI from the cache, or a test failure saying how to install it.
+fn binary(cli: &Cli) -> PathBuf {
+    let bin = tutti_harness::cli_cache_bin().expect("neither TUTTI_CLI_CACHE nor HOME is set");
+    let path = bin.join(cli.name);
+    assert!(
+        path.exists(),
+        "{} is not installed in the CLI cache ({}): run .ci/install-clis.sh (set TUTTI_CLI_CACHE to use another cache)",
+        cli.name,
+        bin.display()
+    );
+    path
+}
+
+/// A project whose `tutti.toml` points the CLI's harness at `base_url` (the mock's root URL).
+fn project(cli: &Cli, base_url: &str, timeout_ms: u64) -> Project {
+    let project = Project::new(TUTTI);
+    let toml = format!(
+        "[harness.{name}]\nbinary = {binary:?}\nbase_url = {base_url:?}\nmodel = {model:?}\ntimeout_ms = {timeout_ms}\n",
+        name = cli.name,
+        binary = binary(cli).display().to_string(),
+        model = cli.model,
+    );
+    project.write("tutti.toml", toml);
+    project
+}
+
+/// A process in which one group member on the CLI's harness runs one task per prompt in `inputs.prompts`.
+const MEMBER: &str = r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", (a) => ({ kind: "agent", title: a.prompt.slice(0, 20), agent: { prompt: a.prompt } }));
+export async function process(inputs, ctx) {
+  const dev = ctx.group("team", { members: ["dev"], harness: [inputs.harness] }).member("dev");
+  const results = [];
+  for (const prompt of inputs.prompts) results.push(await dev.task(ask, { prompt }));
+  return { results, session: dev.session };
+}
+"#;
+
+fn inputs(cli: &Cli, prompts: &[&str]) -> String {
+    json!({ "harness": cli.name, "prompts": prompts }).to_string()
+}
+
+/// `tutti ARGS` with `HOME` set to `home`, to show that the CLI never writes to its user's home.
+fn run_with_home(project: &Project, home: &Path, args: &[&str]) -> Output {
+    let mut command = project.tutti();
+    command.args(args).env("HOME", home);
+    let out = command.output().expect("run tutti");
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    Output { code: out.status.code().unwrap_or(-1), stdout: text(out.stdout), stderr: text(out.stderr) }
+}
+
+/// The usage the adapter should report for `requests` model requests.
+fn usage(cli: &Cli, requests: u64) -> Value {
+    let [input, output, read, write] = cli.per_request.map(|n| n * requests);
+    json!({ "input_tokens": input, "output_tokens": output, "cache_read_tokens": read, "cache_write_tokens": write })
+}
+
+/// The journaled usage of an effect (its only `effect_usage` event) without the cost, and the cost.
+fn journaled_usage(events: &[Value], effect: &str) -> (Value, Option<f64>) {
+    let reports: Vec<_> =
+        of_kind(events, "effect_usage").into_iter().filter(|e| e["event"]["effect"] == effect).collect();
+    assert_eq!(reports.len(), 1, "one usage report for {effect}: {}", show(events));
+    let mut usage = reports[0]["event"]["usage"].clone();
+    let cost = usage.as_object_mut().and_then(|fields| fields.remove("cost_usd")).and_then(|usd| usd.as_f64());
+    (usage, cost)
+}
+
+fn writes_a_file_in_the_working_directory(cli: &Cli) {
+    let content = format!("written by {} through its own tool\n", cli.name);
+    let script = Script::new().rule(
+        When::request()
+            .user_says("Create hello.txt")
+            .reply(Reply::tool("write_file", json!({"path": "hello.txt", "content": content}))),
+    );
+    let mock = MockModel::start(script);
+    let project = project(cli, &mock.base_url(), 90_000);
+    project.write("member.js", MEMBER);
+    let home = tempfile::tempdir().unwrap();
+
+    let out = run_with_home(
+        &project,
+        home.path(),
+        &["run", "member.js", "--inputs", &inputs(cli, &["Create hello.txt, please."])],
+    );
+    assert_eq!(out.code, 0, "{out}\nmock requests: {:#?}", mock.requests());
+    assert_eq!(project.read("hello.txt").as_deref(), Some(content.as_str()), "the file in the project directory");
+
+    let value = out.json();
+    assert_eq!(value["results"][0], json!({"text": "done"}), "the answer after the tool result: {value}");
+
+    let events = project.events(&out.run_id());
+    let (used, cost) = journaled_usage(&events, "group:team/dev/0");
+    assert_eq!(used, usage(cli, 2), "a tool call and the answer after it");
+    assert_eq!(cost.is_some_and(|usd| usd > 0.0), cli.reports_cost, "{}", show(&events));
+    let bound = of_kind(&events, "member_bound");
+    assert_eq!(bound.len(), 1, "{}", show(&events));
+    assert_eq!(bound[0]["event"]["harness"], cli.name);
+    assert_eq!(bound[0]["event"]["session"], value["session"], "member.session is the journaled session");
+    assert!(value["session"].as_str().is_some_and(|s| !s.is_empty()), "{value}");
+
+    let main: Vec<_> = mock.requests().into_iter().filter(|r| r.api.is_some()).collect();
+    assert!(main.iter().all(|r| r.path == cli.api_path), "base_url from tutti.toml, with the CLI's prefix: {main:#?}");
+    assert!(main[0].tools.len() > 1 && main[0].last_user_text.contains("Create hello.txt"), "{main:#?}");
+    let mut left: Vec<_> = std::fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert!(left.is_empty(), "the CLI wrote to the user's home: {left:?}");
+    assert!(project.path(&format!(".tutti/harness-home/{}", cli.name)).is_dir());
+}
+
+fn a_members_second_task_resumes_its_session(cli: &Cli) {
+    let mock = MockModel::start(Script::new());
+    let project = project(cli, &mock.base_url(), 90_000);
+    project.write("member.js", MEMBER);
+    let prompts = ["Turn one: the code word is PELICAN.", "Turn two: what was the code word?"];
+
+    let out = project.run(&["run", "member.js", "--inputs", &inputs(cli, &prompts)]);
+    assert_eq!(out.code, 0, "{out}");
+    let value = out.json();
+    assert_eq!(value["results"][1]["text"], tutti_testkit::mock_model::DEFAULT_TEXT, "{value}");
+
+    let requests = mock.requests();
+    let second = requests.iter().find(|r| r.last_user_text.contains("Turn two")).expect("the second turn's request");
+    assert!(second.contains("the code word is PELICAN"), "the resumed session carries turn 1: {:#?}", second.body);
+    assert!(second.contains(tutti_testkit::mock_model::DEFAULT_TEXT), "and the answer to it: {:#?}", second.body);
+    let events = project.events(&out.run_id());
+    assert_eq!(of_kind(&events, "member_bound").len(), 1, "both turns in one session: {}", show(&events));
+    assert_eq!(journaled_usage(&events, "group:team/dev/1").0, usage(cli, 1), "only the second turn's usage");
+}
+
+/// The processes in process group `pgid`, read from `/proc`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let pids = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the parenthesized command name: state, ppid, pgrp.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        rest.split_whitespace().nth(2).and_then(|g| g.parse().ok()) == Some(pgid)
+    })
+    .collect()
+}
+
+fn cancel_mid_turn_kills_the_whole_tree(cli: &Cli, at_least: usize) {
+    let mock = MockModel::start(
+        Script::new().rule(When::request().user_says("Take your time").reply(Reply::hold(Reply::text("late")))),
+    );
+    let project = project(cli, &mock.base_url(), 90_000);
+    project.write("member.js", MEMBER);
+    let driver = project.spawn(&["run", "member.js", "--inputs", &inputs(cli, &["Take your time."])]);
+    let run = driver.run_id();
+    wait_for(DEADLINE, "the CLI's request to be held by the mock", || mock.held() == 1);
+
+    let started = project.wait_for_event(&run, "effect_started", |e| e["event"]["type"] == "effect_started");
+    let pgid = started["event"]["pid"].as_u64().expect("the journaled process group") as u32;
+    let pids = group_members(pgid);
+    let _reaper = tutti_testkit::Reaper(pids.clone());
+    assert!(pids.len() >= at_least, "{} should run as {at_least}+ processes in group {pgid}: {pids:?}", cli.name);
+
+    let cancel = project.run(&["cancel", &run]);
+    assert_eq!(cancel.code, 0, "{cancel}");
+    assert_eq!(driver.wait(DEADLINE).code, 1, "a cancelled run exits 1");
+    wait_for(Duration::from_secs(10), "every process of the CLI to be gone", || {
+        pids.iter().all(|&p| process_is_gone(p))
+    });
+    let events = project.events(&run);
+    assert_eq!(of_kind(&events, "effect_cancelled").len(), 1, "{}", show(&events));
+    assert_eq!(of_kind(&events, "run_cancelled").len(), 1, "{}", show(&events));
+}
+
+/// Nothing listens at the configured server: the CLI retries (claude for minutes, codex forever) until
+/// tutti's own timeout stops it, and the error says what the CLI last reported.
+fn an_unreachable_server_times_out_with_the_clis_last_error(cli: &Cli, says: &str) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Long enough for a CLI starting on a loaded machine to report its first retry (codex after about 4 s).
+    let project = project(cli, &format!("http://127.0.0.1:{port}"), 10_000);
+    project.write("member.js", MEMBER);
+    let started = std::time::Instant::now();
+    let out = project.run(&["run", "member.js", "--inputs", &inputs(cli, &["Anyone there?"])]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let events = project.events(&out.run_id());
+    let resolved = of_kind(&events, "effect_resolved");
+    let error = &resolved[0]["event"]["outcome"]["error"];
+    assert_eq!(error["name"], "TimeoutError", "{}", show(&events));
+    assert_eq!(error["message"], format!("harness {} timed out after 10000 ms", cli.name));
+    let last = error["data"]["lastError"].as_str().unwrap_or_default();
+    assert!(last.contains(says), "the CLI's last error should mention {says:?}: {}", show(&events));
+}
+
+#[test]
+fn claude_writes_a_file_with_its_own_tool() {
+    writes_a_file_in_the_working_directory(&CLAUDE);
+}
+
+#[test]
+fn claude_resumes_a_members_session() {
+    a_members_second_task_resumes_its_session(&CLAUDE);
+}
+
+#[test]
+fn claude_cancelled_mid_turn_leaves_no_process() {
+    cancel_mid_turn_kills_the_whole_tree(&CLAUDE, 1);
+}
+
+#[test]
+fn claude_with_its_server_unreachable_times_out() {
+    an_unreachable_server_times_out_with_the_clis_last_error(&CLAUDE, "API request failed");
+}
+
+#[test]
+fn codex_writes_a_file_with_its_own_tool() {
+    writes_a_file_in_the_working_directory(&CODEX);
+}
+
+#[test]
+fn codex_resumes_a_members_session() {
+    a_members_second_task_resumes_its_session(&CODEX);
+}
+
+/// Codex is a node wrapper and a native child: both must go (a SIGKILLed wrapper orphans the child).
+#[test]
+fn codex_cancelled_mid_turn_leaves_no_process() {
+    cancel_mid_turn_kills_the_whole_tree(&CODEX, 2);
+}
+
+#[test]
+fn codex_with_its_server_unreachable_times_out() {
+    an_unreachable_server_times_out_with_the_clis_last_error(&CODEX, "Reconnecting");
+}
