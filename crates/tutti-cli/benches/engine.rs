@@ -334,6 +334,35 @@ struct Row {
     source: (PathBuf, String),
 }
 
+impl Row {
+    /// A row from a scenario's outcome: `verdict` is (headline, target, met).
+    fn of(
+        name: &str,
+        n: usize,
+        events: u64,
+        o: &Outcome,
+        rss_mb: f64,
+        verdict: (String, String, Option<bool>),
+        source: (PathBuf, String),
+    ) -> Self {
+        let (headline, target, met) = verdict;
+        Row {
+            name: name.into(),
+            n,
+            events,
+            total: o.total,
+            drive: o.drive,
+            cpu: o.cpu,
+            commits: o.commits,
+            rss_mb,
+            headline,
+            target,
+            met,
+            source,
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -363,20 +392,7 @@ fn chain(root: &Path, n: usize, durable: bool, rep: usize) -> Result<Row> {
             s <= 2.0 && o.commits <= n as u64,
         )
     };
-    Ok(Row {
-        name: name.into(),
-        n,
-        events,
-        total: o.total,
-        drive: o.drive,
-        cpu: o.cpu,
-        commits: o.commits,
-        rss_mb,
-        headline,
-        target,
-        met: Some(met),
-        source: (env.db.clone(), run_id),
-    })
+    Ok(Row::of(name, n, events, &o, rss_mb, (headline, target, Some(met)), (env.db.clone(), run_id)))
 }
 
 fn fanout(root: &Path, n: usize, rep: usize) -> Result<Row> {
@@ -405,20 +421,8 @@ fn fanout_run(root: &Path, n: usize, env_name: &str, limited: bool) -> Result<Ro
     } else {
         ("≥ 20,000 effects/s".to_string(), Some(rate >= 20_000.0))
     };
-    Ok(Row {
-        name: name.into(),
-        n,
-        events,
-        total: o.total,
-        drive: o.drive,
-        cpu: o.cpu,
-        commits: o.commits,
-        rss_mb,
-        headline: format!("{rate:.0} effects/s"),
-        target,
-        met,
-        source: (env.db.clone(), run_id),
-    })
+    let verdict = (format!("{rate:.0} effects/s"), target, met);
+    Ok(Row::of(name, n, events, &o, rss_mb, verdict, (env.db.clone(), run_id)))
 }
 
 struct ResumeReport {
