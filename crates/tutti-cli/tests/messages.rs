@@ -27,9 +27,9 @@ export async function process(inputs, ctx) {
   const team = ctx.group("team", { members: ["ann", "bob"], harness: "talker" });
   team.member("ann").task(talk, {});
   const seen = [];
-  while (seen.length < 2) {
-    const ev = await team.next();
+  for await (const ev of team.events()) {
     seen.push(ev.type === "message" ? `message from ${ev.from}: ${ev.body}` : `${ev.type} ${ev.member}`);
+    if (seen.length === 2) break;
   }
   ctx.send("team/bob", "review part 2 next");
   await team.member("bob").task(talk, {});
