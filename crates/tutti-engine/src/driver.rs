@@ -6,6 +6,9 @@
 //! before anything leaves the driver (a subprocess starts, the driver waits, the run ends). A sequential
 //! step therefore costs one commit; results that arrive together share one.
 
+mod members;
+mod resume;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -192,204 +195,6 @@ impl<'a> Driver<'a> {
         self.drive()
     }
 
-    /// Take over an existing run: replay its journal, then drive it to its end.
-    pub fn resume(mut self, current_code_hash: &str) -> Result<RunEnd, Error> {
-        if self.store.run(&self.opts.run_id)?.is_none() {
-            return Err(Error::UnknownRun(self.opts.run_id.clone()));
-        }
-        self.acquire_lease()?;
-        let records = self.store.read(&self.opts.run_id, 0)?;
-        if let Some(end) = finished(&records, self.store.as_ref())? {
-            self.release();
-            return Ok(end);
-        }
-        let pending_code_change = self.code_change(&records, current_code_hash);
-        let (inputs, created_ms) = self.created(&records)?;
-        let replayed = records.len();
-        let mut replay = replay::build(records, |p| self.store.load(p))?;
-        self.host.set_replaying(true);
-        let outcome = self.replay(&mut replay, &inputs, created_ms);
-        self.host.set_replaying(false);
-        if let Err(Error::Nondeterminism(mut divergence)) = outcome {
-            self.locate(&mut divergence, &inputs, created_ms);
-            return Err(Error::Nondeterminism(divergence));
-        }
-        outcome?;
-        // Replay matched the journal: only now may anything be appended.
-        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: true });
-        if let Some(event) = pending_code_change {
-            self.record(event);
-        }
-        self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: true, replayed });
-        for effect in std::mem::take(&mut self.deferred_cancels) {
-            self.cancel_effect(&effect, "cancelled by the process")?;
-        }
-        self.redispatch(&replay);
-        self.drive()
-    }
-
-    /// Re-execute the process against the journal: every request checked, every result re-delivered in
-    /// journal order.
-    fn replay(&mut self, replay: &mut Replay, inputs: &Value, created_ms: i64) -> Result<(), Error> {
-        let events = self.host.start(&self.opts.run_id, inputs, seed(&self.opts.run_id), created_ms)?;
-        self.replay_events(replay, events)?;
-        while let Some(delivery) = replay.next_delivery() {
-            let d = delivery?;
-            let events = self.redeliver(&d)?;
-            self.replay_events(replay, events)?;
-        }
-        self.mailbox = replay.take_mailbox();
-        self.groups = replay.groups().clone();
-        self.sessions = replay.sessions().clone();
-        Ok(())
-    }
-
-    /// Hand the process one journaled delivery again.
-    fn redeliver(&mut self, d: &replay::Delivery) -> Result<Vec<HostEvent>, Error> {
-        Ok(match &d.note {
-            Some(replay::Note::Message { from, body }) => self.host.message(from, body, d.ts_ms)?,
-            Some(replay::Note::Bound { member, session }) => {
-                self.host.bound(member, session)?;
-                Vec::new()
-            }
-            None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?,
-        })
-    }
-
-    /// A replaying host records no call sites; after a divergence, run the process once more with call
-    /// sites on, up to the divergent call, so that the error can name its line.
-    fn locate(&mut self, divergence: &mut Nondeterminism, inputs: &Value, created_ms: i64) {
-        let (target, replayed) = match divergence {
-            Nondeterminism::Changed { effect, replayed, .. } | Nondeterminism::Unexpected { effect, replayed } => {
-                (effect.clone(), replayed)
-            }
-            _ => return,
-        };
-        let Ok(records) = self.store.read(&self.opts.run_id, 0) else { return };
-        let Ok(mut replay) = replay::build(records, |p| self.store.load(p)) else { return };
-        if self.host.restart().is_err() {
-            return;
-        }
-        let seed = seed(&self.opts.run_id);
-        let mut events = self.host.start(&self.opts.run_id, inputs, seed, created_ms).unwrap_or_default();
-        loop {
-            for event in &events {
-                if let HostEvent::Request(req) = event {
-                    if req.effect == target {
-                        replayed.callsite = req.callsite.clone();
-                        return;
-                    }
-                    let _ = replay.request(req);
-                }
-            }
-            let Some(Ok(d)) = replay.next_delivery() else { return };
-            let Ok(next) = self.redeliver(&d) else { return };
-            events = next;
-        }
-    }
-
-    fn created(&self, records: &[Record]) -> Result<(Value, i64), Error> {
-        match records.first().map(|r| (&r.event, r.ts_ms)) {
-            Some((Event::RunCreated { inputs, .. }, ts)) => Ok((self.store.load(inputs)?, ts)),
-            _ => {
-                Err(Error::Malformed { run: self.opts.run_id.clone(), detail: "first event is not run_created".into() })
-            }
-        }
-    }
-
-    fn code_change(&mut self, records: &[Record], current: &str) -> Option<Event> {
-        let journaled = records.iter().rev().find_map(|r| match &r.event {
-            Event::ProcessCodeChanged { new_hash, .. } => Some(new_hash.clone()),
-            Event::RunCreated { code_hash, .. } => Some(code_hash.clone()),
-            _ => None,
-        })?;
-        (journaled != current).then(|| {
-            self.observer
-                .progress(Progress::CodeChanged { old_hash: journaled.clone(), new_hash: current.to_string() });
-            Event::ProcessCodeChanged { old_hash: journaled, new_hash: current.to_string() }
-        })
-    }
-
-    /// Apply host events met during replay: known requests are re-registered silently; the first new one
-    /// (allowed only once the journal is exhausted) is journaled like in a live run.
-    fn replay_events(&mut self, replay: &mut Replay, events: Vec<HostEvent>) -> Result<(), Error> {
-        for event in events {
-            match event {
-                HostEvent::Request(req) => match replay.request(&req)? {
-                    Verdict::Replayed => {}
-                    Verdict::Unresolved => {
-                        let mut req = req;
-                        if let Some(task) = replay.take_task(&req.effect) {
-                            req.task = self.store.load(&task)?;
-                        }
-                        self.register(req, 1, false);
-                    }
-                    Verdict::New => self.request(req),
-                },
-                HostEvent::Log { .. } => {}
-                // Cancelling an effect that must run again: do it once replay is over.
-                HostEvent::Cancel { effect } if self.effects.contains_key(&effect) => {
-                    self.deferred_cancels.push(effect)
-                }
-                HostEvent::Cancel { .. } | HostEvent::Send { .. } => {}
-                // Journaled with the step that made them, unless the journal had nothing yet.
-                HostEvent::GroupOpened { .. } | HostEvent::Checkpoint { .. } | HostEvent::GroupClosed { .. } => {
-                    if replay.is_empty() {
-                        self.apply(vec![event])?;
-                    }
-                }
-                HostEvent::Finished(_) | HostEvent::Halted { .. } => {
-                    if let Some(effect) = replay.undelivered() {
-                        return Err(Nondeterminism::FinishedEarly { effect: effect.clone() }.into());
-                    }
-                    self.apply(vec![event])?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After replay: effects the journal resolved are done; the others run again (journaled when a previous
-    /// driver had started them).
-    fn redispatch(&mut self, replay: &Replay) {
-        let fresh: std::collections::HashSet<EffectId> = self.queue.iter().cloned().collect();
-        let unresolved: HashMap<EffectId, (u32, Option<u32>)> =
-            replay.unresolved().into_iter().map(|(id, attempt, pid)| (id, (attempt, pid))).collect();
-        let mut again = Vec::new();
-        let mut resolved = Vec::new();
-        for (id, e) in self.effects.iter_mut() {
-            if fresh.contains(id) {
-                continue;
-            }
-            match unresolved.get(id) {
-                Some(&(last, pid)) => again.push((id.clone(), last, pid, is_internal(&e.request.kind))),
-                None => resolved.push(id.clone()),
-            }
-        }
-        for id in resolved {
-            self.finish_effect(&id);
-        }
-        again.sort();
-        for (id, last, pid, internal) in again.into_iter().rev() {
-            if !internal {
-                // The request was durable before any start, so attempt `last + 1` (or the first one, when no
-                // start was journaled) may have run: the new attempt is journaled as a re-dispatch.
-                let attempt = last.max(1) + 1;
-                let killed = pid.and_then(|pid| crate::orphan::kill(&self.opts.run_id, &id, pid));
-                let mut reason = "its previous driver stopped before journaling a result".to_string();
-                if let Some(pid) = killed {
-                    reason.push_str(&format!("; killed the previous attempt's process group {pid}"));
-                }
-                self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
-                self.observer.progress(Progress::Redispatched { effect: id.clone(), attempt });
-                if let Some(e) = self.effects.get_mut(&id) {
-                    e.attempt = attempt;
-                }
-            }
-            self.queue.push_front(id);
-        }
-    }
-
     // ---- the loop ----
 
     fn drive(mut self) -> Result<RunEnd, Error> {
@@ -463,7 +268,9 @@ impl<'a> Driver<'a> {
                 }
                 Ok(())
             }
-            Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => self.finished(&effect, attempt, outcome),
+            Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
+                self.finished(&effect, attempt, outcome)
+            }
         }
     }
 
@@ -683,7 +490,12 @@ impl<'a> Driver<'a> {
         let per = h.memory_per_attempt_mb()?;
         let available = crate::admission::available_memory_mb()?;
         let n = ((available * 8 / 10) / per.max(1)).max(1) as usize;
-        Some((n, format!("harness {name} runs at most {n} at once: each attempt needs about {per} MB and {available} MB are available (set max_parallel to override)")))
+        Some((
+            n,
+            format!(
+                "harness {name} runs at most {n} at once: each attempt needs about {per} MB and {available} MB are available (set max_parallel to override)"
+            ),
+        ))
     }
 
     fn start(&mut self, id: &EffectId, name: &str) -> Result<(), Error> {
@@ -854,113 +666,6 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
-    }
-
-    /// Hold an agent's answer to the task's output schema. A first failure gets one corrective turn in the
-    /// same session (returns None: the effect is queued again); a second one is a task error carrying the raw
-    /// answer.
-    fn check_output(&mut self, id: &EffectId, outcome: crate::harness::Outcome) -> Option<crate::harness::Outcome> {
-        let e = self.effects.get(id)?;
-        let Some(schema) = crate::schema::of(&e.request.kind, &e.request.task) else { return Some(outcome) };
-        let (raw, errors) = match &outcome {
-            Ok(value) => (value.clone(), crate::schema::violations(&schema, value)),
-            Err(err) if err.name == "OutputError" => {
-                let raw = err.data.clone().unwrap_or(Value::Null);
-                (raw, vec![format!("the answer is not JSON: {}", err.message)])
-            }
-            Err(_) => return Some(outcome),
-        };
-        if errors.is_empty() {
-            return Some(outcome);
-        }
-        if e.corrected {
-            let message = format!("the answer does not match the output schema after a corrective turn: {}", errors.join("; "));
-            return Some(Err(ErrorInfo::new("SchemaError", message).with_data(json!({ "raw": raw, "errors": errors }))));
-        }
-        let e = self.effects.get_mut(id)?;
-        e.corrected = true;
-        e.correction = Some(crate::schema::correction(&errors));
-        e.attempt += 1;
-        let attempt = e.attempt;
-        let previous = e.transition(State::Queued);
-        self.release_slot(previous, false);
-        let reason = format!("corrective turn: the answer does not match the output schema ({})", errors.join("; "));
-        self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
-        self.queue.push_front(id.clone());
-        None
-    }
-
-    /// An attempt ran in `session`: a corrective turn continues it; for a group member, journal the session
-    /// when it is new and let the process know.
-    fn bind(&mut self, effect: &EffectId, attempt: u32, session: String) -> Result<(), Error> {
-        let Some(e) = self.effects.get(effect).filter(|e| e.attempt == attempt) else { return Ok(()) };
-        self.attempt_sessions.insert(effect.clone(), session.clone());
-        let address = crate::identity::address_of(effect);
-        let Some((group, member)) = address.split_once('/').filter(|_| effect.starts_with("group:")) else {
-            return Ok(());
-        };
-        if self.sessions.get(&address) == Some(&session) {
-            return Ok(());
-        }
-        let harness = e.harness.clone().unwrap_or_default();
-        let (group, member) = (group.to_string(), member.to_string());
-        self.record(Event::MemberBound { group, member, harness, session: session.clone() });
-        self.host.bound(&address, &session)?;
-        self.sessions.insert(address, session);
-        Ok(())
-    }
-
-    /// The session a member's next turn resumes: its last one, when its group is persistent.
-    fn session_for(&self, effect: &EffectId) -> Option<String> {
-        let address = crate::identity::address_of(effect);
-        let group = effect.strip_prefix("group:").and_then(|rest| rest.split('/').next())?;
-        let persistent = self.groups.get(group).is_none_or(|(_, p)| *p);
-        persistent.then(|| self.sessions.get(&address).cloned()).flatten()
-    }
-
-    /// Journal a message; one to the coordinator is handed to the process at once, one to members waits in
-    /// the mailbox for their next turn (`GROUP/*` goes to every member of the group).
-    fn send(&mut self, from: String, to: String, body: Value) -> Result<(), Error> {
-        let targets: Vec<String> = match to.strip_suffix("/*") {
-            Some(group) => {
-                self.groups.get(group).into_iter().flat_map(|(m, _)| m).map(|m| format!("{group}/{m}")).collect()
-            }
-            None => vec![to],
-        };
-        for to in targets {
-            let id = ulid::Ulid::new().to_string();
-            let event = Event::MessageSent {
-                id: id.clone(),
-                from: from.clone(),
-                to: to.clone(),
-                body: Payload::Inline(body.clone()),
-            };
-            let ts_ms = self.record(event);
-            self.observer
-                .progress(Progress::Log { scope: "message".into(), message: format!("{from} -> {to}: {body}") });
-            if to == "coordinator" {
-                let events = self.host.message(&from, &body, ts_ms)?;
-                self.apply(events)?;
-            } else {
-                self.mailbox.push(crate::replay::Undelivered { id, from: from.clone(), to, body: body.clone() });
-            }
-        }
-        Ok(())
-    }
-
-    /// Messages waiting for the member (or effect) that `effect` serves, taken from the mailbox and journaled
-    /// as delivered to it.
-    fn inbound(&mut self, effect: &EffectId) -> Vec<crate::harness::Inbound> {
-        let address = crate::identity::address_of(effect);
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.mailbox).into_iter().partition(|m| m.to == address);
-        self.mailbox = rest;
-        mine.into_iter()
-            .map(|m| {
-                self.record(Event::MessageDelivered { id: m.id, effect: effect.clone() });
-                crate::harness::Inbound { from: m.from, body: m.body }
-            })
-            .collect()
     }
 
     /// Stop an effect the process no longer wants: kill its process tree, journal it, and settle its promise
@@ -1134,24 +839,6 @@ pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())
-}
-
-/// The run's end as recorded, if the journal has one.
-fn finished(records: &[Record], store: &dyn Store) -> Result<Option<RunEnd>, Error> {
-    let Some(last) = records.iter().rev().find(|r| r.event.terminal_status().is_some()) else {
-        return Ok(None);
-    };
-    let status = last.event.terminal_status().expect("filtered on terminal events");
-    let (output, error) = match &last.event {
-        Event::RunCompleted { output } => (Some(store.load(output)?), None),
-        Event::RunFailed { error } => (None, Some(error.clone())),
-        Event::RunHalted { reason, payload } => {
-            (Some(json!({ "halted": reason, "payload": store.load(payload)? })), None)
-        }
-        Event::RunCancelled { reason } => (None, Some(ErrorInfo::new("Cancelled", format!("run cancelled: {reason}")))),
-        _ => (None, None),
-    };
-    Ok(Some(RunEnd { status, output, error, interrupted: false }))
 }
 
 /// The effect's timeout: `timeoutMs` on the task, else babysitter's `shell.timeout` / `node.timeoutMs`.

@@ -2,8 +2,8 @@
 //! through the [`Harness`] trait and journals every fact. It does not run JavaScript itself (that is
 //! `tutti-js`, behind the [`ProcessHost`] trait) nor any subprocess (that is `tutti-harness`).
 
-pub mod driver;
 mod admission;
+pub mod driver;
 mod effect;
 pub mod error;
 pub mod harness;

@@ -1,0 +1,222 @@
+//! Taking over a run: replaying its journal against the re-executed process (every request checked, every
+//! result re-delivered in journal order), locating a divergence, and re-dispatching what was running.
+
+use super::*;
+
+impl Driver<'_> {
+    /// Take over an existing run: replay its journal, then drive it to its end.
+    pub fn resume(mut self, current_code_hash: &str) -> Result<RunEnd, Error> {
+        if self.store.run(&self.opts.run_id)?.is_none() {
+            return Err(Error::UnknownRun(self.opts.run_id.clone()));
+        }
+        self.acquire_lease()?;
+        let records = self.store.read(&self.opts.run_id, 0)?;
+        if let Some(end) = finished(&records, self.store.as_ref())? {
+            self.release();
+            return Ok(end);
+        }
+        let pending_code_change = self.code_change(&records, current_code_hash);
+        let (inputs, created_ms) = self.created(&records)?;
+        let replayed = records.len();
+        let mut replay = replay::build(records, |p| self.store.load(p))?;
+        self.host.set_replaying(true);
+        let outcome = self.replay(&mut replay, &inputs, created_ms);
+        self.host.set_replaying(false);
+        if let Err(Error::Nondeterminism(mut divergence)) = outcome {
+            self.locate(&mut divergence, &inputs, created_ms);
+            return Err(Error::Nondeterminism(divergence));
+        }
+        outcome?;
+        // Replay matched the journal: only now may anything be appended.
+        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: true });
+        if let Some(event) = pending_code_change {
+            self.record(event);
+        }
+        self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: true, replayed });
+        for effect in std::mem::take(&mut self.deferred_cancels) {
+            self.cancel_effect(&effect, "cancelled by the process")?;
+        }
+        self.redispatch(&replay);
+        self.drive()
+    }
+
+    /// Re-execute the process against the journal: every request checked, every result re-delivered in
+    /// journal order.
+    pub(super) fn replay(&mut self, replay: &mut Replay, inputs: &Value, created_ms: i64) -> Result<(), Error> {
+        let events = self.host.start(&self.opts.run_id, inputs, seed(&self.opts.run_id), created_ms)?;
+        self.replay_events(replay, events)?;
+        while let Some(delivery) = replay.next_delivery() {
+            let d = delivery?;
+            let events = self.redeliver(&d)?;
+            self.replay_events(replay, events)?;
+        }
+        self.mailbox = replay.take_mailbox();
+        self.groups = replay.groups().clone();
+        self.sessions = replay.sessions().clone();
+        Ok(())
+    }
+
+    /// Hand the process one journaled delivery again.
+    pub(super) fn redeliver(&mut self, d: &replay::Delivery) -> Result<Vec<HostEvent>, Error> {
+        Ok(match &d.note {
+            Some(replay::Note::Message { from, body }) => self.host.message(from, body, d.ts_ms)?,
+            Some(replay::Note::Bound { member, session }) => {
+                self.host.bound(member, session)?;
+                Vec::new()
+            }
+            None => self.host.deliver(&d.effect, &d.outcome, d.ts_ms)?,
+        })
+    }
+
+    /// A replaying host records no call sites; after a divergence, run the process once more with call
+    /// sites on, up to the divergent call, so that the error can name its line.
+    pub(super) fn locate(&mut self, divergence: &mut Nondeterminism, inputs: &Value, created_ms: i64) {
+        let (target, replayed) = match divergence {
+            Nondeterminism::Changed { effect, replayed, .. } | Nondeterminism::Unexpected { effect, replayed } => {
+                (effect.clone(), replayed)
+            }
+            _ => return,
+        };
+        let Ok(records) = self.store.read(&self.opts.run_id, 0) else { return };
+        let Ok(mut replay) = replay::build(records, |p| self.store.load(p)) else { return };
+        if self.host.restart().is_err() {
+            return;
+        }
+        let seed = seed(&self.opts.run_id);
+        let mut events = self.host.start(&self.opts.run_id, inputs, seed, created_ms).unwrap_or_default();
+        loop {
+            for event in &events {
+                if let HostEvent::Request(req) = event {
+                    if req.effect == target {
+                        replayed.callsite = req.callsite.clone();
+                        return;
+                    }
+                    let _ = replay.request(req);
+                }
+            }
+            let Some(Ok(d)) = replay.next_delivery() else { return };
+            let Ok(next) = self.redeliver(&d) else { return };
+            events = next;
+        }
+    }
+
+    pub(super) fn created(&self, records: &[Record]) -> Result<(Value, i64), Error> {
+        match records.first().map(|r| (&r.event, r.ts_ms)) {
+            Some((Event::RunCreated { inputs, .. }, ts)) => Ok((self.store.load(inputs)?, ts)),
+            _ => {
+                Err(Error::Malformed { run: self.opts.run_id.clone(), detail: "first event is not run_created".into() })
+            }
+        }
+    }
+
+    pub(super) fn code_change(&mut self, records: &[Record], current: &str) -> Option<Event> {
+        let journaled = records.iter().rev().find_map(|r| match &r.event {
+            Event::ProcessCodeChanged { new_hash, .. } => Some(new_hash.clone()),
+            Event::RunCreated { code_hash, .. } => Some(code_hash.clone()),
+            _ => None,
+        })?;
+        (journaled != current).then(|| {
+            self.observer
+                .progress(Progress::CodeChanged { old_hash: journaled.clone(), new_hash: current.to_string() });
+            Event::ProcessCodeChanged { old_hash: journaled, new_hash: current.to_string() }
+        })
+    }
+
+    /// Apply host events met during replay: known requests are re-registered silently; the first new one
+    /// (allowed only once the journal is exhausted) is journaled like in a live run.
+    pub(super) fn replay_events(&mut self, replay: &mut Replay, events: Vec<HostEvent>) -> Result<(), Error> {
+        for event in events {
+            match event {
+                HostEvent::Request(req) => match replay.request(&req)? {
+                    Verdict::Replayed => {}
+                    Verdict::Unresolved => {
+                        let mut req = req;
+                        if let Some(task) = replay.take_task(&req.effect) {
+                            req.task = self.store.load(&task)?;
+                        }
+                        self.register(req, 1, false);
+                    }
+                    Verdict::New => self.request(req),
+                },
+                HostEvent::Log { .. } => {}
+                // Cancelling an effect that must run again: do it once replay is over.
+                HostEvent::Cancel { effect } if self.effects.contains_key(&effect) => {
+                    self.deferred_cancels.push(effect)
+                }
+                HostEvent::Cancel { .. } | HostEvent::Send { .. } => {}
+                // Journaled with the step that made them, unless the journal had nothing yet.
+                HostEvent::GroupOpened { .. } | HostEvent::Checkpoint { .. } | HostEvent::GroupClosed { .. } => {
+                    if replay.is_empty() {
+                        self.apply(vec![event])?;
+                    }
+                }
+                HostEvent::Finished(_) | HostEvent::Halted { .. } => {
+                    if let Some(effect) = replay.undelivered() {
+                        return Err(Nondeterminism::FinishedEarly { effect: effect.clone() }.into());
+                    }
+                    self.apply(vec![event])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After replay: effects the journal resolved are done; the others run again (journaled when a previous
+    /// driver had started them).
+    pub(super) fn redispatch(&mut self, replay: &Replay) {
+        let fresh: std::collections::HashSet<EffectId> = self.queue.iter().cloned().collect();
+        let unresolved: HashMap<EffectId, (u32, Option<u32>)> =
+            replay.unresolved().into_iter().map(|(id, attempt, pid)| (id, (attempt, pid))).collect();
+        let mut again = Vec::new();
+        let mut resolved = Vec::new();
+        for (id, e) in self.effects.iter_mut() {
+            if fresh.contains(id) {
+                continue;
+            }
+            match unresolved.get(id) {
+                Some(&(last, pid)) => again.push((id.clone(), last, pid, is_internal(&e.request.kind))),
+                None => resolved.push(id.clone()),
+            }
+        }
+        for id in resolved {
+            self.finish_effect(&id);
+        }
+        again.sort();
+        for (id, last, pid, internal) in again.into_iter().rev() {
+            if !internal {
+                // The request was durable before any start, so attempt `last + 1` (or the first one, when no
+                // start was journaled) may have run: the new attempt is journaled as a re-dispatch.
+                let attempt = last.max(1) + 1;
+                let killed = pid.and_then(|pid| crate::orphan::kill(&self.opts.run_id, &id, pid));
+                let mut reason = "its previous driver stopped before journaling a result".to_string();
+                if let Some(pid) = killed {
+                    reason.push_str(&format!("; killed the previous attempt's process group {pid}"));
+                }
+                self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
+                self.observer.progress(Progress::Redispatched { effect: id.clone(), attempt });
+                if let Some(e) = self.effects.get_mut(&id) {
+                    e.attempt = attempt;
+                }
+            }
+            self.queue.push_front(id);
+        }
+    }
+}
+
+/// The run's end as recorded, if the journal has one.
+fn finished(records: &[Record], store: &dyn Store) -> Result<Option<RunEnd>, Error> {
+    let Some(last) = records.iter().rev().find(|r| r.event.terminal_status().is_some()) else {
+        return Ok(None);
+    };
+    let status = last.event.terminal_status().expect("filtered on terminal events");
+    let (output, error) = match &last.event {
+        Event::RunCompleted { output } => (Some(store.load(output)?), None),
+        Event::RunFailed { error } => (None, Some(error.clone())),
+        Event::RunHalted { reason, payload } => {
+            (Some(json!({ "halted": reason, "payload": store.load(payload)? })), None)
+        }
+        Event::RunCancelled { reason } => (None, Some(ErrorInfo::new("Cancelled", format!("run cancelled: {reason}")))),
+        _ => (None, None),
+    };
+    Ok(Some(RunEnd { status, output, error, interrupted: false }))
+}
