@@ -150,3 +150,42 @@ export async function process(inputs, ctx) {
     }
     assert_eq!(most, 1, "{}", show(&events));
 }
+
+#[test]
+fn a_harness_that_reports_itself_unavailable_falls_back_to_the_next_candidate() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "tutti.toml",
+        r#"
+[harness.offline]
+command = ["sh", "-c", "cat > /dev/null; echo 'no network' >&2; exit 69"]
+[harness.online]
+command = ["sh", "-c", "cat > /dev/null; echo '{\"by\": \"online\"}'"]
+[harness.flaky]
+command = ["sh", "-c", "cat > /dev/null; exit 3"]
+"#,
+    );
+    project.write(
+        "fallback.js",
+        r#"
+import { defineTask } from "tutti";
+const t = (h) => defineTask(`t-${h}`, () => ({ kind: "agent", title: h, harness: [h, "online"], agent: { prompt: "x" } }));
+export async function process(inputs, ctx) {
+  const first = await ctx.task(t("offline"), {});
+  let task_error;
+  try { await ctx.task(t("flaky"), {}); } catch (e) { task_error = e.message; }
+  return { first: first.by, task_error };
+}
+"#,
+    );
+    let out = project.run(&["run", "fallback.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    let value = out.json();
+    assert_eq!(value["first"], "online", "an unavailable harness falls back: {value}");
+    assert_eq!(value["task_error"], "harness flaky exited with code 3", "a task error does not fall back: {value}");
+    let events = project.events(&out.run_id());
+    let routes = routed(&events, "root/0");
+    assert_eq!(routes.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), ["offline", "online"], "{}", show(&events));
+    assert!(routes[1].1.contains("offline is unavailable (harness offline exited with code 69)"), "{routes:?}");
+    assert_eq!(routed(&events, "root/1").len(), 1, "{}", show(&events));
+}

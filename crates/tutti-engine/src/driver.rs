@@ -286,7 +286,7 @@ impl<'a> Driver<'a> {
         let outside = e.harness.as_ref().and_then(|h| self.harnesses.get(h)).is_some_and(|h| !h.is_pure());
         // An environmental failure (not installed, auth or network): the next candidate harness.
         if let Err(error) = &outcome
-            && error.name == "HarnessUnavailable"
+            && crate::harness::is_environmental(error)
             && can_fall_back
         {
             let e = self.effects.get_mut(effect).expect("checked above");

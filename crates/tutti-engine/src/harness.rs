@@ -45,6 +45,14 @@ pub struct Inbound {
 /// What an attempt produced: a value, or a structured task error.
 pub type Outcome = Result<Value, ErrorInfo>;
 
+/// Whether a task error comes from the harness's environment (not installed, auth or network failure, no
+/// answer before the timeout) rather than from the task: then the effect may fall back to another harness.
+/// Harnesses say so with the name `HarnessUnavailable` or `data.environmental: true`.
+pub fn is_environmental(error: &ErrorInfo) -> bool {
+    error.name == "HarnessUnavailable"
+        || error.data.as_ref().and_then(|d| d.get("environmental")).and_then(Value::as_bool) == Some(true)
+}
+
 /// A message from a harness to the dispatcher.
 #[derive(Debug)]
 pub enum HarnessEvent {

@@ -166,6 +166,9 @@ impl Harness for CommandHarness {
     }
 }
 
+/// The exit code with which a program says it is unavailable (sysexits.h).
+pub const EX_UNAVAILABLE: i32 = 69;
+
 /// What a program may report besides its result, through files tutti names in its environment.
 #[derive(Debug, Default)]
 pub struct Extras {
@@ -259,7 +262,12 @@ impl Ending {
             (None, None) => format!("{what} ended without an exit code"),
         };
         let signal = exit.signal.map(process::signal_name);
-        let data = json!({ "exitCode": exit.code, "signal": signal, "stderr": tail(&exit.stderr) });
+        let mut data = json!({ "exitCode": exit.code, "signal": signal, "stderr": tail(&exit.stderr) });
+        // sysexits' EX_UNAVAILABLE: the program says it cannot serve here (no credentials, no network), so
+        // the task may fall back to another harness.
+        if exit.code == Some(EX_UNAVAILABLE) {
+            data["environmental"] = json!(true);
+        }
         Err(ErrorInfo::new("HarnessError", message).with_data(data))
     }
 
