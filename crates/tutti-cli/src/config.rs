@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use tutti_engine::{Harness, Harnesses};
 use tutti_harness::{
-    AgentConfig, ClaudeHarness, CodexHarness, CommandConfig, CommandHarness, EchoHarness, NodeHarness, ShellHarness,
+    AgentConfig, ClaudeHarness, CodexHarness, CommandConfig, CommandHarness, EchoHarness, GeminiHarness, NodeHarness,
+    OpencodeHarness, PiHarness, ShellHarness,
 };
 
 use crate::output::UserError;
@@ -18,7 +19,7 @@ use crate::output::UserError;
 const BUILT_IN: &[&str] = &["shell", "node", "echo"];
 const DEFAULT_MAX_PARALLEL: usize = 16;
 /// Agent CLIs with an adapter: `[harness.NAME] use = "claude"`, or a table named after one without `command`.
-const AGENT_CLIS: &[&str] = &["claude", "codex"];
+const AGENT_CLIS: &[&str] = &["claude", "codex", "gemini", "pi", "opencode"];
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
@@ -102,10 +103,7 @@ impl Config {
                     CommandHarness::new(name.clone(), config.clone())
                         .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {e}")))?,
                 ),
-                HarnessConfig::Agent { cli, config } if cli == "claude" => {
-                    Arc::new(ClaudeHarness::new(name.clone(), config.clone()))
-                }
-                HarnessConfig::Agent { config, .. } => Arc::new(CodexHarness::new(name.clone(), config.clone())),
+                HarnessConfig::Agent { cli, config } => agent_harness(cli, name, config),
             };
             set.add(harness);
         }
@@ -121,6 +119,18 @@ impl Config {
         }
         set.set_default_agent(default);
         Ok(set)
+    }
+}
+
+/// The adapter for agent CLI `cli` (one of [`AGENT_CLIS`], checked when the table was read).
+fn agent_harness(cli: &str, name: &str, config: &AgentConfig) -> Arc<dyn Harness> {
+    let (name, config) = (name.to_string(), config.clone());
+    match cli {
+        "claude" => Arc::new(ClaudeHarness::new(name, config)),
+        "gemini" => Arc::new(GeminiHarness::new(name, config)),
+        "pi" => Arc::new(PiHarness::new(name, config)),
+        "opencode" => Arc::new(OpencodeHarness::new(name, config)),
+        _ => Arc::new(CodexHarness::new(name, config)),
     }
 }
 
@@ -200,6 +210,10 @@ mod tests {
         let typo = harness_of("[harness.codex]\nbase-url = \"http://x\"\n", "codex").unwrap_err();
         assert!(typo.contains("base-url"), "{typo}");
         let unknown = harness_of("[harness.x]\nuse = \"cursor\"\n", "x").unwrap_err();
-        assert_eq!(unknown, "use = \"cursor\": no adapter for that CLI (known: claude, codex)");
+        assert_eq!(unknown, "use = \"cursor\": no adapter for that CLI (known: claude, codex, gemini, pi, opencode)");
+        for cli in ["gemini", "pi", "opencode"] {
+            assert_eq!(agent(harness_of(&format!("[harness.x]\nuse = \"{cli}\"\n"), "x")).0, cli);
+            assert_eq!(agent(harness_of(&format!("[harness.{cli}]\nmodel = \"m\"\n"), cli)).0, cli);
+        }
     }
 }

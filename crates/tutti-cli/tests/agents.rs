@@ -1,4 +1,4 @@
-//! Real agent CLIs as harnesses: claude and codex, installed by `.ci/install-clis.sh` into the CLI cache, run
+//! Real agent CLIs as harnesses: claude, codex, gemini, pi and opencode, installed by `.ci/install-clis.sh` into the CLI cache, run
 //! by tutti against the scripted mock model on 127.0.0.1, configured only through `tutti.toml` (`binary`,
 //! `base_url`, `model`). Each CLI writes a file with its own tool, resumes a group member's session, and is
 //! cancelled mid-turn with its whole process tree. A CLI that is not installed fails its tests; none skips.
@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tutti_testkit::{
-    DEADLINE, MockModel, Output, Project, Reply, Script, When, of_kind, process_is_gone, show, wait_for,
-};
+use tutti_testkit::{MockModel, Output, Project, Reply, Script, When, of_kind, process_is_gone, show, wait_for};
 
 const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
+
+/// How long a run of a few agent turns may take. A CLI turn takes 1–5 s alone, but with every test of this
+/// file running at once on 2 cores one opencode turn took over 30 s.
+const DEADLINE: Duration = Duration::from_secs(180);
 
 /// What differs between the CLIs under test.
 struct Cli {
@@ -24,6 +26,8 @@ struct Cli {
     /// The usage of one model request as the adapter reports it (the mock's counts in the CLI's terms).
     per_request: [u64; 4],
     reports_cost: bool,
+    /// More lines for the harness's table in `tutti.toml`.
+    extra_toml: &'static str,
 }
 
 const CLAUDE: Cli = Cli {
@@ -33,6 +37,7 @@ const CLAUDE: Cli = Cli {
     // The mock's default usage: 11 uncached, 7 out, 5 cache reads, 3 cache writes.
     per_request: [11, 7, 5, 3],
     reports_cost: true,
+    extra_toml: "",
 };
 
 const CODEX: Cli = Cli {
@@ -42,6 +47,37 @@ const CODEX: Cli = Cli {
     // The Responses API has no cache-write count: the mock's 3 cache writes are part of the uncached input.
     per_request: [14, 7, 5, 0],
     reports_cost: false,
+    extra_toml: "",
+};
+
+/// The OpenAI-style and Gemini APIs report one prompt total and its cached part, and no cache writes: the
+/// mock's 3 cache writes are part of the uncached input.
+const GEMINI: Cli = Cli {
+    name: "gemini",
+    model: "gemini-2.5-flash",
+    api_path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    per_request: [14, 7, 5, 0],
+    reports_cost: false,
+    extra_toml: "",
+};
+
+/// pi and opencode speak Chat Completions to a gateway.
+const PI: Cli = Cli {
+    name: "pi",
+    model: "mock-model",
+    api_path: "/v1/chat/completions",
+    per_request: [14, 7, 5, 0],
+    reports_cost: false,
+    extra_toml: "",
+};
+
+const OPENCODE: Cli = Cli {
+    name: "opencode",
+    model: "mock-model",
+    api_path: "/v1/chat/completions",
+    per_request: [14, 7, 5, 0],
+    reports_cost: false,
+    extra_toml: "",
 };
 
 /// The CLI from the cache, or a test failure saying how to install it.
@@ -60,14 +96,19 @@ fn binary(cli: &Cli) -> PathBuf {
 /// A project whose `tutti.toml` points the CLI's harness at `base_url` (the mock's root URL).
 fn project(cli: &Cli, base_url: &str, timeout_ms: u64) -> Project {
     let project = Project::new(TUTTI);
-    let toml = format!(
-        "[harness.{name}]\nbinary = {binary:?}\nbase_url = {base_url:?}\nmodel = {model:?}\ntimeout_ms = {timeout_ms}\n",
+    project.write("tutti.toml", table(cli, base_url, timeout_ms));
+    project
+}
+
+/// The CLI's `[harness.NAME]` table, pointing at `base_url`.
+fn table(cli: &Cli, base_url: &str, timeout_ms: u64) -> String {
+    format!(
+        "[harness.{name}]\nbinary = {binary:?}\nbase_url = {base_url:?}\nmodel = {model:?}\ntimeout_ms = {timeout_ms}\n{extra}",
         name = cli.name,
         binary = binary(cli).display().to_string(),
         model = cli.model,
-    );
-    project.write("tutti.toml", toml);
-    project
+        extra = cli.extra_toml,
+    )
 }
 
 /// A process in which one group member on the CLI's harness runs one task per prompt in `inputs.prompts`.
@@ -129,7 +170,14 @@ fn writes_a_file_in_the_working_directory(cli: &Cli) {
         &["run", "member.js", "--inputs", &inputs(cli, &["Create hello.txt, please."])],
     );
     assert_eq!(out.code, 0, "{out}\nmock requests: {:#?}", mock.requests());
-    assert_eq!(project.read("hello.txt").as_deref(), Some(content.as_str()), "the file in the project directory");
+    let requests =
+        || mock.requests().iter().map(|r| format!("{} {}: {}", r.path, r.last_user_text, r.reply)).collect::<Vec<_>>();
+    assert_eq!(
+        project.read("hello.txt").as_deref(),
+        Some(content.as_str()),
+        "the file in the project directory\n{out}\nmock: {:#?}",
+        requests()
+    );
 
     let value = out.json();
     assert_eq!(value["results"][0], json!({"text": "done"}), "the answer after the tool result: {value}");
@@ -146,7 +194,9 @@ fn writes_a_file_in_the_working_directory(cli: &Cli) {
 
     let main: Vec<_> = mock.requests().into_iter().filter(|r| r.api.is_some()).collect();
     assert!(main.iter().all(|r| r.path == cli.api_path), "base_url from tutti.toml, with the CLI's prefix: {main:#?}");
-    assert!(main[0].tools.len() > 1 && main[0].last_user_text.contains("Create hello.txt"), "{main:#?}");
+    // opencode's title request, first, offers no tools.
+    let turn = main.iter().find(|r| !r.tools.is_empty()).expect("a request offering tools");
+    assert!(turn.tools.len() > 1 && turn.last_user_text.contains("Create hello.txt"), "{main:#?}");
     let mut left: Vec<_> = std::fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     left.sort();
     assert!(left.is_empty(), "the CLI wrote to the user's home: {left:?}");
@@ -159,7 +209,7 @@ fn a_members_second_task_resumes_its_session(cli: &Cli) {
     project.write("member.js", MEMBER);
     let prompts = ["Turn one: the code word is PELICAN.", "Turn two: what was the code word?"];
 
-    let out = project.run(&["run", "member.js", "--inputs", &inputs(cli, &prompts)]);
+    let out = project.spawn(&["run", "member.js", "--inputs", &inputs(cli, &prompts)]).wait(DEADLINE);
     assert_eq!(out.code, 0, "{out}");
     let value = out.json();
     assert_eq!(value["results"][1]["text"], tutti_testkit::mock_model::DEFAULT_TEXT, "{value}");
@@ -187,7 +237,10 @@ fn group_members(pgid: u32) -> Vec<u32> {
 
 fn cancel_mid_turn_kills_the_whole_tree(cli: &Cli, at_least: usize) {
     let mock = MockModel::start(
-        Script::new().rule(When::request().user_says("Take your time").reply(Reply::hold(Reply::text("late")))),
+        // Only the turn itself: opencode's title request (no tools) quotes the prompt too.
+        Script::new().rule(
+            When::request().user_says("Take your time").offers_tools(true).reply(Reply::hold(Reply::text("late"))),
+        ),
     );
     let project = project(cli, &mock.base_url(), 90_000);
     project.write("member.js", MEMBER);
@@ -271,4 +324,219 @@ fn codex_cancelled_mid_turn_leaves_no_process() {
 #[test]
 fn codex_with_its_server_unreachable_times_out() {
     an_unreachable_server_times_out_with_the_clis_last_error(&CODEX, "Reconnecting");
+}
+
+#[test]
+fn gemini_writes_a_file_with_its_own_tool() {
+    writes_a_file_in_the_working_directory(&GEMINI);
+}
+
+#[test]
+fn gemini_resumes_a_members_session() {
+    a_members_second_task_resumes_its_session(&GEMINI);
+}
+
+/// tutti runs gemini with `GEMINI_CLI_NO_RELAUNCH=true`, as one process that exits on SIGTERM.
+#[test]
+fn gemini_cancelled_mid_turn_leaves_no_process() {
+    cancel_mid_turn_kills_the_whole_tree(&GEMINI, 1);
+}
+
+/// With its relaunch allowed (an empty `GEMINI_CLI_NO_RELAUNCH`), gemini is a node parent that ignores
+/// SIGTERM and a relaunched node child: signalling the process group still ends both.
+#[test]
+fn gemini_relaunched_and_cancelled_mid_turn_leaves_no_process() {
+    let relaunching = Cli { extra_toml: "env = { GEMINI_CLI_NO_RELAUNCH = \"\" }\n", ..GEMINI };
+    cancel_mid_turn_kills_the_whole_tree(&relaunching, 2);
+}
+
+#[test]
+fn pi_writes_a_file_with_its_own_tool() {
+    writes_a_file_in_the_working_directory(&PI);
+}
+
+#[test]
+fn pi_resumes_a_members_session() {
+    a_members_second_task_resumes_its_session(&PI);
+}
+
+#[test]
+fn pi_cancelled_mid_turn_leaves_no_process() {
+    cancel_mid_turn_kills_the_whole_tree(&PI, 1);
+}
+
+#[test]
+fn opencode_writes_a_file_with_its_own_tool() {
+    writes_a_file_in_the_working_directory(&OPENCODE);
+}
+
+#[test]
+fn opencode_resumes_a_members_session() {
+    a_members_second_task_resumes_its_session(&OPENCODE);
+}
+
+#[test]
+fn opencode_cancelled_mid_turn_leaves_no_process() {
+    cancel_mid_turn_kills_the_whole_tree(&OPENCODE, 1);
+}
+
+/// One task per (harness, count) pair, all in one `ctx.parallel.all`.
+const MIXED: &str = r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", (a) => ({ kind: "agent", title: a.title, harness: a.harness, agent: { prompt: a.title } }));
+export async function process(inputs, ctx) {
+  const asks = [];
+  for (const [harness, n] of Object.entries(inputs.counts))
+    for (let i = 0; i < n; i++) asks.push(ctx.task(ask, { harness, title: `Task ${i} for ${harness}.` }));
+  return await ctx.parallel.all(asks);
+}
+"#;
+
+#[test]
+fn ten_turns_of_four_clis_run_at_once() {
+    let mock = MockModel::start(Script::new());
+    let clis = [(&CLAUDE, 3), (&CODEX, 3), (&GEMINI, 2), (&PI, 2)];
+    let project = Project::new(TUTTI);
+    // max_parallel, so that admission by available memory cannot queue any of them on a smaller machine.
+    let tables: Vec<String> =
+        clis.iter().map(|(cli, n)| format!("{}max_parallel = {n}\n", table(cli, &mock.base_url(), 150_000))).collect();
+    project.write("tutti.toml", tables.join("\n"));
+    project.write("mixed.js", MIXED);
+    let counts: serde_json::Map<String, Value> = clis.iter().map(|(cli, n)| (cli.name.to_string(), json!(n))).collect();
+
+    let out = project.spawn(&["run", "mixed.js", "--inputs", &json!({ "counts": counts }).to_string()]).wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let results = out.json();
+    assert_eq!(results.as_array().map(Vec::len), Some(10), "{results}");
+    assert!(
+        results.as_array().unwrap().iter().all(|r| r["text"] == tutti_testkit::mock_model::DEFAULT_TEXT),
+        "{results}"
+    );
+
+    let events = project.events(&out.run_id());
+    let times = |kind: &str| of_kind(&events, kind).iter().map(|e| e["ts_ms"].as_u64().unwrap()).collect::<Vec<_>>();
+    let (started, resolved) = (times("effect_started"), times("effect_resolved"));
+    assert_eq!((started.len(), resolved.len()), (10, 10), "{}", show(&events));
+    let routed: Vec<&str> =
+        of_kind(&events, "effect_routed").iter().filter_map(|e| e["event"]["harness"].as_str()).collect();
+    for (cli, n) in clis {
+        assert_eq!(routed.iter().filter(|h| **h == cli.name).count(), n, "{routed:?}");
+    }
+    let (last_start, first_end) = (started.iter().max().unwrap(), resolved.iter().min().unwrap());
+    assert!(
+        last_start < first_end,
+        "every turn started ({last_start}) before the first ended ({first_end}): {}",
+        show(&events)
+    );
+}
+
+/// A member whose agent tells the coordinator something, then the coordinator's receive.
+const TELLS: &str = r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", (a) => ({ kind: "agent", title: "tell", agent: { prompt: a.prompt } }));
+export async function process(inputs, ctx) {
+  const dev = ctx.group("team", { members: ["dev"], harness: [inputs.harness] }).member("dev");
+  const answer = await dev.task(ask, { prompt: "Tell the coordinator that the build is green." });
+  return { answer, heard: await ctx.receive({ from: "team/dev", timeoutMs: 1000 }) };
+}
+"#;
+
+/// The agent calls the `send` tool of the `tutti mcp` server its adapter registered; the message reaches the
+/// coordinator through the journal.
+fn the_agent_messages_the_coordinator_through_mcp(cli: &Cli) {
+    let send = json!({"to": "coordinator", "text": format!("build is green, says {}", cli.name)});
+    let mock = MockModel::start(
+        Script::new().rule(When::request().user_says("Tell the coordinator").reply(Reply::tool("send", send))),
+    );
+    let project = project(cli, &mock.base_url(), 90_000);
+    project.write("tells.js", TELLS);
+    let inputs = json!({ "harness": cli.name }).to_string();
+    let out = project.spawn(&["run", "tells.js", "--inputs", &inputs]).wait(DEADLINE);
+    let requests = mock.requests().iter().map(|r| format!("{} {:?}: {}", r.path, r.tools, r.reply)).collect::<Vec<_>>();
+    assert_eq!(out.code, 0, "{out}\nmock: {requests:#?}");
+    let value = out.json();
+    let heard = json!({"from": "team/dev", "body": format!("build is green, says {}", cli.name)});
+    assert_eq!(value["heard"], heard, "{value}\nmock: {requests:#?}");
+    assert_eq!(value["answer"], json!({"text": "done"}), "the answer after the tool result: {value}");
+}
+
+#[test]
+fn claude_messages_the_coordinator_through_mcp() {
+    the_agent_messages_the_coordinator_through_mcp(&CLAUDE);
+}
+
+/// With a model that supports tool search (`gpt-5.5`), codex defers MCP tools behind its `tool_search` tool,
+/// which a real model uses and the mock cannot; with a model it has no metadata for, codex offers them.
+#[test]
+fn codex_messages_the_coordinator_through_mcp() {
+    the_agent_messages_the_coordinator_through_mcp(&Cli { model: "mock-model", ..CODEX });
+}
+
+#[test]
+fn gemini_messages_the_coordinator_through_mcp() {
+    the_agent_messages_the_coordinator_through_mcp(&GEMINI);
+}
+
+#[test]
+fn opencode_messages_the_coordinator_through_mcp() {
+    the_agent_messages_the_coordinator_through_mcp(&OPENCODE);
+}
+
+/// examples/best-of-n.js: claude, codex and gemini answer the same task at once, then a judge (on claude)
+/// picks the best answer, as JSON that its output schema checks.
+#[test]
+fn best_of_n_example_judges_three_clis_answers() {
+    use tutti_testkit::mock_model::Api;
+    let verdict = json!({"best": "codex", "reasons": "It names the idea and is the shortest."});
+    let mock = MockModel::start(
+        Script::new()
+            .rule(When::request().user_says("Pick the best answer").reply(Reply::text(verdict.to_string())))
+            .rule(When::request().api(Api::Anthropic).reply(Reply::text("Call it Tutti: the whole orchestra.")))
+            .rule(When::request().api(Api::Responses).reply(Reply::text("Call it Ensemble.")))
+            .rule(When::request().api(Api::Gemini).reply(Reply::text("Call it Chorus, since agents sing together."))),
+    );
+    let project = Project::with_examples(TUTTI);
+    let tables: Vec<String> =
+        [&CLAUDE, &CODEX, &GEMINI].iter().map(|cli| table(cli, &mock.base_url(), 90_000)).collect();
+    project.write("tutti.toml", tables.join("\n"));
+
+    let out = project.spawn(&["run", "best-of-n.js"]).wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let value = out.json();
+    let candidates = json!({
+        "claude": "Call it Tutti: the whole orchestra.",
+        "codex": "Call it Ensemble.",
+        "gemini": "Call it Chorus, since agents sing together.",
+    });
+    assert_eq!(value["candidates"], candidates, "{value}");
+    assert_eq!((&value["best"], &value["answer"]), (&json!("codex"), &json!("Call it Ensemble.")), "{value}");
+    assert_eq!(value["reasons"], verdict["reasons"]);
+
+    let requests = mock.requests();
+    let judged = requests.iter().find(|r| r.last_user_text.contains("Pick the best answer")).expect("the judge's turn");
+    assert_eq!(judged.api, Some(Api::Anthropic), "the judge runs on claude");
+    for answer in candidates.as_object().unwrap().values() {
+        assert!(judged.contains(answer.as_str().unwrap()), "the judge sees every answer: {:#?}", judged.body);
+    }
+    let events = project.events(&out.run_id());
+    let bound: Vec<&str> =
+        of_kind(&events, "member_bound").iter().filter_map(|e| e["event"]["harness"].as_str()).collect();
+    assert_eq!(bound.len(), 4, "four members, four sessions: {}", show(&events));
+}
+
+/// pi exits 0 when the model API fails; the failure is only in its events (`stopReason: "error"`), and
+/// tutti reports it as the task's error.
+#[test]
+fn pi_api_error_fails_the_task_though_pi_exits_0() {
+    let mock =
+        MockModel::start(Script::new().rule(When::request().user_says("Anyone there?").reply(Reply::error(400))));
+    let project = project(&PI, &mock.base_url(), 90_000);
+    project.write("member.js", MEMBER);
+    let out = project.spawn(&["run", "member.js", "--inputs", &inputs(&PI, &["Anyone there?"])]).wait(DEADLINE);
+    assert_eq!(out.code, 1, "{out}");
+    let events = project.events(&out.run_id());
+    let error = &of_kind(&events, "effect_resolved")[0]["event"]["outcome"]["error"];
+    assert_eq!(error["name"], "AgentError", "{}", show(&events));
+    assert!(error["message"].as_str().is_some_and(|m| m.starts_with("harness pi: 400")), "{}", show(&events));
+    assert_eq!(error["data"]["exitCode"], 0, "pi itself exited 0: {}", show(&events));
 }

@@ -1,7 +1,7 @@
-//! What the real agent-CLI adapters (`claude.rs`, `codex.rs`) share: their `[harness.NAME]` configuration,
-//! finding the CLI and its version, the isolated home each CLI runs in, gateway URLs, the prompt, and running
-//! the CLI to an outcome built from what its event stream said. Each CLI's own command line and event format
-//! are its module's; reading `tutti.toml` is the CLI crate's.
+//! What the real agent-CLI adapters (`claude.rs`, `codex.rs`, `gemini.rs`, `pi.rs`, `opencode.rs`) share: their
+//! `[harness.NAME]` configuration, finding the CLI and its version, the isolated home each CLI runs in, gateway URLs,
+//! the prompt, and running the CLI to an outcome built from what its event stream said. Each CLI's own command line and
+//! event format are its module's; reading `tutti.toml` is the CLI crate's.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -33,7 +33,7 @@ const EVENT_STREAM_CAP: usize = 16 << 20;
 /// How long `CLI --version` may take.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// `[harness.NAME]` in `tutti.toml` for an agent CLI (`use = "claude"`, `use = "codex"`, or a table named
+/// `[harness.NAME]` in `tutti.toml` for an agent CLI (`use = "claude"`, `use = "pi"`, ..., or a table named
 /// after the CLI). Unknown fields are refused, so a misspelt `base-url` is an error and not a silent no-op.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,12 +186,56 @@ pub(crate) fn api_key(harness: &str, config: &AgentConfig, default_var: &str) ->
     }
 }
 
+/// `tutti mcp`, the messaging bridge, as a stdio MCP server for the agent CLI of one turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct McpServer {
+    /// The `tutti` first on the effect's `PATH`.
+    pub(crate) command: PathBuf,
+    pub(crate) args: Vec<String>,
+    /// The effect's `TUTTI_*` variables, which tell the server which effect speaks: passed explicitly,
+    /// because some CLIs give MCP servers only part of their own environment.
+    pub(crate) env: Vec<(String, String)>,
+}
+
+/// The server name the CLIs know tutti's MCP server by (tools `mcp__tutti__send`, `mcp_tutti_send`, ...).
+pub(crate) const MCP_NAME: &str = "tutti";
+
+/// The messaging bridge for `job`, when the effect can use one: `tutti` is on its `PATH` (tutti puts itself
+/// there) and it has a message token. Otherwise (a harness run outside `tutti run`) no MCP server is
+/// registered.
+pub(crate) fn tutti_mcp(job: &Job) -> Option<McpServer> {
+    let env: Vec<(String, String)> = job_env(job).into_iter().filter(|(k, _)| k.starts_with("TUTTI_")).collect();
+    env.iter().any(|(k, _)| k == "TUTTI_MSG_TOKEN").then_some(())?;
+    let path = job.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str())?;
+    let command = std::env::split_paths(path).map(|dir| dir.join("tutti")).find(|p| is_executable(p))?;
+    Some(McpServer { command, args: vec!["mcp".into()], env })
+}
+
 /// The private home a harness's CLI runs in: `WORKDIR/.tutti/harness-home/NAME`, shared by its turns so
 /// that sessions can be resumed, and never the user's own home.
 pub(crate) fn harness_home(job: &Job, harness: &str) -> io::Result<PathBuf> {
     let home = job.workdir.join(".tutti").join("harness-home").join(harness);
     fs::create_dir_all(&home)?;
     Ok(home)
+}
+
+/// The CLI a turn runs and the harness's home (created), or why the turn cannot start.
+pub(crate) fn cli_and_home(
+    harness: &str,
+    program: &str,
+    package: &str,
+    config: &AgentConfig,
+    job: &Job,
+) -> Result<(PathBuf, PathBuf), StartError> {
+    let binary = find_cli(program, config.binary.as_deref(), &job.workdir)
+        .ok_or_else(|| not_found(harness, program, config.binary.as_deref(), package))?;
+    let home = harness_home(job, harness).map_err(|source| home_error(harness, job, source))?;
+    Ok((binary, home))
+}
+
+/// The start error for a home (or a file in it) that cannot be written.
+pub(crate) fn home_error(harness: &str, job: &Job, source: io::Error) -> StartError {
+    StartError::Spawn { what: format!("harness {harness}: its home under {}", job.workdir.display()), source }
 }
 
 /// The variables that keep a CLI's configuration, caches and state inside `home`.
@@ -262,6 +306,9 @@ pub(crate) fn count(value: &Value, key: &str) -> u64 {
 pub(crate) struct Turn {
     pub(crate) harness: String,
     pub(crate) command: Command,
+    /// Written to the CLI's stdin, which is then closed (the prompt, for CLIs that read it there); `None`
+    /// gives it `/dev/null`.
+    pub(crate) stdin: Option<Vec<u8>>,
     pub(crate) timeout: Duration,
     pub(crate) schema: Option<Value>,
     pub(crate) parse: Box<dyn FnOnce(&str) -> Transcript + Send>,
@@ -272,18 +319,19 @@ pub(crate) fn turn_timeout(config: &AgentConfig, job: &Job) -> Duration {
     config.timeout_ms.map(Duration::from_millis).or(job.timeout).unwrap_or(DEFAULT_TIMEOUT)
 }
 
-/// The environment every agent CLI gets on top of tutti's own: the attempt's ids and the orchestrator's
-/// variables, then the harness's `env`.
+/// The environment every agent CLI gets on top of tutti's own: `PWD` (opencode takes its working directory
+/// from it, not from the process's), the attempt's ids and the orchestrator's variables, then the harness's
+/// `env`.
 pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig) {
-    command.current_dir(&job.workdir).envs(job_env(job)).envs(&config.env);
+    command.current_dir(&job.workdir).env("PWD", &job.workdir).envs(job_env(job)).envs(&config.env);
 }
 
-/// Start `turn` (stdin from `/dev/null`, its own process group); the session it ran in, its usage and its
+/// Start `turn` (stdin from `/dev/null` or the turn's input, then closed; its own process group); the session it ran in, its usage and its
 /// outcome go to `reporter` when it ends.
 pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
-    let Turn { harness, command, timeout, schema, parse } = turn;
+    let Turn { harness, command, stdin, timeout, schema, parse } = turn;
     let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
-    let options = Options { stdin: None, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP };
+    let options = Options { stdin, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP };
     let on_exit = move |exit: io::Result<Exit>| {
         let transcript = exit.as_ref().map(|e| parse(&e.stdout)).unwrap_or_default();
         if let Some(session) = transcript.session.clone() {
@@ -518,6 +566,29 @@ mod tests {
         assert_eq!(
             capabilities(&AgentConfig { capabilities: vec!["edit".into()], ..AgentConfig::default() }),
             ["edit"]
+        );
+    }
+
+    #[test]
+    fn the_messaging_bridge_is_the_tutti_on_the_effects_path_with_its_variables() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut job = job("agent", json!({}), json!({}), dir.path());
+        assert_eq!(tutti_mcp(&job), None, "outside `tutti run`");
+        let tutti = dir.path().join("tutti");
+        fs::write(&tutti, "").unwrap();
+        fs::set_permissions(&tutti, fs::Permissions::from_mode(0o755)).unwrap();
+        job.env = vec![
+            ("PATH".into(), format!("/nonexistent:{}", dir.path().display())),
+            ("TUTTI_HOME".into(), "/p".into()),
+            ("TUTTI_MSG_TOKEN".into(), "tok".into()),
+        ];
+        let server = tutti_mcp(&job).unwrap();
+        assert_eq!((server.command, server.args), (tutti, vec!["mcp".to_string()]));
+        let names: Vec<&str> = server.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["TUTTI_RUN_ID", "TUTTI_EFFECT_ID", "TUTTI_TASK_ID", "TUTTI_ATTEMPT", "TUTTI_HOME", "TUTTI_MSG_TOKEN"]
         );
     }
 

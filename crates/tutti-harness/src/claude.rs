@@ -11,7 +11,7 @@ use tutti_engine::{Harness, Job, Reporter, Running};
 
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "claude";
@@ -64,6 +64,9 @@ impl ClaudeHarness {
         }
         if let Some(session) = &job.session {
             command.arg("--resume").arg(session);
+        }
+        if let Some(server) = agent::tutti_mcp(job) {
+            command.arg("--mcp-config").arg(mcp_config(&server).to_string()).arg("--strict-mcp-config");
         }
         command.args(&self.config.args).arg("--").arg(agent::prompt(job));
 
@@ -124,12 +127,23 @@ impl Harness for ClaudeHarness {
         let turn = Turn {
             harness: self.name.clone(),
             command: self.command(&job)?,
+            stdin: None,
             timeout: agent::turn_timeout(&self.config, &job),
             schema: agent::output_schema(&job.task).cloned(),
             parse: Box::new(parse),
         };
         Ok(Box::new(agent::start(turn, reporter)?))
     }
+}
+
+/// `--mcp-config` registering tutti's messaging bridge (its tools are `mcp__tutti__send`, ...); with
+/// `--strict-mcp-config` no other MCP configuration is read.
+fn mcp_config(server: &McpServer) -> Value {
+    let env: serde_json::Map<String, Value> =
+        server.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+    serde_json::json!({ "mcpServers": { agent::MCP_NAME: {
+        "command": server.command, "args": server.args, "env": env,
+    }}})
 }
 
 /// Read a `stream-json` transcript: `system/init` and every later line carry `session_id`; the last line,

@@ -15,7 +15,7 @@ use tutti_engine::{Harness, Job, Reporter, Running};
 
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "codex";
@@ -78,6 +78,11 @@ impl CodexHarness {
         }
         if let Some(model) = &self.config.model {
             command.arg("-m").arg(model);
+        }
+        if let Some(server) = agent::tutti_mcp(job) {
+            for setting in mcp_settings(&server) {
+                command.arg("-c").arg(setting);
+            }
         }
         command.args(&self.config.args).arg("--");
         if let Some(session) = &job.session {
@@ -151,12 +156,28 @@ impl Harness for CodexHarness {
         let turn = Turn {
             harness: self.name.clone(),
             command,
+            stdin: None,
             timeout: agent::turn_timeout(&self.config, &job),
             schema: agent::output_schema(&job.task).cloned(),
             parse: Box::new(move |stdout| parse(stdout, before)),
         };
         Ok(Box::new(agent::start(turn, reporter)?))
     }
+}
+
+/// `-c` settings registering tutti's messaging bridge as `mcp_servers.tutti` (its tools come to the model in
+/// the namespace `mcp__tutti`). Codex gives MCP servers only part of its environment, so the `TUTTI_*`
+/// variables are set explicitly.
+fn mcp_settings(server: &McpServer) -> Vec<String> {
+    let quote = |s: &str| Value::from(s).to_string();
+    let key = format!("mcp_servers.{}", agent::MCP_NAME);
+    let args: Vec<String> = server.args.iter().map(|a| quote(a)).collect();
+    let env: Vec<String> = server.env.iter().map(|(k, v)| format!("{k} = {}", quote(v))).collect();
+    vec![
+        format!("{key}.command={}", quote(&server.command.to_string_lossy())),
+        format!("{key}.args=[{}]", args.join(", ")),
+        format!("{key}.env={{ {} }}", env.join(", ")),
+    ]
 }
 
 /// Read a `--json` transcript: `thread.started` has the session id; each `item.completed` of type

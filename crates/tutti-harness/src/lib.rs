@@ -1,5 +1,5 @@
 //! tutti's harness adapters: the `shell`, `node`, generic `command` and in-process `echo` harnesses, the
-//! agent-CLI adapters (`claude`, `codex`) and what they share, the prompt renderer, and process-tree control.
+//! agent-CLI adapters (`claude`, `codex`, `gemini`, `pi`, `opencode`) and what they share, the prompt renderer, and process-tree control.
 //! It does not own the `Harness` trait (the engine's seam), routing between harnesses, or reading
 //! `tutti.toml` (the CLI's).
 
@@ -8,7 +8,10 @@ pub mod claude;
 pub mod codex;
 pub mod command;
 pub mod echo;
+pub mod gemini;
 pub mod node;
+pub mod opencode;
+pub mod pi;
 pub mod process;
 pub mod prompt;
 pub mod shell;
@@ -21,7 +24,10 @@ pub use claude::ClaudeHarness;
 pub use codex::CodexHarness;
 pub use command::{CommandConfig, CommandHarness, Extras, last_json};
 pub use echo::EchoHarness;
+pub use gemini::GeminiHarness;
 pub use node::NodeHarness;
+pub use opencode::OpencodeHarness;
+pub use pi::PiHarness;
 pub use process::{Exit, Options, ProcessHandle, Stop};
 pub use prompt::{render_messages, render_prompt};
 pub use shell::ShellHarness;

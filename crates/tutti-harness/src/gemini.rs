@@ -1,0 +1,276 @@
+//! The `gemini` harness: runs Gemini CLI headlessly for `agent` tasks (`gemini --prompt=… -o stream-json`),
+//! in a private home whose `.gemini/settings.json` tutti writes (API-key auth, telemetry and updates off),
+//! pointed at a gateway by `GOOGLE_GEMINI_BASE_URL`, and reads the session id, final answer, usage and errors
+//! from its event stream. Running the process and building the outcome are `agent.rs`'s; the facts about the
+//! CLI come from `harness-clis.md`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tutti_engine::harness::Error as StartError;
+use tutti_engine::{Harness, Job, Reporter, Running};
+use tutti_journal::Usage;
+
+use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
+
+/// The CLI's name on `PATH`, and its npm package.
+const PROGRAM: &str = "gemini";
+const PACKAGE: &str = "@google/gemini-cli";
+
+/// The model passed when `model` is not set: without `-m` Gemini CLI first makes a routing call to pick one.
+const DEFAULT_MODEL: &str = "gemini-2.5-flash";
+
+/// Sent as the API key when a gateway is configured but no key is: Gemini CLI's API-key auth needs one.
+const PLACEHOLDER_KEY: &str = "tutti-no-key";
+
+/// Gemini CLI (`@google/gemini-cli`) as a harness.
+///
+/// Command line: `gemini -o stream-json --approval-mode yolo -m MODEL [--resume SESSION] ARGS...
+/// --prompt=PROMPT`, in the project directory, with stdin from `/dev/null`. Environment: `HOME` in
+/// `.tutti/harness-home/NAME` with a `.gemini/settings.json` selecting API-key auth (a base URL alone selects
+/// a gateway auth that headless mode refuses), `GEMINI_CLI_NO_RELAUNCH=true` (a relaunched gemini ignores
+/// SIGTERM), `GEMINI_CLI_TRUST_WORKSPACE=true`, and with `base_url` set, `GOOGLE_GEMINI_BASE_URL` (a root URL
+/// as it is: the CLI adds `/v1beta`) and `GEMINI_API_KEY`.
+#[derive(Clone, Debug)]
+pub struct GeminiHarness {
+    name: String,
+    config: AgentConfig,
+}
+
+impl GeminiHarness {
+    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
+        Self { name: name.into(), config }
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
+    /// `binary`.
+    pub fn detect(&self, workdir: &Path) -> Option<Detection> {
+        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
+    }
+
+    fn command(&self, job: &Job) -> Result<Command, StartError> {
+        let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
+        let key = agent::api_key(&self.name, &self.config, "GEMINI_API_KEY")?;
+        let settings = serde_json::to_string_pretty(&settings(agent::tutti_mcp(job).as_ref())).unwrap_or_default();
+        fs::create_dir_all(home.join(".gemini"))
+            .and_then(|()| agent::write_atomically(&home.join(".gemini/settings.json"), &settings))
+            .map_err(|e| agent::home_error(&self.name, job, e))?;
+
+        let mut command = Command::new(binary);
+        command.args(["-o", "stream-json", "--approval-mode", "yolo", "-m"]);
+        command.arg(self.config.model.as_deref().unwrap_or(DEFAULT_MODEL));
+        if let Some(session) = &job.session {
+            command.arg("--resume").arg(session);
+        }
+        // `--prompt=` keeps a prompt that starts with `-` from being read as an option.
+        command.args(&self.config.args).arg(format!("--prompt={}", agent::prompt(job)));
+
+        command.envs(agent::home_env(&home));
+        for (var, value) in [
+            ("GEMINI_CLI_NO_RELAUNCH", "true"),
+            ("GEMINI_CLI_TRUST_WORKSPACE", "true"),
+            ("GEMINI_TELEMETRY_ENABLED", "false"),
+        ] {
+            command.env(var, value);
+        }
+        if let Some(base) = &self.config.base_url {
+            command.env("GOOGLE_GEMINI_BASE_URL", agent::api_url(base, ""));
+        }
+        match key {
+            Some(key) => command.env("GEMINI_API_KEY", key),
+            None if self.config.base_url.is_some() => command.env("GEMINI_API_KEY", PLACEHOLDER_KEY),
+            None => &mut command,
+        };
+        agent::finish_env(&mut command, job, &self.config);
+        Ok(command)
+    }
+}
+
+/// `~/.gemini/settings.json`, rewritten before every turn, with tutti's messaging bridge under `mcpServers`
+/// (tools `mcp_tutti_send`, ...). Every turn of the harness reads this one file, so the bridge's `TUTTI_*`
+/// variables are written as `$VAR`, which Gemini CLI expands from each turn's own environment.
+fn settings(mcp: Option<&McpServer>) -> Value {
+    let mut settings = json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": false},
+        "telemetry": {"enabled": false},
+        "general": {"disableAutoUpdate": true, "disableUpdateNag": true},
+    });
+    if let Some(server) = mcp {
+        let env: serde_json::Map<String, Value> =
+            server.env.iter().map(|(k, _)| (k.clone(), Value::from(format!("${k}")))).collect();
+        settings["mcpServers"] = json!({ agent::MCP_NAME: {
+            "command": server.command, "args": server.args, "env": env,
+        }});
+    }
+    settings
+}
+
+impl Harness for GeminiHarness {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn max_parallel(&self) -> Option<usize> {
+        self.config.max_parallel
+    }
+
+    fn capabilities(&self) -> Vec<String> {
+        agent::capabilities(&self.config)
+    }
+
+    /// Peak RSS of one turn (257 MB measured; docs/harnesses.md): without `max_parallel`, the number of turns
+    /// at once follows the available memory.
+    fn memory_per_attempt_mb(&self) -> Option<u64> {
+        Some(260)
+    }
+
+    fn availability(&self) -> Result<(), String> {
+        agent::availability(PROGRAM, &self.config, PACKAGE)
+    }
+
+    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
+    fn version(&self) -> Option<String> {
+        self.detect(Path::new("."))?.version
+    }
+
+    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
+        let turn = Turn {
+            harness: self.name.clone(),
+            command: self.command(&job)?,
+            stdin: None,
+            timeout: agent::turn_timeout(&self.config, &job),
+            schema: agent::output_schema(&job.task).cloned(),
+            parse: Box::new(parse),
+        };
+        Ok(Box::new(agent::start(turn, reporter)?))
+    }
+}
+
+/// Read a `stream-json` transcript: `init` has the session id; assistant `message` deltas after the last tool
+/// call make the answer; `result` has `status` (`error` with `error.message`) and `stats` for the whole
+/// invocation. An `error` event of severity `error` is the error when no successful `result` follows.
+fn parse(stdout: &str) -> Transcript {
+    let mut transcript = Transcript::default();
+    let mut answer = String::new();
+    let mut last_error = None;
+    let mut succeeded = false;
+    for event in agent::events(stdout) {
+        match event["type"].as_str().unwrap_or("") {
+            "init" => transcript.session = event["session_id"].as_str().map(String::from),
+            "message" if event["role"] == "assistant" => answer.push_str(event["content"].as_str().unwrap_or("")),
+            // Text before a tool call is narration; the answer is what the model says after the last one.
+            "tool_use" | "tool_result" => answer.clear(),
+            "error" if event["severity"] == "error" => last_error = event["message"].as_str().map(String::from),
+            "result" => {
+                transcript.usage = Some(usage(&event["stats"]));
+                if event["status"] == "success" {
+                    succeeded = true;
+                } else {
+                    let message = event["error"]["message"].as_str().unwrap_or("the turn failed");
+                    transcript.error = Some(message.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !succeeded && transcript.error.is_none() {
+        transcript.error = last_error;
+    }
+    transcript.answer = (succeeded || !answer.is_empty()).then_some(answer);
+    transcript
+}
+
+/// Gemini's stats: `input_tokens` is the whole prompt, `cached` its cached part, `input` the rest. The Gemini
+/// API reports no cache writes and no cost.
+fn usage(stats: &Value) -> Usage {
+    let cached = count(stats, "cached");
+    Usage {
+        input_tokens: count(stats, "input_tokens").saturating_sub(cached),
+        output_tokens: count(stats, "output_tokens"),
+        cache_read_tokens: cached,
+        cache_write_tokens: 0,
+        cost_usd: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::job;
+    use std::ffi::OsStr;
+
+    /// A stream as Gemini CLI 0.61.0 printed it for a write_file call against the mock (timestamps dropped).
+    const STREAM: &str = r#"{"type":"init","session_id":"b50f7a6a","model":"gemini-2.5-flash"}
+{"type":"message","role":"user","content":"Create hello.txt please"}
+{"type":"message","role":"assistant","content":"Sure.","delta":true}
+{"type":"tool_use","tool_name":"write_file","tool_id":"write_file_1","parameters":{"content":"hi\n","file_path":"hello.txt"}}
+{"type":"tool_result","tool_id":"write_file_1","status":"success"}
+{"type":"message","role":"assistant","content":"do","delta":true}
+{"type":"message","role":"assistant","content":"ne","delta":true}
+{"type":"result","status":"success","stats":{"total_tokens":52,"input_tokens":38,"output_tokens":14,"cached":10,"input":28,"duration_ms":423,"tool_calls":1}}
+"#;
+
+    #[test]
+    fn a_transcript_gives_answer_session_and_usage() {
+        let transcript = parse(STREAM);
+        assert_eq!(transcript.session.as_deref(), Some("b50f7a6a"));
+        assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
+        let usage =
+            Usage { input_tokens: 28, output_tokens: 14, cache_read_tokens: 10, cache_write_tokens: 0, cost_usd: None };
+        assert_eq!(transcript.usage, Some(usage));
+    }
+
+    #[test]
+    fn an_error_result_and_an_error_event_are_errors() {
+        let failed = r#"{"type":"init","session_id":"s"}
+{"type":"result","status":"error","error":{"type":"FatalAuthenticationError","message":"Invalid auth method selected."},"stats":{}}"#;
+        assert_eq!(parse(failed).error.as_deref(), Some("Invalid auth method selected."));
+        let killed = "{\"type\":\"init\",\"session_id\":\"s\"}\n{\"type\":\"error\",\"severity\":\"error\",\"message\":\"quota\"}\n";
+        assert_eq!((parse(killed).error.as_deref(), parse(killed).answer), (Some("quota"), None));
+        let warned = format!("{{\"type\":\"error\",\"severity\":\"error\",\"message\":\"retrying\"}}\n{STREAM}");
+        assert_eq!(parse(&warned).error, None, "a successful result wins");
+    }
+
+    fn harness(dir: &Path, config: AgentConfig) -> GeminiHarness {
+        fs::write(dir.join("gemini"), "").unwrap();
+        fs::set_permissions(dir.join("gemini"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        GeminiHarness::new("gemini", AgentConfig { binary: Some(dir.join("gemini")), ..config })
+    }
+
+    #[test]
+    fn the_command_always_names_a_model_and_resumes_and_points_at_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AgentConfig { base_url: Some("http://127.0.0.1:9999/".into()), ..AgentConfig::default() };
+        let mut job = job("agent", json!({"agent": {"prompt": "-x: do it"}}), json!({}), dir.path());
+        job.session = Some("abc".into());
+        let command = harness(dir.path(), config).command(&job).unwrap();
+        let args: Vec<&OsStr> = command.get_args().collect();
+        let expected = [
+            "-o",
+            "stream-json",
+            "--approval-mode",
+            "yolo",
+            "-m",
+            DEFAULT_MODEL,
+            "--resume",
+            "abc",
+            "--prompt=-x: do it",
+        ];
+        assert_eq!(args, expected.map(OsStr::new));
+        let env = |name: &str| command.get_envs().find(|(k, _)| *k == name).and_then(|(_, v)| v);
+        assert_eq!(env("GOOGLE_GEMINI_BASE_URL"), Some(OsStr::new("http://127.0.0.1:9999")));
+        assert_eq!(env("GEMINI_CLI_NO_RELAUNCH"), Some(OsStr::new("true")));
+        let home = dir.path().join(".tutti/harness-home/gemini");
+        assert_eq!(env("HOME"), Some(home.as_os_str()));
+        let settings: Value =
+            serde_json::from_str(&fs::read_to_string(home.join(".gemini/settings.json")).unwrap()).unwrap();
+        assert_eq!(settings["security"]["auth"]["selectedType"], "gemini-api-key");
+    }
+}
