@@ -283,6 +283,50 @@ fn an_unreachable_server_times_out_with_the_clis_last_error(cli: &Cli, says: &st
     assert_eq!(error["message"], format!("harness {} timed out after 10000 ms", cli.name));
     let last = error["data"]["lastError"].as_str().unwrap_or_default();
     assert!(last.contains(says), "the CLI's last error should mention {says:?}: {}", show(&events));
+    assert_eq!(error["data"]["environmental"], true, "a model never reached is the environment's fault");
+}
+
+/// With the preferred CLI's server unreachable, the task falls back to the next harness within the
+/// adapter's timeout, and the journal says why.
+#[test]
+fn a_task_falls_back_when_the_preferred_clis_server_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let project = tutti_testkit::Project::new(TUTTI);
+    project.write(
+        "tutti.toml",
+        &format!(
+            r#"
+[harness.claude]
+base_url = "http://127.0.0.1:{port}"
+model = "claude-sonnet-4-5"
+timeout_ms = 8000
+
+[harness.backup]
+command = ["sh", "-c", "cat > /dev/null; echo '{{\"by\": \"backup\"}}'"]
+"#
+        ),
+    );
+    project.write(
+        "fallback.js",
+        r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", () => ({ kind: "agent", title: "ask", harness: ["claude", "backup"], agent: { prompt: "hi" } }));
+export async function process(inputs, ctx) {
+  return (await ctx.task(ask, {})).by;
+}
+"#,
+    );
+    let started = std::time::Instant::now();
+    let out = project.run(&["run", "fallback.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), "backup");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let events = project.events(&out.run_id());
+    let routes: Vec<&Value> = of_kind(&events, "effect_routed");
+    assert_eq!(routes.len(), 2, "{}", show(&events));
+    assert_eq!(routes[1]["event"]["harness"], "backup");
+    let reason = routes[1]["event"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("fallback: claude is unavailable (harness claude timed out after 8000 ms"), "{reason}");
 }
 
 #[test]

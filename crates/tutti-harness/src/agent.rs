@@ -367,8 +367,14 @@ pub(crate) fn outcome(
     };
     if exit.stopped == Some(Stop::TimedOut) {
         let mut error = timeout_error(&what, Some(timeout), &exit);
-        if let (Some(data), Some(last)) = (error.data.as_mut(), &transcript.error) {
-            data["lastError"] = json!(last);
+        if let Some(data) = error.data.as_mut() {
+            if let Some(last) = &transcript.error {
+                data["lastError"] = json!(last);
+            }
+            // No answer and either retries of a failing API or no session at all: the model was never
+            // reached, so the task may fall back to another harness.
+            let unreached = transcript.answer.is_none() && (transcript.error.is_some() || transcript.session.is_none());
+            data["environmental"] = json!(unreached);
         }
         return Err(error);
     }
