@@ -291,10 +291,10 @@ fn an_unreachable_server_times_out_with_the_clis_last_error(cli: &Cli, says: &st
 #[test]
 fn a_task_falls_back_when_the_preferred_clis_server_is_unreachable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let project = tutti_testkit::Project::new(TUTTI);
+    let project = Project::new(TUTTI);
     project.write(
         "tutti.toml",
-        &format!(
+        format!(
             r#"
 [harness.claude]
 base_url = "http://127.0.0.1:{port}"
