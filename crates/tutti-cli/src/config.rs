@@ -123,7 +123,7 @@ impl Config {
 }
 
 /// The adapter for agent CLI `cli` (one of [`AGENT_CLIS`], checked when the table was read).
-fn agent_harness(cli: &str, name: &str, config: &AgentConfig) -> Arc<dyn Harness> {
+pub(crate) fn agent_harness(cli: &str, name: &str, config: &AgentConfig) -> Arc<dyn Harness> {
     let (name, config) = (name.to_string(), config.clone());
     match cli {
         "claude" => Arc::new(ClaudeHarness::new(name, config)),

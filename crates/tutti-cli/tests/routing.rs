@@ -108,8 +108,11 @@ fn doctor_lists_harnesses_with_availability_and_every_known_cli() {
     let clis: Vec<&str> = report["clis"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(clis, ["claude", "codex", "gemini", "pi", "opencode"]);
     for c in report["clis"].as_array().unwrap() {
+        assert!(!c["capabilities"].as_array().unwrap().is_empty(), "{c}");
         if c["found"] == false {
-            assert!(c["missing"][0].as_str().unwrap().starts_with("install it: npm i -g "), "{c}");
+            assert!(c["missing"][0].as_str().unwrap().contains("install it: npm i -g "), "{c}");
+        } else {
+            assert!(c["version"].is_string(), "an installed CLI reports its version: {c}");
         }
     }
     let text = project.run(&["doctor"]);
@@ -188,4 +191,31 @@ export async function process(inputs, ctx) {
     assert_eq!(routes.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), ["offline", "online"], "{}", show(&events));
     assert!(routes[1].1.contains("offline is unavailable (harness offline exited with code 69)"), "{routes:?}");
     assert_eq!(routed(&events, "root/1").len(), 1, "{}", show(&events));
+}
+
+#[test]
+fn a_preferred_agent_cli_that_is_not_installed_is_skipped_with_the_reason() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "tutti.toml",
+        "[harness.claude]\nbinary = \"/nonexistent/claude\"\n\n[harness.backup]\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; echo '{\\\"by\\\": \\\"backup\\\"}'\"]\n",
+    );
+    project.write(
+        "skip.js",
+        r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", () => ({ kind: "agent", title: "ask", harness: ["claude", "backup"], agent: { prompt: "hi" } }));
+export async function process(inputs, ctx) {
+  return (await ctx.task(ask, {})).by;
+}
+"#,
+    );
+    let out = project.run(&["run", "skip.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), "backup");
+    let events = project.events(&out.run_id());
+    let routes = routed(&events, "root/0");
+    assert_eq!(routes.len(), 1, "{}", show(&events));
+    assert_eq!(routes[0].0, "backup");
+    assert!(routes[0].1.contains("skipped claude: ") && routes[0].1.contains("/nonexistent/claude"), "{routes:?}");
 }

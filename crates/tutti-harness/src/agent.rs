@@ -105,7 +105,10 @@ pub(crate) fn detect(program: &str, configured: Option<&Path>, workdir: &Path) -
     let mut command = Command::new(&binary);
     command.arg("--version");
     let options = Options { timeout: Some(VERSION_TIMEOUT), ..Options::default() };
-    let version = process::run(command, options).ok().and_then(|exit| version_number(&exit.stdout));
+    // Most CLIs print their version on stdout; pi prints it on stderr.
+    let version = process::run(command, options)
+        .ok()
+        .and_then(|exit| version_number(&exit.stdout).or_else(|| version_number(&exit.stderr)));
     Some(Detection { binary, version })
 }
 

@@ -2,10 +2,6 @@
 //! limits and availability, and each agent CLI tutti knows, found or not, with the command that fixes what
 //! is missing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
 use serde_json::{Value, json};
 
@@ -53,58 +49,27 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Where tutti's test and install scripts put the pinned CLIs.
-fn cache_bin() -> Option<PathBuf> {
-    let cache = std::env::var_os("TUTTI_CLI_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/tutti/clis")))?;
-    Some(cache.join("node_modules/.bin"))
-}
-
-fn find(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(cache_bin()).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
-/// `NAME --version`, given at most a few seconds.
-fn version_of(program: &Path) -> Option<String> {
-    let mut child = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().ok()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!text.is_empty()).then_some(text)
-}
-
+/// A known CLI as its adapter sees it with no configuration: installed or not, version, capabilities.
 fn cli(name: &str, package: &str, key: &str) -> Value {
-    let path = find(name);
-    let version = path.as_deref().and_then(version_of);
+    let adapter = crate::config::agent_harness(name, name, &tutti_harness::AgentConfig::default());
     let mut missing = Vec::new();
-    if path.is_none() {
-        missing.push(format!("install it: npm i -g {package} (or run .ci/install-clis.sh for the pinned set)"));
-    }
+    let found = match adapter.availability() {
+        Ok(()) => true,
+        Err(why) => {
+            missing.push(format!("{why} — install it: npm i -g {package} (or .ci/install-clis.sh for the pinned set)"));
+            false
+        }
+    };
     if std::env::var_os(key).is_none() {
         missing.push(format!("set {key}, or point the harness at a gateway with `base_url` in tutti.toml"));
     }
     json!({
         "name": name,
         "package": package,
-        "found": path.is_some(),
-        "path": path.map(|p| p.display().to_string()),
-        "version": version,
+        "found": found,
+        "version": if found { adapter.version() } else { None },
+        "capabilities": adapter.capabilities(),
+        "memoryPerTurnMb": adapter.memory_per_attempt_mb(),
         "missing": missing,
     })
 }
@@ -132,7 +97,8 @@ fn text(report: &Value) -> String {
             (Some(true), None) => "found".to_string(),
             _ => "not found".to_string(),
         };
-        out.push_str(&format!("\n  {:<12} {found}", c["name"].as_str().unwrap_or("")));
+        let caps: Vec<&str> = c["capabilities"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        out.push_str(&format!("\n  {:<12} {found}; can: {}", c["name"].as_str().unwrap_or(""), caps.join(" ")));
         for m in c["missing"].as_array().into_iter().flatten() {
             out.push_str(&format!("\n  {:<12}   - {}", "", m.as_str().unwrap_or("")));
         }
