@@ -274,10 +274,20 @@ pub(crate) fn output_schema(task: &Value) -> Option<&Value> {
 /// answer.
 pub(crate) fn prompt(job: &Job) -> String {
     let mut text = format!("{}{}", render_messages(&job.messages), render_prompt(&job.task));
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    let io = job.task.get("io").filter(|v| v.is_object());
+    if let Some(io) = io {
+        text.push_str(&format!("\n\nInputs and outputs of this task:\n{}\n", pretty(io)));
+    }
     if let Some(schema) = output_schema(&job.task) {
-        let schema = serde_json::to_string_pretty(schema).unwrap_or_else(|_| schema.to_string());
         text.push_str(&format!(
-            "\n\nWhen you are done, answer with only a JSON value that matches this JSON Schema, and no other text:\n{schema}\n"
+            "\n\nWhen you are done, answer with only a JSON value that matches this JSON Schema, and no other text:\n{}\n",
+            pretty(schema)
+        ));
+    } else if let Some(outputs) = io.and_then(|io| io.get("outputs")).filter(|v| !v.is_null()) {
+        text.push_str(&format!(
+            "\n\nWhen you are done, answer with only a JSON value shaped like these outputs, and no other text:\n{}\n",
+            pretty(outputs)
         ));
     }
     text
@@ -607,6 +617,25 @@ mod tests {
         assert_eq!(version_number("codex-cli 0.169.0").as_deref(), Some("0.169.0"));
         assert_eq!(version_number("v1.18.33").as_deref(), Some("1.18.33"));
         assert_eq!(version_number("no version here."), None);
+    }
+
+    #[test]
+    fn io_hints_are_in_the_prompt_and_outputs_ask_for_json() {
+        let mut job = crate::testutil::job(
+            "agent",
+            json!({"agent": {"prompt": "Do it"}, "io": {"outputs": {"done": "boolean"}}}),
+            json!(null),
+            Path::new("/tmp"),
+        );
+        let text = prompt(&job);
+        assert!(text.starts_with("Do it"), "{text}");
+        assert!(
+            text.contains("Inputs and outputs of this task:") && text.contains("shaped like these outputs"),
+            "{text}"
+        );
+        job.task = json!({"agent": {"prompt": "Do it", "outputSchema": {"type": "object"}}, "io": {"outputs": {"done": "boolean"}}});
+        let text = prompt(&job);
+        assert!(text.contains("matches this JSON Schema") && !text.contains("shaped like"), "{text}");
     }
 
     #[test]
