@@ -265,6 +265,52 @@ pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// The `Harness` methods every CLI adapter shares. The adapter's module defines `PROGRAM` and `PACKAGE`, and
+/// its struct has `name` and `config` fields and a `detect` method (see [`cli_constructors`]).
+macro_rules! cli_harness_basics {
+    () => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn max_parallel(&self) -> Option<usize> {
+            self.config.max_parallel
+        }
+
+        fn availability(&self) -> Result<(), String> {
+            $crate::agent::availability(PROGRAM, &self.config, PACKAGE)
+        }
+
+        /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
+        fn version(&self) -> Option<String> {
+            self.detect(std::path::Path::new("."))?.version
+        }
+    };
+}
+pub(crate) use cli_harness_basics;
+
+/// The constructor and accessors every CLI adapter shares.
+macro_rules! cli_constructors {
+    ($adapter:ident) => {
+        impl $adapter {
+            pub fn new(name: impl Into<String>, config: $crate::agent::AgentConfig) -> Self {
+                Self { name: name.into(), config }
+            }
+
+            pub fn config(&self) -> &$crate::agent::AgentConfig {
+                &self.config
+            }
+
+            /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a
+            /// relative `binary`.
+            pub fn detect(&self, workdir: &std::path::Path) -> Option<$crate::agent::Detection> {
+                $crate::agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
+            }
+        }
+    };
+}
+pub(crate) use cli_constructors;
+
 /// The task's output schema: `task.agent.outputSchema`, else `task.outputSchema`.
 pub(crate) fn output_schema(task: &Value) -> Option<&Value> {
     [task.pointer("/agent/outputSchema"), task.get("outputSchema")].into_iter().flatten().find(|v| !v.is_null())

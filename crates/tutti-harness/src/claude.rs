@@ -11,7 +11,7 @@ use tutti_engine::{Harness, Job, Reporter, Running};
 
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "claude";
@@ -35,21 +35,9 @@ pub struct ClaudeHarness {
     config: AgentConfig,
 }
 
+agent::cli_constructors!(ClaudeHarness);
+
 impl ClaudeHarness {
-    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
-        Self { name: name.into(), config }
-    }
-
-    pub fn config(&self) -> &AgentConfig {
-        &self.config
-    }
-
-    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
-    /// `binary`.
-    pub fn detect(&self, workdir: &std::path::Path) -> Option<Detection> {
-        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
-    }
-
     fn command(&self, job: &Job) -> Result<Command, StartError> {
         let binary = agent::find_cli(PROGRAM, self.config.binary.as_deref(), &job.workdir)
             .ok_or_else(|| agent::not_found(&self.name, PROGRAM, self.config.binary.as_deref(), PACKAGE))?;
@@ -96,13 +84,7 @@ impl ClaudeHarness {
 }
 
 impl Harness for ClaudeHarness {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_parallel(&self) -> Option<usize> {
-        self.config.max_parallel
-    }
+    agent::cli_harness_basics!();
 
     fn capabilities(&self) -> Vec<String> {
         agent::capabilities(&self.config)
@@ -112,15 +94,6 @@ impl Harness for ClaudeHarness {
     /// follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(230)
-    }
-
-    fn availability(&self) -> Result<(), String> {
-        agent::availability(PROGRAM, &self.config, PACKAGE)
-    }
-
-    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
-    fn version(&self) -> Option<String> {
-        self.detect(std::path::Path::new("."))?.version
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {

@@ -15,7 +15,7 @@ use tutti_engine::{Harness, Job, Reporter, Running};
 
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "codex";
@@ -40,21 +40,9 @@ pub struct CodexHarness {
     config: AgentConfig,
 }
 
+agent::cli_constructors!(CodexHarness);
+
 impl CodexHarness {
-    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
-        Self { name: name.into(), config }
-    }
-
-    pub fn config(&self) -> &AgentConfig {
-        &self.config
-    }
-
-    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
-    /// `binary`.
-    pub fn detect(&self, workdir: &Path) -> Option<Detection> {
-        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
-    }
-
     /// The command, and the `CODEX_HOME` it runs with.
     fn command(&self, job: &Job) -> Result<(Command, PathBuf), StartError> {
         let binary = agent::find_cli(PROGRAM, self.config.binary.as_deref(), &job.workdir)
@@ -122,13 +110,7 @@ impl CodexHarness {
 }
 
 impl Harness for CodexHarness {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_parallel(&self) -> Option<usize> {
-        self.config.max_parallel
-    }
+    agent::cli_harness_basics!();
 
     fn capabilities(&self) -> Vec<String> {
         agent::capabilities(&self.config)
@@ -138,15 +120,6 @@ impl Harness for CodexHarness {
     /// follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(150)
-    }
-
-    fn availability(&self) -> Result<(), String> {
-        agent::availability(PROGRAM, &self.config, PACKAGE)
-    }
-
-    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
-    fn version(&self) -> Option<String> {
-        self.detect(std::path::Path::new("."))?.version
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {

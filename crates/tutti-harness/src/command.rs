@@ -180,7 +180,8 @@ pub struct Extras {
 
 impl Extras {
     fn read(dir: &Path) -> Self {
-        let session = fs::read_to_string(dir.join("session")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let session =
+            fs::read_to_string(dir.join("session")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let usage = fs::read(dir.join("usage.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
         Self { session, usage }
     }
@@ -364,7 +365,16 @@ mod tests {
         let names: Vec<&str> = env.lines().map(|l| l.split('=').next().unwrap()).collect();
         assert_eq!(
             names,
-            ["AGENT_MODE", "TUTTI_ATTEMPT", "TUTTI_EFFECT_ID", "TUTTI_RESULT_FILE", "TUTTI_RUN_ID", "TUTTI_SESSION_FILE", "TUTTI_TASK_ID", "TUTTI_USAGE_FILE"]
+            [
+                "AGENT_MODE",
+                "TUTTI_ATTEMPT",
+                "TUTTI_EFFECT_ID",
+                "TUTTI_RESULT_FILE",
+                "TUTTI_RUN_ID",
+                "TUTTI_SESSION_FILE",
+                "TUTTI_TASK_ID",
+                "TUTTI_USAGE_FILE"
+            ]
         );
     }
 

@@ -5,7 +5,6 @@
 //! CLI come from `harness-clis.md`.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Harness, Job, Reporter, Running};
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "gemini";
@@ -39,21 +38,9 @@ pub struct GeminiHarness {
     config: AgentConfig,
 }
 
+agent::cli_constructors!(GeminiHarness);
+
 impl GeminiHarness {
-    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
-        Self { name: name.into(), config }
-    }
-
-    pub fn config(&self) -> &AgentConfig {
-        &self.config
-    }
-
-    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
-    /// `binary`.
-    pub fn detect(&self, workdir: &Path) -> Option<Detection> {
-        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
-    }
-
     fn command(&self, job: &Job) -> Result<Command, StartError> {
         let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
         let key = agent::api_key(&self.name, &self.config, "GEMINI_API_KEY")?;
@@ -113,13 +100,7 @@ fn settings(mcp: Option<&McpServer>) -> Value {
 }
 
 impl Harness for GeminiHarness {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_parallel(&self) -> Option<usize> {
-        self.config.max_parallel
-    }
+    agent::cli_harness_basics!();
 
     fn capabilities(&self) -> Vec<String> {
         agent::capabilities(&self.config)
@@ -129,15 +110,6 @@ impl Harness for GeminiHarness {
     /// at once follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(260)
-    }
-
-    fn availability(&self) -> Result<(), String> {
-        agent::availability(PROGRAM, &self.config, PACKAGE)
-    }
-
-    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
-    fn version(&self) -> Option<String> {
-        self.detect(Path::new("."))?.version
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
@@ -238,7 +210,7 @@ mod tests {
         assert_eq!(parse(&warned).error, None, "a successful result wins");
     }
 
-    fn harness(dir: &Path, config: AgentConfig) -> GeminiHarness {
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> GeminiHarness {
         fs::write(dir.join("gemini"), "").unwrap();
         fs::set_permissions(dir.join("gemini"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         GeminiHarness::new("gemini", AgentConfig { binary: Some(dir.join("gemini")), ..config })

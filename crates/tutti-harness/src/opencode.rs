@@ -4,7 +4,6 @@
 //! its event stream. Running the process and building the outcome are `agent.rs`'s; the facts about the CLI
 //! come from `harness-clis.md`.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -12,7 +11,7 @@ use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Harness, Job, Reporter, Running};
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, McpServer, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "opencode";
@@ -39,21 +38,9 @@ pub struct OpencodeHarness {
     config: AgentConfig,
 }
 
+agent::cli_constructors!(OpencodeHarness);
+
 impl OpencodeHarness {
-    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
-        Self { name: name.into(), config }
-    }
-
-    pub fn config(&self) -> &AgentConfig {
-        &self.config
-    }
-
-    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
-    /// `binary`.
-    pub fn detect(&self, workdir: &Path) -> Option<Detection> {
-        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
-    }
-
     fn command(&self, job: &Job) -> Result<Command, StartError> {
         let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
         agent::api_key(&self.name, &self.config, "")?;
@@ -111,13 +98,7 @@ impl OpencodeHarness {
 }
 
 impl Harness for OpencodeHarness {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_parallel(&self) -> Option<usize> {
-        self.config.max_parallel
-    }
+    agent::cli_harness_basics!();
 
     fn capabilities(&self) -> Vec<String> {
         agent::capabilities(&self.config)
@@ -127,15 +108,6 @@ impl Harness for OpencodeHarness {
     /// turns at once follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(720)
-    }
-
-    fn availability(&self) -> Result<(), String> {
-        agent::availability(PROGRAM, &self.config, PACKAGE)
-    }
-
-    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
-    fn version(&self) -> Option<String> {
-        self.detect(Path::new("."))?.version
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
@@ -232,7 +204,7 @@ mod tests {
         assert_eq!((transcript.session.as_deref(), transcript.answer), (Some("ses_2"), None));
     }
 
-    fn harness(dir: &Path, config: AgentConfig) -> OpencodeHarness {
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> OpencodeHarness {
         std::fs::write(dir.join("opencode"), "").unwrap();
         std::fs::set_permissions(dir.join("opencode"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         OpencodeHarness::new("opencode", AgentConfig { binary: Some(dir.join("opencode")), ..config })

@@ -5,7 +5,6 @@
 //! outcome are `agent.rs`'s; the facts about the CLI come from `harness-clis.md`.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Harness, Job, Reporter, Running};
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Detection, Transcript, Turn, count};
+use crate::agent::{self, AgentConfig, Transcript, Turn, count};
 
 /// The CLI's name on `PATH`, and its npm package.
 const PROGRAM: &str = "pi";
@@ -43,21 +42,9 @@ pub struct PiHarness {
     config: AgentConfig,
 }
 
+agent::cli_constructors!(PiHarness);
+
 impl PiHarness {
-    pub fn new(name: impl Into<String>, config: AgentConfig) -> Self {
-        Self { name: name.into(), config }
-    }
-
-    pub fn config(&self) -> &AgentConfig {
-        &self.config
-    }
-
-    /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a relative
-    /// `binary`.
-    pub fn detect(&self, workdir: &Path) -> Option<Detection> {
-        agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
-    }
-
     fn command(&self, job: &Job) -> Result<Command, StartError> {
         let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
         agent::api_key(&self.name, &self.config, "")?;
@@ -110,13 +97,7 @@ impl PiHarness {
 }
 
 impl Harness for PiHarness {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_parallel(&self) -> Option<usize> {
-        self.config.max_parallel
-    }
+    agent::cli_harness_basics!();
 
     /// pi has no web tool: its default capabilities leave out `web`.
     fn capabilities(&self) -> Vec<String> {
@@ -131,15 +112,6 @@ impl Harness for PiHarness {
     /// turns at once follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(190)
-    }
-
-    fn availability(&self) -> Result<(), String> {
-        agent::availability(PROGRAM, &self.config, PACKAGE)
-    }
-
-    /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
-    fn version(&self) -> Option<String> {
-        self.detect(Path::new("."))?.version
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
@@ -247,7 +219,7 @@ mod tests {
         assert_eq!((parse(&recovered).error, parse(&recovered).answer.as_deref()), (None, Some("ok")));
     }
 
-    fn harness(dir: &Path, config: AgentConfig) -> PiHarness {
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> PiHarness {
         fs::write(dir.join("pi"), "").unwrap();
         fs::set_permissions(dir.join("pi"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         PiHarness::new("pi", AgentConfig { binary: Some(dir.join("pi")), ..config })
