@@ -373,6 +373,32 @@ pub(crate) struct Turn {
     pub(crate) parse: Box<dyn FnOnce(&str) -> Transcript + Send>,
 }
 
+impl Turn {
+    /// A turn of `job` on the harness named `harness`, with stdin from `/dev/null`.
+    pub(crate) fn new(
+        harness: &str,
+        config: &AgentConfig,
+        job: &Job,
+        command: Command,
+        parse: Box<dyn FnOnce(&str) -> Transcript + Send>,
+    ) -> Self {
+        Turn {
+            harness: harness.to_string(),
+            command,
+            stdin: None,
+            timeout: turn_timeout(config, job),
+            schema: output_schema(&job.task).cloned(),
+            parse,
+        }
+    }
+
+    /// For CLIs that read the prompt on stdin: write it there and close it.
+    pub(crate) fn prompt_on_stdin(mut self, job: &Job) -> Self {
+        self.stdin = Some(prompt(job).into_bytes());
+        self
+    }
+}
+
 /// The timeout of a turn: the harness's own, else the task's, else [`DEFAULT_TIMEOUT`].
 pub(crate) fn turn_timeout(config: &AgentConfig, job: &Job) -> Duration {
     config.timeout_ms.map(Duration::from_millis).or(job.timeout).unwrap_or(DEFAULT_TIMEOUT)

@@ -90,21 +90,14 @@ impl Harness for ClaudeHarness {
         agent::capabilities(&self.config)
     }
 
-    /// Peak RSS of one turn (197–228 MB measured for one turn; docs/harnesses.md): without `max_parallel`, the number of turns at once
-    /// follows the available memory.
+    /// Peak RSS of one turn (197–228 MB measured; docs/harnesses.md): without `max_parallel`, the number of
+    /// turns at once follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(230)
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn = Turn {
-            harness: self.name.clone(),
-            command: self.command(&job)?,
-            stdin: None,
-            timeout: agent::turn_timeout(&self.config, &job),
-            schema: agent::output_schema(&job.task).cloned(),
-            parse: Box::new(parse),
-        };
+        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse));
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }

@@ -116,8 +116,8 @@ impl Harness for CodexHarness {
         agent::capabilities(&self.config)
     }
 
-    /// Peak RSS of one turn (145–150 MB measured for one turn; docs/harnesses.md): without `max_parallel`, the number of turns at once
-    /// follows the available memory.
+    /// Peak RSS of one turn (145–150 MB measured; docs/harnesses.md): without `max_parallel`, the number of
+    /// turns at once follows the available memory.
     fn memory_per_attempt_mb(&self) -> Option<u64> {
         Some(150)
     }
@@ -126,14 +126,7 @@ impl Harness for CodexHarness {
         let (command, codex_home) = self.command(&job)?;
         // A resumed thread reports the usage of the whole thread; what it had before is subtracted.
         let before = job.session.as_deref().and_then(|id| thread_usage(&codex_home, id)).unwrap_or_default();
-        let turn = Turn {
-            harness: self.name.clone(),
-            command,
-            stdin: None,
-            timeout: agent::turn_timeout(&self.config, &job),
-            schema: agent::output_schema(&job.task).cloned(),
-            parse: Box::new(move |stdout| parse(stdout, before)),
-        };
+        let turn = Turn::new(&self.name, &self.config, &job, command, Box::new(move |stdout| parse(stdout, before)));
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }

@@ -113,14 +113,7 @@ impl Harness for GeminiHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn = Turn {
-            harness: self.name.clone(),
-            command: self.command(&job)?,
-            stdin: None,
-            timeout: agent::turn_timeout(&self.config, &job),
-            schema: agent::output_schema(&job.task).cloned(),
-            parse: Box::new(parse),
-        };
+        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse));
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }

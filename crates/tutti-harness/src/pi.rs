@@ -115,14 +115,8 @@ impl Harness for PiHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn = Turn {
-            harness: self.name.clone(),
-            command: self.command(&job)?,
-            stdin: Some(agent::prompt(&job).into_bytes()),
-            timeout: agent::turn_timeout(&self.config, &job),
-            schema: agent::output_schema(&job.task).cloned(),
-            parse: Box::new(parse),
-        };
+        let turn =
+            Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).prompt_on_stdin(&job);
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }
