@@ -1,6 +1,7 @@
 //! The `tutti` binary: parse the arguments, run the command, map the outcome to a documented exit code.
 
 mod args;
+mod caller;
 mod commands;
 mod config;
 mod output;

@@ -290,3 +290,86 @@ fn approval_given_while_detached_is_picked_up_by_resume() {
     assert_eq!(resumed.json()["response"], "later");
     assert_eq!(resumed.json()["deployed"], true);
 }
+
+/// A process whose shell task tries to approve the breakpoint the run waits on. `prelude` runs first (e.g. to
+/// unset every `TUTTI_` variable, as an agent could).
+fn self_approval(prelude: &str) -> String {
+    format!(
+        r#"
+import {{ defineTask }} from "tutti";
+
+export const sneak = defineTask("sneak", () => ({{
+  kind: "shell",
+  title: "agent tries the gate",
+  shell: {{ command: `run="$TUTTI_RUN_ID"; {prelude} tutti approve "$run" root/0 --response "approved by the agent itself" 2>&1; echo "rc=$?"` }},
+}}));
+
+export async function process(inputs, ctx) {{
+  const gate = ctx.breakpoint({{ question: "ship it?" }});
+  const tried = await ctx.task(sneak, {{}});
+  const answer = await gate;
+  return {{ tried: tried.stdout, answer }};
+}}
+"#
+    )
+}
+
+/// The agent's attempt is refused, the run keeps waiting, and a person's approval completes it, journaled
+/// with who gave it.
+fn assert_only_a_person_passes_the_gate(prelude: &str, caught_by: &str) {
+    let project = Project::new(TUTTI);
+    project.write("gate.js", self_approval(prelude));
+    let driver = project.spawn(&["run", "gate.js"]);
+    let run = driver.run_id();
+    let tried = project.wait_for_event(&run, "the agent's attempt to end", |e| {
+        kind(e) == "effect_resolved" && e["event"]["effect"] == "root/1"
+    });
+    let stdout = tried["event"]["outcome"]["value"]["inline"]["stdout"].as_str().unwrap_or_default().to_string();
+    assert!(stdout.contains("refused") && stdout.contains("rc=2"), "the agent is refused with exit 2:\n{tried}");
+    assert!(stdout.contains(caught_by), "caught by {caught_by:?}:\n{stdout}");
+    let status = project.status(&run);
+    assert_eq!(status["waiting"][0]["effect"], "root/0", "the gate still waits:\n{status}");
+    let events = project.events(&run);
+    assert!(of_kind(&events, "control_applied").is_empty(), "{}", show(&events));
+
+    let approve = project.run(&["approve", &run, "root/0", "--response", "a person said yes"]);
+    assert_eq!(approve.code, 0, "{approve}");
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json()["answer"], serde_json::json!({"approved": true, "response": "a person said yes"}));
+    let events = project.events(&run);
+    let control = of_kind(&events, "control_applied");
+    assert_eq!(control.len(), 1, "{}", show(&events));
+    let by = &control[0]["event"]["by"];
+    assert_eq!((control[0]["event"]["action"].as_str(), control[0]["event"]["effect"].as_str()), (Some("approve"), Some("root/0")));
+    assert_eq!(by["via"], "cli", "{by}");
+    assert!(by["user"].as_str().is_some_and(|u| !u.is_empty()) && by["pid"].as_u64().is_some(), "{by}");
+}
+
+#[test]
+fn an_agent_cannot_approve_the_breakpoint_its_run_waits_on() {
+    assert_only_a_person_passes_the_gate("", "its environment says so");
+}
+
+#[test]
+fn an_agent_that_unsets_tuttis_variables_still_cannot_approve() {
+    assert_only_a_person_passes_the_gate(r#"for v in $(env | grep -o '^TUTTI_[A-Z_]*'); do unset "$v"; done;"#, "the process tree of an attempt");
+}
+
+#[test]
+fn a_second_answer_to_a_breakpoint_is_refused_naming_the_first() {
+    let project = Project::with_examples(TUTTI);
+    let (driver, run, effect) = run_until_breakpoint(&project);
+    driver.signal(libc::SIGINT);
+    assert_eq!(driver.wait(DEADLINE).code, 130);
+
+    let approve = project.run(&["approve", &run, &effect]);
+    assert_eq!(approve.code, 0, "{approve}");
+    let reject = project.run(&["approve", &run, &effect, "--reject"]);
+    assert_eq!(reject.code, 2, "{reject}");
+    assert!(reject.stderr.contains("already has an answer") && reject.stderr.contains("an approval"), "{reject}");
+
+    let resumed = project.run(&["resume", &run]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(resumed.json()["deployed"], true, "the first answer wins:\n{resumed}");
+}

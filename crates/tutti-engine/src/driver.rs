@@ -356,8 +356,11 @@ impl<'a> Driver<'a> {
 
     fn command(&mut self, command: Command) -> Result<(), Error> {
         match command {
-            Command::Cancel { reason } => {
+            Command::Cancel { reason, by } => {
                 if self.end.is_none() {
+                    if let Some(by) = by {
+                        self.record(Event::ControlApplied { action: "cancel".into(), effect: None, by });
+                    }
                     self.end = Some(End::Cancelled(reason));
                 }
             }
@@ -377,11 +380,15 @@ impl<'a> Driver<'a> {
                     self.record(Event::EffectProgress { effect, message });
                 }
             }
-            Command::Resolve { effect, outcome } => {
-                let pending = self.effects.get(&effect).is_some_and(|e| {
+            Command::Resolve { effect, outcome, by } => {
+                let pending = self.effects.get(&effect).filter(|e| {
                     matches!(e.state.phase(), crate::effect::Phase::Waiting | crate::effect::Phase::Running)
                 });
-                if pending {
+                if let Some(e) = pending {
+                    if let Some(by) = by {
+                        let action = control_action(&e.request.kind, &outcome).to_string();
+                        self.record(Event::ControlApplied { action, effect: Some(effect.clone()), by });
+                    }
                     let outcome = match outcome {
                         Outcome::Ok { value } => Ok(self.store.load(&value)?),
                         Outcome::Error { error } => Err(error),
@@ -816,6 +823,19 @@ impl<'a> Driver<'a> {
     fn release(&mut self) {
         // Best effort: an unreleased lease expires by itself.
         let _ = self.store.release_lease(&self.opts.run_id, &self.opts.holder);
+    }
+}
+
+/// What a person's answer to an effect did: `approve` / `reject` a breakpoint, or `post` a result.
+fn control_action(kind: &str, outcome: &Outcome) -> &'static str {
+    let approved = match outcome {
+        Outcome::Ok { value: Payload::Inline(v) } => v.get("approved").and_then(Value::as_bool),
+        _ => None,
+    };
+    match (kind, approved) {
+        ("breakpoint", Some(true)) => "approve",
+        ("breakpoint", Some(false)) => "reject",
+        _ => "post",
     }
 }
 

@@ -348,7 +348,7 @@ pub fn lease_release_only_by_holder(store: &mut dyn Store) {
 }
 
 fn cancel(reason: &str) -> Command {
-    Command::Cancel { reason: reason.into() }
+    Command::Cancel { reason: reason.into(), by: None }
 }
 
 pub fn commands_are_taken_once_in_order(store: &mut dyn Store) {
@@ -357,10 +357,12 @@ pub fn commands_are_taken_once_in_order(store: &mut dyn Store) {
     let resolve = Command::Resolve {
         effect: "root/1".into(),
         outcome: Outcome::Error { error: ErrorInfo::new("Rejected", "no").with_data(json!({"by": "me"})) },
+        by: Some(crate::Actor { user: "ann".into(), host: "h".into(), tty: None, pid: 7, via: "cli".into() }),
     };
     store.post_command(&id(RUN_A), &resolve).expect("post_command");
     store.post_command(&id(RUN_B), &cancel("b")).expect("post_command");
     store.post_command(&id(RUN_A), &cancel("a")).expect("post_command");
+    assert_eq!(store.queued_commands(&id(RUN_A)).expect("queued"), [resolve.clone(), cancel("a")], "peeked");
     assert_eq!(store.take_commands(&id(RUN_A)).expect("take"), [resolve, cancel("a")], "oldest first");
     assert!(store.take_commands(&id(RUN_A)).expect("take").is_empty(), "a command is taken only once");
     store.post_command(&id(RUN_A), &cancel("later")).expect("post_command");

@@ -148,6 +148,20 @@ pub struct MemberInfo {
     pub harness: Option<String>,
 }
 
+/// Who gave a control command (`tutti approve`, `post`, `cancel`, or the dashboard): kept in the journal so
+/// that a person's decision can be told apart from anything else.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Actor {
+    /// The login name of the user.
+    pub user: String,
+    pub host: String,
+    /// The terminal the command came from (`/dev/pts/3`), if any.
+    pub tty: Option<String>,
+    pub pid: u32,
+    /// `cli` or `dashboard`.
+    pub via: String,
+}
+
 /// Every fact tutti records. Room is left for groups and messages (later schema additions are new
 /// variants, which old readers reject with a clear error rather than misread).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -229,6 +243,13 @@ pub enum Event {
         effect: EffectId,
         reason: String,
     },
+    /// A person's control command, as the driver applied it: `approve`, `reject`, `post` or `cancel`, on an
+    /// effect or (for `cancel`) the whole run. Journaled just before its consequences.
+    ControlApplied {
+        action: String,
+        effect: Option<EffectId>,
+        by: Actor,
+    },
     /// Tokens and cost of one attempt of an effect.
     EffectUsage {
         effect: EffectId,
@@ -300,6 +321,7 @@ impl Event {
             Event::EffectRedispatched { .. } => "effect_redispatched",
             Event::EffectResolved { .. } => "effect_resolved",
             Event::EffectCancelled { .. } => "effect_cancelled",
+            Event::ControlApplied { .. } => "control_applied",
             Event::EffectProgress { .. } => "effect_progress",
             Event::EffectUsage { .. } => "effect_usage",
             Event::Log { .. } => "log",
@@ -343,6 +365,7 @@ impl Event {
             | Event::EffectRedispatched { .. }
             | Event::EffectResolved { .. }
             | Event::EffectCancelled { .. }
+            | Event::ControlApplied { .. }
             | Event::EffectProgress { .. }
             | Event::EffectUsage { .. }
             | Event::Log { .. }

@@ -13,7 +13,7 @@ pub mod conformance;
 
 pub use blob::INLINE_LIMIT;
 pub use event::{
-    EffectId, ErrorInfo, Event, NewEvent, Outcome, Payload, Record, RunId, RunStatus, SCHEMA_VERSION, Seq, Usage,
+    Actor, EffectId, ErrorInfo, Event, NewEvent, Outcome, Payload, Record, RunId, RunStatus, SCHEMA_VERSION, Seq, Usage,
 };
 pub use sqlite::SqliteStore;
 pub use store::{Command, Error, LeaseHolder, LeaseOutcome, RunSummary, Store};

@@ -242,6 +242,12 @@ impl SqliteStore {
     }
 
     fn take_in(conn: &Connection, run: &RunId) -> Result<Vec<Command>> {
+        let commands = Self::untaken(conn, run)?;
+        conn.prepare_cached("UPDATE commands SET taken = 1 WHERE run_id = ?1 AND taken = 0")?.execute([run])?;
+        Ok(commands)
+    }
+
+    fn untaken(conn: &Connection, run: &RunId) -> Result<Vec<Command>> {
         let mut stmt =
             conn.prepare_cached("SELECT id, body FROM commands WHERE run_id = ?1 AND taken = 0 ORDER BY id")?;
         let rows = stmt.query_map([run], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
@@ -252,7 +258,6 @@ impl SqliteStore {
                 serde_json::from_str(&body).map_err(|source| Error::DecodeCommand { run: run.clone(), id, source })?;
             commands.push(command);
         }
-        conn.prepare_cached("UPDATE commands SET taken = 1 WHERE run_id = ?1 AND taken = 0")?.execute([run])?;
         Ok(commands)
     }
 }
@@ -343,6 +348,11 @@ impl Store for SqliteStore {
             conn.prepare_cached("INSERT INTO commands (run_id, body) VALUES (?1, ?2)")?.execute([run, &body])?;
             Ok(())
         });
+        self.checked(result)
+    }
+
+    fn queued_commands(&self, run: &RunId) -> Result<Vec<Command>> {
+        let result = Self::untaken(&self.conn, run);
         self.checked(result)
     }
 

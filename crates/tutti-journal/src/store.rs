@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::{EffectId, NewEvent, Payload, Record, RunId, RunStatus, Seq};
+use crate::event::{Actor, EffectId, NewEvent, Payload, Record, RunId, RunStatus, Seq};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,10 +92,19 @@ pub enum LeaseOutcome {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    /// Resolve a waiting effect (a breakpoint approval, or `tutti post`).
-    Resolve { effect: EffectId, outcome: crate::event::Outcome },
+    /// Resolve a waiting effect (a breakpoint approval, or `tutti post`), given by `by`.
+    Resolve {
+        effect: EffectId,
+        outcome: crate::event::Outcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
+    },
     /// Cancel the whole run.
-    Cancel { reason: String },
+    Cancel {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Actor>,
+    },
     /// A message from the agent running `effect` (attempt `attempt`), authenticated by `token`.
     Message { effect: EffectId, attempt: u32, token: String, to: String, body: Value },
     /// A progress note from the agent running `effect`, authenticated like a message.
@@ -156,6 +165,9 @@ pub trait Store: Send {
 
     /// Queue a command for the run's driver.
     fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()>;
+
+    /// Commands queued for `run` that its driver has not taken yet, oldest first (nothing is marked).
+    fn queued_commands(&self, run: &RunId) -> Result<Vec<Command>>;
 
     /// Commands queued for `run`, oldest first, marked as taken so that none is seen twice.
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>>;

@@ -1,5 +1,7 @@
 //! Commands that act on a run from outside its driver: `tutti approve`, `tutti post`, `tutti cancel`. They
 //! queue a command that the run's driver journals; with no driver attached, the next `tutti resume` does.
+//! They are for people: one from inside an effect's process tree is refused (`caller.rs`), and each one
+//! carries who gave it, which the driver journals as `control_applied`.
 
 use std::time::{Duration, Instant};
 
@@ -7,18 +9,21 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use tutti_journal::{Command, ErrorInfo, Event, NewEvent, Outcome, Payload, Store};
 
+use crate::caller;
 use crate::commands::inspect::{effects, now_ms};
 use crate::commands::{find_run, open_store};
 use crate::config::Config;
 use crate::output::{self, EXIT_FAILED, EXIT_OK, UserError};
 
-/// The effect must exist and still wait for its result.
-fn pending_effect(store: &dyn Store, run: &str, effect: &str) -> Result<String> {
+/// The effect must exist and still wait for its result, with no answer queued for it yet; the caller must be
+/// a person, not an agent inside one of the run's effects.
+fn pending_effect(store: &dyn Store, run: &str, effect: &str, what: &str) -> Result<String> {
     let summary = store.run(&run.to_string())?.ok_or_else(|| UserError::new(format!("run {run} not found")))?;
     if summary.status.is_terminal() {
         return Err(UserError::new(format!("run {run} is already {}", summary.status.as_str())).into());
     }
     let records = store.read(&run.to_string(), 0)?;
+    caller::refuse_inside_effect(store, run, &records, what)?;
     let all = effects(&records);
     let Some((_, view)) = all.iter().find(|(id, _)| id == effect) else {
         return Err(UserError::new(format!("run {run} has no effect {effect} (see `tutti status {run}`)")).into());
@@ -26,7 +31,36 @@ fn pending_effect(store: &dyn Store, run: &str, effect: &str) -> Result<String> 
     if matches!(view.state, "ok" | "error" | "cancelled") {
         return Err(UserError::new(format!("effect {effect} of run {run} is already resolved ({})", view.state)).into());
     }
+    if let Some(first) = queued_answer(store, run, effect)? {
+        return Err(UserError::new(format!(
+            "effect {effect} of run {run} already has an answer waiting for its driver: {first}; a second one is refused"
+        ))
+        .into());
+    }
     Ok(view.kind.clone())
+}
+
+/// The answer already queued for `effect`, described for a person, if there is one.
+fn queued_answer(store: &dyn Store, run: &str, effect: &str) -> Result<Option<String>> {
+    let first = store.queued_commands(&run.to_string())?.into_iter().find_map(|c| match c {
+        Command::Resolve { effect: e, outcome, by } if e == effect => Some((outcome, by)),
+        _ => None,
+    });
+    Ok(first.map(|(outcome, by)| {
+        let what = match &outcome {
+            Outcome::Ok { value: Payload::Inline(v) } => match v.get("approved").and_then(Value::as_bool) {
+                Some(true) => "an approval".to_string(),
+                Some(false) => "a rejection".to_string(),
+                None => format!("the value {v}"),
+            },
+            Outcome::Ok { .. } => "a value".to_string(),
+            Outcome::Error { error } => format!("the error {}: {}", error.name, error.message),
+        };
+        match by {
+            Some(by) => format!("{what} from {}@{} (pid {})", by.user, by.host, by.pid),
+            None => what,
+        }
+    }))
 }
 
 fn queue(store: &mut dyn Store, run: &str, command: &Command, what: &str) -> Result<i32> {
@@ -42,7 +76,7 @@ fn queue(store: &mut dyn Store, run: &str, command: &Command, what: &str) -> Res
 pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, response: Option<String>) -> Result<i32> {
     let mut store = open_store(config)?;
     let run = find_run(store.as_ref(), run)?;
-    let kind = pending_effect(store.as_ref(), &run, effect)?;
+    let kind = pending_effect(store.as_ref(), &run, effect, "approve")?;
     if kind != "breakpoint" {
         return Err(
             UserError::new(format!("effect {effect} is a {kind} task, not a breakpoint (use `tutti post`)")).into()
@@ -52,8 +86,8 @@ pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, re
     if let Some(r) = response {
         value["response"] = Value::String(r);
     }
-    let command =
-        Command::Resolve { effect: effect.to_string(), outcome: Outcome::Ok { value: Payload::Inline(value) } };
+    let outcome = Outcome::Ok { value: Payload::Inline(value) };
+    let command = Command::Resolve { effect: effect.to_string(), outcome, by: Some(caller::actor()) };
     let what = if reject { "rejection queued" } else { "approval queued" };
     queue(store.as_mut(), &run, &command, what)
 }
@@ -67,7 +101,7 @@ pub(crate) fn post(
 ) -> Result<i32> {
     let mut store = open_store(config)?;
     let run = find_run(store.as_ref(), run)?;
-    pending_effect(store.as_ref(), &run, effect)?;
+    pending_effect(store.as_ref(), &run, effect, "post")?;
     let outcome = match (value, error) {
         (Some(v), _) => {
             let v: Value =
@@ -82,7 +116,8 @@ pub(crate) fn post(
         }
         (None, None) => return Err(UserError::new("give --value JSON or --error JSON").into()),
     };
-    queue(store.as_mut(), &run, &Command::Resolve { effect: effect.to_string(), outcome }, "result queued")
+    let command = Command::Resolve { effect: effect.to_string(), outcome, by: Some(caller::actor()) };
+    queue(store.as_mut(), &run, &command, "result queued")
 }
 
 pub(crate) fn cancel(config: &Config, run: &str, reason: &str) -> Result<i32> {
@@ -92,10 +127,11 @@ pub(crate) fn cancel(config: &Config, run: &str, reason: &str) -> Result<i32> {
     if summary.status.is_terminal() {
         return Err(UserError::new(format!("run {run} is already {}", summary.status.as_str())).into());
     }
+    caller::refuse_inside_effect(store.as_ref(), &run, &store.read(&run, 0)?, "cancel")?;
     if store.lease(&run, now_ms())?.is_none() {
         return cancel_detached(store.as_mut(), &run, reason);
     }
-    store.post_command(&run, &Command::Cancel { reason: reason.to_string() })?;
+    store.post_command(&run, &Command::Cancel { reason: reason.to_string(), by: Some(caller::actor()) })?;
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if store.run(&run)?.is_some_and(|s| s.status.is_terminal()) {
@@ -122,6 +158,8 @@ fn cancel_detached(store: &mut dyn Store, run: &str, reason: &str) -> Result<i32
         .filter(|(_, v)| matches!(v.state, "requested" | "running"))
         .map(|(effect, _)| NewEvent { ts_ms, event: Event::EffectCancelled { effect, reason: reason.to_string() } })
         .collect();
+    let control = Event::ControlApplied { action: "cancel".into(), effect: None, by: caller::actor() };
+    batch.insert(0, NewEvent { ts_ms, event: control });
     batch.push(NewEvent { ts_ms, event: Event::RunCancelled { reason: reason.to_string() } });
     store.append(&[(run_id.clone(), batch)])?;
     store.release_lease(&run_id, &me)?;

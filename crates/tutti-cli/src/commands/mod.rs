@@ -14,7 +14,7 @@ use tutti_journal::{SqliteStore, Store, Writer, WriterHandle};
 
 use crate::args::{Args, Cmd};
 use crate::config::Config;
-pub(crate) use inspect::utc;
+pub(crate) use inspect::{now_ms, utc};
 
 use crate::output::UserError;
 

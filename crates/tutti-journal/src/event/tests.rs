@@ -100,12 +100,19 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
         }),
         (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
         (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect, message }),
+        (arb_text(), prop::option::of(arb_text()), arb_actor())
+            .prop_map(|(action, effect, by)| Event::ControlApplied { action, effect, by }),
         (arb_text(), arb_text(), arb_text()).prop_map(|(effect, harness, reason)| Event::EffectRouted {
             effect,
             harness,
             reason
         }),
     ]
+}
+
+fn arb_actor() -> impl Strategy<Value = Actor> {
+    (arb_text(), arb_text(), prop::option::of(arb_text()), any::<u32>(), arb_text())
+        .prop_map(|(user, host, tty, pid, via)| Actor { user, host, tty, pid, via })
 }
 
 fn arb_group_event() -> impl Strategy<Value = Event> {

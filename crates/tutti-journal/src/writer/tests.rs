@@ -67,6 +67,10 @@ impl Store for Counting {
     fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
         self.inner.post_command(run, command)
     }
+    fn queued_commands(&self, run: &RunId) -> Result<Vec<Command>> {
+        self.inner.queued_commands(run)
+    }
+
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
         self.inner.take_commands(run)
     }
