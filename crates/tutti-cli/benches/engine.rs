@@ -227,6 +227,7 @@ impl Env {
         Options {
             agent_env: Vec::new(),
             msg_secret: String::new(),
+            detach_reason: || "interrupted",
             run_id: run_id.to_string(),
             workdir: self.dir.clone(),
             max_parallel: 1_000_000,

@@ -95,6 +95,7 @@ fn drive(
         kill_after_commits: None,
         agent_env: Vec::new(),
         msg_secret: String::new(),
+        detach_reason: || "interrupted",
     };
     let new = NewRun {
         process: process.display().to_string(),

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 /// parallel, journals every fact in a local SQLite database, and resumes exactly where it stopped.
 ///
 /// Exit codes: 0 ok, 1 the run failed or was cancelled, 2 bad input (usage, process file, inputs,
-/// configuration, non-determinism on replay, run busy), 130 interrupted (resume with `tutti resume RUN`).
+/// configuration, non-determinism on replay, run busy, a damaged journal, a refused control command), 128 + N
+/// when signal N made the driver let go: 130 Ctrl-C, 129 a closed terminal (SIGHUP), 143 SIGTERM (each resumable
+/// with `tutti resume RUN`).
 #[derive(Parser, Debug)]
 #[command(name = "tutti", version, max_term_width = 100)]
 pub(crate) struct Args {

@@ -1,6 +1,5 @@
 //! Everything tutti prints goes through here: data on stdout, progress and errors on stderr, the live view on
 //! a terminal, plain event lines otherwise, and the mapping of errors to exit codes.
-#![expect(clippy::print_stderr, reason = "the one module that prints")]
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -13,7 +12,6 @@ use tutti_engine::{Observer, Progress};
 pub(crate) const EXIT_OK: i32 = 0;
 pub(crate) const EXIT_FAILED: i32 = 1;
 pub(crate) const EXIT_USAGE: i32 = 2;
-pub(crate) const EXIT_INTERRUPTED: i32 = 130;
 
 /// A problem with what the user gave: exit code 2.
 #[derive(Debug)]
@@ -39,7 +37,7 @@ pub(crate) fn report_error(e: &anyhow::Error) -> i32 {
     for cause in e.chain().skip(1) {
         text.push_str(&format!("\n  caused by: {cause}"));
     }
-    eprintln!("{text}");
+    stderr_line(&text);
     if is_user_error(e) { EXIT_USAGE } else { EXIT_FAILED }
 }
 
@@ -58,11 +56,34 @@ fn journal_user_error(e: &tutti_journal::Error) -> bool {
     matches!(e, Corrupt { .. } | SchemaTooNew { .. } | UnknownRun(_) | Open { .. })
 }
 
-/// Print data on stdout.
+/// Print data on stdout. Control characters other than newlines and tabs are escaped: titles, messages and
+/// answers come from process files and agents, and must not drive the user's terminal.
 pub(crate) fn data(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout (`| head`) is not an error worth a panic.
-    let _ = writeln!(out, "{text}");
+    let _ = writeln!(out, "{}", escape_controls(text));
+}
+
+/// One line on stderr, control characters escaped. A failed write (a closed terminal after SIGHUP) is ignored:
+/// the driver must go on to stop its effects and journal, not panic.
+fn stderr_line(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(text));
+}
+
+/// `text` with every control character except newline and tab shown as an escape (`\u{1b}`).
+pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 pub(crate) fn json(value: &Value) {
@@ -75,7 +96,7 @@ pub(crate) fn json_line(value: &Value) {
 
 /// A progress note on stderr.
 pub(crate) fn note(text: &str) {
-    eprintln!("tutti: {text}");
+    stderr_line(&format!("tutti: {text}"));
 }
 
 /// The observer for a run: a live view on a terminal, plain lines otherwise. `process` is announced with the
@@ -146,7 +167,7 @@ impl Observer for Plain {
     fn progress(&mut self, p: Progress) {
         announce(&p, &self.process);
         if let Some(line) = permanent_line(&p) {
-            eprintln!("[{:>7.2}s] {line}", self.started.elapsed().as_secs_f64());
+            stderr_line(&format!("[{:>7.2}s] {line}", self.started.elapsed().as_secs_f64()));
         }
     }
 }
@@ -167,12 +188,12 @@ impl Live {
             let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
         }
         if let Some(line) = line {
-            let _ = writeln!(err, "{line}");
+            let _ = writeln!(err, "{}", escape_controls(&line));
         }
         let width = 100;
         for (effect, (what, since)) in &self.running {
-            let mut text = format!("  ⏵ {effect}  {what}  {:.1}s", since.elapsed().as_secs_f64());
-            text.truncate(width);
+            let text = format!("  ⏵ {effect}  {what}  {:.1}s", since.elapsed().as_secs_f64());
+            let text: String = escape_controls(&text).chars().take(width).collect();
             let _ = writeln!(err, "\x1b[2m{text}\x1b[0m");
         }
         self.drawn = self.running.len();
@@ -201,5 +222,17 @@ impl Observer for Live {
         }
         let line = permanent_line(&p);
         self.redraw(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_but_lines_and_tabs_stay() {
+        assert_eq!(escape_controls("plain\tline\nnext"), "plain\tline\nnext");
+        assert_eq!(escape_controls("\x1b[2Jred\x07"), "\\u{1b}[2Jred\\u{7}");
+        assert_eq!(escape_controls("bell\u{9b}31m"), "bell\\u{9b}31m");
     }
 }

@@ -373,3 +373,34 @@ fn a_second_answer_to_a_breakpoint_is_refused_naming_the_first() {
     assert_eq!(resumed.code, 0, "{resumed}");
     assert_eq!(resumed.json()["deployed"], true, "the first answer wins:\n{resumed}");
 }
+
+#[test]
+fn a_closed_terminal_stops_every_task_at_once_and_resume_finishes_the_run() {
+    let project = Project::new(TUTTI);
+    let script = sleepers("").replace("[0, 1, 2]", "Array.from({ length: 20 }, (_, i) => i)");
+    project.write("sleepers.js", &script);
+    project.write("pids/.keep", "");
+    let driver = project.spawn(&["run", "sleepers.js", "--max-parallel", "20"]);
+    let run = driver.run_id();
+    let names: Vec<String> = (0..20).flat_map(|i| [format!("pids/sh-{i}"), format!("pids/sleep-{i}")]).collect();
+    let pid = |name: &String| project.read(name).and_then(|s| s.trim().parse::<u32>().ok());
+    wait_for(DEADLINE, "20 sleepers to record their pids", || names.iter().all(|n| pid(n).is_some()));
+    let pids = Reaper(names.iter().map(|n| pid(n).expect("recorded")).collect());
+
+    driver.signal(libc::SIGHUP);
+    let hung_up = std::time::Instant::now();
+    let gone = try_wait_for(Duration::from_secs(1), || pids.0.iter().all(|&p| process_is_gone(p)));
+    assert!(gone, "every process tree is gone within 1 s of SIGHUP ({:?})", hung_up.elapsed());
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 129, "{out}");
+    let events = project.events(&run);
+    let detached = of_kind(&events, "driver_detached");
+    assert_eq!(detached.len(), 1, "{}", show(&events));
+    assert_eq!(detached[0]["event"]["reason"], "the terminal was closed (SIGHUP)");
+    assert_eq!(detached[0]["event"]["interrupted"].as_array().map(Vec::len), Some(20), "{}", show(&events));
+
+    project.write("fast", "");
+    let resumed = project.run(&["resume", &run]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(resumed.json().as_array().map(Vec::len), Some(20), "{resumed}");
+}

@@ -63,6 +63,8 @@ pub struct Options {
     pub agent_env: Vec<(String, String)>,
     /// The run's secret for message tokens (kept in the run's options).
     pub msg_secret: String,
+    /// Why the driver lets go when its shutdown flag turns true (Ctrl-C, a closed terminal), for the journal.
+    pub detach_reason: fn() -> &'static str,
 }
 
 /// How a run ended, or why the driver let go of it.
@@ -312,7 +314,7 @@ impl<'a> Driver<'a> {
     fn housekeeping(&mut self) -> Result<(), Error> {
         self.last_housekeeping = Instant::now();
         if self.shutdown.load(Ordering::SeqCst) && self.end.is_none() {
-            self.end = Some(End::Interrupted("interrupted".into()));
+            self.end = Some(End::Interrupted((self.opts.detach_reason)().into()));
             return Ok(());
         }
         self.expire()?;

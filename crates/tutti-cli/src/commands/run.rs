@@ -11,7 +11,7 @@ use tutti_js::JsHost;
 use crate::args::{DriveArgs, ResumeArgs, RunArgs};
 use crate::commands::{display, find_run, open_for_driver};
 use crate::config::Config;
-use crate::output::{self, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError};
+use crate::output::{self, EXIT_FAILED, EXIT_OK, UserError};
 use crate::signals;
 
 pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
@@ -72,6 +72,7 @@ fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, m
     Options {
         agent_env: agent_env(config),
         msg_secret,
+        detach_reason: signals::reason,
         run_id: run_id.to_string(),
         workdir,
         max_parallel: drive.max_parallel.map(|n| n as usize).unwrap_or(config.max_parallel),
@@ -107,8 +108,9 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 /// Print the run's end and choose the exit code.
 fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
     if end.interrupted {
-        output::note(&format!("interrupted; running effects were stopped. Continue with `tutti resume {run_id}`"));
-        return EXIT_INTERRUPTED;
+        let why = signals::reason();
+        output::note(&format!("{why}: running effects were stopped. Continue with `tutti resume {run_id}`"));
+        return signals::exit_code();
     }
     if json {
         output::json(&json!({
