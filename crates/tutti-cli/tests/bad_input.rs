@@ -152,3 +152,20 @@ fn max_parallel_zero_is_a_usage_error() {
     let out = project.run(&["run", "ok.js", "--max-parallel", "0"]);
     assert_refused(&project, &before, &out, &["--max-parallel", "invalid value"]);
 }
+
+#[test]
+fn a_task_naming_a_harness_the_project_lacks_exits_2_naming_the_effect_and_harness() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "typo.js",
+        r#"import { defineTask } from "tutti";
+export const t = defineTask("t", () => ({ kind: "agent", harness: "claud", agent: { prompt: "hi" } }));
+export async function process(inputs, ctx) { return await ctx.task(t, {}); }
+"#,
+    );
+    let out = project.run(&["run", "typo.js"]);
+    assert_eq!(out.code, 2, "{out}");
+    for needle in ["NoHarness", "effect root/0", "claud", "tutti.toml"] {
+        assert!(out.stderr.contains(needle), "expected {needle:?} on stderr:\n{out}");
+    }
+}

@@ -404,3 +404,26 @@ fn a_closed_terminal_stops_every_task_at_once_and_resume_finishes_the_run() {
     assert_eq!(resumed.code, 0, "{resumed}");
     assert_eq!(resumed.json().as_array().map(Vec::len), Some(20), "{resumed}");
 }
+
+#[test]
+fn resume_journals_a_redispatch_only_for_effects_that_had_started() {
+    let project = Project::new(TUTTI);
+    project.write("sleepers.js", sleepers("").replace("[0, 1, 2]", "[0, 1, 2, 3, 4]"));
+    project.write("pids/.keep", "");
+    let driver = project.spawn(&["run", "sleepers.js", "--max-parallel", "1"]);
+    let run = driver.run_id();
+    wait_for(DEADLINE, "the first sleeper to start", || project.read("pids/sleep-0").is_some());
+    driver.signal(libc::SIGINT);
+    assert_eq!(driver.wait(DEADLINE).code, 130);
+    let events = project.events(&run);
+    assert_eq!(of_kind(&events, "effect_requested").len(), 5, "{}", show(&events));
+    assert_eq!(of_kind(&events, "effect_started").len(), 1, "{}", show(&events));
+
+    project.write("fast", "");
+    let resumed = project.run(&["resume", &run]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    let events = project.events(&run);
+    assert_eq!(effects_of(&events, "effect_redispatched"), ["root/parallel:0/0"], "{}", show(&events));
+    let firsts = of_kind(&events, "effect_started").into_iter().filter(|e| e["event"]["attempt"] == 1).count();
+    assert_eq!(firsts, 5, "the four that never started start as attempt 1:\n{}", show(&events));
+}

@@ -462,7 +462,8 @@ impl<'a> Driver<'a> {
             }
             let Some(name) = e.harness.clone() else {
                 let error = self.harnesses.route(&e.request.kind, &e.request.task).err();
-                let error = error.unwrap_or_else(|| ErrorInfo::new("NoHarness", "no harness"));
+                let mut error = error.unwrap_or_else(|| ErrorInfo::new("NoHarness", "no harness"));
+                error.message = format!("effect {id}: {}", error.message);
                 self.resolve(&id, Err(error), false)?;
                 continue;
             };

@@ -70,6 +70,18 @@ impl From<Box<Nondeterminism>> for Error {
 impl Error {
     /// True when the error comes from what the user gave (exit code 2), not from a bug or the environment.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Nondeterminism(_) | Error::Busy { .. } | Error::UnknownRun(_))
+        matches!(self, Error::Nondeterminism(_) | Error::Busy { .. } | Error::UnknownRun(_) | Error::LeaseLost { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_lease_and_a_busy_run_are_the_users_to_resolve() {
+        assert!(Error::LeaseLost { run: "R".into() }.is_user_error());
+        assert!(Error::UnknownRun("R".into()).is_user_error());
+        assert!(!Error::Malformed { run: "R".into(), detail: "x".into() }.is_user_error());
     }
 }

@@ -18,6 +18,46 @@ pub(crate) fn kill(run: &str, effect: &str, pid: u32) -> Option<u32> {
     (rc == 0).then_some(pid)
 }
 
+/// Processes of `run` still alive on this host, by the effect they carry in their environment. Finds an
+/// attempt that started without its start reaching the journal (the driver died in between).
+pub(crate) fn scan(run: &str) -> std::collections::HashMap<String, Vec<u32>> {
+    let mut found: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return found };
+    let run_var = format!("TUTTI_RUN_ID={run}");
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if !vars.contains(&run_var.as_bytes()) {
+            continue;
+        }
+        let effect = vars.iter().find_map(|v| v.strip_prefix(b"TUTTI_EFFECT_ID="));
+        if let Some(effect) = effect.and_then(|e| std::str::from_utf8(e).ok()) {
+            found.entry(effect.to_string()).or_default().push(pid);
+        }
+    }
+    found
+}
+
+/// Kill processes that [`scan`] found for `effect` of `run`: the group of each, when its leader is ours too,
+/// else the process alone. Returns the pids signalled.
+pub(crate) fn kill_found(run: &str, effect: &str, pids: &[u32]) -> Vec<u32> {
+    let mut killed = Vec::new();
+    for &pid in pids {
+        // SAFETY: getpgid(2) reads a process attribute; no memory is involved.
+        let group = unsafe { libc::getpgid(pid as libc::pid_t) };
+        if group > 0 && kill(run, effect, group as u32).is_some() {
+            killed.push(group as u32);
+            continue;
+        }
+        // SAFETY: kill(2) on a process whose environment names this run and effect.
+        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+            killed.push(pid);
+        }
+    }
+    killed
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::CommandExt;
@@ -40,6 +80,9 @@ mod tests {
         }
         assert_eq!(super::kill("R1", "root/1", pid), None, "another effect's group must be left alone");
         assert_eq!(super::kill("R2", "root/0", pid), None, "another run's group must be left alone");
+        let found = super::scan("R1");
+        assert_eq!(found.get("root/0"), Some(&vec![pid]), "{found:?}");
+        assert!(super::scan("R2").is_empty());
         assert_eq!(super::kill("R1", "root/0", pid), Some(pid));
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;

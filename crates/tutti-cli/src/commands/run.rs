@@ -11,7 +11,7 @@ use tutti_js::JsHost;
 use crate::args::{DriveArgs, ResumeArgs, RunArgs};
 use crate::commands::{display, find_run, open_for_driver};
 use crate::config::Config;
-use crate::output::{self, EXIT_FAILED, EXIT_OK, UserError};
+use crate::output::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError};
 use crate::signals;
 
 pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
@@ -130,7 +130,8 @@ fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
         (status, Some(e)) => {
             let stack = e.data.as_ref().and_then(|d| d.get("stack")).and_then(Value::as_str).unwrap_or("");
             output::note(&format!("run {run_id} {}: {}: {}\n{stack}", status.as_str(), e.name, e.message));
-            EXIT_FAILED
+            // A task that names no harness this project has is a configuration problem, not a task failure.
+            if e.name == "NoHarness" { EXIT_USAGE } else { EXIT_FAILED }
         }
         (status, None) => {
             output::note(&format!("run {run_id} {}", status.as_str()));

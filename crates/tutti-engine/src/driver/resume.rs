@@ -182,15 +182,27 @@ impl Driver<'_> {
             self.finish_effect(&id);
         }
         again.sort();
+        // Effects never journaled as started: one of them may have been started just before the driver died,
+        // before its start was committed; its process would still carry the run and effect ids.
+        let unstarted = again.iter().any(|(_, last, _, internal)| *last == 0 && !internal);
+        let found = if unstarted { crate::orphan::scan(&self.opts.run_id) } else { HashMap::new() };
         for (id, last, pid, internal) in again.into_iter().rev() {
-            if !internal {
-                // The request was durable before any start, so attempt `last + 1` (or the first one, when no
-                // start was journaled) may have run: the new attempt is journaled as a re-dispatch.
+            let orphans = found.get(&id).filter(|_| last == 0);
+            if !internal && (last > 0 || orphans.is_some()) {
+                // The attempt after the last journaled one may have run: the new one is a re-dispatch.
                 let attempt = last.max(1) + 1;
-                let killed = pid.and_then(|pid| crate::orphan::kill(&self.opts.run_id, &id, pid));
-                let mut reason = "its previous driver stopped before journaling a result".to_string();
-                if let Some(pid) = killed {
-                    reason.push_str(&format!("; killed the previous attempt's process group {pid}"));
+                let mut killed: Vec<u32> =
+                    pid.and_then(|pid| crate::orphan::kill(&self.opts.run_id, &id, pid)).into_iter().collect();
+                if let Some(pids) = orphans {
+                    killed.extend(crate::orphan::kill_found(&self.opts.run_id, &id, pids));
+                }
+                let mut reason = match last {
+                    0 => "it was running without a journaled start when its driver stopped".to_string(),
+                    _ => "its previous driver stopped before journaling a result".to_string(),
+                };
+                if !killed.is_empty() {
+                    let pids: Vec<String> = killed.iter().map(u32::to_string).collect();
+                    reason.push_str(&format!("; killed the previous attempt's process group {}", pids.join(", ")));
                 }
                 self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
                 self.observer.progress(Progress::Redispatched { effect: id.clone(), attempt });
