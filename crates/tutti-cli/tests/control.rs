@@ -341,7 +341,10 @@ fn assert_only_a_person_passes_the_gate(prelude: &str, caught_by: &str) {
     let control = of_kind(&events, "control_applied");
     assert_eq!(control.len(), 1, "{}", show(&events));
     let by = &control[0]["event"]["by"];
-    assert_eq!((control[0]["event"]["action"].as_str(), control[0]["event"]["effect"].as_str()), (Some("approve"), Some("root/0")));
+    assert_eq!(
+        (control[0]["event"]["action"].as_str(), control[0]["event"]["effect"].as_str()),
+        (Some("approve"), Some("root/0"))
+    );
     assert_eq!(by["via"], "cli", "{by}");
     assert!(by["user"].as_str().is_some_and(|u| !u.is_empty()) && by["pid"].as_u64().is_some(), "{by}");
 }
@@ -353,7 +356,10 @@ fn an_agent_cannot_approve_the_breakpoint_its_run_waits_on() {
 
 #[test]
 fn an_agent_that_unsets_tuttis_variables_still_cannot_approve() {
-    assert_only_a_person_passes_the_gate(r#"for v in $(env | grep -o '^TUTTI_[A-Z_]*'); do unset "$v"; done;"#, "the process tree of an attempt");
+    assert_only_a_person_passes_the_gate(
+        r#"for v in $(env | grep -o '^TUTTI_[A-Z_]*'); do unset "$v"; done;"#,
+        "the process tree of an attempt",
+    );
 }
 
 #[test]
@@ -426,4 +432,18 @@ fn resume_journals_a_redispatch_only_for_effects_that_had_started() {
     assert_eq!(effects_of(&events, "effect_redispatched"), ["root/parallel:0/0"], "{}", show(&events));
     let firsts = of_kind(&events, "effect_started").into_iter().filter(|e| e["event"]["attempt"] == 1).count();
     assert_eq!(firsts, 5, "the four that never started start as attempt 1:\n{}", show(&events));
+}
+
+#[test]
+fn status_right_after_a_driver_is_killed_says_no_driver_is_attached() {
+    let project = Project::with_examples(TUTTI);
+    let (driver, run, _effect) = run_until_breakpoint(&project);
+    assert_eq!(project.status(&run)["driverLive"], true);
+    driver.signal(libc::SIGKILL);
+    assert_eq!(driver.wait(DEADLINE).code, 128 + libc::SIGKILL);
+    // The lease has not expired yet (10 s), but its holder is gone.
+    let status = project.status(&run);
+    assert_eq!(status["driverLive"], false, "{status}");
+    let cancel = project.run(&["cancel", &run]);
+    assert_eq!(cancel.code, 0, "a dead driver's lease does not block a cancel:\n{cancel}");
 }

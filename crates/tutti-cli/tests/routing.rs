@@ -99,7 +99,8 @@ fn doctor_lists_harnesses_with_availability_and_every_known_cli() {
     let out = project.run(&["doctor", "--json"]);
     assert_eq!(out.code, 0, "{out}");
     let report = out.json();
-    let harness = |name: &str| report["harnesses"].as_array().unwrap().iter().find(|h| h["name"] == name).cloned().unwrap();
+    let harness =
+        |name: &str| report["harnesses"].as_array().unwrap().iter().find(|h| h["name"] == name).cloned().unwrap();
     assert_eq!(harness("strong")["available"], true);
     assert_eq!(harness("strong")["capabilities"], json!(["edit", "shell", "web"]));
     assert_eq!(harness("cheap")["default"], true);
@@ -140,7 +141,10 @@ export async function process(inputs, ctx) {
     );
     let out = project.run(&["run", "hungry.js"]);
     assert_eq!(out.code, 0, "{out}");
-    assert!(out.stderr.contains("harness hungry runs at most 1 at once: each attempt needs about 100000000 MB"), "{out}");
+    assert!(
+        out.stderr.contains("harness hungry runs at most 1 at once: each attempt needs about 100000000 MB"),
+        "{out}"
+    );
     let events = project.events(&out.run_id());
     let (mut running, mut most) = (0, 0);
     for e in &events {

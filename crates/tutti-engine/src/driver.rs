@@ -843,7 +843,7 @@ fn control_action(kind: &str, outcome: &Outcome) -> &'static str {
 }
 
 /// A lease holder on this host whose process no longer exists.
-fn holder_is_gone(holder: &LeaseHolder) -> bool {
+pub fn holder_is_gone(holder: &LeaseHolder) -> bool {
     if holder.host != this_host() {
         return false;
     }

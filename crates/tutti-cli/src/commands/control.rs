@@ -65,7 +65,7 @@ fn queued_answer(store: &dyn Store, run: &str, effect: &str) -> Result<Option<St
 
 fn queue(store: &mut dyn Store, run: &str, command: &Command, what: &str) -> Result<i32> {
     store.post_command(&run.to_string(), command)?;
-    if store.lease(&run.to_string(), now_ms())?.is_some() {
+    if crate::commands::live_driver(store, run)?.is_some() {
         output::note(&format!("{what}; the run's driver picks it up"));
     } else {
         output::note(&format!("{what}; no driver is attached: `tutti resume {run}` continues the run"));
@@ -128,7 +128,7 @@ pub(crate) fn cancel(config: &Config, run: &str, reason: &str) -> Result<i32> {
         return Err(UserError::new(format!("run {run} is already {}", summary.status.as_str())).into());
     }
     caller::refuse_inside_effect(store.as_ref(), &run, &store.read(&run, 0)?, "cancel")?;
-    if store.lease(&run, now_ms())?.is_none() {
+    if crate::commands::live_driver(store.as_ref(), &run)?.is_none() {
         return cancel_detached(store.as_mut(), &run, reason);
     }
     store.post_command(&run, &Command::Cancel { reason: reason.to_string(), by: Some(caller::actor()) })?;
@@ -148,7 +148,9 @@ pub(crate) fn cancel(config: &Config, run: &str, reason: &str) -> Result<i32> {
 fn cancel_detached(store: &mut dyn Store, run: &str, reason: &str) -> Result<i32> {
     let me = tutti_engine::driver::lease_holder();
     let run_id = run.to_string();
-    if let tutti_journal::LeaseOutcome::Busy { .. } = store.acquire_lease(&run_id, &me, now_ms(), 10_000, &|_| false)? {
+    if let tutti_journal::LeaseOutcome::Busy { .. } =
+        store.acquire_lease(&run_id, &me, now_ms(), 10_000, &tutti_engine::driver::holder_is_gone)?
+    {
         return Err(UserError::new(format!("run {run} was just taken by a driver; try again")).into());
     }
     let records = store.read(&run_id, 0)?;

@@ -37,7 +37,8 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
         .collect();
     // Asking five CLIs for their versions takes seconds each: ask them all at once.
     let clis: Vec<Value> = std::thread::scope(|scope| {
-        let asks: Vec<_> = CLIS.iter().map(|(name, package, key)| scope.spawn(move || cli(name, package, key))).collect();
+        let asks: Vec<_> =
+            CLIS.iter().map(|(name, package, key)| scope.spawn(move || cli(name, package, key))).collect();
         asks.into_iter().map(|a| a.join().unwrap_or(Value::Null)).collect()
     });
     let report = json!({ "root": config.root.display().to_string(), "harnesses": configured, "clis": clis });

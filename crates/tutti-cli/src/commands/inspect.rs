@@ -62,7 +62,7 @@ pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i
     };
     let summary = store.run(&id)?.ok_or_else(|| UserError::new(format!("run {id} not found")))?;
     let records = store.read(&id, 0)?;
-    let live = store.lease(&id, now_ms())?;
+    let live = crate::commands::live_driver(store.as_ref(), &id)?;
     let report = status_json(store.as_ref(), &summary, &records, live.is_some())?;
     if json {
         output::json(&report);

@@ -48,6 +48,13 @@ pub(crate) fn open_for_driver(config: &Config) -> Result<(Box<dyn Store>, Writer
     Ok((store, writer))
 }
 
+/// The driver holding `run` right now, if one does: an unexpired lease whose holder, when on this host, is
+/// still a live process (a driver killed a moment ago leaves a lease that has not expired yet).
+pub(crate) fn live_driver(store: &dyn Store, run: &str) -> Result<Option<tutti_journal::LeaseHolder>> {
+    let holder = store.lease(&run.to_string(), now_ms())?;
+    Ok(holder.filter(|h| !tutti_engine::driver::holder_is_gone(h)))
+}
+
 /// A run id as the user typed it: exact, or a unique prefix of one.
 pub(crate) fn find_run(store: &dyn Store, given: &str) -> Result<String> {
     if store.run(&given.to_string())?.is_some() {
