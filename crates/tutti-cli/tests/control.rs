@@ -20,6 +20,14 @@ fn run_until_breakpoint(project: &Project) -> (Spawned, String, String) {
     (driver, run, effect)
 }
 
+/// `breakpoint.js` stopped by Ctrl-C while it waits for approval: the run id and the breakpoint's effect id.
+fn detached_at_breakpoint(project: &Project) -> (String, String) {
+    let (driver, run, effect) = run_until_breakpoint(project);
+    driver.signal(libc::SIGINT);
+    assert_eq!(driver.wait(DEADLINE).code, 130);
+    (run, effect)
+}
+
 #[test]
 fn approving_a_breakpoint_lets_the_run_deploy() {
     let project = Project::with_examples(TUTTI);
@@ -248,9 +256,7 @@ fn ctrl_c_kills_tasks_that_ignore_sigterm_before_resume_runs_them_again() {
 #[test]
 fn cancel_without_a_driver_ends_a_detached_run() {
     let project = Project::with_examples(TUTTI);
-    let (driver, run, effect) = run_until_breakpoint(&project);
-    driver.signal(libc::SIGINT);
-    assert_eq!(driver.wait(DEADLINE).code, 130);
+    let (run, effect) = detached_at_breakpoint(&project);
     assert_eq!(project.status(&run)["driverLive"], false);
 
     let cancel = project.run(&["cancel", &run, "--reason", "changed my mind"]);
@@ -365,9 +371,7 @@ fn an_agent_that_unsets_tuttis_variables_still_cannot_approve() {
 #[test]
 fn a_second_answer_to_a_breakpoint_is_refused_naming_the_first() {
     let project = Project::with_examples(TUTTI);
-    let (driver, run, effect) = run_until_breakpoint(&project);
-    driver.signal(libc::SIGINT);
-    assert_eq!(driver.wait(DEADLINE).code, 130);
+    let (run, effect) = detached_at_breakpoint(&project);
 
     let approve = project.run(&["approve", &run, &effect]);
     assert_eq!(approve.code, 0, "{approve}");
