@@ -60,6 +60,20 @@ pub(crate) enum Cmd {
         #[arg(long)]
         follow: bool,
     },
+    /// Write a run's whole journal as NDJSON (values kept out of line are inlined), to back it up or move
+    /// it: `tutti export RUN -o run.ndjson`, then `tutti import run.ndjson` in another project.
+    Export {
+        run: String,
+        /// Write here instead of stdout (`-` is stdout).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Add a run saved with `tutti export` to this project (making the folder a project if it is not one).
+    /// The run keeps its id; `tutti events RUN --json` prints what it printed where it was exported.
+    Import {
+        /// The export file (`-` reads stdin).
+        file: PathBuf,
+    },
     /// Approve (or reject) a breakpoint a run is waiting on.
     Approve {
         run: String,

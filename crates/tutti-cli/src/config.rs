@@ -41,6 +41,9 @@ struct Defaults {
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) root: PathBuf,
+    /// Whether `root` is a project already (it holds `tutti.toml` or `.tutti/`). Only `run` and `import`
+    /// make a folder a project; every other command needs one.
+    pub(crate) is_project: bool,
     pub(crate) db: PathBuf,
     pub(crate) default_harness: Option<String>,
     pub(crate) max_parallel: usize,
@@ -65,6 +68,7 @@ impl Config {
         };
         let root = std::fs::canonicalize(&root)
             .map_err(|e| UserError::new(format!("project root {}: {e}", root.display())))?;
+        let is_project = is_project(&root);
         let file = read_file(&root.join("tutti.toml"))?;
         let max_parallel = file.defaults.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
         if max_parallel == 0 {
@@ -85,6 +89,7 @@ impl Config {
         Ok(Self {
             db: root.join(".tutti").join("tutti.db"),
             root,
+            is_project,
             default_harness: file.defaults.harness,
             max_parallel,
             harness,
@@ -154,10 +159,11 @@ fn harness_config(name: &str, mut table: toml::Table) -> Result<HarnessConfig, S
 
 /// The nearest ancestor of `cwd` holding `tutti.toml` or `.tutti/`, else `cwd`.
 fn find_root(cwd: &Path) -> PathBuf {
-    cwd.ancestors()
-        .find(|dir| dir.join("tutti.toml").is_file() || dir.join(".tutti").is_dir())
-        .unwrap_or(cwd)
-        .to_path_buf()
+    cwd.ancestors().find(|dir| is_project(dir)).unwrap_or(cwd).to_path_buf()
+}
+
+fn is_project(dir: &Path) -> bool {
+    dir.join("tutti.toml").is_file() || dir.join(".tutti").is_dir()
 }
 
 fn read_file(path: &Path) -> Result<File> {

@@ -140,7 +140,7 @@ fn corrupted_database_is_reported_without_a_panic() {
         let out = project.run(args);
         assert_eq!(out.code, 2, "tutti {args:?}:\n{out}");
         assert!(out.stderr.contains("tutti.db"), "names the database file:\n{out}");
-        assert!(out.stderr.contains("corrupt"), "says what is wrong:\n{out}");
+        assert!(out.stderr.contains("is damaged"), "says what is wrong:\n{out}");
         assert!(!out.stderr.contains("panicked"), "{out}");
     }
     assert_eq!(std::fs::read(project.db()).unwrap(), garbage, "tutti must not overwrite a damaged journal");

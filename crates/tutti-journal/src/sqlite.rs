@@ -67,6 +67,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|source| Error::CreateDir { path: dir.display().to_string(), source })?;
         }
+        lost_log(path)?;
         let conn = Connection::open(path).map_err(|source| Error::Open { path: shown.clone(), source })?;
         Self::init(conn, shown)
     }
@@ -179,6 +180,49 @@ impl SqliteStore {
         Ok(())
     }
 
+    fn verify_in(&self) -> Result<()> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+        let problems: Vec<String> = stmt.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+        if problems.first().map(String::as_str) != Some("ok") {
+            let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+            return Err(self.corrupt(format!("SQLite's quick_check found: {}", shown.join("; "))));
+        }
+        let bad: Option<(String, i64, i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT r.id, r.events, count(e.seq), coalesce(max(e.seq), 0) FROM runs r
+                 LEFT JOIN events e ON e.run_id = r.id GROUP BY r.id
+                 HAVING r.events != count(e.seq) OR r.events != coalesce(max(e.seq), 0) LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?;
+        if let Some((run, recorded, count, max)) = bad {
+            return Err(self.corrupt(format!(
+                "run {run} records {recorded} events but {count} are stored, the last numbered {max}"
+            )));
+        }
+        let unreadable: Option<(String, i64)> = self
+            .conn
+            .query_row("SELECT run_id, seq FROM events WHERE NOT json_valid(body) LIMIT 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        if let Some((run, seq)) = unreadable {
+            return Err(self.corrupt(format!("event {seq} of run {run} is not valid JSON")));
+        }
+        let orphans: Option<String> = self
+            .conn
+            .query_row("SELECT DISTINCT run_id FROM events WHERE run_id NOT IN (SELECT id FROM runs) LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(run) = orphans {
+            return Err(self.corrupt(format!("events of run {run} are stored, but the run is not")));
+        }
+        Ok(())
+    }
+
     fn read_in(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
         if !run_exists(&self.conn, run)? {
             return Err(Error::UnknownRun(run.clone()));
@@ -192,7 +236,12 @@ impl SqliteStore {
             let body = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?.to_owned();
             raw.push((row.get::<_, i64>(0)? as Seq, row.get::<_, i64>(1)?, body));
         }
-        decode_all(run, raw)
+        decode_all(run, raw).map_err(|e| match e {
+            Error::Decode { run, seq, source } => {
+                self.corrupt(format!("event {seq} of run {run} cannot be decoded: {source}"))
+            }
+            other => other,
+        })
     }
 
     fn summaries(&self, filter: Option<&RunId>) -> Result<Vec<RunSummary>> {
@@ -360,6 +409,50 @@ impl Store for SqliteStore {
         let result = self.write(|conn| Self::take_in(conn, run));
         self.checked(result)
     }
+
+    fn verify(&self) -> Result<()> {
+        let result = self.verify_in();
+        self.checked(result)
+    }
+
+    fn checkpoint(&mut self, truncate: bool) -> Result<()> {
+        let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
+        // The result row says whether readers kept some frames in the log; the next checkpoint moves them.
+        let result = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+        self.checked(result.map_err(Error::from))
+    }
+}
+
+/// Refuses a journal whose write-ahead log was deleted while its index (`-shm`) remains: SQLite would open
+/// the main file as if nothing had been committed since the last checkpoint, silently losing those events
+/// (and a resume would start again work whose end was journaled). A clean close removes both files, and a
+/// checkpoint empties the log without deleting it, so this state means the log was lost. Looked at a few
+/// times, since another process may be closing the journal at this very moment.
+fn lost_log(path: &Path) -> Result<()> {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (wal, shm) = (with_suffix("-wal"), with_suffix("-shm"));
+    for attempt in 0..3 {
+        if wal.exists() || !shm.exists() || !path.exists() {
+            return Ok(());
+        }
+        if attempt < 2 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+    Err(corrupt(
+        &path.display().to_string(),
+        format!(
+            "its write-ahead log {} is missing while {} remains, so events committed since the last checkpoint \
+             are lost. Put the log file back if you have it; to accept the loss, delete {}",
+            wal.display(),
+            shm.display(),
+            shm.display()
+        ),
+    ))
 }
 
 /// Writes events inside a caller's transaction, keeping each run's row (last seq, status, update time) in

@@ -22,7 +22,11 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("journal at {path} is not a tutti database or is corrupted: {detail}")]
+    #[error(
+        "journal {path} is damaged or is not a tutti database: {detail}. tutti will neither start nor write \
+         anything with it: restore the .tutti folder from a backup, or move it aside to start afresh (a run \
+         saved with `tutti export` comes back with `tutti import`)"
+    )]
     Corrupt { path: String, detail: String },
     #[error("journal schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
@@ -171,4 +175,18 @@ pub trait Store: Send {
 
     /// Commands queued for `run`, oldest first, marked as taken so that none is seen twice.
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>>;
+
+    /// Check the whole journal for damage (the storage's own check, then that each run's events are
+    /// numbered 1..=n with n what the run's row says) and give [`Error::Corrupt`] on any. Commands call this
+    /// before they read or write anything else.
+    fn verify(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Move everything committed into the main database file, so that it alone holds the journal (SQLite:
+    /// a WAL checkpoint). `truncate` also empties the log file; it waits for readers, so drivers use it only
+    /// at their end.
+    fn checkpoint(&mut self, _truncate: bool) -> Result<()> {
+        Ok(())
+    }
 }

@@ -6,9 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::event::{NewEvent, RunId, Seq};
 use crate::store::{Error, Result, Store};
+
+/// How often a busy writer moves committed events from the log into the main database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
 
 /// A batch of events waiting to be committed, and where to send its last seq.
 struct Request {
@@ -53,11 +57,20 @@ impl Writer {
     }
 
     fn run(mut self) -> Box<dyn Store> {
+        let mut last_checkpoint = Instant::now();
         while let Ok(first) = self.requests.recv() {
             let mut group = vec![first];
             group.extend(self.requests.try_iter());
             self.commit(group);
+            // A long run that writes little would otherwise keep its whole journal in the log file.
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                // Best effort: a failed checkpoint loses nothing, the log still holds every commit.
+                let _ = self.store.checkpoint(false);
+                last_checkpoint = Instant::now();
+            }
         }
+        // The last handle is gone: the driver has ended or let go. Leave the journal in its main file.
+        let _ = self.store.checkpoint(true);
         self.store
     }
 

@@ -6,6 +6,7 @@ mod inspect;
 mod mcp;
 mod msg;
 mod run;
+mod transfer;
 
 use std::path::Path;
 
@@ -30,22 +31,71 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Approve { run, effect, reject, response } => control::approve(&config, &run, &effect, reject, response),
         Cmd::Post { run, effect, value, error } => control::post(&config, &run, &effect, value, error),
         Cmd::Cancel { run, reason } => control::cancel(&config, &run, &reason),
+        Cmd::Export { run, output } => transfer::export(&config, &run, output.as_deref()),
+        Cmd::Import { file } => transfer::import(&config, &file),
         Cmd::Msg { action } => msg::msg(&config, action),
         Cmd::Mcp => mcp::mcp(&config),
         Cmd::Doctor { json } => doctor::doctor(&config, json),
     }
 }
 
-/// Open the project's journal for reading and control commands.
+/// Open the journal of an existing project, checked for damage first. Outside a project this is an error:
+/// a command that only reads or controls runs must not make a folder a project.
 pub(crate) fn open_store(config: &Config) -> Result<Box<dyn Store>> {
-    Ok(Box::new(SqliteStore::open(&config.db)?))
+    if !config.is_project {
+        return Err(UserError::new(format!(
+            "no tutti project in {} or any folder above it (a project has tutti.toml or .tutti/): run this in \
+             your project's folder or pass --home DIR; `tutti run FILE` makes a folder a project",
+            config.root.display()
+        ))
+        .into());
+    }
+    open_or_create(config)
 }
 
-/// Open the journal for a driver: a reading connection and the group-commit writer.
-pub(crate) fn open_for_driver(config: &Config) -> Result<(Box<dyn Store>, WriterHandle)> {
-    let store = open_store(config)?;
+/// Open the project's journal, making the folder a project if it is not one yet, checked for damage first.
+pub(crate) fn open_or_create(config: &Config) -> Result<Box<dyn Store>> {
+    prepare_state_dir(config)?;
+    let store = SqliteStore::open(&config.db)?;
+    store.verify()?;
+    Ok(Box::new(store))
+}
+
+/// Open the journal for a driver: a reading connection and the group-commit writer. `open` is
+/// [`open_store`] or [`open_or_create`].
+pub(crate) fn open_for_driver(
+    config: &Config,
+    open: fn(&Config) -> Result<Box<dyn Store>>,
+) -> Result<(Box<dyn Store>, WriterHandle)> {
+    let store = open(config)?;
     let writer = Writer::spawn(Box::new(SqliteStore::open(&config.db)?))?;
     Ok((store, writer))
+}
+
+/// `.tutti/` holds the journal, agent sessions and logs: private to the user (mode 0700) and kept out of
+/// version control by its own `.gitignore`, so that `git add .` in the project never picks it up.
+fn prepare_state_dir(config: &Config) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let Some(dir) = config.db.parent() else { return Ok(()) };
+    let shown = || dir.display().to_string();
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| UserError::new(format!("cannot create {}: {e}", shown())))?;
+    } else if let Ok(meta) = std::fs::metadata(dir) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            // Best effort: a folder someone else owns keeps its mode, and tutti still works.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "# tutti's journal, agent sessions and logs: never commit them.\n*\n")
+            .map_err(|e| UserError::new(format!("cannot write {}: {e}", ignore.display())))?;
+    }
+    Ok(())
 }
 
 /// The driver holding `run` right now, if one does: an unexpired lease whose holder, when on this host, is

@@ -9,7 +9,7 @@ use tutti_journal::{Event, RunStatus};
 use tutti_js::JsHost;
 
 use crate::args::{DriveArgs, ResumeArgs, RunArgs};
-use crate::commands::{display, find_run, open_for_driver};
+use crate::commands::{display, find_run, open_for_driver, open_or_create, open_store};
 use crate::config::Config;
 use crate::output::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError};
 use crate::signals;
@@ -20,7 +20,8 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
     let path = std::fs::canonicalize(&args.process)
         .map_err(|e| UserError::new(format!("process file {}: {e}", args.process.display())))?;
     let mut host = JsHost::load(&path)?;
-    let (store, writer) = open_for_driver(config)?;
+    let (store, writer) = open_for_driver(config, open_or_create)?;
+    let last = writer.clone();
     let run_id = ulid::Ulid::new().to_string();
     let secret = ulid::Ulid::new().to_string();
     let opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
@@ -39,12 +40,15 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
     };
     let mut observer = output::observer(&new.process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
-    let end = driver.create(new)?;
-    Ok(report(&run_id, &end, args.drive.json))
+    let end = driver.create(new);
+    // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
+    drop(last.shutdown());
+    Ok(report(&run_id, &end?, args.drive.json))
 }
 
 pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
-    let (store, writer) = open_for_driver(config)?;
+    let (store, writer) = open_for_driver(config, open_store)?;
+    let last = writer.clone();
     let run_id = find_run(store.as_ref(), &args.run)?;
     let created = store.read(&run_id, 0)?.into_iter().next().map(|r| r.event);
     let Some(Event::RunCreated { process, options: saved, .. }) = created else {
@@ -64,8 +68,9 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
     let code_hash = host.code_hash();
     let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
-    let end = driver.resume(&code_hash)?;
-    Ok(report(&run_id, &end, drive.json))
+    let end = driver.resume(&code_hash);
+    drop(last.shutdown());
+    Ok(report(&run_id, &end?, drive.json))
 }
 
 fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, msg_secret: String) -> Options {

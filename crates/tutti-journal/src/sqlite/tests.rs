@@ -132,7 +132,60 @@ fn undecodable_body_names_its_event() {
     store.create_run(&"r".to_owned(), &[created(1), log(2, "fine".into())]).unwrap();
     store.conn.execute("UPDATE events SET body = '{\"type\":\"from_the_future\"}' WHERE seq = 2", []).unwrap();
     let err = store.read(&"r".to_owned(), 0).unwrap_err();
-    assert!(matches!(&err, Error::Decode { run, seq: 2, .. } if run == "r"), "got {err:?}");
+    assert!(
+        matches!(&err, Error::Corrupt { detail, .. } if detail.starts_with("event 2 of run r cannot be decoded")),
+        "got {err:?}"
+    );
+}
+
+#[test]
+fn verify_finds_damage_that_reads_would_stumble_on_later() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    store.create_run(&"r".to_owned(), &[created(1), log(2, "fine".into()), log(3, "also fine".into())]).unwrap();
+    store.verify().unwrap();
+    let damage = [
+        ("UPDATE events SET body = '{\"type\":\"log' WHERE seq = 2", "event 2 of run r is not valid JSON"),
+        ("DELETE FROM events WHERE seq = 2", "run r records 3 events but 2 are stored"),
+        ("UPDATE runs SET events = 2", "run r records 2 events but 3 are stored, the last numbered 3"),
+        ("DELETE FROM runs", "events of run r are stored, but the run is not"),
+    ];
+    for (sql, expected) in damage {
+        let mut copy = SqliteStore::open_in_memory().unwrap();
+        copy.create_run(&"r".to_owned(), &[created(1), log(2, "fine".into()), log(3, "also fine".into())]).unwrap();
+        copy.conn.execute(sql, []).unwrap();
+        let err = copy.verify().unwrap_err();
+        assert!(matches!(&err, Error::Corrupt { detail, .. } if detail.starts_with(expected)), "{sql}: got {err:?}");
+    }
+}
+
+#[test]
+fn a_deleted_log_with_its_index_left_behind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&"r".to_owned(), &[created(1)]).unwrap();
+    // A crash leaves both files; losing the log then loses what it held.
+    std::fs::remove_file(dir.path().join("tutti.db-wal")).unwrap();
+    assert!(dir.path().join("tutti.db-shm").exists());
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(&err, Error::Corrupt { detail, .. } if detail.contains("tutti.db-wal is missing")), "{err:?}");
+    drop(store);
+}
+
+#[test]
+fn a_truncating_checkpoint_leaves_the_whole_journal_in_the_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&"r".to_owned(), &[created(1), log(2, "kept".into())]).unwrap();
+    assert!(std::fs::metadata(dir.path().join("tutti.db-wal")).unwrap().len() > 0);
+    store.checkpoint(true).unwrap();
+    assert_eq!(std::fs::metadata(dir.path().join("tutti.db-wal")).unwrap().len(), 0);
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let copied = SqliteStore::open(&copy).unwrap();
+    assert_eq!(copied.read(&"r".to_owned(), 0).unwrap().len(), 2);
+    drop(store);
 }
 
 #[test]

@@ -88,16 +88,19 @@ fn log(message: String) -> NewEvent {
 fn store_with_runs(runs: usize) -> SqliteStore {
     let mut store = SqliteStore::open_in_memory().unwrap();
     for i in 0..runs {
-        let event = Event::RunCreated {
-            process: "p.js".into(),
-            inputs: Payload::null(),
-            code_hash: "h".into(),
-            modules: Vec::new(),
-            options: Value::Null,
-        };
-        store.create_run(&run_id(i), &[NewEvent { ts_ms: 0, event }]).unwrap();
+        store.create_run(&run_id(i), &[NewEvent { ts_ms: 0, event: created_event() }]).unwrap();
     }
     store
+}
+
+fn created_event() -> Event {
+    Event::RunCreated {
+        process: "p.js".into(),
+        inputs: Payload::null(),
+        code_hash: "h".into(),
+        modules: Vec::new(),
+        options: Value::Null,
+    }
 }
 
 fn counting(runs: usize) -> (Counting, Arc<AtomicUsize>) {
@@ -205,4 +208,19 @@ fn shutdown_by_a_clone_leaves_the_writer_running() {
     assert!(clone.shutdown().is_none(), "another handle is still alive");
     assert_eq!(handle.append(run_id(0), vec![log("still here".into())]).unwrap(), 2);
     assert!(handle.shutdown().is_some());
+}
+
+#[test]
+fn the_last_handle_leaves_the_journal_in_the_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&run_id(0), &[NewEvent { ts_ms: 1, event: created_event() }]).unwrap();
+    let handle = Writer::spawn(Box::new(store)).unwrap();
+    handle.append(run_id(0), vec![log("journaled".into())]).unwrap();
+    let wal = dir.path().join("tutti.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0, "commits go to the log first");
+    let store = handle.shutdown().unwrap();
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    drop(store);
 }
