@@ -84,11 +84,11 @@ fn prepare_state_dir(config: &Config) -> Result<()> {
             .mode(0o700)
             .create(dir)
             .map_err(|e| UserError::new(format!("cannot create {}: {e}", shown())))?;
-    } else if let Ok(meta) = std::fs::metadata(dir) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            // Best effort: a folder someone else owns keeps its mode, and tutti still works.
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+    } else if let Ok(meta) = std::fs::metadata(dir)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        // Best effort: a folder someone else owns keeps its mode, and tutti still works.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {

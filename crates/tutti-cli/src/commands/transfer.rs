@@ -81,8 +81,11 @@ fn parse(reader: Box<dyn BufRead>, shown: &str) -> Result<(Header, Vec<NewEvent>
     let header: Header = serde_json::from_str(&first.with_context(|| format!("cannot read {shown}"))?)
         .map_err(|e| bad(1, format!("not a `tutti export` header: {e}")))?;
     if header.tutti_export != FORMAT {
-        return Err(bad(1, format!("export format {} is not supported (this build reads {FORMAT})", header.tutti_export))
-            .into());
+        return Err(bad(
+            1,
+            format!("export format {} is not supported (this build reads {FORMAT})", header.tutti_export),
+        )
+        .into());
     }
     let mut events = Vec::new();
     for (index, line) in lines {
@@ -104,7 +107,11 @@ fn parse(reader: Box<dyn BufRead>, shown: &str) -> Result<(Header, Vec<NewEvent>
     if events.len() as u64 != header.run.events {
         return Err(bad(
             1,
-            format!("the header announces {} events but the file holds {} (truncated?)", header.run.events, events.len()),
+            format!(
+                "the header announces {} events but the file holds {} (truncated?)",
+                header.run.events,
+                events.len()
+            ),
         )
         .into());
     }
