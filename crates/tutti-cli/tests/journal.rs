@@ -259,7 +259,6 @@ fn a_truncated_journal_stops_every_command() {
 fn random_bytes_at_20_offsets_stop_every_command_or_change_nothing() {
     let (project, run) = interrupted_run();
     let good = Answers::of(&project, &run);
-    let len = file_len(&project.db());
     // Offsets in bytes that hold something: most of a small journal's pages are empty space, and damage
     // there changes nothing.
     let used: Vec<usize> = std::fs::read(project.db())
@@ -291,10 +290,11 @@ fn random_bytes_at_20_offsets_stop_every_command_or_change_nothing() {
         }
         std::fs::write(copy.db(), &bytes).unwrap();
         let refused = check_every_command(&copy, &run, &good, &format!("16 random bytes at offset {offset}"));
-        eprintln!("16 random bytes at offset {offset}: {refused} of 5 commands refused");
         detected += usize::from(refused > 0);
     }
-    assert!(detected >= 10, "most damage must be detected, only {detected} of 20 were");
+    // Damage to used bytes is found by the integrity check (20 of 20 on this journal); what slips past it
+    // must still give the right answers, which check_every_command asserts.
+    assert!(detected >= 15, "most damage must be detected, only {detected} of 20 were");
 }
 
 #[test]
