@@ -584,3 +584,95 @@ fn pi_api_error_fails_the_task_though_pi_exits_0() {
     assert!(error["message"].as_str().is_some_and(|m| m.starts_with("harness pi: 400")), "{}", show(&events));
     assert_eq!(error["data"]["exitCode"], 0, "pi itself exited 0: {}", show(&events));
 }
+
+/// Canary values for the keys a user typically has in their shell, and for a gateway key named by
+/// `api_key_env`. None may end up in a file under the project after a turn.
+const CANARIES: [(&str, &str); 4] = [
+    ("ANTHROPIC_API_KEY", "canary-anthropic-3f9d1c"),
+    ("OPENAI_API_KEY", "canary-openai-8b2e7a"),
+    ("GEMINI_API_KEY", "canary-gemini-51c0e4"),
+    ("TUTTI_TEST_GATEWAY_KEY", "canary-gateway-d7a6b3"),
+];
+
+/// Files under `dir` (recursively, symlinks not followed) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => {
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        found.push(path);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// One turn that runs a shell command through the CLI's own tool, with canary keys in tutti's environment.
+/// While the CLI waits for the model's answer after its tool ran, and after the run, no canary is in any file
+/// under the project, `.tutti/` included.
+fn leaves_no_secret_on_disk(cli: &Cli) {
+    let script =
+        Script::new().rule(When::request().after_tool("shell").reply(Reply::hold(Reply::text("listed")))).rule(
+            When::request()
+                .user_says("List the files")
+                .reply(Reply::tool("shell", json!({"command": "ls > listing.txt"}))),
+        );
+    let mock = MockModel::start(script);
+    let project = Project::new(TUTTI);
+    let table = table(cli, &mock.base_url(), 90_000);
+    project.write("tutti.toml", format!("{table}api_key_env = \"TUTTI_TEST_GATEWAY_KEY\"\n"));
+    project.write("member.js", MEMBER);
+    let mut command = project.tutti();
+    command.args(["run", "member.js", "--inputs", &inputs(cli, &["List the files into listing.txt."])]);
+    command.envs(CANARIES);
+    let run = project.spawn_command(command);
+    wait_for(DEADLINE, "the answer after the tool to be held", || mock.held() == 1);
+    let check = |when: &str| {
+        for (var, canary) in CANARIES {
+            let found = files_containing(project.root(), canary.as_bytes());
+            assert!(found.is_empty(), "{when}: ${var} of tutti's environment was written to {found:?}");
+        }
+    };
+    check("mid-turn");
+    mock.release_held();
+    let out = run.wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(project.read("listing.txt").is_some(), "the CLI ran its shell tool: {:#?}", mock.requests());
+    assert!(project.path(&format!(".tutti/harness-home/{}", cli.name)).is_dir());
+    check("after the run");
+}
+
+#[test]
+fn claude_leaves_no_secret_on_disk() {
+    leaves_no_secret_on_disk(&CLAUDE);
+}
+
+#[test]
+fn codex_leaves_no_secret_on_disk() {
+    leaves_no_secret_on_disk(&CODEX);
+}
+
+#[test]
+fn gemini_leaves_no_secret_on_disk() {
+    leaves_no_secret_on_disk(&GEMINI);
+}
+
+#[test]
+fn pi_leaves_no_secret_on_disk() {
+    leaves_no_secret_on_disk(&PI);
+}
+
+#[test]
+fn opencode_leaves_no_secret_on_disk() {
+    leaves_no_secret_on_disk(&OPENCODE);
+}

@@ -4,7 +4,7 @@
 //! event format are its module's; reading `tutti.toml` is the CLI crate's.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,10 @@ pub struct AgentConfig {
     /// Added to the CLI's environment last, so it may override what tutti sets.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables passed from tutti's environment to the CLI, beyond the basics (`PATH`, locale, proxies...)
+    /// and its key: a CLI gets nothing else of the environment tutti runs in.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     pub max_parallel: Option<usize>,
     /// What the harness can do (`edit`, `shell`, ...), for routing.
     #[serde(default)]
@@ -404,10 +408,65 @@ pub(crate) fn turn_timeout(config: &AgentConfig, job: &Job) -> Duration {
     config.timeout_ms.map(Duration::from_millis).or(job.timeout).unwrap_or(DEFAULT_TIMEOUT)
 }
 
-/// The environment every agent CLI gets on top of tutti's own: `PWD` (opencode takes its working directory
-/// from it, not from the process's), the attempt's ids and the orchestrator's variables, then the harness's
-/// `env`.
-pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig) {
+/// What an agent CLI inherits from tutti's own environment: the system basics (search path, locale,
+/// terminal, user, temp folder, proxies and CA certificates). Nothing else: not the keys of other services,
+/// not a user's tokens. A CLI may write its environment to disk (codex's shell snapshots did) or pass it to
+/// the commands its model runs.
+const INHERITED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "COLORTERM",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// The provider keys a multi-provider CLI (pi, opencode) may read when it talks to a provider directly, with
+/// no `base_url`.
+pub(crate) const PROVIDER_KEYS: &[&str] =
+    &["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENROUTER_API_KEY"];
+
+/// The whole environment of an agent CLI, replacing what it would inherit: the basics in [`INHERITED`] (and
+/// `LC_*`), the key variables `keys` and `api_key_env` when set, the variables its adapter set on `command`,
+/// the harness's `pass_env` names, `PWD` (opencode takes its working directory from it, not from the
+/// process's), the attempt's ids and the orchestrator's variables, then the harness's `env`.
+pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig, keys: &[&str]) {
+    let set_by_adapter: Vec<(OsString, Option<OsString>)> =
+        command.get_envs().map(|(k, v)| (k.to_owned(), v.map(OsStr::to_owned))).collect();
+    command.env_clear();
+    let wanted = |name: &str| {
+        INHERITED.contains(&name)
+            || name.starts_with("LC_")
+            || keys.contains(&name)
+            || config.api_key_env.as_deref() == Some(name)
+            || config.pass_env.iter().any(|p| p == name)
+    };
+    for (name, value) in std::env::vars_os() {
+        if name.to_str().is_some_and(wanted) {
+            command.env(name, value);
+        }
+    }
+    for (name, value) in set_by_adapter {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
     command.current_dir(&job.workdir).env("PWD", &job.workdir).envs(job_env(job)).envs(&config.env);
 }
 

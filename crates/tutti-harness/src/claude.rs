@@ -78,7 +78,7 @@ impl ClaudeHarness {
             None if self.config.base_url.is_some() => command.env("ANTHROPIC_API_KEY", PLACEHOLDER_KEY),
             None => &mut command,
         };
-        agent::finish_env(&mut command, job, &self.config);
+        agent::finish_env(&mut command, job, &self.config, &[]);
         Ok(command)
     }
 }

@@ -78,7 +78,7 @@ impl CodexHarness {
         }
         command.arg(agent::prompt(job));
         command.envs(agent::home_env(&home)).env("CODEX_HOME", &codex_home);
-        agent::finish_env(&mut command, job, &self.config);
+        agent::finish_env(&mut command, job, &self.config, &["OPENAI_API_KEY", "CODEX_API_KEY"]);
         Ok((command, codex_home))
     }
 
@@ -91,9 +91,16 @@ impl CodexHarness {
         let quote = |s: &str| Value::from(s).to_string();
         let mut text = format!(
             "# Written by tutti for [harness.{}] before every turn; edits here are lost.\n\
-             check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n",
+             check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n\
+             # Shell snapshots write the environment, keys included, into files under CODEX_HOME.\n\
+             [features]\nshell_snapshot = false\n",
             self.name
         );
+        // Commands the model runs get codex's environment minus names like *KEY*, *SECRET*, *TOKEN* (codex's
+        // default); the key variable is named too, whatever it is called.
+        let mut excluded = vec![quote("OPENAI_API_KEY"), quote("CODEX_API_KEY")];
+        excluded.extend(self.config.api_key_env.as_deref().map(quote));
+        text.push_str(&format!("\n[shell_environment_policy]\nexclude = [{}]\n", excluded.join(", ")));
         if self.config.base_url.is_some() || self.config.api_key_env.is_some() {
             let url =
                 self.config.base_url.as_deref().map_or(OPENAI_URL.to_string(), |base| agent::api_url(base, "/v1"));

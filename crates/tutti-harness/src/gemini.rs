@@ -74,7 +74,7 @@ impl GeminiHarness {
             None if self.config.base_url.is_some() => command.env("GEMINI_API_KEY", PLACEHOLDER_KEY),
             None => &mut command,
         };
-        agent::finish_env(&mut command, job, &self.config);
+        agent::finish_env(&mut command, job, &self.config, &[]);
         Ok(command)
     }
 }

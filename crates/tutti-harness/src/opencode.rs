@@ -68,7 +68,9 @@ impl OpencodeHarness {
         for var in ["OPENCODE_DISABLE_MODELS_FETCH", "OPENCODE_DISABLE_AUTOUPDATE", "OPENCODE_DISABLE_LSP_DOWNLOAD"] {
             command.env(var, "1");
         }
-        agent::finish_env(&mut command, job, &self.config);
+        // With a gateway, the key is `api_key_env` alone; talking to providers directly, their usual keys.
+        let keys = if self.config.base_url.is_some() { &[][..] } else { agent::PROVIDER_KEYS };
+        agent::finish_env(&mut command, job, &self.config, keys);
         Ok(command)
     }
 

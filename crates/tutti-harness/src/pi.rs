@@ -75,7 +75,9 @@ impl PiHarness {
         command.args(&self.config.args);
         command.envs(agent::home_env(&home)).env("PI_CODING_AGENT_DIR", &dir);
         command.env("PI_OFFLINE", "1").env("PI_TELEMETRY", "0");
-        agent::finish_env(&mut command, job, &self.config);
+        // With a gateway, the key is `api_key_env` alone; talking to providers directly, their usual keys.
+        let keys = if self.config.base_url.is_some() { &[][..] } else { agent::PROVIDER_KEYS };
+        agent::finish_env(&mut command, job, &self.config, keys);
         Ok(command)
     }
 

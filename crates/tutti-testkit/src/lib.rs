@@ -91,7 +91,15 @@ impl Project {
     /// Start `tutti ARGS...` in the background, for tests that talk to it, signal it or kill it.
     pub fn spawn(&self, args: &[&str]) -> Spawned {
         let mut command = self.tutti();
-        command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.args(args);
+        self.spawn_command(command)
+    }
+
+    /// Start `command` (made with [`Project::tutti`], then given arguments and environment) in the
+    /// background.
+    pub fn spawn_command(&self, mut command: Command) -> Spawned {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let what = format!("tutti {}", args.join(" "));
         let mut child = command.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         let stdout = Arc::new(Mutex::new(String::new()));
