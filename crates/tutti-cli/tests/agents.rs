@@ -676,3 +676,62 @@ fn pi_leaves_no_secret_on_disk() {
 fn opencode_leaves_no_secret_on_disk() {
     leaves_no_secret_on_disk(&OPENCODE);
 }
+
+/// Three members, one per CLI, three rounds of one turn each.
+const ROUNDS: &str = r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", (a) => ({ kind: "agent", title: a.prompt.slice(0, 20), agent: { prompt: a.prompt } }));
+export async function process(inputs, ctx) {
+  const team = ctx.group("team", { members: ["c", "x", "g"], harness: ["claude", "codex", "gemini"] });
+  const rounds = [];
+  for (const round of [1, 2, 3]) {
+    rounds.push(await ctx.parallel.all(team.members.map((m) => () =>
+      m.task(ask, { prompt: `Round ${round} for ${m.name}: reply briefly.` }))));
+  }
+  return rounds.map((r) => r.map((answer) => answer.text));
+}
+"#;
+
+/// Ctrl-C while round 2's turns wait for the model, then resume against another model server: each member's
+/// conversation, as the server receives it, holds each round's prompt exactly once.
+#[test]
+fn a_turn_interrupted_mid_round_is_resumed_once_on_claude_codex_and_gemini() {
+    let first = MockModel::start(
+        Script::new().rule(When::request().user_says("Round 2").reply(Reply::hold(Reply::text("late")))),
+    );
+    let project = Project::new(TUTTI);
+    let tables = |url: &str| [&CLAUDE, &CODEX, &GEMINI].map(|cli| table(cli, url, 120_000)).join("\n");
+    project.write("tutti.toml", tables(&first.base_url()));
+    project.write("rounds.js", ROUNDS);
+    let driver = project.spawn(&["run", "rounds.js"]);
+    wait_for(DEADLINE, "round 2's three turns to wait for the model", || first.held() == 3);
+    let run = driver.run_id();
+    driver.signal(libc::SIGINT);
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 130, "{out}");
+
+    let second = MockModel::start(Script::new());
+    project.write("tutti.toml", tables(&second.base_url()));
+    let out = project.spawn(&["resume", &run]).wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let requests = second.requests();
+    for member in ["c", "x", "g"] {
+        let asked: Vec<_> = requests
+            .iter()
+            .filter(|r| r.api.is_some() && r.last_user_text.contains(&format!("for {member}:")))
+            .collect();
+        assert_eq!(asked.len(), 2, "member {member}: rounds 2 and 3 after the resume: {asked:#?}");
+        for r in asked {
+            let body = r.body.to_string();
+            for round in [1, 2] {
+                let prompt = format!("Round {round} for {member}: reply briefly.");
+                assert_eq!(
+                    body.matches(&prompt).count(),
+                    1,
+                    "member {member}: \"{prompt}\" in the request for \"{}\":\n{body}",
+                    r.last_user_text
+                );
+            }
+        }
+    }
+}

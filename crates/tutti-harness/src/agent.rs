@@ -21,6 +21,7 @@ use tutti_journal::{ErrorInfo, Usage};
 use crate::command::last_json;
 use crate::process::{self, Exit, Options, ProcessHandle, Stop};
 use crate::prompt::{render_messages, render_prompt};
+use crate::session::SessionFiles;
 use crate::shell::{job_env, tail, timeout_error};
 
 /// How long one agent turn may run when neither `timeout_ms` nor the task sets a limit. Some CLIs retry an
@@ -240,6 +241,26 @@ pub(crate) fn cli_and_home(
     Ok((binary, home))
 }
 
+/// The session files of harness `harness` (a CLI keeping them under `dir` in its home), with the session the
+/// job resumes put back as it stood after its last clean turn: a turn interrupted since then left its prompt
+/// in them, and resuming as is would send that prompt twice.
+pub(crate) fn sessions(
+    harness: &str,
+    job: &Job,
+    dir: &str,
+    belongs: fn(&str, &str) -> bool,
+) -> Result<SessionFiles, StartError> {
+    let home = harness_home(job, harness).map_err(|source| home_error(harness, job, source))?;
+    let files = SessionFiles::new(&home, home.join(dir), belongs);
+    if let Some(id) = &job.session {
+        files.restore(id).map_err(|source| StartError::Spawn {
+            what: format!("harness {harness}: restoring session {id} as its last completed turn left it"),
+            source,
+        })?;
+    }
+    Ok(files)
+}
+
 /// The start error for a home (or a file in it) that cannot be written.
 pub(crate) fn home_error(harness: &str, job: &Job, source: io::Error) -> StartError {
     StartError::Spawn { what: format!("harness {harness}: its home under {}", job.workdir.display()), source }
@@ -375,6 +396,8 @@ pub(crate) struct Turn {
     pub(crate) timeout: Duration,
     pub(crate) schema: Option<Value>,
     pub(crate) parse: Box<dyn FnOnce(&str) -> Transcript + Send>,
+    /// The CLI's session files, saved after the turn when it ends cleanly.
+    pub(crate) sessions: Option<SessionFiles>,
 }
 
 impl Turn {
@@ -393,7 +416,14 @@ impl Turn {
             timeout: turn_timeout(config, job),
             schema: output_schema(&job.task).cloned(),
             parse,
+            sessions: None,
         }
+    }
+
+    /// Save the session's files when the turn ends cleanly (see [`sessions`]).
+    pub(crate) fn saving(mut self, sessions: SessionFiles) -> Self {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// For CLIs that read the prompt on stdin: write it there and close it.
@@ -473,12 +503,17 @@ pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig,
 /// Start `turn` (stdin from `/dev/null` or the turn's input, then closed; its own process group); the session it ran in, its usage and its
 /// outcome go to `reporter` when it ends.
 pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
-    let Turn { harness, command, stdin, timeout, schema, parse } = turn;
+    let Turn { harness, command, stdin, timeout, schema, parse, sessions } = turn;
     let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
     let options = Options { stdin, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP };
     let on_exit = move |exit: io::Result<Exit>| {
         let transcript = exit.as_ref().map(|e| parse(&e.stdout)).unwrap_or_default();
         if let Some(session) = transcript.session.clone() {
+            let clean = exit.as_ref().is_ok_and(|e| e.code == Some(0) && e.stopped.is_none());
+            if let Some(files) = sessions.as_ref().filter(|_| clean) {
+                // Best effort: without the copy, the next turn resumes the session as the CLI left it.
+                let _ = files.save(&session);
+            }
             reporter.session(session);
         }
         if let Some(usage) = transcript.usage.clone() {

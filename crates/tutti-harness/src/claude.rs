@@ -97,7 +97,9 @@ impl Harness for ClaudeHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse));
+        // Transcripts: `.claude/projects/<cwd>/<session>.jsonl`.
+        let sessions = agent::sessions(&self.name, &job, ".claude/projects", |name, id| name == format!("{id}.jsonl"))?;
+        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).saving(sessions);
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }

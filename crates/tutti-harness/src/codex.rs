@@ -130,10 +130,14 @@ impl Harness for CodexHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
+        // Rollouts: `.codex/sessions/YYYY/MM/DD/rollout-<time>-<thread>.jsonl`.
+        let sessions =
+            agent::sessions(&self.name, &job, ".codex/sessions", |name, id| name.ends_with(&format!("-{id}.jsonl")))?;
         let (command, codex_home) = self.command(&job)?;
         // A resumed thread reports the usage of the whole thread; what it had before is subtracted.
         let before = job.session.as_deref().and_then(|id| thread_usage(&codex_home, id)).unwrap_or_default();
-        let turn = Turn::new(&self.name, &self.config, &job, command, Box::new(move |stdout| parse(stdout, before)));
+        let turn = Turn::new(&self.name, &self.config, &job, command, Box::new(move |stdout| parse(stdout, before)))
+            .saving(sessions);
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }

@@ -113,7 +113,11 @@ impl Harness for GeminiHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse));
+        // Chats: `.gemini/tmp/<project>/chats/session-<time>-<first 8 of the id>.jsonl`, a new file per resume.
+        let sessions = agent::sessions(&self.name, &job, ".gemini/tmp", |name, id| {
+            name.starts_with("session-") && id.get(..8).is_some_and(|short| name.contains(short))
+        })?;
+        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).saving(sessions);
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }

@@ -14,6 +14,7 @@ pub mod opencode;
 pub mod pi;
 pub mod process;
 pub mod prompt;
+mod session;
 pub mod shell;
 
 #[cfg(test)]

@@ -117,8 +117,13 @@ impl Harness for PiHarness {
     }
 
     fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn =
-            Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).prompt_on_stdin(&job);
+        // Sessions: `.pi/agent/sessions/--<cwd>--/<time>_<session>.jsonl`.
+        let sessions = agent::sessions(&self.name, &job, ".pi/agent/sessions", |name, id| {
+            name.ends_with(&format!("_{id}.jsonl"))
+        })?;
+        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse))
+            .prompt_on_stdin(&job)
+            .saving(sessions);
         Ok(Box::new(agent::start(turn, reporter)?))
     }
 }
