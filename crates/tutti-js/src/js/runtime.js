@@ -1,6 +1,7 @@
 // tutti's process runtime: the `ctx` object, defineTask, scopes and effect identities, deterministic Date
 // and Math.random. Evaluated once per process host, before the process module loads. Talks to the Rust host
-// only through `__tutti_host` (request, log, finish, halt, now), which it hides from process code.
+// only through `__tutti_host` (request, log, finish, halt, now), which it hides from process code, and returns
+// its entry points to the host as the script's value.
 (function () {
   "use strict";
   const host = globalThis.__tutti_host;
@@ -684,22 +685,21 @@
     else p.reject(toError(value));
     return true;
   }
-  Object.defineProperty(globalThis, "__tutti_internal", {
-    value: Object.freeze({
-      start,
-      deliver,
-      message,
-      bound(address, session) {
-        const slash = address.indexOf("/");
-        const g = groups.get(address.slice(0, slash));
-        const m = g && g.members.find((x) => x.name === address.slice(slash + 1));
-        if (m) m.session = session;
-      },
-      defineTask,
-      setReplaying(on) {
-        replaying = on;
-      },
-    }),
-    enumerable: false,
+  // The Rust host keeps this object (the script's value) and lends it to the built-in module while that
+  // evaluates; no global holds it, so process code cannot deliver results or toggle replay.
+  return Object.freeze({
+    start,
+    deliver,
+    message,
+    bound(address, session) {
+      const slash = address.indexOf("/");
+      const g = groups.get(address.slice(0, slash));
+      const m = g && g.members.find((x) => x.name === address.slice(slash + 1));
+      if (m) m.session = session;
+    },
+    defineTask,
+    setReplaying(on) {
+      replaying = on;
+    },
   });
 })();
