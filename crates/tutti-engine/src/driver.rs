@@ -683,6 +683,8 @@ impl<'a> Driver<'a> {
                     self.send(from, to, body)?;
                 }
                 HostEvent::GroupOpened { group, members, persistent } => {
+                    check_group_names(&group, members.iter().map(|m| m.name.as_str()))
+                        .map_err(|message| HostError { message })?;
                     self.groups.insert(group.clone(), (members.iter().map(|m| m.name.clone()).collect(), persistent));
                     let names: Vec<String> = members
                         .iter()
@@ -901,4 +903,17 @@ fn timeout_of(task: &Value) -> Option<Duration> {
 
 fn sleep_target(args: &Value) -> Option<i64> {
     args.get("targetEpochMs").and_then(Value::as_i64)
+}
+
+/// Refuse a group whose name or member names break [`crate::identity::NAME_RULE`]: the process host checks
+/// them first, so one that arrives here (from a host or a journal) is not to be trusted with scopes.
+pub(crate) fn check_group_names<'n>(group: &str, members: impl IntoIterator<Item = &'n str>) -> Result<(), String> {
+    use crate::identity::{NAME_RULE, is_safe_name};
+    if !is_safe_name(group) {
+        return Err(format!("group {group:?}: group names may use {NAME_RULE}"));
+    }
+    match members.into_iter().find(|m| !is_safe_name(m)) {
+        Some(m) => Err(format!("group {group:?}: member {m:?}: member names may use {NAME_RULE}")),
+        None => Ok(()),
+    }
 }

@@ -227,5 +227,61 @@ export async function process(inputs, ctx) { return (await ctx.task(t, {})) + 1;
     assert_eq!(finished(&host.deliver("root/0", &Ok(json!(1)), 1).unwrap()), json!(2));
     host.restart().unwrap();
     assert_eq!(host.start("01X", &Value::Null, 1, 0).unwrap().len(), 1);
-    let _ = failure;
+}
+
+// ---- group and member names ----
+
+const RULE: &str = "may use letters, digits, '.', '_' and '-' (1-64 characters, not starting with '.')";
+
+fn group_process(dir: &Path, call: &str) -> PathBuf {
+    write(dir, "g.js", &format!("export async function process(inputs, ctx) {{ {call}; return \"opened\"; }}\n"))
+}
+
+#[test]
+fn unsafe_group_names_are_refused_naming_the_group_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arg, shown) in [
+        (r#""a b""#, r#""a b""#),
+        (r#""""#, r#""""#),
+        (r#"".hidden""#, r#"".hidden""#),
+        (r#""g/x""#, r#""g/x""#),
+        (r#""bell\u0007""#, r#""bell\u0007""#),
+        (r#""x".repeat(65)"#, ""),
+        ("42", "42"),
+    ] {
+        let path = group_process(dir.path(), &format!("ctx.group({arg})"));
+        let err = failure(&path);
+        assert!(err.starts_with("TypeError: ctx.group("), "{arg}: {err}");
+        assert!(err.contains(&format!("ctx.group({shown}")) && err.contains(&format!("group names {RULE}")), "{err}");
+    }
+}
+
+#[test]
+fn unsafe_member_names_are_refused_naming_group_member_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    for (members, shown) in [
+        (r#"["ok", "../etc/x"]"#, r#"member "../etc/x""#),
+        (r#"["a/b"]"#, r#"member "a/b""#),
+        (r#"["new\nline"]"#, r#"member "new\nline""#),
+        (r#"[".dot"]"#, r#"member ".dot""#),
+    ] {
+        let path = group_process(dir.path(), &format!("ctx.group(\"team\", {{ members: {members} }})"));
+        let err = failure(&path);
+        let want = format!("ctx.group(\"team\"): {shown}: member names {RULE}");
+        assert!(err.contains(&want), "{members}: {err}");
+    }
+}
+
+#[test]
+fn safe_group_and_member_names_open_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = group_process(dir.path(), r#"ctx.group("team-1.v_2", { members: ["alice", "Bob-2", "c.d_e"] })"#);
+    let mut host = JsHost::load(&path).unwrap();
+    let events = host.start("01X", &Value::Null, 1, 0).unwrap();
+    let opened = events.iter().find_map(|e| match e {
+        HostEvent::GroupOpened { group, members, .. } => Some((group.clone(), members.len())),
+        _ => None,
+    });
+    assert_eq!(opened, Some(("team-1.v_2".to_string(), 3)));
+    assert_eq!(finished(&events), json!("opened"));
 }

@@ -244,7 +244,17 @@
 
   // ---- groups ----
   // A group and its members get their identities from their names: member scopes are
-  // `group:NAME/MEMBER`, the same in every iteration and after a restart.
+  // `group:NAME/MEMBER`, the same in every iteration and after a restart. Names are restricted so that they
+  // cannot forge another scope or address ('/'), or carry control characters into logs and terminals.
+  // The engine holds journaled names to the same rule (tutti_engine::identity::is_safe_name).
+  const SAFE_NAME = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
+  const NAME_RULE = "may use letters, digits, '.', '_' and '-' (1-64 characters, not starting with '.')";
+  function checkName(what, name, where) {
+    if (typeof name === "string" && SAFE_NAME.test(name)) return;
+    const shown = typeof name === "string" ? JSON.stringify(name) : String(name);
+    const prefix = where === undefined ? `ctx.group(${shown})` : `ctx.group(${JSON.stringify(where)}): member ${shown}`;
+    throw new TypeError(`${prefix}: ${what} names ${NAME_RULE}`);
+  }
   function memberTask(def, args, opts) {
     checkTask(def, "member.task");
     return request(this._scope, def, args, opts, memberTask);
@@ -284,6 +294,7 @@
     constructor(name, opts) {
       const spec = opts.members ?? 1;
       const names = typeof spec === "number" ? Array.from({ length: spec }, (_, i) => `m${i + 1}`) : spec.map(String);
+      for (const n of names) checkName("member", n, name);
       if (names.length === 0) throw new TypeError(`ctx.group("${name}"): a group needs at least one member`);
       if (new Set(names).size !== names.length) throw new TypeError(`ctx.group("${name}"): member names must be unique`);
       const harnesses = opts.harness === undefined ? [] : Array.isArray(opts.harness) ? opts.harness : [opts.harness];
@@ -465,8 +476,7 @@
   }
   const groups = new Map();
   function group(name, opts = {}) {
-    if (typeof name !== "string" || name.length === 0 || name.includes("/"))
-      throw new TypeError("ctx.group: the name must be a non-empty string without '/'");
+    checkName("group", name);
     let g = groups.get(name);
     if (!g) {
       g = new Group(name, opts);
