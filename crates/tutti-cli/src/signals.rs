@@ -45,6 +45,19 @@ pub(crate) fn exit_code() -> i32 {
     }
 }
 
+/// The outcome of a command a signal may have cut short. An error after a signal (JavaScript interrupted while
+/// the process loaded or replayed, before the driver could detach) is reported like any error, with the exit
+/// code of the signal: the first Ctrl-C always ends `tutti run` with 130.
+pub(crate) fn after_interrupt(outcome: anyhow::Result<i32>) -> anyhow::Result<i32> {
+    match outcome {
+        Err(e) if RECEIVED.load(Ordering::SeqCst) != 0 => {
+            crate::output::report_error(&e);
+            Ok(exit_code())
+        }
+        other => other,
+    }
+}
+
 /// What made the driver let go, for the journal and the user.
 pub(crate) fn reason() -> &'static str {
     match RECEIVED.load(Ordering::SeqCst) {

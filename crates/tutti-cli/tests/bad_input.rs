@@ -169,3 +169,15 @@ export async function process(inputs, ctx) { return await ctx.task(t, {}); }
         assert!(out.stderr.contains(needle), "expected {needle:?} on stderr:\n{out}");
     }
 }
+
+#[test]
+fn an_import_out_of_the_project_root_is_refused_without_reading_it() {
+    let (project, before) = project_with_a_run();
+    let escape = "../../../../../../../../etc/passwd";
+    project.write("escape.js", format!("import \"{escape}\";\nexport async function process() {{ return 1; }}\n"));
+    let out = project.run(&["run", "escape.js"]);
+    let root = project.root().canonicalize().unwrap();
+    let outside = format!("outside the project root {}; imports must stay inside it", root.display());
+    assert_refused(&project, &before, &out, &[&format!("escape.js imports \"{escape}\""), &outside]);
+    assert!(!out.stderr.contains("root:"), "nothing of the file is shown:\n{out}");
+}

@@ -1,5 +1,6 @@
 //! Acting on a live run from outside its driver: approving or rejecting a breakpoint, posting results by
-//! hand, cancelling, Ctrl-C and `tutti resume`, and the rule of one driver per run.
+//! hand, cancelling, Ctrl-C and `tutti resume` (also of a process stuck in a loop that never awaits), and the
+//! rule of one driver per run.
 
 use std::time::Duration;
 
@@ -450,4 +451,45 @@ fn status_right_after_a_driver_is_killed_says_no_driver_is_attached() {
     assert_eq!(status["driverLive"], false, "{status}");
     let cancel = project.run(&["cancel", &run]);
     assert_eq!(cancel.code, 0, "a dead driver's lease does not block a cancel:\n{cancel}");
+}
+
+/// A process whose JavaScript never yields gives way to one Ctrl-C. The driver lets go as on any Ctrl-C:
+/// exit 130 (128 + SIGINT, like every interrupt), `driver_detached` journaled, resumable; and stderr says
+/// which file was stuck and why.
+#[test]
+fn ctrl_c_stops_a_process_stuck_in_a_loop_that_never_awaits() {
+    let project = Project::new(TUTTI);
+    let file = project.write("loop.js", "export async function process() { while (true) {} }\n");
+    let driver = project.spawn(&["run", "loop.js"]);
+    let run = driver.run_id();
+    // The loop never yields, so there is no event to wait for: give it a moment to spin.
+    std::thread::sleep(Duration::from_millis(500));
+    driver.signal(libc::SIGINT);
+    let out = driver.wait(Duration::from_secs(2));
+    assert_eq!(out.code, 130, "{out}");
+    let file = file.canonicalize().unwrap();
+    let why = format!(
+        "process {} did not yield: interrupted while running JavaScript (a loop that never awaits?)",
+        file.display()
+    );
+    assert!(out.stderr.contains(&why), "names the file and the cause:\n{out}");
+    assert!(out.stderr.contains(&format!("tutti resume {run}")), "says how to continue:\n{out}");
+    let events = project.events(&run);
+    assert_eq!(of_kind(&events, "driver_detached").len(), 1, "{}", show(&events));
+    assert!(of_kind(&events, "run_failed").is_empty(), "the run is not failed: {}", show(&events));
+}
+
+/// The same at module top level, before any run exists: exit 130 naming the file, and no run is created.
+#[test]
+fn ctrl_c_stops_a_process_file_whose_top_level_never_ends() {
+    let project = Project::new(TUTTI);
+    project.write("top.js", "for (;;) {}\nexport async function process() {}\n");
+    let driver = project.spawn(&["run", "top.js"]);
+    // Loading never finishes, so there is nothing to wait for: give it time to install its handlers and spin.
+    std::thread::sleep(Duration::from_secs(1));
+    driver.signal(libc::SIGINT);
+    let out = driver.wait(Duration::from_secs(2));
+    assert_eq!(out.code, 130, "{out}");
+    assert!(out.stderr.contains("top.js did not finish loading: interrupted"), "{out}");
+    assert!(!project.path(".tutti").exists(), "no run and no journal were created");
 }

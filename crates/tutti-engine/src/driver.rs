@@ -25,7 +25,7 @@ use tutti_journal::{
 use crate::effect::{Effect, State};
 use crate::error::{Error, Nondeterminism};
 use crate::harness::{HarnessEvent, Job, Reporter};
-use crate::host::{EffectRequest, HostEvent, ProcessHost};
+use crate::host::{EffectRequest, HostError, HostEvent, ProcessHost};
 use crate::identity::{digest, seed};
 use crate::observer::{Observer, Progress};
 use crate::registry::{Harnesses, is_internal};
@@ -73,7 +73,8 @@ pub struct RunEnd {
     pub status: RunStatus,
     pub output: Option<Value>,
     pub error: Option<ErrorInfo>,
-    /// Set when the driver was interrupted and the run can be resumed.
+    /// Set when the driver was interrupted and the run can be resumed; `error` then says what was cut short,
+    /// if anything was (JavaScript that would not yield).
     pub interrupted: bool,
 }
 
@@ -192,7 +193,10 @@ impl<'a> Driver<'a> {
         self.acquire_lease()?;
         self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });
         self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: false, replayed: 0 });
-        let events = self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now)?;
+        let events = match self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now) {
+            Ok(events) => events,
+            Err(e) => return self.host_failed(e),
+        };
         self.apply(events)?;
         self.drive()
     }
@@ -200,6 +204,27 @@ impl<'a> Driver<'a> {
     // ---- the loop ----
 
     fn drive(mut self) -> Result<RunEnd, Error> {
+        match self.next_end() {
+            Ok(end) => self.finish(end),
+            Err(Error::Host(e)) => self.host_failed(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A step of the process failed in the host. When the shutdown flag is set, the host was told to stop
+    /// running JavaScript that would not yield (a loop that never awaits): the driver lets go as on any
+    /// Ctrl-C (effects stopped, `driver_detached`, resumable), and the host's account is the run end's error.
+    fn host_failed(self, e: HostError) -> Result<RunEnd, Error> {
+        if !self.shutdown.load(Ordering::SeqCst) {
+            return Err(e.into());
+        }
+        let reason = (self.opts.detach_reason)().to_string();
+        let mut end = self.finish(End::Interrupted(reason))?;
+        end.error = Some(ErrorInfo::new("Interrupted", e.message));
+        Ok(end)
+    }
+
+    fn next_end(&mut self) -> Result<End, Error> {
         loop {
             self.dispatch()?;
             if self.end.is_none() && self.effects.is_empty() {
@@ -211,7 +236,7 @@ impl<'a> Driver<'a> {
                 self.end = Some(End::Finished(Err(error)));
             }
             if let Some(end) = self.end.take() {
-                return self.finish(end);
+                return Ok(end);
             }
             let mut idle = false;
             let first = match self.rx.try_recv() {
@@ -658,6 +683,8 @@ impl<'a> Driver<'a> {
                     self.send(from, to, body)?;
                 }
                 HostEvent::GroupOpened { group, members, persistent } => {
+                    check_group_names(&group, members.iter().map(|m| m.name.as_str()))
+                        .map_err(|message| HostError { message })?;
                     self.groups.insert(group.clone(), (members.iter().map(|m| m.name.clone()).collect(), persistent));
                     let names: Vec<String> = members
                         .iter()
@@ -876,4 +903,17 @@ fn timeout_of(task: &Value) -> Option<Duration> {
 
 fn sleep_target(args: &Value) -> Option<i64> {
     args.get("targetEpochMs").and_then(Value::as_i64)
+}
+
+/// Refuse a group whose name or member names break [`crate::identity::NAME_RULE`]: the process host checks
+/// them first, so one that arrives here (from a host or a journal) is not to be trusted with scopes.
+pub(crate) fn check_group_names<'n>(group: &str, members: impl IntoIterator<Item = &'n str>) -> Result<(), String> {
+    use crate::identity::{NAME_RULE, is_safe_name};
+    if !is_safe_name(group) {
+        return Err(format!("group {group:?}: group names may use {NAME_RULE}"));
+    }
+    match members.into_iter().find(|m| !is_safe_name(m)) {
+        Some(m) => Err(format!("group {group:?}: member {m:?}: member names may use {NAME_RULE}")),
+        None => Ok(()),
+    }
 }

@@ -1,4 +1,5 @@
-//! Argument digests for replay checks, and the deterministic seed of a run's `Math.random`.
+//! Argument digests for replay checks, the deterministic seed of a run's `Math.random`, message addresses,
+//! and the rule for group and member names.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -28,6 +29,18 @@ pub fn address_of(effect: &str) -> String {
     effect.to_string()
 }
 
+/// What a group or member name may be, as the process host words it.
+pub const NAME_RULE: &str = "letters, digits, '.', '_' and '-' (1-64 characters, not starting with '.')";
+
+/// Whether `name` may name a group or a member (see [`NAME_RULE`]). Names become scopes
+/// (`group:NAME/MEMBER/...`) and message addresses: a '/' would forge another member's identity, a control
+/// character would reach logs and terminals.
+pub fn is_safe_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The `Math.random` seed of a run, derived from its id.
 pub fn seed(run_id: &str) -> u32 {
     let hash = Sha256::digest(run_id.as_bytes());
@@ -44,6 +57,16 @@ mod tests {
         assert_eq!(address_of("group:reviewers/alice/3"), "reviewers/alice");
         assert_eq!(address_of("group:reviewers/alice/parallel:0/1"), "reviewers/alice");
         assert_eq!(address_of("root/parallel:1/0"), "root/parallel:1/0");
+    }
+
+    #[test]
+    fn safe_names_are_short_plain_and_slash_free() {
+        for ok in ["a", "reviewers", "m1", "team-2.v_3", "x.", &"a".repeat(64)] {
+            assert!(is_safe_name(ok), "{ok:?}");
+        }
+        for bad in ["", ".hidden", "..", "a/b", "/etc/x", "a b", "a\nb", "a\u{1b}[2J", "é", &"a".repeat(65)] {
+            assert!(!is_safe_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod modules;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent, Runtime};
 use serde_json::Value as Json;
@@ -32,6 +34,11 @@ pub enum Error {
     #[error("cannot load process {path}: {message}")]
     Load { path: String, message: String },
     #[error(
+        "process {path} did not finish loading: interrupted while running its top-level code (a loop that never \
+         ends?)"
+    )]
+    Interrupted { path: String },
+    #[error(
         "process {path} has no process function: export `async function process(inputs, ctx)` or a default \
          function (exports found: {found})"
     )]
@@ -47,22 +54,33 @@ struct Shared {
     now_ms: Cell<i64>,
     /// A request the host could not decode: a bug in runtime.js, reported at the end of the step.
     fault: RefCell<Option<String>>,
+    /// Set when the interrupt flag stopped running JavaScript: whatever that JavaScript did since is void.
+    interrupted: Cell<bool>,
 }
 
 /// A loaded process, ready to start.
 pub struct JsHost {
     // Field order is drop order: JavaScript values first, the runtime last.
     process: Persistent<Function<'static>>,
+    /// runtime.js's entry points (start, deliver, ...): held here, never on a global process code could reach.
+    internal: Persistent<Object<'static>>,
     context: Context,
     runtime: Runtime,
     shared: Rc<Shared>,
     modules: Vec<ModuleHash>,
     path: PathBuf,
+    interrupt: Arc<AtomicBool>,
 }
 
 impl JsHost {
     /// Load the process module at `path` and everything it imports.
     pub fn load(path: &Path) -> Result<Self, Error> {
+        Self::load_interruptible(path, Arc::default())
+    }
+
+    /// Load like [`JsHost::load`], with a flag that stops running JavaScript when it turns true (Ctrl-C): a
+    /// loop that never awaits cannot hold tutti hostage. A load or a step cut short fails naming the file.
+    pub fn load_interruptible(path: &Path, interrupt: Arc<AtomicBool>) -> Result<Self, Error> {
         let path =
             std::fs::canonicalize(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
         let runtime = Runtime::new()?;
@@ -70,25 +88,34 @@ impl JsHost {
         // A process holds many small live objects (one promise per pending effect); collecting less often
         // keeps the GC from dominating large fan-outs.
         runtime.set_gc_threshold(64 * 1024 * 1024);
-        let graph = modules::Graph::default();
+        let shared = Rc::new(Shared::default());
+        let (flag, s) = (interrupt.clone(), shared.clone());
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            let stop = flag.load(Ordering::SeqCst);
+            if stop {
+                s.interrupted.set(true);
+            }
+            stop
+        })));
+        let graph = modules::Graph::new(modules::project_root(&path));
         runtime.set_loader(graph.resolver(), graph.loader());
         let context = Context::full(&runtime)?;
-        let shared = Rc::new(Shared::default());
         let name = path.display().to_string();
-        let process = context.with(|ctx| -> Result<_, Error> {
-            install_host(&ctx, &shared)?;
-            let mut options = rquickjs::context::EvalOptions::default();
-            options.filename = Some("tutti:runtime".into());
-            ctx.eval_with_options::<(), _>(RUNTIME_JS, options).catch(&ctx).map_err(|e| load_error(&name, e))?;
+        let loaded = context.with(|ctx| -> Result<_, Error> {
+            let internal = install_runtime(&ctx, &shared, &name)?;
             let promise = Module::import(&ctx, name.clone()).catch(&ctx).map_err(|e| load_error(&name, e))?;
             let namespace: Object = match promise.finish::<Object>().catch(&ctx) {
                 Ok(ns) => ns,
                 Err(e) => return Err(graph.take_error().unwrap_or_else(|| load_error(&name, e))),
             };
             let function = process_export(&namespace, &name)?;
-            Ok(Persistent::save(&ctx, function))
-        })?;
-        Ok(Self { process, context, runtime, shared, modules: graph.modules(), path })
+            Ok((Persistent::save(&ctx, function), internal))
+        });
+        if shared.interrupted.get() {
+            return Err(Error::Interrupted { path: name });
+        }
+        let (process, internal) = loaded?;
+        Ok(Self { process, internal, context, runtime, shared, modules: graph.modules(), path, interrupt })
     }
 
     /// The modules of the process's module graph with their content hashes.
@@ -110,6 +137,7 @@ impl JsHost {
             match self.runtime.execute_pending_job() {
                 Ok(true) => continue,
                 Ok(false) => break,
+                Err(_) if self.shared.interrupted.get() => return Err(self.interrupted()),
                 Err(e) => {
                     let message =
                         e.0.with(|ctx| describe(&ctx, CaughtError::from_error(&ctx, rquickjs::Error::Exception)));
@@ -117,10 +145,25 @@ impl JsHost {
                 }
             }
         }
+        // An interrupted async function can end as a rejected promise rather than an error of the job.
+        if self.shared.interrupted.get() {
+            return Err(self.interrupted());
+        }
         if let Some(fault) = self.shared.fault.borrow_mut().take() {
             return Err(HostError { message: fault });
         }
         Ok(std::mem::take(&mut *self.shared.events.borrow_mut()))
+    }
+
+    /// The step's events are dropped: they are the partial work of JavaScript that was cut short.
+    fn interrupted(&self) -> HostError {
+        self.shared.events.borrow_mut().clear();
+        HostError {
+            message: format!(
+                "process {} did not yield: interrupted while running JavaScript (a loop that never awaits?)",
+                self.path.display()
+            ),
+        }
     }
 
     fn call_internal(
@@ -128,11 +171,15 @@ impl JsHost {
         name: &str,
         args: impl for<'js> FnOnce(&Ctx<'js>, Function<'js>) -> rquickjs::Result<()>,
     ) -> Result<(), HostError> {
-        self.context.with(|ctx| {
-            let internal: Object = ctx.globals().get("__tutti_internal").map_err(|e| host_error(&ctx, e))?;
+        let result = self.context.with(|ctx| {
+            let internal = self.internal.clone().restore(&ctx).map_err(|e| host_error(&ctx, e))?;
             let f: Function = internal.get(name).map_err(|e| host_error(&ctx, e))?;
             args(&ctx, f).map_err(|e| host_error(&ctx, e))
-        })
+        });
+        if self.shared.interrupted.get() {
+            return Err(self.interrupted());
+        }
+        result
     }
 }
 
@@ -144,7 +191,8 @@ impl ProcessHost for JsHost {
     }
 
     fn restart(&mut self) -> Result<(), HostError> {
-        *self = JsHost::load(&self.path).map_err(|e| HostError { message: e.to_string() })?;
+        *self = JsHost::load_interruptible(&self.path, self.interrupt.clone())
+            .map_err(|e| HostError { message: e.to_string() })?;
         Ok(())
     }
 
@@ -184,6 +232,21 @@ impl ProcessHost for JsHost {
         self.call_internal("deliver", |_, deliver| deliver.call::<_, bool>((effect, ok, json)).map(|_| ()))?;
         self.settle()
     }
+}
+
+/// Evaluate runtime.js and the built-in "tutti" module, before any process code runs; returns runtime.js's
+/// entry points. They pass through a global only while the built-in module evaluates: it captures what it
+/// exports, and process code never sees the global.
+fn install_runtime(ctx: &Ctx<'_>, shared: &Rc<Shared>, name: &str) -> Result<Persistent<Object<'static>>, Error> {
+    install_host(ctx, shared)?;
+    let mut options = rquickjs::context::EvalOptions::default();
+    options.filename = Some("tutti:runtime".into());
+    let internal: Object = ctx.eval_with_options(RUNTIME_JS, options).catch(ctx).map_err(|e| load_error(name, e))?;
+    ctx.globals().set(modules::BUILTIN_GLOBAL, internal.clone())?;
+    let evaluated = modules::declare_builtin(ctx).catch(ctx).map_err(|e| load_error(name, e));
+    ctx.globals().remove(modules::BUILTIN_GLOBAL)?;
+    evaluated?;
+    Ok(Persistent::save(ctx, internal))
 }
 
 /// The functions runtime.js calls, on a `__tutti_host` global it removes before any process code runs.

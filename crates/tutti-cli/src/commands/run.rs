@@ -1,6 +1,8 @@
 //! `tutti run` and `tutti resume`: load the process, take the run's lease, and drive it to its end.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -15,11 +17,17 @@ use crate::output::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError};
 use crate::signals;
 
 pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
+    // Installed before the process loads: its top-level code may be a loop that only Ctrl-C ends.
+    let shutdown = signals::install();
+    signals::after_interrupt(run_new(config, args, shutdown))
+}
+
+fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let harnesses = config.harnesses(args.harness.as_deref())?;
     let inputs = parse_inputs(args.inputs.as_deref())?;
     let path = std::fs::canonicalize(&args.process)
         .map_err(|e| UserError::new(format!("process file {}: {e}", args.process.display())))?;
-    let mut host = JsHost::load(&path)?;
+    let mut host = JsHost::load_interruptible(&path, shutdown.clone())?;
     let (store, writer) = open_for_driver(config, open_or_create)?;
     let last = writer.clone();
     let run_id = ulid::Ulid::new().to_string();
@@ -39,7 +47,7 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
         }),
     };
     let mut observer = output::observer(&new.process);
-    let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
+    let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let end = driver.create(new);
     // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
     drop(last.shutdown());
@@ -47,6 +55,11 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
 }
 
 pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
+    let shutdown = signals::install();
+    signals::after_interrupt(resume_run(config, args, shutdown))
+}
+
+fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let (store, writer) = open_for_driver(config, open_store)?;
     let last = writer.clone();
     let run_id = find_run(store.as_ref(), &args.run)?;
@@ -56,7 +69,8 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
     };
     let harnesses = config.harnesses(saved.get("harness").and_then(Value::as_str))?;
     let path = PathBuf::from(&process);
-    let mut host = JsHost::load(&path).with_context(|| format!("cannot reload the process of run {run_id}"))?;
+    let mut host = JsHost::load_interruptible(&path, shutdown.clone())
+        .with_context(|| format!("cannot reload the process of run {run_id}"))?;
     let workdir = saved.get("workdir").and_then(Value::as_str).map(PathBuf::from).unwrap_or(config.root.clone());
     let mut drive = args.drive;
     drive.non_interactive |= saved.get("nonInteractive").and_then(Value::as_bool).unwrap_or(false);
@@ -67,7 +81,7 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
     let opts = options(config, &run_id, &drive, workdir, secret);
     let code_hash = host.code_hash();
     let mut observer = output::observer(&process);
-    let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), signals::install());
+    let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let end = driver.resume(&code_hash);
     drop(last.shutdown());
     Ok(report(&run_id, &end?, drive.json))
@@ -113,6 +127,9 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 /// Print the run's end and choose the exit code.
 fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
     if end.interrupted {
+        if let Some(e) = &end.error {
+            output::note(&format!("{}: {}", e.name, e.message));
+        }
         let why = signals::reason();
         output::note(&format!("{why}: running effects were stopped. Continue with `tutti resume {run_id}`"));
         return signals::exit_code();

@@ -17,6 +17,7 @@ impl Driver<'_> {
         }
         let pending_code_change = self.code_change(&records, current_code_hash);
         let (inputs, created_ms) = self.created(&records)?;
+        self.check_names(&records)?;
         let replayed = records.len();
         let mut replay = replay::build(records, |p| self.store.load(p))?;
         self.host.set_replaying(true);
@@ -107,6 +108,25 @@ impl Driver<'_> {
                 Err(Error::Malformed { run: self.opts.run_id.clone(), detail: "first event is not run_created".into() })
             }
         }
+    }
+
+    /// Journaled group and member names obey the rule new ones do: a journal edited by hand cannot smuggle
+    /// a '/' or a control character into a member's scope or address.
+    fn check_names(&self, records: &[Record]) -> Result<(), Error> {
+        for r in records {
+            let checked = match &r.event {
+                Event::GroupOpened { group, members, .. } => {
+                    check_group_names(group, members.iter().map(|m| m.name.as_str()))
+                }
+                Event::MemberBound { group, member, .. } => check_group_names(group, [member.as_str()]),
+                _ => Ok(()),
+            };
+            checked.map_err(|detail| Error::Malformed {
+                run: self.opts.run_id.clone(),
+                detail: format!("event {}: {detail}", r.seq),
+            })?;
+        }
+        Ok(())
     }
 
     pub(super) fn code_change(&mut self, records: &[Record], current: &str) -> Option<Event> {

@@ -1,6 +1,7 @@
 // tutti's process runtime: the `ctx` object, defineTask, scopes and effect identities, deterministic Date
 // and Math.random. Evaluated once per process host, before the process module loads. Talks to the Rust host
-// only through `__tutti_host` (request, log, finish, halt, now), which it hides from process code.
+// only through `__tutti_host` (request, log, finish, halt, now), which it hides from process code, and returns
+// its entry points to the host as the script's value.
 (function () {
   "use strict";
   const host = globalThis.__tutti_host;
@@ -243,7 +244,17 @@
 
   // ---- groups ----
   // A group and its members get their identities from their names: member scopes are
-  // `group:NAME/MEMBER`, the same in every iteration and after a restart.
+  // `group:NAME/MEMBER`, the same in every iteration and after a restart. Names are restricted so that they
+  // cannot forge another scope or address ('/'), or carry control characters into logs and terminals.
+  // The engine holds journaled names to the same rule (tutti_engine::identity::is_safe_name).
+  const SAFE_NAME = /^(?!\.)[A-Za-z0-9._-]{1,64}$/;
+  const NAME_RULE = "may use letters, digits, '.', '_' and '-' (1-64 characters, not starting with '.')";
+  function checkName(what, name, where) {
+    if (typeof name === "string" && SAFE_NAME.test(name)) return;
+    const shown = typeof name === "string" ? JSON.stringify(name) : String(name);
+    const prefix = where === undefined ? `ctx.group(${shown})` : `ctx.group(${JSON.stringify(where)}): member ${shown}`;
+    throw new TypeError(`${prefix}: ${what} names ${NAME_RULE}`);
+  }
   function memberTask(def, args, opts) {
     checkTask(def, "member.task");
     return request(this._scope, def, args, opts, memberTask);
@@ -283,6 +294,7 @@
     constructor(name, opts) {
       const spec = opts.members ?? 1;
       const names = typeof spec === "number" ? Array.from({ length: spec }, (_, i) => `m${i + 1}`) : spec.map(String);
+      for (const n of names) checkName("member", n, name);
       if (names.length === 0) throw new TypeError(`ctx.group("${name}"): a group needs at least one member`);
       if (new Set(names).size !== names.length) throw new TypeError(`ctx.group("${name}"): member names must be unique`);
       const harnesses = opts.harness === undefined ? [] : Array.isArray(opts.harness) ? opts.harness : [opts.harness];
@@ -464,8 +476,7 @@
   }
   const groups = new Map();
   function group(name, opts = {}) {
-    if (typeof name !== "string" || name.length === 0 || name.includes("/"))
-      throw new TypeError("ctx.group: the name must be a non-empty string without '/'");
+    checkName("group", name);
     let g = groups.get(name);
     if (!g) {
       g = new Group(name, opts);
@@ -684,22 +695,21 @@
     else p.reject(toError(value));
     return true;
   }
-  Object.defineProperty(globalThis, "__tutti_internal", {
-    value: Object.freeze({
-      start,
-      deliver,
-      message,
-      bound(address, session) {
-        const slash = address.indexOf("/");
-        const g = groups.get(address.slice(0, slash));
-        const m = g && g.members.find((x) => x.name === address.slice(slash + 1));
-        if (m) m.session = session;
-      },
-      defineTask,
-      setReplaying(on) {
-        replaying = on;
-      },
-    }),
-    enumerable: false,
+  // The Rust host keeps this object (the script's value) and lends it to the built-in module while that
+  // evaluates; no global holds it, so process code cannot deliver results or toggle replay.
+  return Object.freeze({
+    start,
+    deliver,
+    message,
+    bound(address, session) {
+      const slash = address.indexOf("/");
+      const g = groups.get(address.slice(0, slash));
+      const m = g && g.members.find((x) => x.name === address.slice(slash + 1));
+      if (m) m.session = session;
+    },
+    defineTask,
+    setReplaying(on) {
+      replaying = on;
+    },
   });
 })();
