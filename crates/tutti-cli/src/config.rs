@@ -127,6 +127,44 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration in effect of harness `name` as `tutti doctor` shows it: its kind, and for an agent
+    /// CLI where its binary is found, its gateway, model and key variable (whether set, never its value);
+    /// for a command harness its command line. Built-in harnesses have no table.
+    pub(crate) fn effective(&self, name: &str) -> serde_json::Value {
+        use serde_json::json;
+        match self.harness.get(name) {
+            None => json!({ "kind": "built-in" }),
+            Some(HarnessConfig::Command(c)) => json!({
+                "kind": "command",
+                "command": c.command,
+                "env": c.env.keys().collect::<Vec<_>>(),
+                "timeoutMs": c.timeout_ms,
+            }),
+            Some(HarnessConfig::Agent { cli, config }) => json!({
+                "kind": cli,
+                "binary": tutti_harness::agent::locate_cli(cli, config, &self.root).map(|p| p.display().to_string()),
+                "baseUrl": config.base_url,
+                "model": config.model,
+                "apiKeyEnv": config.api_key_env.as_ref().map(|var| json!({
+                    "name": var,
+                    "set": std::env::var_os(var).is_some_and(|v| !v.is_empty()),
+                })),
+                "args": config.args,
+                "passEnv": config.pass_env,
+                "env": config.env.keys().collect::<Vec<_>>(),
+                "timeoutMs": config.timeout_ms,
+            }),
+        }
+    }
+
+    /// Whether some harness runs agent CLI `cli` against a gateway (`base_url`), which needs no key of the
+    /// CLI's own provider.
+    pub(crate) fn has_gateway_for(&self, cli: &str) -> bool {
+        self.harness.values().any(|h| matches!(h, HarnessConfig::Agent { cli: c, config } if c == cli && (config.base_url.is_some() || config.api_key_env.is_some())))
+    }
+}
+
 /// The adapter for agent CLI `cli` (one of [`AGENT_CLIS`], checked when the table was read).
 pub(crate) fn agent_harness(cli: &str, name: &str, config: &AgentConfig) -> Arc<dyn Harness> {
     let (name, config) = (name.to_string(), config.clone());
@@ -147,6 +185,19 @@ fn harness_config(name: &str, mut table: toml::Table) -> Result<HarnessConfig, S
         Some(_) => return Err("`use` must be a string".into()),
         None => (AGENT_CLIS.contains(&name) && !table.contains_key("command")).then(|| name.to_string()),
     };
+    if cli.is_none() && !table.contains_key("command") {
+        let known = AGENT_CLIS.join(", ");
+        return Err(match AGENT_CLIS.iter().find(|known| edit_distance(name, known) <= 2) {
+            Some(like) => format!(
+                "no `command` and no agent CLI called \"{name}\": did you mean [harness.{like}]? To give {like} \
+                 another name, add `use = \"{like}\"`"
+            ),
+            None => format!(
+                "no `command`: give `command = [\"program\", \"arg\"]` to run a program, or `use = \"CLI\"` for an \
+                 agent CLI ({known})"
+            ),
+        });
+    }
     let table = toml::Value::Table(table);
     match cli {
         None => table.try_into().map(HarnessConfig::Command).map_err(|e| e.to_string()),
@@ -155,6 +206,22 @@ fn harness_config(name: &str, mut table: toml::Table) -> Result<HarnessConfig, S
         }
         Some(other) => Err(format!("use = \"{other}\": no adapter for that CLI (known: {})", AGENT_CLIS.join(", "))),
     }
+}
+
+/// The Levenshtein distance between two short names, to suggest the name a typo meant.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// The nearest ancestor of `cwd` holding `tutti.toml` or `.tutti/`, else `cwd`.
@@ -215,6 +282,12 @@ mod tests {
         assert!(matches!(command, Ok(HarnessConfig::Command(c)) if c.command == ["my-claude"]));
         let typo = harness_of("[harness.codex]\nbase-url = \"http://x\"\n", "codex").unwrap_err();
         assert!(typo.contains("base-url"), "{typo}");
+        let typo = harness_of("[harness.claud]\nmodel = \"m\"\n", "claud").unwrap_err();
+        assert!(typo.contains("did you mean [harness.claude]") && typo.contains("use = \"claude\""), "{typo}");
+        let bare = harness_of("[harness.reviewer]\nmodel = \"m\"\n", "reviewer").unwrap_err();
+        assert!(bare.starts_with("no `command`") && bare.contains("use = \"CLI\""), "{bare}");
+        assert_eq!(edit_distance("gemni", "gemini"), 1);
+        assert_eq!(edit_distance("pi", "opencode"), 7);
         let unknown = harness_of("[harness.x]\nuse = \"cursor\"\n", "x").unwrap_err();
         assert_eq!(unknown, "use = \"cursor\": no adapter for that CLI (known: claude, codex, gemini, pi, opencode)");
         for cli in ["gemini", "pi", "opencode"] {

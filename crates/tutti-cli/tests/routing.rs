@@ -223,3 +223,36 @@ export async function process(inputs, ctx) {
     assert_eq!(routes[0].0, "backup");
     assert!(routes[0].1.contains("skipped claude: ") && routes[0].1.contains("/nonexistent/claude"), "{routes:?}");
 }
+
+#[test]
+fn doctor_shows_the_config_in_effect_and_gives_no_key_advice_for_a_gateway() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "tutti.toml",
+        "[harness.claude]\nbase_url = \"http://127.0.0.1:9\"\nmodel = \"m\"\n\
+         [harness.cheap]\nuse = \"gemini\"\napi_key_env = \"TUTTI_TEST_UNSET_KEY\"\n\
+         [harness.lint]\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+    );
+    let mut command = project.tutti();
+    command.args(["doctor", "--json"]).env_remove("ANTHROPIC_API_KEY").env_remove("OPENAI_API_KEY");
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let harness =
+        |name: &str| report["harnesses"].as_array().unwrap().iter().find(|h| h["name"] == name).cloned().unwrap();
+    let claude = harness("claude")["config"].clone();
+    assert_eq!((claude["kind"].as_str(), claude["baseUrl"].as_str()), (Some("claude"), Some("http://127.0.0.1:9")));
+    assert!(claude["binary"].as_str().is_some_and(|b| b.ends_with("/claude")), "{claude}");
+    let cheap = harness("cheap")["config"].clone();
+    assert_eq!(cheap["kind"], "gemini");
+    assert_eq!(cheap["apiKeyEnv"], json!({"name": "TUTTI_TEST_UNSET_KEY", "set": false}));
+    assert_eq!(
+        harness("lint")["config"],
+        json!({"kind": "command", "command": ["sh", "-c", "true"], "env": [], "timeoutMs": null})
+    );
+    assert_eq!(harness("shell")["config"]["kind"], "built-in");
+    let cli = |name: &str| report["clis"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap();
+    let advice = |name: &str| cli(name)["missing"].to_string();
+    assert!(!advice("claude").contains("ANTHROPIC_API_KEY"), "claude runs against a gateway: {}", advice("claude"));
+    assert!(advice("codex").contains("set OPENAI_API_KEY"), "codex has no gateway here: {}", advice("codex"));
+}

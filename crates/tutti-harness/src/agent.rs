@@ -104,9 +104,17 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Where the CLI of a harness configured with `config` is found, as a turn in `workdir` would find it.
+pub fn locate_cli(program: &str, config: &AgentConfig, workdir: &Path) -> Option<PathBuf> {
+    find_cli(program, config.binary.as_deref(), workdir)
+}
+
 /// Find the CLI and ask it for its version.
 pub(crate) fn detect(program: &str, configured: Option<&Path>, workdir: &Path) -> Option<Detection> {
     let binary = find_cli(program, configured, workdir)?;
+    if let Some(version) = package_version(&binary) {
+        return Some(Detection { binary, version: Some(version) });
+    }
     let mut command = Command::new(&binary);
     command.arg("--version");
     let options = Options { timeout: Some(VERSION_TIMEOUT), ..Options::default() };
@@ -115,6 +123,23 @@ pub(crate) fn detect(program: &str, configured: Option<&Path>, workdir: &Path) -
         .ok()
         .and_then(|exit| version_number(&exit.stdout).or_else(|| version_number(&exit.stderr)));
     Some(Detection { binary, version })
+}
+
+/// The version of the npm package a CLI's script belongs to, read from its `package.json`: starting node to
+/// ask `--version` takes a second or more per CLI. `None` for a CLI that is not a script in `node_modules`.
+fn package_version(binary: &Path) -> Option<String> {
+    let script = fs::canonicalize(binary).ok()?;
+    let in_modules = |dir: &Path| {
+        dir.parent()
+            .is_some_and(|p| p.ends_with("node_modules") || p.parent().is_some_and(|pp| pp.ends_with("node_modules")))
+    };
+    let package = script.ancestors().skip(1).take(4).find(|dir| dir.join("package.json").is_file())?;
+    if !in_modules(package) {
+        return None;
+    }
+    let text = fs::read_to_string(package.join("package.json")).ok()?;
+    let manifest: Value = serde_json::from_str(&text).ok()?;
+    manifest.get("version")?.as_str().map(String::from)
 }
 
 /// The first word that looks like a version number: "2.1.332 (Claude Code)", "codex-cli 0.169.0".

@@ -32,13 +32,19 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
                 "capabilities": h.capabilities(),
                 "maxParallel": h.max_parallel(),
                 "default": config.default_harness.as_deref() == Some(h.name()),
+                "config": config.effective(h.name()),
             })
         })
         .collect();
     // Asking five CLIs for their versions takes seconds each: ask them all at once.
     let clis: Vec<Value> = std::thread::scope(|scope| {
-        let asks: Vec<_> =
-            CLIS.iter().map(|(name, package, key)| scope.spawn(move || cli(name, package, key))).collect();
+        let asks: Vec<_> = CLIS
+            .iter()
+            .map(|(name, package, key)| {
+                let gateway = config.has_gateway_for(name);
+                scope.spawn(move || cli(name, package, key, gateway))
+            })
+            .collect();
         asks.into_iter().map(|a| a.join().unwrap_or(Value::Null)).collect()
     });
     let report = json!({ "root": config.root.display().to_string(), "harnesses": configured, "clis": clis });
@@ -51,7 +57,8 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
 }
 
 /// A known CLI as its adapter sees it with no configuration: installed or not, version, capabilities.
-fn cli(name: &str, package: &str, key: &str) -> Value {
+/// `gateway`: a harness of this project runs it against a `base_url`, so its provider key is not needed.
+fn cli(name: &str, package: &str, key: &str, gateway: bool) -> Value {
     let adapter = crate::config::agent_harness(name, name, &tutti_harness::AgentConfig::default());
     let mut missing = Vec::new();
     let found = match adapter.availability() {
@@ -61,7 +68,7 @@ fn cli(name: &str, package: &str, key: &str) -> Value {
             false
         }
     };
-    if std::env::var_os(key).is_none() {
+    if !gateway && std::env::var_os(key).is_none() {
         missing.push(format!("set {key}, or point the harness at a gateway with `base_url` in tutti.toml"));
     }
     json!({
@@ -73,6 +80,36 @@ fn cli(name: &str, package: &str, key: &str) -> Value {
         "memoryPerTurnMb": adapter.memory_per_attempt_mb(),
         "missing": missing,
     })
+}
+
+/// The configuration in effect of a configured harness, on one indented line ("" for built-ins).
+fn config_line(config: &Value) -> String {
+    let kind = config["kind"].as_str().unwrap_or("");
+    let words = |v: &Value| v.as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(" ");
+    let mut parts = Vec::new();
+    match kind {
+        "built-in" | "" => return String::new(),
+        "command" => parts.push(format!("command: {}", words(&config["command"]))),
+        _ => {
+            parts.push(format!("{kind} at {}", config["binary"].as_str().unwrap_or("(not found)")));
+            for (label, key) in [("base_url", "baseUrl"), ("model", "model")] {
+                if let Some(v) = config[key].as_str() {
+                    parts.push(format!("{label} {v}"));
+                }
+            }
+            if let Some(var) = config["apiKeyEnv"]["name"].as_str() {
+                let set = if config["apiKeyEnv"]["set"] == true { "set" } else { "NOT set" };
+                parts.push(format!("key ${var} ({set})"));
+            }
+            if !words(&config["args"]).is_empty() {
+                parts.push(format!("args: {}", words(&config["args"])));
+            }
+            if !words(&config["passEnv"]).is_empty() {
+                parts.push(format!("passes {}", words(&config["passEnv"])));
+            }
+        }
+    }
+    format!("\n  {:<12}   {}", "", parts.join("; "))
 }
 
 fn text(report: &Value) -> String {
@@ -90,6 +127,7 @@ fn text(report: &Value) -> String {
             if caps.is_empty() { String::new() } else { format!(", can: {}", caps.join(" ")) },
             h["maxParallel"].as_u64().map(|n| format!(", at most {n} at once")).unwrap_or_default(),
         ));
+        out.push_str(&config_line(&h["config"]));
     }
     out.push_str("\n\nagent CLIs");
     for c in report["clis"].as_array().into_iter().flatten() {
