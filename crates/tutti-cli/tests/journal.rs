@@ -142,6 +142,20 @@ fn interrupted_run() -> (Project, String) {
     (project, run)
 }
 
+/// Live processes started for `run`, found by the `TUTTI_RUN_ID` in their environment (read from `/proc`).
+fn processes_of(run: &str) -> Vec<u32> {
+    let wanted = format!("TUTTI_RUN_ID={run}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .collect()
+}
+
 fn started(project: &Project) -> usize {
     project.read("started.log").unwrap_or_default().lines().count()
 }
@@ -171,6 +185,7 @@ fn check_every_command(project: &Project, run: &str, good: &Answers, what: &str)
         assert!(resumed.stderr.contains("is damaged"), "{what}: resume:\n{resumed}");
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(started(project), before, "{what}: a refused resume started tasks");
+        assert_eq!(processes_of(run), Vec::<u32>::new(), "{what}: processes of the run are alive");
         refused += 1;
     } else {
         assert_eq!(resumed.code, 0, "{what}: resume:\n{resumed}");
@@ -316,6 +331,7 @@ fn a_log_deleted_after_a_crash_stops_every_command_until_the_loss_is_accepted() 
     }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(started(&project), before, "nothing may start");
+    assert_eq!(processes_of(&run), Vec::<u32>::new(), "no process of the run may be alive");
     assert_eq!(std::fs::read(project.db()).unwrap(), db, "nothing may be written");
     // Accepting the loss, as the message says.
     std::fs::remove_file(project.path(".tutti/tutti.db-shm")).unwrap();

@@ -73,8 +73,7 @@ pub struct RunEnd {
     pub status: RunStatus,
     pub output: Option<Value>,
     pub error: Option<ErrorInfo>,
-    /// Set when the driver was interrupted and the run can be resumed; `error` then says what was cut short,
-    /// if anything was (JavaScript that would not yield).
+    /// Set when the driver was interrupted and the run can be resumed.
     pub interrupted: bool,
 }
 
@@ -212,16 +211,13 @@ impl<'a> Driver<'a> {
     }
 
     /// A step of the process failed in the host. When the shutdown flag is set, the host was told to stop
-    /// running JavaScript that would not yield (a loop that never awaits): the driver lets go as on any
-    /// Ctrl-C (effects stopped, `driver_detached`, resumable), and the host's account is the run end's error.
+    /// running JavaScript that would not yield (a loop that never awaits): the process is broken, so the run
+    /// fails with the host's account naming the file, after its running effects are stopped.
     fn host_failed(self, e: HostError) -> Result<RunEnd, Error> {
         if !self.shutdown.load(Ordering::SeqCst) {
             return Err(e.into());
         }
-        let reason = (self.opts.detach_reason)().to_string();
-        let mut end = self.finish(End::Interrupted(reason))?;
-        end.error = Some(ErrorInfo::new("Interrupted", e.message));
-        Ok(end)
+        self.finish(End::Finished(Err(ErrorInfo::new("ProcessDidNotYield", e.message))))
     }
 
     fn next_end(&mut self) -> Result<End, Error> {

@@ -127,9 +127,6 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 /// Print the run's end and choose the exit code.
 fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
     if end.interrupted {
-        if let Some(e) = &end.error {
-            output::note(&format!("{}: {}", e.name, e.message));
-        }
         let why = signals::reason();
         output::note(&format!("{why}: running effects were stopped. Continue with `tutti resume {run_id}`"));
         return signals::exit_code();
