@@ -524,7 +524,8 @@ fn host_only(root: &Path, shape: &str, n: usize) -> Result<Duration> {
 
 /// The journal alone, on the events of a finished run: read them all back, then append them to a new run
 /// through the writer in the driver's batch size (8192 events, one commit each).
-fn journal_only(root: &Path, db: &Path, run_id: &str) -> Result<(usize, Duration, Duration)> {
+/// Then time the damage check every command runs first (`verify`) on that journal, which then holds both runs.
+fn journal_only(root: &Path, db: &Path, run_id: &str) -> Result<(usize, Duration, Duration, Duration)> {
     let store = SqliteStore::open(db)?;
     let t = Instant::now();
     let records = store.read(&run_id.to_string(), 0)?;
@@ -545,7 +546,10 @@ fn journal_only(root: &Path, db: &Path, run_id: &str) -> Result<(usize, Duration
     }
     let append = t.elapsed();
     drop(writer.shutdown());
-    Ok((n, read, append))
+    let t = Instant::now();
+    target.verify()?;
+    let verify = t.elapsed();
+    Ok((n, read, append, verify))
 }
 
 /// Profile only the resume: `perf record --control fifo:CTL -D -1` with `TUTTI_BENCH_PERF_CTL=CTL`.
@@ -674,7 +678,7 @@ fn main() -> Result<()> {
             None => chain(root, n, false, 99)?.source,
         };
         let per = |d: Duration, k: usize| d.as_secs_f64() * 1e6 / k as f64;
-        let (events, read, append) = journal_only(root, &source.0, &source.1)?;
+        let (events, read, append, verify) = journal_only(root, &source.0, &source.1)?;
         let host_chain = host_only(root, "chain", n)?;
         let host_fanout = host_only(root, "fanout", n)?;
         let big = (resume_events.saturating_sub(4)).div_ceil(3) as usize;
@@ -690,6 +694,12 @@ fn main() -> Result<()> {
             ms(append),
             per(append, events),
             events.div_ceil(8192)
+        );
+        println!(
+            "  journal check of {} events:   {:>8.1} ms  {:>6.2} µs/event (integrity_check + numbering, before every command)",
+            2 * events,
+            ms(verify),
+            per(verify, 2 * events)
         );
     }
 
