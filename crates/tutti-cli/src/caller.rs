@@ -23,7 +23,7 @@ struct Proc {
 pub(crate) fn actor() -> Actor {
     Actor {
         user: user_name(),
-        host: tutti_engine::driver::this_host(),
+        host: tutti_engine::Platform::host_name(&tutti_harness::LinuxPlatform),
         tty: tty(),
         pid: std::process::id(),
         via: "cli".into(),
@@ -76,7 +76,7 @@ fn live_attempt_pids(records: &[Record]) -> BTreeSet<u32> {
 /// Pids of the drivers on this host that hold a live lease on a run of the project. Every attempt is a
 /// descendant of its driver while the driver lives, whatever process group or session it moved to.
 fn live_driver_pids(store: &dyn Store) -> anyhow::Result<BTreeSet<u32>> {
-    let host = tutti_engine::driver::this_host();
+    let host = tutti_engine::Platform::host_name(&tutti_harness::LinuxPlatform);
     let mut pids = BTreeSet::new();
     for run in store.runs()?.into_iter().filter(|r| !r.status.is_terminal()) {
         if let Some(holder) = store.lease(&run.id, now_ms())?

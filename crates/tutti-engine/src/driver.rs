@@ -28,6 +28,7 @@ use crate::harness::{HarnessEvent, Job, Reporter};
 use crate::host::{EffectRequest, HostError, HostEvent, ProcessHost};
 use crate::identity::{digest, seed};
 use crate::observer::{Observer, Progress};
+use crate::platform::Platform;
 use crate::registry::{Harnesses, is_internal};
 use crate::replay::{self, Replay, Verdict};
 
@@ -56,8 +57,10 @@ pub struct Options {
     /// Breakpoints approve themselves.
     pub non_interactive: bool,
     pub holder: LeaseHolder,
-    /// Fault injection for crash tests: SIGKILL this process right after its Nth commit.
-    pub kill_after_commits: Option<u64>,
+    /// The operating system: host identity, process liveness, free memory, orphans.
+    pub platform: Arc<dyn Platform>,
+    /// Fault injection for crash tests (the `fault-injection` feature; release builds have none).
+    pub faults: Faults,
     /// Variables every subprocess effect gets so that its agent can reach the orchestrator (`TUTTI_HOME`,
     /// a `PATH` with `tutti` on it).
     pub agent_env: Vec<(String, String)>,
@@ -65,6 +68,16 @@ pub struct Options {
     pub msg_secret: String,
     /// Why the driver lets go when its shutdown flag turns true (Ctrl-C, a closed terminal), for the journal.
     pub detach_reason: fn() -> &'static str,
+}
+
+/// Where a crash test kills the driver (with SIGKILL, through [`Platform::crash`]). Without the
+/// `fault-injection` feature the driver never looks at it.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Right after the driver's Nth commit.
+    pub kill_after_commits: Option<u64>,
+    /// Right after the Nth harness start returns, before the start is journaled.
+    pub kill_after_starts: Option<u64>,
 }
 
 /// How a run ended, or why the driver let go of it.
@@ -125,6 +138,8 @@ pub struct Driver<'a> {
     running_by_harness: HashMap<String, usize>,
     buffer: Vec<NewEvent>,
     commits: u64,
+    /// Harness starts so far (for fault injection).
+    starts: u64,
     end: Option<End>,
     last_housekeeping: Instant,
     last_renew: Instant,
@@ -171,6 +186,7 @@ impl<'a> Driver<'a> {
             running_by_harness: HashMap::new(),
             buffer: Vec::new(),
             commits: 0,
+            starts: 0,
             end: None,
             last_housekeeping: Instant::now(),
             last_renew: Instant::now(),
@@ -519,7 +535,7 @@ impl<'a> Driver<'a> {
             return Some((n, format!("`max_parallel = {n}` for harness {name}")));
         }
         let per = h.memory_per_attempt_mb()?;
-        let available = crate::admission::available_memory_mb()?;
+        let available = self.opts.platform.available_memory_mb()?;
         let n = ((available * 8 / 10) / per.max(1)).max(1) as usize;
         Some((
             n,
@@ -567,6 +583,11 @@ impl<'a> Driver<'a> {
             Err(err) if self.fall_back(id, &err.to_string()) => return Ok(()),
             Err(err) => return self.resolve(id, Err(ErrorInfo::new("HarnessError", err.to_string())), false),
         };
+        self.starts += 1;
+        #[cfg(feature = "fault-injection")]
+        if self.opts.faults.kill_after_starts == Some(self.starts) {
+            self.opts.platform.crash();
+        }
         self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid: handle.pid() });
         self.running += 1;
         *self.running_by_harness.entry(name.to_string()).or_default() += 1;
@@ -830,16 +851,18 @@ impl<'a> Driver<'a> {
         let Some(pending) = self.in_flight.take() else { return Ok(()) };
         pending.wait()?;
         self.commits += 1;
-        if self.opts.kill_after_commits == Some(self.commits) {
-            // SAFETY: kill(2) with our own pid and SIGKILL has no memory-safety preconditions.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        #[cfg(feature = "fault-injection")]
+        if self.opts.faults.kill_after_commits == Some(self.commits) {
+            self.opts.platform.crash();
         }
         Ok(())
     }
 
     fn acquire_lease(&mut self) -> Result<(), Error> {
+        let platform = Arc::clone(&self.opts.platform);
+        let is_gone = move |holder: &LeaseHolder| platform.holder_is_gone(holder);
         let outcome =
-            self.store.acquire_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS, &holder_is_gone)?;
+            self.store.acquire_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS, &is_gone)?;
         match outcome {
             LeaseOutcome::Acquired => Ok(()),
             LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.opts.run_id.clone(), holder }),
@@ -863,28 +886,6 @@ fn control_action(kind: &str, outcome: &Outcome) -> &'static str {
         ("breakpoint", Some(false)) => "reject",
         _ => "post",
     }
-}
-
-/// A lease holder on this host whose process no longer exists.
-pub fn holder_is_gone(holder: &LeaseHolder) -> bool {
-    if holder.host != this_host() {
-        return false;
-    }
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(holder.pid as libc::pid_t, 0) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
-/// A lease holder naming this process.
-pub fn lease_holder() -> LeaseHolder {
-    LeaseHolder { id: ulid::Ulid::new().to_string(), host: this_host(), pid: std::process::id() }
-}
-
-/// This host's name, for lease holders.
-pub fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
 }
 
 /// The effect's timeout: `timeoutMs` on the task, else babysitter's `shell.timeout` / `node.timeoutMs`.

@@ -2,7 +2,6 @@
 //! through the [`Harness`] trait and journals every fact. It does not run JavaScript itself (that is
 //! `tutti-js`, behind the [`ProcessHost`] trait) nor any subprocess (that is `tutti-harness`).
 
-mod admission;
 pub mod driver;
 mod effect;
 pub mod error;
@@ -10,12 +9,13 @@ pub mod harness;
 pub mod host;
 pub mod identity;
 pub mod observer;
-mod orphan;
+pub mod platform;
 pub mod registry;
 mod replay;
 mod schema;
 
-pub use driver::{Driver, NewRun, Options, RunEnd, this_host};
+pub use driver::{Driver, NewRun, Options, RunEnd};
+pub use platform::Platform;
 pub use error::{Call, Error, Nondeterminism};
 pub use harness::{Harness, HarnessEvent, Job, Outcome, Reporter, Running};
 pub use host::{EffectRequest, HostError, HostEvent, ProcessHost};

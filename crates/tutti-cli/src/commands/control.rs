@@ -146,10 +146,11 @@ pub(crate) fn cancel(config: &Config, run: &str, reason: &str) -> Result<i32> {
 
 /// No driver holds the run: take its lease and journal the cancellation ourselves.
 fn cancel_detached(store: &mut dyn Store, run: &str, reason: &str) -> Result<i32> {
-    let me = tutti_engine::driver::lease_holder();
+    use tutti_engine::Platform;
+    let me = tutti_harness::LinuxPlatform.lease_holder();
     let run_id = run.to_string();
     if let tutti_journal::LeaseOutcome::Busy { .. } =
-        store.acquire_lease(&run_id, &me, now_ms(), 10_000, &tutti_engine::driver::holder_is_gone)?
+        store.acquire_lease(&run_id, &me, now_ms(), 10_000, &|h| tutti_harness::LinuxPlatform.holder_is_gone(h))?
     {
         return Err(UserError::new(format!("run {run} was just taken by a driver; try again")).into());
     }

@@ -102,7 +102,7 @@ fn prepare_state_dir(config: &Config) -> Result<()> {
 /// still a live process (a driver killed a moment ago leaves a lease that has not expired yet).
 pub(crate) fn live_driver(store: &dyn Store, run: &str) -> Result<Option<tutti_journal::LeaseHolder>> {
     let holder = store.lease(&run.to_string(), now_ms())?;
-    Ok(holder.filter(|h| !tutti_engine::driver::holder_is_gone(h)))
+    Ok(holder.filter(|h| !tutti_engine::Platform::holder_is_gone(&tutti_harness::LinuxPlatform, h)))
 }
 
 /// A run id as the user typed it: exact, or a unique prefix of one.

@@ -6,7 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use tutti_engine::{Driver, NewRun, Options, RunEnd};
+use tutti_engine::driver::Faults;
+use tutti_engine::{Driver, NewRun, Options, Platform, RunEnd};
+use tutti_harness::LinuxPlatform;
 use tutti_journal::{Event, RunStatus};
 use tutti_js::JsHost;
 
@@ -96,8 +98,22 @@ fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, m
         workdir,
         max_parallel: drive.max_parallel.map(|n| n as usize).unwrap_or(config.max_parallel),
         non_interactive: drive.non_interactive,
-        holder: tutti_engine::driver::lease_holder(),
-        kill_after_commits: std::env::var("TUTTI_FAULT_KILL_AFTER_COMMITS").ok().and_then(|v| v.parse().ok()),
+        holder: LinuxPlatform.lease_holder(),
+        platform: Arc::new(LinuxPlatform),
+        faults: faults(),
+    }
+}
+
+/// Crash-test kill points from `TUTTI_FAULT_KILL_AFTER_COMMITS` / `TUTTI_FAULT_KILL_AFTER_STARTS`, in builds
+/// with the `fault-injection` feature (the test suite's); none otherwise.
+fn faults() -> Faults {
+    if !cfg!(feature = "fault-injection") {
+        return Faults::default();
+    }
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    Faults {
+        kill_after_commits: var("TUTTI_FAULT_KILL_AFTER_COMMITS"),
+        kill_after_starts: var("TUTTI_FAULT_KILL_AFTER_STARTS"),
     }
 }
 

@@ -205,16 +205,17 @@ impl Driver<'_> {
         // Effects never journaled as started: one of them may have been started just before the driver died,
         // before its start was committed; its process would still carry the run and effect ids.
         let unstarted = again.iter().any(|(_, last, _, internal)| *last == 0 && !internal);
-        let found = if unstarted { crate::orphan::scan(&self.opts.run_id) } else { HashMap::new() };
+        let found = if unstarted { self.opts.platform.processes_of(&self.opts.run_id) } else { HashMap::new() };
         for (id, last, pid, internal) in again.into_iter().rev() {
             let orphans = found.get(&id).filter(|_| last == 0);
             if !internal && (last > 0 || orphans.is_some()) {
                 // The attempt after the last journaled one may have run: the new one is a re-dispatch.
                 let attempt = last.max(1) + 1;
+                let os = &self.opts.platform;
                 let mut killed: Vec<u32> =
-                    pid.and_then(|pid| crate::orphan::kill(&self.opts.run_id, &id, pid)).into_iter().collect();
+                    pid.filter(|&pid| os.kill_group_of(&self.opts.run_id, &id, pid)).into_iter().collect();
                 if let Some(pids) = orphans {
-                    killed.extend(crate::orphan::kill_found(&self.opts.run_id, &id, pids));
+                    killed.extend(os.kill_found(&self.opts.run_id, &id, pids));
                 }
                 let mut reason = match last {
                     0 => "it was running without a journaled start when its driver stopped".to_string(),
