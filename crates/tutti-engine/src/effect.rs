@@ -14,17 +14,14 @@
 
 use std::time::Instant;
 
-use crate::harness::Running;
 use crate::host::EffectRequest;
 
 /// The state of an effect.
 pub(crate) enum State {
     Queued,
+    /// An attempt runs on `harness`; the executor holds its handle.
     Running {
         harness: String,
-        handle: Box<dyn Running>,
-        started: Instant,
-        deadline: Option<Instant>,
     },
     /// Waiting for something that is not a harness: a person (`wake_ms` None) or the clock.
     Waiting {

@@ -42,15 +42,54 @@ pub struct Inbound {
     pub body: Value,
 }
 
-/// What an attempt produced: a value, or a structured task error.
-pub type Outcome = Result<Value, ErrorInfo>;
+/// What an attempt produced: a value, or why it did not.
+pub type Outcome = Result<Value, Failure>;
 
-/// Whether a task error comes from the harness's environment (not installed, auth or network failure, no
-/// answer before the timeout) rather than from the task: then the effect may fall back to another harness.
-/// Harnesses say so with the name `HarnessUnavailable` or `data.environmental: true`.
-pub fn is_environmental(error: &ErrorInfo) -> bool {
-    error.name == "HarnessUnavailable"
-        || error.data.as_ref().and_then(|d| d.get("environmental")).and_then(Value::as_bool) == Some(true)
+/// Why an attempt produced no value. The dispatcher acts on the variant (fall back, give a corrective turn,
+/// resolve) and turns it into the journal's [`ErrorInfo`] only when it journals the result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Failure {
+    /// The harness's environment failed, not the task: its program is missing, its credentials or network
+    /// failed, its model was never reached. The effect may fall back to another harness.
+    Unavailable(ErrorInfo),
+    /// The agent finished, but its answer is not the JSON the task asked for; `raw` is what it gave. With an
+    /// output schema this earns one corrective turn.
+    Output { error: ErrorInfo, raw: Value },
+    /// The task failed (a non-zero exit, an agent error, a timeout after the model answered).
+    Task(ErrorInfo),
+}
+
+impl Failure {
+    /// The error as journaled and handed to the process. An unavailable harness says so in
+    /// `data.environmental`.
+    pub fn into_error(self) -> ErrorInfo {
+        match self {
+            Failure::Unavailable(mut error) => {
+                let mut data = match error.data.take() {
+                    Some(Value::Object(map)) => map,
+                    Some(other) => [("detail".to_string(), other)].into_iter().collect(),
+                    None => serde_json::Map::new(),
+                };
+                data.insert("environmental".into(), Value::Bool(true));
+                error.data = Some(Value::Object(data));
+                error
+            }
+            Failure::Output { error, .. } | Failure::Task(error) => error,
+        }
+    }
+
+    /// The error, as it will be journaled.
+    pub fn error(&self) -> &ErrorInfo {
+        match self {
+            Failure::Unavailable(error) | Failure::Output { error, .. } | Failure::Task(error) => error,
+        }
+    }
+}
+
+impl From<ErrorInfo> for Failure {
+    fn from(error: ErrorInfo) -> Self {
+        Failure::Task(error)
+    }
 }
 
 /// A message from a harness to the dispatcher.
@@ -124,7 +163,7 @@ pub trait Running: Send {
 
     /// Kill whatever is left of the attempt now. Used when tutti itself is about to exit, so that nothing it
     /// started outlives it.
-    fn kill(&mut self) {}
+    fn force_stop(&mut self) {}
 }
 
 /// Why a harness could not start a job.

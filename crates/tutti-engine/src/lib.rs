@@ -15,9 +15,9 @@ mod replay;
 mod schema;
 
 pub use driver::{Driver, NewRun, Options, RunEnd};
-pub use platform::Platform;
 pub use error::{Call, Error, Nondeterminism};
-pub use harness::{Harness, HarnessEvent, Job, Outcome, Reporter, Running};
+pub use harness::{Failure, Harness, HarnessEvent, Job, Outcome, Reporter, Running};
 pub use host::{EffectRequest, HostError, HostEvent, ProcessHost};
 pub use observer::{Observer, Progress, Silent};
+pub use platform::Platform;
 pub use registry::Harnesses;

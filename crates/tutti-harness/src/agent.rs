@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Job, Outcome, Reporter};
+use tutti_engine::{Failure, Job, Outcome, Reporter};
 use tutti_journal::{ErrorInfo, Usage};
 
 use crate::command::last_json;
@@ -571,19 +571,16 @@ pub(crate) fn outcome(
     };
     if exit.stopped == Some(Stop::TimedOut) {
         let mut error = timeout_error(&what, Some(timeout), &exit);
-        if let Some(data) = error.data.as_mut() {
-            if let Some(last) = &transcript.error {
-                data["lastError"] = json!(last);
-            }
-            // No answer and either retries of a failing API or no session at all: the model was never
-            // reached, so the task may fall back to another harness.
-            let unreached = transcript.answer.is_none() && (transcript.error.is_some() || transcript.session.is_none());
-            data["environmental"] = json!(unreached);
+        if let (Some(data), Some(last)) = (error.data.as_mut(), &transcript.error) {
+            data["lastError"] = json!(last);
         }
-        return Err(error);
+        // No answer and either retries of a failing API or no session at all: the model was never
+        // reached, so the task may fall back to another harness.
+        let unreached = transcript.answer.is_none() && (transcript.error.is_some() || transcript.session.is_none());
+        return Err(if unreached { Failure::Unavailable(error) } else { Failure::Task(error) });
     }
     if let Some(message) = &transcript.error {
-        return Err(ErrorInfo::new("AgentError", format!("{what}: {message}")).with_data(details()));
+        return Err(ErrorInfo::new("AgentError", format!("{what}: {message}")).with_data(details()).into());
     }
     let failure = match (exit.code, exit.signal) {
         (Some(0), _) => None,
@@ -594,12 +591,13 @@ pub(crate) fn outcome(
     if let Some(message) = failure {
         let mut data = details();
         data["stdout"] = json!(tail(&exit.stdout));
-        return Err(ErrorInfo::new("HarnessError", message).with_data(data));
+        return Err(ErrorInfo::new("HarnessError", message).with_data(data).into());
     }
     let answer = transcript.answer.as_deref().ok_or_else(|| {
         let mut data = details();
         data["stdout"] = json!(tail(&exit.stdout));
-        ErrorInfo::new("OutputError", format!("{what} gave no final answer")).with_data(data)
+        let error = ErrorInfo::new("OutputError", format!("{what} gave no final answer")).with_data(data.clone());
+        Failure::Output { error, raw: data }
     })?;
     answer_value(&what, answer, schema)
 }
@@ -610,8 +608,9 @@ fn answer_value(what: &str, answer: &str, schema: Option<&Value>) -> Outcome {
         return Ok(json!({ "text": answer }));
     }
     json_in(answer).ok_or_else(|| {
-        ErrorInfo::new("OutputError", format!("{what}: the answer is not the JSON the task's output schema asks for"))
-            .with_data(json!({ "answer": answer }))
+        let raw = json!({ "answer": answer });
+        let message = format!("{what}: the answer is not the JSON the task's output schema asks for");
+        Failure::Output { error: ErrorInfo::new("OutputError", message).with_data(raw.clone()), raw }
     })
 }
 
@@ -667,7 +666,9 @@ mod tests {
         let fenced = "Here it is:\n```json\n{\"n\": 3}\n```\n";
         let value = outcome("codex", exited(0, "", ""), &answered(fenced), Some(&schema), HOUR).unwrap();
         assert_eq!(value, json!({"n": 3}));
-        let error = outcome("codex", exited(0, "", ""), &answered("no idea"), Some(&schema), HOUR).unwrap_err();
+        let failure = outcome("codex", exited(0, "", ""), &answered("no idea"), Some(&schema), HOUR).unwrap_err();
+        assert!(matches!(&failure, Failure::Output { raw, .. } if raw["answer"] == "no idea"), "{failure:?}");
+        let error = failure.into_error();
         assert_eq!(error.name, "OutputError");
         assert_eq!(error.data, Some(json!({"answer": "no idea"})));
     }
@@ -685,20 +686,21 @@ mod tests {
     fn an_error_in_the_events_wins_over_exit_code_zero() {
         let transcript =
             Transcript { error: Some("API Error: 500".into()), session: Some("s".into()), ..Transcript::default() };
-        let error = outcome("pi", exited(0, "", "warn"), &transcript, None, HOUR).unwrap_err();
+        let error = outcome("pi", exited(0, "", "warn"), &transcript, None, HOUR).unwrap_err().into_error();
         assert_eq!((error.name.as_str(), error.message.as_str()), ("AgentError", "harness pi: API Error: 500"));
         assert_eq!(error.data.unwrap()["session"], json!("s"));
     }
 
     #[test]
     fn a_failed_exit_and_a_missing_answer_are_errors() {
-        let error = outcome("claude", exited(2, "junk", "boom"), &Transcript::default(), None, HOUR).unwrap_err();
+        let error =
+            outcome("claude", exited(2, "junk", "boom"), &Transcript::default(), None, HOUR).unwrap_err().into_error();
         assert_eq!(
             (error.name.as_str(), error.message.as_str()),
             ("HarnessError", "harness claude exited with code 2")
         );
         assert_eq!(error.data.unwrap()["stderr"], json!("boom"));
-        let error = outcome("claude", exited(0, "", ""), &Transcript::default(), None, HOUR).unwrap_err();
+        let error = outcome("claude", exited(0, "", ""), &Transcript::default(), None, HOUR).unwrap_err().into_error();
         assert_eq!(
             (error.name.as_str(), error.message.as_str()),
             ("OutputError", "harness claude gave no final answer")
@@ -715,7 +717,7 @@ mod tests {
             stopped: Some(Stop::TimedOut),
         };
         let transcript = Transcript { error: Some("Reconnecting...".into()), ..Transcript::default() };
-        let error = outcome("codex", Ok(exit), &transcript, None, Duration::from_millis(500)).unwrap_err();
+        let error = outcome("codex", Ok(exit), &transcript, None, Duration::from_millis(500)).unwrap_err().into_error();
         assert_eq!(
             (error.name.as_str(), error.message.as_str()),
             ("TimeoutError", "harness codex timed out after 500 ms")

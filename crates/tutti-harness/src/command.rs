@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Harness, Job, Outcome, Reporter, Running};
+use tutti_engine::{Failure, Harness, Job, Outcome, Reporter, Running};
 use tutti_journal::ErrorInfo;
 
 use crate::process::{self, Exit, Options, ProcessHandle, Stop};
@@ -245,16 +245,17 @@ impl Ending {
             return Ok(value);
         }
         last_json(&exit.stdout).ok_or_else(|| {
-            ErrorInfo::new("OutputError", format!("harness {} printed no JSON result", self.harness))
-                .with_data(json!({ "stdout": tail(&exit.stdout), "stderr": tail(&exit.stderr) }))
+            let raw = json!({ "stdout": tail(&exit.stdout), "stderr": tail(&exit.stderr) });
+            let message = format!("harness {} printed no JSON result", self.harness);
+            Failure::Output { error: ErrorInfo::new("OutputError", message).with_data(raw.clone()), raw }
         })
     }
 
     /// A timeout, a death by signal and a non-zero exit are errors.
-    fn check_exit(&self, exit: &Exit) -> Result<(), ErrorInfo> {
+    fn check_exit(&self, exit: &Exit) -> Result<(), Failure> {
         let what = format!("harness {}", self.harness);
         if exit.stopped == Some(Stop::TimedOut) {
-            return Err(timeout_error(&what, self.timeout, exit));
+            return Err(timeout_error(&what, self.timeout, exit).into());
         }
         let message = match (exit.code, exit.signal) {
             (Some(0), _) => return Ok(()),
@@ -263,17 +264,15 @@ impl Ending {
             (None, None) => format!("{what} ended without an exit code"),
         };
         let signal = exit.signal.map(process::signal_name);
-        let mut data = json!({ "exitCode": exit.code, "signal": signal, "stderr": tail(&exit.stderr) });
+        let data = json!({ "exitCode": exit.code, "signal": signal, "stderr": tail(&exit.stderr) });
+        let error = ErrorInfo::new("HarnessError", message).with_data(data);
         // sysexits' EX_UNAVAILABLE: the program says it cannot serve here (no credentials, no network), so
         // the task may fall back to another harness.
-        if exit.code == Some(EX_UNAVAILABLE) {
-            data["environmental"] = json!(true);
-        }
-        Err(ErrorInfo::new("HarnessError", message).with_data(data))
+        Err(if exit.code == Some(EX_UNAVAILABLE) { Failure::Unavailable(error) } else { Failure::Task(error) })
     }
 
     /// The parsed result file, if the program wrote one.
-    fn result_file_value(&self, exit: &Exit) -> Result<Option<Value>, ErrorInfo> {
+    fn result_file_value(&self, exit: &Exit) -> Result<Option<Value>, Failure> {
         let text = match fs::read_to_string(&self.result_file) {
             Ok(text) => text,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -284,9 +283,10 @@ impl Ending {
             .map_err(|err| self.result_file_error(&format!("is not JSON: {err}"), exit))
     }
 
-    fn result_file_error(&self, problem: &str, exit: &Exit) -> ErrorInfo {
+    fn result_file_error(&self, problem: &str, exit: &Exit) -> Failure {
         let message = format!("harness {}: result file {problem}", self.harness);
-        ErrorInfo::new("OutputError", message).with_data(json!({ "stderr": tail(&exit.stderr) }))
+        let raw = json!({ "stderr": tail(&exit.stderr) });
+        Failure::Output { error: ErrorInfo::new("OutputError", message).with_data(raw.clone()), raw }
     }
 }
 
@@ -394,7 +394,7 @@ mod tests {
     fn a_non_zero_exit_is_an_error_with_stderr() {
         let dir = tempfile::tempdir().unwrap();
         let script = "cat > /dev/null; echo '{\"ok\": true}'; echo 'rate limited' >&2; exit 3";
-        let error = run(&harness(dir.path(), script), &agent_job(dir.path())).unwrap_err();
+        let error = run(&harness(dir.path(), script), &agent_job(dir.path())).unwrap_err().into_error();
         assert_eq!((error.name.as_str(), error.message.as_str()), ("HarnessError", "harness fake exited with code 3"));
         assert_eq!(error.data, Some(json!({"exitCode": 3, "signal": null, "stderr": "rate limited\n"})));
     }
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn death_by_signal_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let error = run(&harness(dir.path(), "kill -KILL $$"), &agent_job(dir.path())).unwrap_err();
+        let error = run(&harness(dir.path(), "kill -KILL $$"), &agent_job(dir.path())).unwrap_err().into_error();
         assert_eq!(
             (error.name.as_str(), error.message.as_str()),
             ("HarnessError", "harness fake was killed by SIGKILL")
@@ -412,7 +412,9 @@ mod tests {
     #[test]
     fn no_json_is_an_output_error() {
         let dir = tempfile::tempdir().unwrap();
-        let error = run(&harness(dir.path(), "echo 'all done'; echo warn >&2"), &agent_job(dir.path())).unwrap_err();
+        let error = run(&harness(dir.path(), "echo 'all done'; echo warn >&2"), &agent_job(dir.path()))
+            .unwrap_err()
+            .into_error();
         assert_eq!(
             (error.name.as_str(), error.message.as_str()),
             ("OutputError", "harness fake printed no JSON result")
@@ -423,8 +425,9 @@ mod tests {
     #[test]
     fn a_result_file_that_is_not_json_is_an_output_error() {
         let dir = tempfile::tempdir().unwrap();
-        let error =
-            run(&harness(dir.path(), "echo nope > \"$TUTTI_RESULT_FILE\""), &agent_job(dir.path())).unwrap_err();
+        let error = run(&harness(dir.path(), "echo nope > \"$TUTTI_RESULT_FILE\""), &agent_job(dir.path()))
+            .unwrap_err()
+            .into_error();
         assert_eq!(error.name, "OutputError");
         assert!(error.message.starts_with("harness fake: result file is not JSON"), "{}", error.message);
     }

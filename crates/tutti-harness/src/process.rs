@@ -147,7 +147,7 @@ impl Running for ProcessHandle {
     }
 
     /// `SIGKILL` to the whole group now, unless it is already gone.
-    fn kill(&mut self) {
+    fn force_stop(&mut self) {
         self.group.stop(Stop::Cancelled);
         self.group.signal(&self.group.lock(), libc::SIGKILL);
     }

@@ -141,7 +141,7 @@ pub(crate) fn invalid(job: &Job, problem: &str) -> Error {
 pub(crate) fn exit_outcome(what: &str, exit: io::Result<Exit>, expected: i64, timeout: Option<Duration>) -> Outcome {
     let exit = exit.map_err(|err| ErrorInfo::new("HarnessError", format!("waiting for {what} failed: {err}")))?;
     if exit.stopped == Some(Stop::TimedOut) {
-        return Err(timeout_error(what, timeout, &exit));
+        return Err(timeout_error(what, timeout, &exit).into());
     }
     Ok(exit_value(&exit, expected))
 }
@@ -250,8 +250,9 @@ mod tests {
 
     #[test]
     fn a_timeout_is_an_error() {
-        let error =
-            run_shell(json!({"shell": {"command": "echo started; sleep 100", "timeout": 100}}), json!({})).unwrap_err();
+        let error = run_shell(json!({"shell": {"command": "echo started; sleep 100", "timeout": 100}}), json!({}))
+            .unwrap_err()
+            .into_error();
         assert_eq!(error.name, "TimeoutError");
         assert_eq!(error.message, "shell command `echo started; sleep 100` timed out after 100 ms");
         assert_eq!(error.data.unwrap()["stdout"], json!("started\n"));

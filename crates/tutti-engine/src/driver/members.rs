@@ -17,9 +17,8 @@ impl Driver<'_> {
         let Some(schema) = crate::schema::of(&e.request.kind, &e.request.task) else { return Some(outcome) };
         let (raw, errors) = match &outcome {
             Ok(value) => (value.clone(), crate::schema::violations(&schema, value)),
-            Err(err) if err.name == "OutputError" => {
-                let raw = err.data.clone().unwrap_or(Value::Null);
-                (raw, vec![format!("the answer is not JSON: {}", err.message)])
+            Err(Failure::Output { error, raw }) => {
+                (raw.clone(), vec![format!("the answer is not JSON: {}", error.message)])
             }
             Err(_) => return Some(outcome),
         };
@@ -29,9 +28,8 @@ impl Driver<'_> {
         if e.corrected {
             let message =
                 format!("the answer does not match the output schema after a corrective turn: {}", errors.join("; "));
-            return Some(
-                Err(ErrorInfo::new("SchemaError", message).with_data(json!({ "raw": raw, "errors": errors }))),
-            );
+            let error = ErrorInfo::new("SchemaError", message).with_data(json!({ "raw": raw, "errors": errors }));
+            return Some(Err(Failure::Task(error)));
         }
         let e = self.effects.get_mut(id)?;
         e.corrected = true;
@@ -39,10 +37,10 @@ impl Driver<'_> {
         e.attempt += 1;
         let attempt = e.attempt;
         let previous = e.transition(State::Queued);
-        self.release_slot(previous, false);
+        self.release_slot(id, previous, false);
         let reason = format!("corrective turn: the answer does not match the output schema ({})", errors.join("; "));
         self.record(Event::EffectRedispatched { effect: id.clone(), attempt, reason });
-        self.queue.push_front(id.clone());
+        self.scheduler.push_front(id.clone());
         None
     }
 
@@ -76,7 +74,7 @@ impl Driver<'_> {
 
     /// Journal a message; one to the coordinator is handed to the process at once, one to members waits in
     /// the mailbox for their next turn (`GROUP/*` goes to every member of the group).
-    pub(super) fn send(&mut self, from: String, to: String, body: Value) -> Result<(), Error> {
+    pub(super) fn send(&mut self, from: String, to: String, body: Value) {
         let targets: Vec<String> = match to.strip_suffix("/*") {
             Some(group) => {
                 self.groups.get(group).into_iter().flat_map(|(m, _)| m).map(|m| format!("{group}/{m}")).collect()
@@ -95,13 +93,11 @@ impl Driver<'_> {
             self.observer
                 .progress(Progress::Log { scope: "message".into(), message: format!("{from} -> {to}: {body}") });
             if to == "coordinator" {
-                let events = self.host.message(&from, &body, ts_ms)?;
-                self.apply(events)?;
+                self.notices.push_back(Notice::Message { from: from.clone(), body: body.clone(), ts_ms });
             } else {
                 self.mailbox.push(crate::replay::Undelivered { id, from: from.clone(), to, body: body.clone() });
             }
         }
-        Ok(())
     }
 
     /// Messages waiting for the member (or effect) that `effect` serves, taken from the mailbox and journaled

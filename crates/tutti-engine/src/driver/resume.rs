@@ -35,7 +35,7 @@ impl Driver<'_> {
         }
         self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: true, replayed });
         for effect in std::mem::take(&mut self.deferred_cancels) {
-            self.cancel_effect(&effect, "cancelled by the process")?;
+            self.cancel_effect(&effect, "cancelled by the process");
         }
         self.redispatch(&replay);
         self.drive()
@@ -184,7 +184,7 @@ impl Driver<'_> {
     /// After replay: effects the journal resolved are done; the others run again (journaled when a previous
     /// driver had started them).
     pub(super) fn redispatch(&mut self, replay: &Replay) {
-        let fresh: std::collections::HashSet<EffectId> = self.queue.iter().cloned().collect();
+        let fresh: std::collections::HashSet<EffectId> = self.scheduler.queued().cloned().collect();
         let unresolved: HashMap<EffectId, (u32, Option<u32>)> =
             replay.unresolved().into_iter().map(|(id, attempt, pid)| (id, (attempt, pid))).collect();
         let mut again = Vec::new();
@@ -231,7 +231,7 @@ impl Driver<'_> {
                     e.attempt = attempt;
                 }
             }
-            self.queue.push_front(id);
+            self.scheduler.push_front(id);
         }
     }
 }

@@ -1,0 +1,272 @@
+//! What the dispatcher does with effects: journal and route a request, admit queued effects to a harness
+//! (committing first when the harness touches the world), hold breakpoints and sleeps, resolve and cancel —
+//! queuing a notice for the process instead of calling into it — and act on what the process did in a step.
+
+use super::*;
+use crate::harness::{Inbound, Job};
+use scheduler::Admission;
+
+impl Driver<'_> {
+    /// Journal a new request and queue it.
+    pub(super) fn request(&mut self, req: EffectRequest) {
+        self.record(Event::EffectRequested {
+            effect: req.effect.clone(),
+            scope: req.scope.clone(),
+            task_id: req.task_id.clone(),
+            kind: req.kind.clone(),
+            digest: digest(&req.args),
+            title: req.title.clone(),
+            callsite: req.callsite.clone(),
+            args: Payload::Inline(req.args.clone()),
+            task: Payload::Inline(req.task.clone()),
+        });
+        let effect = req.effect.clone();
+        if let Some((harness, reason)) = self.register(req, 1, true) {
+            self.record(Event::EffectRouted { effect, harness, reason });
+        }
+    }
+
+    /// Route and queue an effect; returns the routing decision's reason, for the journal.
+    pub(super) fn register(&mut self, req: EffectRequest, attempt: u32, queue: bool) -> Option<(String, String)> {
+        let id = req.effect.clone();
+        let route = if is_internal(&req.kind) { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
+        let mut effect = Effect::new(req, attempt, route.as_ref().map(|r| r.harness.clone()));
+        if let Some(r) = &route {
+            effect.fallbacks = r.fallbacks.iter().cloned().collect();
+        }
+        self.effects.insert(id.clone(), effect);
+        if queue {
+            self.scheduler.push_back(id);
+        }
+        route.map(|r| (r.harness, r.reason))
+    }
+
+    /// Move an effect whose harness turned out to be unavailable to its next candidate, if it has one.
+    pub(super) fn fall_back(&mut self, id: &EffectId, why: &str) -> bool {
+        let Some(e) = self.effects.get_mut(id) else { return false };
+        let Some(next) = e.fallbacks.pop_front() else { return false };
+        let failed = e.harness.replace(next.clone()).unwrap_or_default();
+        let reason = format!("fallback: {failed} is unavailable ({why})");
+        self.record(Event::EffectRouted { effect: id.clone(), harness: next, reason });
+        self.scheduler.push_front(id.clone());
+        true
+    }
+
+    /// Start queued effects while limits allow. Commits first when an effect with outside effects starts.
+    pub(super) fn dispatch(&mut self) -> Result<(), Error> {
+        while let Some(id) = self.scheduler.pop() {
+            let Some(e) = self.effects.get(&id).filter(|e| e.state.phase() == Phase::Queued) else { continue };
+            if is_internal(&e.request.kind) {
+                self.wait(&id);
+                continue;
+            }
+            let Some(name) = e.harness.clone() else {
+                let error = self.harnesses.route(&e.request.kind, &e.request.task).err();
+                let mut error = error.unwrap_or_else(|| ErrorInfo::new("NoHarness", "no harness"));
+                error.message = format!("effect {id}: {}", error.message);
+                self.resolve(&id, Err(error), false);
+                continue;
+            };
+            let limit = scheduler::limit_of(&self.harnesses, self.opts.platform.as_ref(), &name);
+            match self.scheduler.admit(id.clone(), &name, limit.as_ref().map(|(n, _)| *n)) {
+                Admission::Start => self.start(&id, &name)?,
+                Admission::RunFull => break,
+                Admission::HarnessFull { first } => {
+                    if let Some((_, reason)) = limit.filter(|_| first) {
+                        self.observer.progress(Progress::Queued { effect: id, reason });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, id: &EffectId, name: &str) -> Result<(), Error> {
+        let Some(harness) = self.harnesses.get(name).cloned() else {
+            let error = ErrorInfo::new("NoHarness", format!("effect {id}: no harness named {name}"));
+            self.resolve(id, Err(error), false);
+            return Ok(());
+        };
+        // The output-commit rule: the request is durable before anything outside the driver runs it.
+        if !harness.is_pure() {
+            self.journal.flush()?;
+        }
+        let mut messages = self.inbound(id);
+        let mut session = self.session_for(id);
+        let Some(e) = self.effects.get_mut(id) else { return Ok(()) };
+        if let Some(correction) = e.correction.take() {
+            messages.push(Inbound { from: "tutti".into(), body: Value::String(correction) });
+            session = self.attempt_sessions.get(id).cloned().or(session);
+        }
+        let mut env = self.opts.agent_env.clone();
+        let token = crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, id, e.attempt);
+        env.push(("TUTTI_MSG_TOKEN".to_string(), token));
+        let job = Job {
+            run_id: self.opts.run_id.clone(),
+            effect: id.clone(),
+            attempt: e.attempt,
+            task_id: e.request.task_id.clone(),
+            kind: e.request.kind.clone(),
+            title: e.request.title.clone(),
+            task: e.request.task.clone(),
+            args: e.request.args.clone(),
+            workdir: self.opts.workdir.clone(),
+            timeout: timeout_of(&e.request.task),
+            env,
+            messages,
+            session,
+        };
+        let (attempt, kind, title) = (e.attempt, e.request.kind.clone(), e.request.title.clone());
+        let pid = match self.executor.start(harness.as_ref(), job) {
+            Ok(pid) => pid,
+            Err(err) if self.fall_back(id, &err.to_string()) => return Ok(()),
+            Err(err) => {
+                self.resolve(id, Err(ErrorInfo::new("HarnessError", err.to_string())), false);
+                return Ok(());
+            }
+        };
+        self.starts += 1;
+        if cfg!(feature = "fault-injection") && self.opts.faults.kill_after_starts == Some(self.starts) {
+            self.opts.platform.crash();
+        }
+        self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid });
+        self.scheduler.started(name);
+        if let Some(e) = self.effects.get_mut(id) {
+            e.transition(State::Running { harness: name.to_string() });
+        }
+        let harness = name.to_string();
+        self.observer.progress(Progress::Started { effect: id.clone(), kind, title, harness, attempt });
+        Ok(())
+    }
+
+    /// A breakpoint or a sleep: resolved by a person, by `--non-interactive`, or by the clock.
+    fn wait(&mut self, id: &EffectId) {
+        let Some(e) = self.effects.get_mut(id) else { return };
+        let (kind, title) = (e.request.kind.clone(), e.request.title.clone());
+        if kind == "breakpoint" && self.opts.non_interactive {
+            e.transition(State::Waiting { wake_ms: None, since: Instant::now() });
+            let approval = json!({ "approved": true, "response": "auto-approved (--non-interactive)" });
+            return self.resolve(id, Ok(approval), false);
+        }
+        let wake_ms = (kind == "sleep").then(|| sleep_target(&e.request.args)).flatten();
+        e.transition(State::Waiting { wake_ms, since: Instant::now() });
+        self.observer.progress(Progress::Waiting { effect: id.clone(), kind, title, wake_ms });
+    }
+
+    /// Journal an effect's result and queue it for the process. `finished` says the harness reported it;
+    /// otherwise (timeout, a posted result) its attempt is stopped.
+    pub(super) fn resolve(&mut self, id: &EffectId, outcome: Result<Value, ErrorInfo>, finished: bool) {
+        let Some(e) = self.effects.get(id) else { return };
+        let (attempt, title) = (e.attempt, e.request.title.clone());
+        let previous = self.finish_effect(id);
+        let elapsed_ms = self.release_slot(id, previous, !finished);
+        let journaled = match &outcome {
+            Ok(v) => Outcome::Ok { value: Payload::Inline(v.clone()) },
+            Err(err) => Outcome::Error { error: err.clone() },
+        };
+        let ts_ms = self.record(Event::EffectResolved { effect: id.clone(), attempt, outcome: journaled });
+        let error = outcome.as_ref().err().cloned();
+        self.observer.progress(Progress::Finished { effect: id.clone(), title, elapsed_ms, error });
+        self.notices.push_back(Notice::Deliver { effect: id.clone(), outcome, ts_ms });
+    }
+
+    /// Move an effect to `Done` and forget it: the driver keeps only effects that are still active, so an
+    /// empty table with the process still waiting means nothing will ever wake it.
+    pub(super) fn finish_effect(&mut self, id: &EffectId) -> State {
+        match self.effects.remove(id) {
+            Some(mut e) => e.transition(State::Done),
+            None => State::Done,
+        }
+    }
+
+    /// Give back what the effect held in its previous state: a running attempt's slot (stopping its
+    /// process tree when `stop`), and return how long it ran or waited, in ms.
+    pub(super) fn release_slot(&mut self, id: &EffectId, previous: State, stop: bool) -> u64 {
+        match previous {
+            State::Running { harness } => {
+                let ran = if stop { self.executor.stop(id) } else { self.executor.finished(id) };
+                self.scheduler.released(&harness);
+                ran.unwrap_or_default().as_millis() as u64
+            }
+            State::Waiting { since, .. } => since.elapsed().as_millis() as u64,
+            State::Queued | State::Done => 0,
+        }
+    }
+
+    /// Act on what the process did during a step.
+    pub(super) fn apply(&mut self, events: Vec<HostEvent>) -> Result<(), HostError> {
+        for event in events {
+            match event {
+                HostEvent::Request(req) => self.request(req),
+                HostEvent::Log { scope, message } => {
+                    self.record(Event::Log { scope: scope.clone(), message: message.clone() });
+                    self.observer.progress(Progress::Log { scope, message });
+                }
+                HostEvent::Finished(result) => {
+                    if self.end.is_none() {
+                        self.end = Some(End::Finished(result));
+                    }
+                }
+                HostEvent::Halted { reason, payload } => {
+                    if self.end.is_none() {
+                        self.end = Some(End::Halted { reason, payload });
+                    }
+                }
+                HostEvent::Cancel { effect } => self.cancel_effect(&effect, "cancelled by the process"),
+                HostEvent::Send { scope, to, body } => {
+                    let from = match scope.strip_prefix("group:") {
+                        Some(_) => crate::identity::address_of(&format!("{scope}/0")),
+                        None => "coordinator".to_string(),
+                    };
+                    self.send(from, to, body);
+                }
+                HostEvent::GroupOpened { group, members, persistent } => {
+                    check_group_names(&group, members.iter().map(|m| m.name.as_str()))
+                        .map_err(|message| HostError { message })?;
+                    self.groups.insert(group.clone(), (members.iter().map(|m| m.name.clone()).collect(), persistent));
+                    let names: Vec<String> = members
+                        .iter()
+                        .map(|m| m.harness.as_ref().map_or(m.name.clone(), |h| format!("{} on {h}", m.name)))
+                        .collect();
+                    let message = format!("group opened: {}", names.join(", "));
+                    self.observer.progress(Progress::Log { scope: format!("group:{group}"), message });
+                    self.record(Event::GroupOpened { group, members, persistent });
+                }
+                HostEvent::Checkpoint { group, completed, value } => {
+                    self.record(Event::GroupCheckpoint { group, completed, value: Payload::Inline(value) });
+                }
+                HostEvent::GroupClosed { group } => {
+                    self.record(Event::GroupClosed { group });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop an effect the process no longer wants: kill its process tree, journal it, and settle its promise
+    /// with a `Cancelled` error.
+    pub(super) fn cancel_effect(&mut self, id: &EffectId, reason: &str) {
+        let Some(e) = self.effects.get(id) else { return };
+        let title = e.request.title.clone();
+        let previous = self.finish_effect(id);
+        let elapsed_ms = self.release_slot(id, previous, true);
+        let error = ErrorInfo::new("Cancelled", format!("effect {id} was cancelled: {reason}"));
+        let ts_ms = self.record(Event::EffectCancelled { effect: id.clone(), reason: reason.to_string() });
+        let shown = Some(error.clone());
+        self.observer.progress(Progress::Finished { effect: id.clone(), title, elapsed_ms, error: shown });
+        self.notices.push_back(Notice::Deliver { effect: id.clone(), outcome: Err(error), ts_ms });
+    }
+
+    /// Hand the process what it must be told, one notice at a time in journal order; each may wake code that
+    /// queues more.
+    pub(super) fn tell(&mut self) -> Result<(), Error> {
+        while let Some(notice) = self.notices.pop_front() {
+            let events = match notice {
+                Notice::Deliver { effect, outcome, ts_ms } => self.host.deliver(&effect, &outcome, ts_ms)?,
+                Notice::Message { from, body, ts_ms } => self.host.message(&from, &body, ts_ms)?,
+            };
+            self.apply(events)?;
+        }
+        Ok(())
+    }
+}

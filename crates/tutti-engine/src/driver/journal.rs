@@ -1,0 +1,149 @@
+//! The driver's journal buffer: events recorded during a step wait here until something is about to leave
+//! the driver, then go to the writer in one commit. At most one commit is in flight; `flush` is the
+//! output-commit rule's barrier (everything recorded so far is durable when it returns).
+
+use std::sync::Arc;
+
+use tutti_journal::{Event, NewEvent, Pending, RunId, WriterHandle};
+
+use super::Faults;
+use crate::error::Error;
+use crate::platform::Platform;
+
+/// Events buffered before a commit is forced even while results keep arriving.
+pub(crate) const MAX_BUFFER: usize = 8192;
+
+/// Record, submit, confirm, flush.
+pub(crate) struct JournalBuffer {
+    run_id: RunId,
+    writer: WriterHandle,
+    buffer: Vec<NewEvent>,
+    /// The last submitted commit, not yet confirmed.
+    in_flight: Option<Pending>,
+    commits: u64,
+    faults: Faults,
+    platform: Arc<dyn Platform>,
+}
+
+impl JournalBuffer {
+    pub(crate) fn new(run_id: RunId, writer: WriterHandle, faults: Faults, platform: Arc<dyn Platform>) -> Self {
+        Self { run_id, writer, buffer: Vec::new(), in_flight: None, commits: 0, faults, platform }
+    }
+
+    /// Buffer an event for the next commit; returns its timestamp.
+    pub(crate) fn record(&mut self, event: Event) -> i64 {
+        let ts_ms = super::wall_ms();
+        self.buffer.push(NewEvent { ts_ms, event });
+        ts_ms
+    }
+
+    /// Whether the buffer is so full that it should be submitted now.
+    pub(crate) fn is_full(&self) -> bool {
+        self.buffer.len() >= MAX_BUFFER
+    }
+
+    /// Make everything recorded so far durable: called before anything leaves the driver.
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        self.submit()?;
+        self.confirm()
+    }
+
+    /// Hand the buffer to the writer without waiting for its commit (at most one commit in flight), so the
+    /// writer's thread commits while the driver goes on with work that needs no durability yet.
+    pub(crate) fn submit(&mut self) -> Result<(), Error> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.confirm()?;
+        let events = std::mem::take(&mut self.buffer);
+        self.in_flight = Some(self.writer.submit(self.run_id.clone(), events)?);
+        Ok(())
+    }
+
+    /// Wait for the commit in flight, if any.
+    pub(crate) fn confirm(&mut self) -> Result<(), Error> {
+        let Some(pending) = self.in_flight.take() else { return Ok(()) };
+        pending.wait()?;
+        self.commits += 1;
+        if cfg!(feature = "fault-injection") && self.faults.kill_after_commits == Some(self.commits) {
+            self.platform.crash();
+        }
+        Ok(())
+    }
+
+    /// Commits confirmed so far.
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// Events recorded and not yet handed to the writer.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tutti_journal::{SqliteStore, Store, Writer};
+
+    use super::*;
+    use crate::driver::tests::{TestPlatform, new_run};
+
+    fn buffer(dir: &tempfile::TempDir) -> (JournalBuffer, SqliteStore) {
+        let path = dir.path().join("tutti.db");
+        let mut store = SqliteStore::open(&path).expect("store");
+        new_run(&mut store, "r");
+        let writer = Writer::spawn(Box::new(SqliteStore::open(&path).expect("store"))).expect("writer");
+        (JournalBuffer::new("r".into(), writer, Faults::default(), Arc::new(TestPlatform::default())), store)
+    }
+
+    fn log(message: &str) -> Event {
+        Event::Log { scope: "root".into(), message: message.into() }
+    }
+
+    #[test]
+    fn recorded_events_reach_the_journal_only_when_flushed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut journal, store) = buffer(&dir);
+        journal.record(log("a"));
+        journal.record(log("b"));
+        assert_eq!(store.read(&"r".into(), 0).expect("read").len(), 1, "only run_created before the flush");
+        journal.flush().expect("flush");
+        assert_eq!(store.read(&"r".into(), 0).expect("read").len(), 3);
+        assert_eq!(journal.commits(), 1, "two events, one commit");
+        assert_eq!(journal.buffered(), 0);
+    }
+
+    #[test]
+    fn a_submit_waits_for_the_commit_in_flight_first_so_order_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut journal, store) = buffer(&dir);
+        for i in 0..5 {
+            journal.record(log(&i.to_string()));
+            journal.submit().expect("submit");
+        }
+        journal.flush().expect("flush");
+        let messages: Vec<String> = store
+            .read(&"r".into(), 0)
+            .expect("read")
+            .into_iter()
+            .filter_map(|r| match r.event {
+                Event::Log { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(messages, ["0", "1", "2", "3", "4"]);
+        assert_eq!(journal.commits(), 5);
+    }
+
+    #[test]
+    fn flushing_nothing_commits_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut journal, _store) = buffer(&dir);
+        journal.flush().expect("flush");
+        journal.flush().expect("flush");
+        assert_eq!(journal.commits(), 0);
+    }
+}
