@@ -154,8 +154,6 @@ pub struct Driver<'a> {
     sessions: HashMap<String, String>,
     /// The last session each effect's attempt reported: a corrective turn continues it.
     attempt_sessions: HashMap<EffectId, String>,
-    /// Harness starts so far (for fault injection).
-    starts: u64,
     end: Option<End>,
     last_housekeeping: Instant,
     last_renew: Instant,
@@ -180,7 +178,7 @@ impl<'a> Driver<'a> {
         let journal = JournalBuffer::new(opts.run_id.clone(), writer, opts.faults.clone(), Arc::clone(&opts.platform));
         Self {
             scheduler: Scheduler::new(opts.max_parallel),
-            executor: Executor::new(tx),
+            executor: Executor::new(tx, opts.faults.kill_after_starts.map(|n| (n, Arc::clone(&opts.platform)))),
             journal,
             opts,
             store,
@@ -196,7 +194,6 @@ impl<'a> Driver<'a> {
             groups: HashMap::new(),
             sessions: HashMap::new(),
             attempt_sessions: HashMap::new(),
-            starts: 0,
             end: None,
             last_housekeeping: Instant::now(),
             last_renew: Instant::now(),

@@ -61,7 +61,11 @@ impl Platform for LinuxPlatform {
             return false;
         }
         // SAFETY: kill(2) on a process group we just identified as ours; no memory is involved.
-        unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) == 0 }
+        let killed = unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) == 0 };
+        if killed {
+            wait_dead(pgid);
+        }
+        killed
     }
 
     fn kill_found(&self, run: &str, effect: &str, pids: &[u32]) -> Vec<u32> {
@@ -75,6 +79,7 @@ impl Platform for LinuxPlatform {
             }
             // SAFETY: kill(2) on a process whose environment names this run and effect.
             if carries(pid, run, effect) && unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+                wait_dead(pid);
                 killed.push(pid);
             }
         }
@@ -84,6 +89,25 @@ impl Platform for LinuxPlatform {
     fn crash(&self) {
         // SAFETY: kill(2) with our own pid and SIGKILL has no memory-safety preconditions.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+}
+
+/// How long a killed leftover gets to die before its effect runs again anyway.
+const DEATH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait until process `pid`, just sent SIGKILL, has died (gone, or a zombie its new parent has not reaped):
+/// a re-dispatched attempt must not start beside it.
+fn wait_dead(pid: u32) {
+    let deadline = std::time::Instant::now() + DEATH_WAIT;
+    while std::time::Instant::now() < deadline {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let alive =
+            state.as_deref().ok().and_then(|s| s.rsplit_once(')')).and_then(|(_, r)| r.split_whitespace().next());
+        if !matches!(alive, Some(s) if s != "Z" && s != "X") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

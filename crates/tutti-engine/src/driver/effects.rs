@@ -54,6 +54,11 @@ impl Driver<'_> {
 
     /// Start queued effects while limits allow. Commits first when an effect with outside effects starts.
     pub(super) fn dispatch(&mut self) -> Result<(), Error> {
+        // A process that returned, halted or was cancelled starts nothing more, even what it asked for in
+        // its last step.
+        if self.end.is_some() {
+            return Ok(());
+        }
         while let Some(id) = self.scheduler.pop() {
             let Some(e) = self.effects.get(&id).filter(|e| e.state.phase() == Phase::Queued) else { continue };
             if is_internal(&e.request.kind) {
@@ -125,10 +130,6 @@ impl Driver<'_> {
                 return Ok(());
             }
         };
-        self.starts += 1;
-        if cfg!(feature = "fault-injection") && self.opts.faults.kill_after_starts == Some(self.starts) {
-            self.opts.platform.crash();
-        }
         self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid });
         self.scheduler.started(name);
         if let Some(e) = self.effects.get_mut(id) {

@@ -3,6 +3,7 @@
 //! the driver lets go. Harnesses report back on the dispatcher's channel, as [`Msg`]s.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use tutti_journal::EffectId;
 
 use super::Msg;
 use crate::harness::{Error, Harness, Job, Reporter, Running};
+use crate::platform::Platform;
 
 /// One attempt that is running.
 struct Attempt {
@@ -20,14 +22,20 @@ struct Attempt {
 
 pub(crate) struct Executor {
     tx: Sender<Msg>,
+    /// Harness starts so far, and the one after which a crash test kills the driver.
+    starts: u64,
+    crash_after: Option<(u64, Arc<dyn Platform>)>,
     running: HashMap<EffectId, Attempt>,
     /// Attempts told to stop (cancelled, timed out) whose process trees may still be exiting.
     stopping: Vec<Box<dyn Running>>,
 }
 
 impl Executor {
-    pub(crate) fn new(tx: Sender<Msg>) -> Self {
-        Self { tx, running: HashMap::new(), stopping: Vec::new() }
+    /// An executor reporting on `tx`. With the `fault-injection` feature, `crash_after` kills the driver (as
+    /// SIGKILL would) right after that many starts returned, before anything else happens.
+    pub(crate) fn new(tx: Sender<Msg>, crash_after: Option<(u64, Arc<dyn Platform>)>) -> Self {
+        let crash_after = crash_after.filter(|_| cfg!(feature = "fault-injection"));
+        Self { tx, starts: 0, crash_after, running: HashMap::new(), stopping: Vec::new() }
     }
 
     /// Start `job` on `harness`; returns the attempt's process (group) id, if it has one.
@@ -35,6 +43,10 @@ impl Executor {
         let (effect, attempt, timeout) = (job.effect.clone(), job.attempt, job.timeout);
         let reporter = Reporter::new(effect.clone(), attempt, self.tx.clone());
         let handle = harness.start(job, reporter)?;
+        self.starts += 1;
+        if let Some((_, platform)) = self.crash_after.as_ref().filter(|(n, _)| *n == self.starts) {
+            platform.crash();
+        }
         let pid = handle.pid();
         let started = Instant::now();
         self.running.insert(effect, Attempt { handle, started, deadline: timeout.map(|t| started + t) });

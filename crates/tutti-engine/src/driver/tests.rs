@@ -378,6 +378,7 @@ pub(crate) struct Rig {
     pub shutdown: Arc<AtomicBool>,
     pub max_parallel: usize,
     pub non_interactive: bool,
+    pub faults: Faults,
 }
 
 impl Rig {
@@ -391,6 +392,7 @@ impl Rig {
             shutdown: Arc::default(),
             max_parallel: 16,
             non_interactive: false,
+            faults: Faults::default(),
         }
     }
 
@@ -402,7 +404,7 @@ impl Rig {
             non_interactive: self.non_interactive,
             holder: self.platform.lease_holder(),
             platform: Arc::clone(&self.platform) as Arc<dyn Platform>,
-            faults: Faults::default(),
+            faults: self.faults.clone(),
             agent_env: Vec::new(),
             msg_secret: "secret".into(),
             detach_reason: || "interrupted by the test",
@@ -811,6 +813,38 @@ fn a_halt_ends_the_run_as_halted_and_stops_what_runs() {
     assert_eq!(end.status, RunStatus::Halted);
     assert_eq!(end.output, Some(json!({"halted": "stop here", "payload": {"why": 1}})));
     assert_eq!(lock(&seen).stopped, ["root/2"]);
+}
+
+#[test]
+fn a_process_that_halts_starts_nothing_it_asked_for_in_its_last_step() {
+    let rig = Rig::new();
+    let (a, seen) = arc(Probe::echo_after("a", 1));
+    let mut host = Script::new(vec![HostEvent::Request(on("a", "root/1", json!(1)))], |_| {
+        vec![
+            HostEvent::Request(on("a", "root/2", json!(2))),
+            HostEvent::Halted { reason: "done".into(), payload: Value::Null },
+        ]
+    });
+    let end = rig.run(&mut host, vec![a]);
+    assert_eq!(end.status, RunStatus::Halted);
+    assert_eq!(lock(&seen).starts, [("root/1".to_string(), 1)]);
+    let events = rig.events();
+    assert!(events.iter().any(|e| matches!(e, Event::EffectCancelled { effect, .. } if effect == "root/2")));
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_crash_right_after_a_start_leaves_its_request_committed() {
+    let mut rig = Rig::new();
+    rig.faults.kill_after_starts = Some(2);
+    let (a, seen) = arc(Probe::new("a", |_| Act::Hang));
+    let mut host = Script::fan_out(ids(3).iter().map(|id| on("a", id, json!(1))).collect());
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rig.run(&mut host, vec![a])));
+    assert!(crashed.is_err(), "the driver crashed at the second start");
+    assert_eq!(lock(&seen).starts.len(), 2);
+    let events = rig.events();
+    assert_eq!(count(&events, |e| matches!(e, Event::EffectRequested { .. })), 3, "all requests were committed first");
+    assert_eq!(count(&events, |e| matches!(e, Event::EffectStarted { .. })), 1, "the second start is not journaled");
 }
 
 #[test]
