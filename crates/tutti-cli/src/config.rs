@@ -143,7 +143,7 @@ impl Config {
             }),
             Some(HarnessConfig::Agent { cli, config }) => json!({
                 "kind": cli,
-                "binary": tutti_harness::agent::locate_cli(cli, config, &self.root).map(|p| p.display().to_string()),
+                "binary": tutti_harness::cli::locate_cli(cli, config, &self.root).map(|p| p.display().to_string()),
                 "baseUrl": config.base_url,
                 "model": config.model,
                 "apiKeyEnv": config.api_key_env.as_ref().map(|var| json!({

@@ -18,6 +18,7 @@ use tutti_engine::harness::Error as StartError;
 use tutti_engine::{Failure, Job, Outcome, Reporter};
 use tutti_journal::{ErrorInfo, Usage};
 
+use crate::cli::is_executable;
 use crate::command::last_json;
 use crate::process::{self, Exit, Options, ProcessHandle, Stop};
 use crate::prompt::{render_messages, render_prompt};
@@ -30,9 +31,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// How much of a CLI's output is kept: its whole event stream is parsed after it exits.
 const EVENT_STREAM_CAP: usize = 16 << 20;
-
-/// How long `CLI --version` may take.
-const VERSION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `[harness.NAME]` in `tutti.toml` for an agent CLI (`use = "claude"`, `use = "pi"`, ..., or a table named
 /// after the CLI). Unknown fields are refused, so a misspelt `base-url` is an error and not a silent no-op.
@@ -66,138 +64,6 @@ pub struct AgentConfig {
     pub timeout_ms: Option<u64>,
 }
 
-/// Where a CLI was found, and the version it reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Detection {
-    pub binary: PathBuf,
-    /// `None` when `--version` failed or printed no version number.
-    pub version: Option<String>,
-}
-
-/// The folder holding the CLIs that `.ci/install-clis.sh` installs: `$TUTTI_CLI_CACHE/node_modules/.bin`,
-/// by default under `~/.cache/tutti/clis`.
-pub fn cli_cache_bin() -> Option<PathBuf> {
-    let cache = match std::env::var_os("TUTTI_CLI_CACHE").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache/tutti/clis"),
-    };
-    Some(cache.join("node_modules/.bin"))
-}
-
-/// The CLI to run: `configured` (a path, relative to `workdir` when relative, or a bare name), else
-/// `program`; a bare name is looked up on `PATH`, then in the CLI cache.
-pub(crate) fn find_cli(program: &str, configured: Option<&Path>, workdir: &Path) -> Option<PathBuf> {
-    let wanted = configured.unwrap_or(Path::new(program));
-    if wanted.components().count() > 1 || wanted.is_absolute() {
-        let path = workdir.join(wanted);
-        return is_executable(&path).then_some(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(cli_cache_bin())
-        .map(|dir| dir.join(wanted))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Where the CLI of a harness configured with `config` is found, as a turn in `workdir` would find it.
-pub fn locate_cli(program: &str, config: &AgentConfig, workdir: &Path) -> Option<PathBuf> {
-    find_cli(program, config.binary.as_deref(), workdir)
-}
-
-/// Find the CLI and ask it for its version.
-pub(crate) fn detect(program: &str, configured: Option<&Path>, workdir: &Path) -> Option<Detection> {
-    let binary = find_cli(program, configured, workdir)?;
-    if let Some(version) = package_version(&binary) {
-        return Some(Detection { binary, version: Some(version) });
-    }
-    let mut command = Command::new(&binary);
-    command.arg("--version");
-    let options = Options { timeout: Some(VERSION_TIMEOUT), ..Options::default() };
-    // Most CLIs print their version on stdout; pi prints it on stderr.
-    let version = process::run(command, options)
-        .ok()
-        .and_then(|exit| version_number(&exit.stdout).or_else(|| version_number(&exit.stderr)));
-    Some(Detection { binary, version })
-}
-
-/// The version of the npm package a CLI's script belongs to, read from its `package.json`: starting node to
-/// ask `--version` takes a second or more per CLI. `None` for a CLI that is not a script in `node_modules`.
-fn package_version(binary: &Path) -> Option<String> {
-    let script = fs::canonicalize(binary).ok()?;
-    let in_modules = |dir: &Path| {
-        dir.parent()
-            .is_some_and(|p| p.ends_with("node_modules") || p.parent().is_some_and(|pp| pp.ends_with("node_modules")))
-    };
-    let package = script.ancestors().skip(1).take(4).find(|dir| dir.join("package.json").is_file())?;
-    if !in_modules(package) {
-        return None;
-    }
-    let text = fs::read_to_string(package.join("package.json")).ok()?;
-    let manifest: Value = serde_json::from_str(&text).ok()?;
-    manifest.get("version")?.as_str().map(String::from)
-}
-
-/// The first word that looks like a version number: "2.1.332 (Claude Code)", "codex-cli 0.169.0".
-fn version_number(text: &str) -> Option<String> {
-    let looks_like = |w: &&str| {
-        w.contains('.')
-            && w.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-    };
-    text.split_whitespace().map(|w| w.trim_start_matches('v')).find(looks_like).map(String::from)
-}
-
-/// The start error for a CLI that is not there.
-pub(crate) fn not_found(harness: &str, program: &str, configured: Option<&Path>, package: &str) -> StartError {
-    StartError::Invalid(format!("harness {harness}: {}", missing(program, configured, package)))
-}
-
-/// Where a CLI was looked for, and how to get it.
-fn missing(program: &str, configured: Option<&Path>, package: &str) -> String {
-    let looked = match configured {
-        Some(path) => format!("`{}` (`binary`)", path.display()),
-        None => {
-            let cache = cli_cache_bin().map_or("the CLI cache".into(), |d| d.display().to_string());
-            format!("`{program}` on PATH or in {cache}")
-        }
-    };
-    format!(
-        "cannot find {looked}; install it with `npm i -g {package}` (or run .ci/install-clis.sh), or set `binary` \
-         in its [harness.NAME] table in tutti.toml"
-    )
-}
-
-/// What an agent CLI can do unless its table lists `capabilities`.
-const CAPABILITIES: &[&str] = &["edit", "shell", "web", "resume", "structured-output"];
-
-pub(crate) fn capabilities(config: &AgentConfig) -> Vec<String> {
-    if config.capabilities.is_empty() {
-        CAPABILITIES.iter().map(|c| c.to_string()).collect()
-    } else {
-        config.capabilities.clone()
-    }
-}
-
-/// Whether the CLI can run: installed (a relative `binary` is resolved per effect, so it is not checked
-/// here) and its `api_key_env` set.
-pub(crate) fn availability(program: &str, config: &AgentConfig, package: &str) -> Result<(), String> {
-    let configured = config.binary.as_deref();
-    let relative = configured.is_some_and(|p| p.is_relative() && p.components().count() > 1);
-    if !relative && find_cli(program, configured, Path::new("/")).is_none() {
-        return Err(missing(program, configured, package));
-    }
-    match &config.api_key_env {
-        Some(var) if std::env::var_os(var).is_none_or(|v| v.is_empty()) => {
-            Err(format!("api_key_env names ${var}, which is not set"))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// `base` with the API prefix a CLI expects (`/v1`, or "" for one that adds it itself) when it is a root
 /// URL; a URL that has a path is used as given.
 pub(crate) fn api_url(base: &str, prefix: &str) -> String {
@@ -217,6 +83,51 @@ pub(crate) fn api_key(harness: &str, config: &AgentConfig, default_var: &str) ->
         }
         None => Ok(None),
     }
+}
+
+/// The model provider tutti defines in a CLI's configuration for `base_url` (codex, pi, opencode).
+pub(crate) const PROVIDER: &str = "tutti";
+
+/// Sent as the API key when a gateway is configured but no key is: some CLIs refuse to start without one,
+/// and local model servers ignore it. (pi reads `apiKey` as a variable name when such a variable exists,
+/// else as the key; this is no variable's name.)
+pub(crate) const PLACEHOLDER_KEY: &str = "tutti-no-key";
+
+/// The `--model` of a CLI that reaches a gateway through tutti's provider (`tutti/MODEL`); without a gateway,
+/// `model` as configured. A gateway without `model` is refused: the CLI asks it for a model by name.
+pub(crate) fn provider_model(turn: &crate::cli::Setup<'_>, cli: &str) -> Result<Option<String>, StartError> {
+    match (&turn.config.base_url, &turn.config.model) {
+        (Some(_), Some(model)) => Ok(Some(format!("{PROVIDER}/{model}"))),
+        (Some(_), None) => {
+            Err(turn.invalid(&format!("`base_url` needs `model`: {cli} asks a gateway for a model by name")))
+        }
+        (None, model) => Ok(model.clone()),
+    }
+}
+
+/// Point a CLI that takes its gateway from the environment at `base_url`: `url_var` gets the root URL as it is
+/// (the CLI adds its own API prefix) and `key_var` the key, or with a gateway and no key a placeholder.
+pub(crate) fn gateway_env(
+    command: &mut Command,
+    config: &AgentConfig,
+    key: Option<String>,
+    url_var: &str,
+    key_var: &str,
+) {
+    if let Some(base) = &config.base_url {
+        command.env(url_var, api_url(base, ""));
+    }
+    match key {
+        Some(key) => command.env(key_var, key),
+        None if config.base_url.is_some() => command.env(key_var, PLACEHOLDER_KEY),
+        None => command,
+    };
+}
+
+/// The provider keys a CLI gets from tutti's environment: with a gateway, `api_key_env` alone (none here);
+/// talking to providers directly, their usual keys.
+pub(crate) fn direct_keys(config: &AgentConfig) -> &'static [&'static str] {
+    if config.base_url.is_some() { &[] } else { PROVIDER_KEYS }
 }
 
 /// `tutti mcp`, the messaging bridge, as a stdio MCP server for the agent CLI of one turn.
@@ -250,20 +161,6 @@ pub(crate) fn harness_home(job: &Job, harness: &str) -> io::Result<PathBuf> {
     let home = job.workdir.join(".tutti").join("harness-home").join(harness);
     fs::create_dir_all(&home)?;
     Ok(home)
-}
-
-/// The CLI a turn runs and the harness's home (created), or why the turn cannot start.
-pub(crate) fn cli_and_home(
-    harness: &str,
-    program: &str,
-    package: &str,
-    config: &AgentConfig,
-    job: &Job,
-) -> Result<(PathBuf, PathBuf), StartError> {
-    let binary = find_cli(program, config.binary.as_deref(), &job.workdir)
-        .ok_or_else(|| not_found(harness, program, config.binary.as_deref(), package))?;
-    let home = harness_home(job, harness).map_err(|source| home_error(harness, job, source))?;
-    Ok((binary, home))
 }
 
 /// The session files of harness `harness` (a CLI keeping them under `dir` in its home), with the session the
@@ -315,52 +212,6 @@ pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// The `Harness` methods every CLI adapter shares. The adapter's module defines `PROGRAM` and `PACKAGE`, and
-/// its struct has `name` and `config` fields and a `detect` method (see [`cli_constructors`]).
-macro_rules! cli_harness_basics {
-    () => {
-        fn name(&self) -> &str {
-            &self.name
-        }
-
-        fn max_parallel(&self) -> Option<usize> {
-            self.config.max_parallel
-        }
-
-        fn availability(&self) -> Result<(), String> {
-            $crate::agent::availability(PROGRAM, &self.config, PACKAGE)
-        }
-
-        /// `--version` of the CLI found (a relative `binary` is taken from the current directory).
-        fn version(&self) -> Option<String> {
-            self.detect(std::path::Path::new("."))?.version
-        }
-    };
-}
-pub(crate) use cli_harness_basics;
-
-/// The constructor and accessors every CLI adapter shares.
-macro_rules! cli_constructors {
-    ($adapter:ident) => {
-        impl $adapter {
-            pub fn new(name: impl Into<String>, config: $crate::agent::AgentConfig) -> Self {
-                Self { name: name.into(), config }
-            }
-
-            pub fn config(&self) -> &$crate::agent::AgentConfig {
-                &self.config
-            }
-
-            /// Where the CLI is and its version; `None` when it is not installed. `workdir` resolves a
-            /// relative `binary`.
-            pub fn detect(&self, workdir: &std::path::Path) -> Option<$crate::agent::Detection> {
-                $crate::agent::detect(PROGRAM, self.config.binary.as_deref(), workdir)
-            }
-        }
-    };
-}
-pub(crate) use cli_constructors;
-
 /// The task's output schema: `task.agent.outputSchema`, else `task.outputSchema`.
 pub(crate) fn output_schema(task: &Value) -> Option<&Value> {
     [task.pointer("/agent/outputSchema"), task.get("outputSchema")].into_iter().flatten().find(|v| !v.is_null())
@@ -391,14 +242,14 @@ pub(crate) fn prompt(job: &Job) -> String {
 
 /// What a CLI's event stream said about its turn.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Transcript {
-    pub(crate) session: Option<String>,
+pub struct Transcript {
+    pub session: Option<String>,
     /// The final answer's text.
-    pub(crate) answer: Option<String>,
+    pub answer: Option<String>,
     /// The turn's tokens (`input_tokens` is the uncached part of the prompt) and cost.
-    pub(crate) usage: Option<Usage>,
+    pub usage: Option<Usage>,
     /// The error the events reported, when the turn failed (a CLI may still exit 0).
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The JSON objects of a JSONL stream; other lines (warnings some CLIs print to stdout) are skipped.
@@ -632,210 +483,4 @@ pub(crate) fn json_in(answer: &str) -> Option<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::job;
-
-    fn exited(code: i32, stdout: &str, stderr: &str) -> io::Result<Exit> {
-        Ok(Exit { code: Some(code), signal: None, stdout: stdout.into(), stderr: stderr.into(), stopped: None })
-    }
-
-    fn answered(text: &str) -> Transcript {
-        Transcript { session: Some("s-1".into()), answer: Some(text.into()), usage: None, error: None }
-    }
-
-    const HOUR: Duration = DEFAULT_TIMEOUT;
-
-    #[test]
-    fn a_root_url_gets_the_prefix_and_a_url_with_a_path_is_kept() {
-        assert_eq!(api_url("http://127.0.0.1:8080", "/v1"), "http://127.0.0.1:8080/v1");
-        assert_eq!(api_url("http://127.0.0.1:8080/", "/v1"), "http://127.0.0.1:8080/v1");
-        assert_eq!(api_url("https://gw.example.com/openai/v1/", "/v1"), "https://gw.example.com/openai/v1");
-        assert_eq!(api_url("http://localhost:4000", ""), "http://localhost:4000");
-    }
-
-    #[test]
-    fn an_answer_becomes_text() {
-        let value = outcome("claude", exited(0, "", ""), &answered("hi"), None, HOUR).unwrap();
-        assert_eq!(value, json!({"text": "hi"}));
-    }
-
-    #[test]
-    fn with_a_schema_the_json_in_the_answer_is_the_result() {
-        let schema = json!({"type": "object"});
-        let fenced = "Here it is:\n```json\n{\"n\": 3}\n```\n";
-        let value = outcome("codex", exited(0, "", ""), &answered(fenced), Some(&schema), HOUR).unwrap();
-        assert_eq!(value, json!({"n": 3}));
-        let failure = outcome("codex", exited(0, "", ""), &answered("no idea"), Some(&schema), HOUR).unwrap_err();
-        assert!(matches!(&failure, Failure::Output { raw, .. } if raw["answer"] == "no idea"), "{failure:?}");
-        let error = failure.into_error();
-        assert_eq!(error.name, "OutputError");
-        assert_eq!(error.data, Some(json!({"answer": "no idea"})));
-    }
-
-    #[test]
-    fn json_is_found_in_fences_and_prose() {
-        assert_eq!(json_in(" {\"a\": 1} "), Some(json!({"a": 1})));
-        assert_eq!(json_in("```\n[1]\n```"), Some(json!([1])));
-        assert_eq!(json_in("```json\n{\"a\": 1}\n```\nand\n```json\n{\"a\": 2}\n```"), Some(json!({"a": 2})));
-        assert_eq!(json_in("The result:\n{\"ok\": true}"), Some(json!({"ok": true})));
-        assert_eq!(json_in("I counted 42"), None);
-    }
-
-    #[test]
-    fn an_error_in_the_events_wins_over_exit_code_zero() {
-        let transcript =
-            Transcript { error: Some("API Error: 500".into()), session: Some("s".into()), ..Transcript::default() };
-        let error = outcome("pi", exited(0, "", "warn"), &transcript, None, HOUR).unwrap_err().into_error();
-        assert_eq!((error.name.as_str(), error.message.as_str()), ("AgentError", "harness pi: API Error: 500"));
-        assert_eq!(error.data.unwrap()["session"], json!("s"));
-    }
-
-    #[test]
-    fn a_failed_exit_and_a_missing_answer_are_errors() {
-        let error =
-            outcome("claude", exited(2, "junk", "boom"), &Transcript::default(), None, HOUR).unwrap_err().into_error();
-        assert_eq!(
-            (error.name.as_str(), error.message.as_str()),
-            ("HarnessError", "harness claude exited with code 2")
-        );
-        assert_eq!(error.data.unwrap()["stderr"], json!("boom"));
-        let error = outcome("claude", exited(0, "", ""), &Transcript::default(), None, HOUR).unwrap_err().into_error();
-        assert_eq!(
-            (error.name.as_str(), error.message.as_str()),
-            ("OutputError", "harness claude gave no final answer")
-        );
-    }
-
-    #[test]
-    fn a_timeout_carries_the_last_error_the_events_reported() {
-        let exit = Exit {
-            code: None,
-            signal: Some(libc::SIGTERM),
-            stdout: String::new(),
-            stderr: String::new(),
-            stopped: Some(Stop::TimedOut),
-        };
-        let transcript = Transcript { error: Some("Reconnecting...".into()), ..Transcript::default() };
-        let error = outcome("codex", Ok(exit), &transcript, None, Duration::from_millis(500)).unwrap_err().into_error();
-        assert_eq!(
-            (error.name.as_str(), error.message.as_str()),
-            ("TimeoutError", "harness codex timed out after 500 ms")
-        );
-        assert_eq!(error.data.unwrap()["lastError"], json!("Reconnecting..."));
-    }
-
-    #[test]
-    fn the_prompt_carries_messages_and_asks_for_json_when_there_is_a_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut job = job(
-            "agent",
-            json!({"agent": {"prompt": "Count.", "outputSchema": {"type": "object"}}}),
-            json!({}),
-            dir.path(),
-        );
-        job.messages.push(tutti_engine::harness::Inbound { from: "coordinator".into(), body: json!("hurry") });
-        let text = prompt(&job);
-        assert!(text.starts_with("Messages for you:\n- from coordinator: hurry\n\nCount.\n\nWhen you are done, answer with only a JSON value"), "{text}");
-        assert!(text.ends_with("{\n  \"type\": \"object\"\n}\n"), "{text}");
-    }
-
-    #[test]
-    fn a_cli_is_found_by_path_or_name_and_reports_its_version() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("fake-cli");
-        fs::write(&script, "#!/bin/sh\necho 'codex-cli 0.169.0'\n").unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-        let found = detect("codex", Some(Path::new("./fake-cli")), dir.path()).unwrap();
-        assert_eq!(found, Detection { binary: dir.path().join("./fake-cli"), version: Some("0.169.0".into()) });
-        assert_eq!(find_cli("sh", None, dir.path()).map(|p| p.is_absolute()), Some(true));
-        assert_eq!(find_cli("tutti-no-such-cli", None, dir.path()), None);
-        assert_eq!(find_cli("codex", Some(Path::new("missing/codex")), dir.path()), None);
-    }
-
-    #[test]
-    fn a_cli_that_is_not_installed_or_lacks_its_key_is_unavailable() {
-        let ghost = AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() };
-        let reason = availability("claude", &ghost, "@anthropic-ai/claude-code").unwrap_err();
-        assert!(
-            reason.starts_with("cannot find `/nonexistent/claude`")
-                && reason.contains("npm i -g @anthropic-ai/claude-code"),
-            "{reason}"
-        );
-        let keyless = AgentConfig {
-            binary: Some("/bin/sh".into()),
-            api_key_env: Some("TUTTI_TEST_NO_SUCH_KEY".into()),
-            ..AgentConfig::default()
-        };
-        assert_eq!(
-            availability("claude", &keyless, "x"),
-            Err("api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set".into())
-        );
-        let relative = AgentConfig { binary: Some("tools/claude".into()), ..AgentConfig::default() };
-        assert_eq!(availability("claude", &relative, "x"), Ok(()));
-        assert_eq!(capabilities(&AgentConfig::default()), CAPABILITIES);
-        assert_eq!(
-            capabilities(&AgentConfig { capabilities: vec!["edit".into()], ..AgentConfig::default() }),
-            ["edit"]
-        );
-    }
-
-    #[test]
-    fn the_messaging_bridge_is_the_tutti_on_the_effects_path_with_its_variables() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut job = job("agent", json!({}), json!({}), dir.path());
-        assert_eq!(tutti_mcp(&job), None, "outside `tutti run`");
-        let tutti = dir.path().join("tutti");
-        fs::write(&tutti, "").unwrap();
-        fs::set_permissions(&tutti, fs::Permissions::from_mode(0o755)).unwrap();
-        job.env = vec![
-            ("PATH".into(), format!("/nonexistent:{}", dir.path().display())),
-            ("TUTTI_HOME".into(), "/p".into()),
-            ("TUTTI_MSG_TOKEN".into(), "tok".into()),
-        ];
-        let server = tutti_mcp(&job).unwrap();
-        assert_eq!((server.command, server.args), (tutti, vec!["mcp".to_string()]));
-        let names: Vec<&str> = server.env.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            names,
-            ["TUTTI_RUN_ID", "TUTTI_EFFECT_ID", "TUTTI_TASK_ID", "TUTTI_ATTEMPT", "TUTTI_HOME", "TUTTI_MSG_TOKEN"]
-        );
-    }
-
-    #[test]
-    fn versions_are_read_from_the_usual_shapes() {
-        assert_eq!(version_number("2.1.332 (Claude Code)\n").as_deref(), Some("2.1.332"));
-        assert_eq!(version_number("codex-cli 0.169.0").as_deref(), Some("0.169.0"));
-        assert_eq!(version_number("v1.18.33").as_deref(), Some("1.18.33"));
-        assert_eq!(version_number("no version here."), None);
-    }
-
-    #[test]
-    fn io_hints_are_in_the_prompt_and_outputs_ask_for_json() {
-        let mut job = crate::testutil::job(
-            "agent",
-            json!({"agent": {"prompt": "Do it"}, "io": {"outputs": {"done": "boolean"}}}),
-            json!(null),
-            Path::new("/tmp"),
-        );
-        let text = prompt(&job);
-        assert!(text.starts_with("Do it"), "{text}");
-        assert!(
-            text.contains("Inputs and outputs of this task:") && text.contains("shaped like these outputs"),
-            "{text}"
-        );
-        job.task = json!({"agent": {"prompt": "Do it", "outputSchema": {"type": "object"}}, "io": {"outputs": {"done": "boolean"}}});
-        let text = prompt(&job);
-        assert!(text.contains("matches this JSON Schema") && !text.contains("shaped like"), "{text}");
-    }
-
-    #[test]
-    fn config_refuses_unknown_fields() {
-        let config: AgentConfig = serde_json::from_value(json!({"base_url": "http://x", "max_parallel": 2})).unwrap();
-        assert_eq!((config.base_url.as_deref(), config.max_parallel), (Some("http://x"), Some(2)));
-        let err = serde_json::from_value::<AgentConfig>(json!({"base-url": "http://x"})).unwrap_err();
-        assert!(err.to_string().contains("base-url"), "{err}");
-    }
-}
+mod tests;

@@ -7,21 +7,12 @@ use std::process::Command;
 
 use serde_json::Value;
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Harness, Job, Reporter, Running};
-
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
+use crate::agent::{self, McpServer, Transcript, count};
+use crate::cli::{Claude, Cli, SessionFilesAt, Setup};
 
-/// The CLI's name on `PATH`, and its npm package.
-const PROGRAM: &str = "claude";
-const PACKAGE: &str = "@anthropic-ai/claude-code";
-
-/// Sent as the API key when a gateway is configured but no key is: Claude Code refuses to start without
-/// one, and local model servers ignore it.
-const PLACEHOLDER_KEY: &str = "tutti-no-key";
-
-/// Claude Code (`@anthropic-ai/claude-code`) as a harness.
+/// Claude Code.
 ///
 /// Command line: `claude -p --output-format stream-json --verbose --permission-mode bypassPermissions
 /// [--model M] [--resume SESSION] ARGS... -- PROMPT`, in the project directory, with stdin from `/dev/null`.
@@ -29,25 +20,19 @@ const PLACEHOLDER_KEY: &str = "tutti-no-key";
 /// auto-update and other non-essential traffic off, `IS_SANDBOX=1` (bypassPermissions is refused to root
 /// without it), and with `base_url` set, `ANTHROPIC_BASE_URL` (a root URL as it is: the CLI adds `/v1`)
 /// and `ANTHROPIC_API_KEY`.
-#[derive(Clone, Debug)]
-pub struct ClaudeHarness {
-    name: String,
-    config: AgentConfig,
-}
+impl Cli for Claude {
+    const PROGRAM: &'static str = "claude";
+    const PACKAGE: &'static str = "@anthropic-ai/claude-code";
+    /// 197–228 MB measured.
+    const MEMORY_MB: u64 = 230;
+    /// Transcripts: `.claude/projects/<cwd>/<session>.jsonl`.
+    const SESSIONS: Option<SessionFilesAt> = Some((".claude/projects", session_file));
 
-agent::cli_constructors!(ClaudeHarness);
-
-impl ClaudeHarness {
-    fn command(&self, job: &Job) -> Result<Command, StartError> {
-        let binary = agent::find_cli(PROGRAM, self.config.binary.as_deref(), &job.workdir)
-            .ok_or_else(|| agent::not_found(&self.name, PROGRAM, self.config.binary.as_deref(), PACKAGE))?;
-        let home = agent::harness_home(job, &self.name).map_err(|source| StartError::Spawn {
-            what: format!("harness {}: its home under {}", self.name, job.workdir.display()),
-            source,
-        })?;
-        let mut command = Command::new(binary);
+    fn command(&self, turn: &Setup<'_>) -> Result<Command, StartError> {
+        let (config, job, home) = (turn.config, turn.job, &turn.home);
+        let mut command = Command::new(&turn.binary);
         command.args(["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions"]);
-        if let Some(model) = &self.config.model {
+        if let Some(model) = &config.model {
             command.arg("--model").arg(model);
         }
         if let Some(session) = &job.session {
@@ -56,9 +41,9 @@ impl ClaudeHarness {
         if let Some(server) = agent::tutti_mcp(job) {
             command.arg("--mcp-config").arg(mcp_config(&server).to_string()).arg("--strict-mcp-config");
         }
-        command.args(&self.config.args).arg("--").arg(agent::prompt(job));
+        command.args(&config.args).arg("--").arg(agent::prompt(job));
 
-        command.envs(agent::home_env(&home)).env("CLAUDE_CONFIG_DIR", home.join(".claude"));
+        command.envs(agent::home_env(home)).env("CLAUDE_CONFIG_DIR", home.join(".claude"));
         for var in [
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
             "DISABLE_AUTOUPDATER",
@@ -69,39 +54,19 @@ impl ClaudeHarness {
             command.env(var, "1");
         }
         command.env("ENABLE_TOOL_SEARCH", "false");
-        let key = agent::api_key(&self.name, &self.config, "ANTHROPIC_API_KEY")?;
-        if let Some(base) = &self.config.base_url {
-            command.env("ANTHROPIC_BASE_URL", agent::api_url(base, ""));
-        }
-        match key {
-            Some(key) => command.env("ANTHROPIC_API_KEY", key),
-            None if self.config.base_url.is_some() => command.env("ANTHROPIC_API_KEY", PLACEHOLDER_KEY),
-            None => &mut command,
-        };
-        agent::finish_env(&mut command, job, &self.config, &[]);
+        let key = agent::api_key(turn.name, config, "ANTHROPIC_API_KEY")?;
+        agent::gateway_env(&mut command, config, key, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY");
+        agent::finish_env(&mut command, job, config, &[]);
         Ok(command)
+    }
+
+    fn parse(stdout: &str) -> Transcript {
+        parse(stdout)
     }
 }
 
-impl Harness for ClaudeHarness {
-    agent::cli_harness_basics!();
-
-    fn capabilities(&self) -> Vec<String> {
-        agent::capabilities(&self.config)
-    }
-
-    /// Peak RSS of one turn (197–228 MB measured; docs/harnesses.md): without `max_parallel`, the number of
-    /// turns at once follows the available memory.
-    fn memory_per_attempt_mb(&self) -> Option<u64> {
-        Some(230)
-    }
-
-    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        // Transcripts: `.claude/projects/<cwd>/<session>.jsonl`.
-        let sessions = agent::sessions(&self.name, &job, ".claude/projects", |name, id| name == format!("{id}.jsonl"))?;
-        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).saving(sessions);
-        Ok(Box::new(agent::start(turn, reporter)?))
-    }
+fn session_file(name: &str, id: &str) -> bool {
+    name == format!("{id}.jsonl")
 }
 
 /// `--mcp-config` registering tutti's messaging bridge (its tools are `mcp__tutti__send`, ...); with
@@ -172,11 +137,11 @@ fn usage(result: &Value) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentConfig;
     use crate::testutil::job;
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::ffi::OsStr;
-    use std::path::Path;
 
     /// A stream as Claude Code 2.1.332 printed it for a Write tool call against the mock (lines shortened).
     const STREAM: &str = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"13c7b9cb","tools":["Write"],"model":"claude-sonnet-4-5"}
@@ -239,10 +204,8 @@ mod tests {
             .collect()
     }
 
-    fn harness(dir: &Path, config: AgentConfig) -> ClaudeHarness {
-        std::fs::write(dir.join("claude"), "").unwrap();
-        std::fs::set_permissions(dir.join("claude"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        ClaudeHarness::new("claude", AgentConfig { binary: Some(dir.join("claude")), ..config })
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> crate::cli::ClaudeHarness {
+        crate::testutil::fake_cli(dir, config)
     }
 
     #[test]
@@ -299,7 +262,7 @@ mod tests {
         );
         assert_eq!(env["TUTTI_EFFECT_ID"], "effect-1");
         if std::env::var_os("ANTHROPIC_API_KEY").is_none() {
-            assert_eq!(env["ANTHROPIC_API_KEY"], PLACEHOLDER_KEY);
+            assert_eq!(env["ANTHROPIC_API_KEY"], agent::PLACEHOLDER_KEY);
         }
     }
 
@@ -310,7 +273,7 @@ mod tests {
         let job = job("agent", json!({}), json!({}), dir.path());
         let err = harness(dir.path(), config).command(&job).unwrap_err();
         assert_eq!(err.to_string(), "harness claude: api_key_env names $TUTTI_TEST_NO_SUCH_KEY, which is not set");
-        let ghost = ClaudeHarness::new(
+        let ghost = crate::cli::ClaudeHarness::new(
             "ghost",
             AgentConfig { binary: Some("/nonexistent/claude".into()), ..AgentConfig::default() },
         );

@@ -5,57 +5,45 @@
 //! come from `harness-clis.md`.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Harness, Job, Reporter, Running};
-
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
-
-/// The CLI's name on `PATH`, and its npm package.
-const PROGRAM: &str = "codex";
-const PACKAGE: &str = "@openai/codex";
-
-/// The id of the model provider tutti defines in `config.toml` for `base_url` / `api_key_env`.
-const PROVIDER: &str = "tutti";
+use crate::agent::PROVIDER;
+use crate::agent::{self, McpServer, Transcript, count};
+use crate::cli::{Cli, Codex, Parser, SessionFilesAt, Setup};
 
 /// Where the provider points when only `api_key_env` is set.
 const OPENAI_URL: &str = "https://api.openai.com/v1";
 
-/// The Codex CLI (`@openai/codex`) as a harness.
+/// The Codex CLI.
 ///
 /// Command line: `codex exec [resume] --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox
 /// [-c model_provider="tutti"] [-m M] ARGS... -- [SESSION] PROMPT`, in the project directory, with stdin from
 /// `/dev/null`. Codex ignores `OPENAI_BASE_URL`, so `base_url` becomes a provider in
 /// `.tutti/harness-home/NAME/.codex/config.toml` (`CODEX_HOME`): `wire_api = "responses"`, the root URL
 /// plus `/v1`, and `env_key` = `api_key_env`.
-#[derive(Clone, Debug)]
-pub struct CodexHarness {
-    name: String,
-    config: AgentConfig,
-}
+impl Cli for Codex {
+    const PROGRAM: &'static str = "codex";
+    const PACKAGE: &'static str = "@openai/codex";
+    /// 145–150 MB measured.
+    const MEMORY_MB: u64 = 150;
+    /// Rollouts: `.codex/sessions/YYYY/MM/DD/rollout-<time>-<thread>.jsonl`.
+    const SESSIONS: Option<SessionFilesAt> = Some((".codex/sessions", rollout_file));
 
-agent::cli_constructors!(CodexHarness);
-
-impl CodexHarness {
-    /// The command, and the `CODEX_HOME` it runs with.
-    fn command(&self, job: &Job) -> Result<(Command, PathBuf), StartError> {
-        let binary = agent::find_cli(PROGRAM, self.config.binary.as_deref(), &job.workdir)
-            .ok_or_else(|| agent::not_found(&self.name, PROGRAM, self.config.binary.as_deref(), PACKAGE))?;
-        agent::api_key(&self.name, &self.config, "OPENAI_API_KEY")?;
-        let home = agent::harness_home(job, &self.name).map_err(|e| self.home_error(job, e))?;
-        let codex_home = home.join(".codex");
-        let uses_provider = self.config.base_url.is_some() || self.config.api_key_env.is_some();
+    fn command(&self, turn: &Setup<'_>) -> Result<Command, StartError> {
+        let (config, job) = (turn.config, turn.job);
+        agent::api_key(turn.name, config, "OPENAI_API_KEY")?;
+        let codex_home = codex_home(turn);
+        let uses_provider = config.base_url.is_some() || config.api_key_env.is_some();
         fs::create_dir_all(&codex_home)
-            .and_then(|()| agent::write_atomically(&codex_home.join("config.toml"), &self.config_toml()))
-            .map_err(|e| self.home_error(job, e))?;
+            .and_then(|()| agent::write_atomically(&codex_home.join("config.toml"), &config_toml(turn)))
+            .map_err(|e| turn.home_error(e))?;
 
-        let mut command = Command::new(binary);
+        let mut command = Command::new(&turn.binary);
         command.arg("exec");
         if job.session.is_some() {
             command.arg("resume");
@@ -64,7 +52,7 @@ impl CodexHarness {
         if uses_provider {
             command.arg("-c").arg(format!("model_provider=\"{PROVIDER}\""));
         }
-        if let Some(model) = &self.config.model {
+        if let Some(model) = &config.model {
             command.arg("-m").arg(model);
         }
         if let Some(server) = agent::tutti_mcp(job) {
@@ -72,74 +60,64 @@ impl CodexHarness {
                 command.arg("-c").arg(setting);
             }
         }
-        command.args(&self.config.args).arg("--");
+        command.args(&config.args).arg("--");
         if let Some(session) = &job.session {
             command.arg(session);
         }
         command.arg(agent::prompt(job));
-        command.envs(agent::home_env(&home)).env("CODEX_HOME", &codex_home);
-        agent::finish_env(&mut command, job, &self.config, &["OPENAI_API_KEY", "CODEX_API_KEY"]);
-        Ok((command, codex_home))
+        command.envs(agent::home_env(&turn.home)).env("CODEX_HOME", &codex_home);
+        agent::finish_env(&mut command, job, config, &["OPENAI_API_KEY", "CODEX_API_KEY"]);
+        Ok(command)
     }
 
-    fn home_error(&self, job: &Job, source: io::Error) -> StartError {
-        StartError::Spawn { what: format!("harness {}: its home under {}", self.name, job.workdir.display()), source }
+    fn parse(stdout: &str) -> Transcript {
+        parse(stdout, Usage::default())
     }
 
-    /// `config.toml` for this harness's `CODEX_HOME`, rewritten before every turn.
-    fn config_toml(&self) -> String {
-        let quote = |s: &str| Value::from(s).to_string();
-        let mut text = format!(
-            "# Written by tutti for [harness.{}] before every turn; edits here are lost.\n\
-             check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n\
-             # Shell snapshots write the environment, keys included, into files under CODEX_HOME.\n\
-             [features]\nshell_snapshot = false\n",
-            self.name
-        );
-        // Commands the model runs get codex's environment minus names like *KEY*, *SECRET*, *TOKEN* (codex's
-        // default); the key variable is named too, whatever it is called.
-        let mut excluded = vec![quote("OPENAI_API_KEY"), quote("CODEX_API_KEY")];
-        excluded.extend(self.config.api_key_env.as_deref().map(quote));
-        text.push_str(&format!("\n[shell_environment_policy]\nexclude = [{}]\n", excluded.join(", ")));
-        if self.config.base_url.is_some() || self.config.api_key_env.is_some() {
-            let url =
-                self.config.base_url.as_deref().map_or(OPENAI_URL.to_string(), |base| agent::api_url(base, "/v1"));
-            text.push_str(&format!(
-                "\n[model_providers.{PROVIDER}]\nname = \"tutti\"\nbase_url = {}\nwire_api = \"responses\"\n",
-                quote(&url)
-            ));
-            if let Some(var) = &self.config.api_key_env {
-                text.push_str(&format!("env_key = {}\n", quote(var)));
-            }
-        }
-        text
+    /// A resumed thread reports the usage of the whole thread; what it had before is subtracted.
+    fn parser(&self, turn: &Setup<'_>) -> Result<Parser, StartError> {
+        let thread = turn.job.session.as_deref();
+        let before = thread.and_then(|id| thread_usage(&codex_home(turn), id)).unwrap_or_default();
+        Ok(Box::new(move |stdout| parse(stdout, before)))
     }
 }
 
-impl Harness for CodexHarness {
-    agent::cli_harness_basics!();
+fn rollout_file(name: &str, id: &str) -> bool {
+    name.ends_with(&format!("-{id}.jsonl"))
+}
 
-    fn capabilities(&self) -> Vec<String> {
-        agent::capabilities(&self.config)
-    }
+/// The `CODEX_HOME` a turn runs with.
+fn codex_home(turn: &Setup<'_>) -> PathBuf {
+    turn.home.join(".codex")
+}
 
-    /// Peak RSS of one turn (145–150 MB measured; docs/harnesses.md): without `max_parallel`, the number of
-    /// turns at once follows the available memory.
-    fn memory_per_attempt_mb(&self) -> Option<u64> {
-        Some(150)
+/// `config.toml` for this harness's `CODEX_HOME`, rewritten before every turn.
+fn config_toml(turn: &Setup<'_>) -> String {
+    let config = turn.config;
+    let quote = |s: &str| Value::from(s).to_string();
+    let mut text = format!(
+        "# Written by tutti for [harness.{}] before every turn; edits here are lost.\n\
+         check_for_update_on_startup = false\n\n[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n\
+         # Shell snapshots write the environment, keys included, into files under CODEX_HOME.\n\
+         [features]\nshell_snapshot = false\n",
+        turn.name
+    );
+    // Commands the model runs get codex's environment minus names like *KEY*, *SECRET*, *TOKEN* (codex's
+    // default); the key variable is named too, whatever it is called.
+    let mut excluded = vec![quote("OPENAI_API_KEY"), quote("CODEX_API_KEY")];
+    excluded.extend(config.api_key_env.as_deref().map(quote));
+    text.push_str(&format!("\n[shell_environment_policy]\nexclude = [{}]\n", excluded.join(", ")));
+    if config.base_url.is_some() || config.api_key_env.is_some() {
+        let url = config.base_url.as_deref().map_or(OPENAI_URL.to_string(), |base| agent::api_url(base, "/v1"));
+        text.push_str(&format!(
+            "\n[model_providers.{PROVIDER}]\nname = \"tutti\"\nbase_url = {}\nwire_api = \"responses\"\n",
+            quote(&url)
+        ));
+        if let Some(var) = &config.api_key_env {
+            text.push_str(&format!("env_key = {}\n", quote(var)));
+        }
     }
-
-    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        // Rollouts: `.codex/sessions/YYYY/MM/DD/rollout-<time>-<thread>.jsonl`.
-        let sessions =
-            agent::sessions(&self.name, &job, ".codex/sessions", |name, id| name.ends_with(&format!("-{id}.jsonl")))?;
-        let (command, codex_home) = self.command(&job)?;
-        // A resumed thread reports the usage of the whole thread; what it had before is subtracted.
-        let before = job.session.as_deref().and_then(|id| thread_usage(&codex_home, id)).unwrap_or_default();
-        let turn = Turn::new(&self.name, &self.config, &job, command, Box::new(move |stdout| parse(stdout, before)))
-            .saving(sessions);
-        Ok(Box::new(agent::start(turn, reporter)?))
-    }
+    text
 }
 
 /// `-c` settings registering tutti's messaging bridge as `mcp_servers.tutti` (its tools come to the model in
@@ -238,6 +216,7 @@ fn find_rollout(dir: &Path, suffix: &str, depth: usize) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentConfig;
     use crate::testutil::job;
     use serde_json::json;
     use std::ffi::OsStr;
@@ -310,10 +289,8 @@ mod tests {
         assert_eq!(thread_usage(dir.path(), "other"), None);
     }
 
-    fn harness(dir: &Path, config: AgentConfig) -> CodexHarness {
-        std::fs::write(dir.join("codex"), "").unwrap();
-        std::fs::set_permissions(dir.join("codex"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        CodexHarness::new("codex", AgentConfig { binary: Some(dir.join("codex")), ..config })
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> crate::cli::CodexHarness {
+        crate::testutil::fake_cli(dir, config)
     }
 
     #[test]
@@ -326,7 +303,8 @@ mod tests {
         };
         let mut job = job("agent", json!({"agent": {"prompt": "go on"}}), json!({}), dir.path());
         job.session = Some("t-1".into());
-        let (command, codex_home) = harness(dir.path(), config).command(&job).unwrap();
+        let command = harness(dir.path(), config).command(&job).unwrap();
+        let codex_home = dir.path().join(".tutti/harness-home/codex/.codex");
         let args: Vec<&OsStr> = command.get_args().collect();
         let expected = [
             "exec",
@@ -343,7 +321,6 @@ mod tests {
             "go on",
         ];
         assert_eq!(args, expected.map(OsStr::new));
-        assert_eq!(codex_home, dir.path().join(".tutti/harness-home/codex/.codex"));
         let toml = fs::read_to_string(codex_home.join("config.toml")).unwrap();
         assert!(toml.contains("[model_providers.tutti]\nname = \"tutti\"\nbase_url = \"http://127.0.0.1:9999/v1\"\nwire_api = \"responses\"\n"), "{toml}");
         assert!(!toml.contains("env_key"), "{toml}");
@@ -355,7 +332,8 @@ mod tests {
     fn without_a_gateway_codex_keeps_its_own_provider() {
         let dir = tempfile::tempdir().unwrap();
         let job = job("agent", json!({"agent": {"prompt": "hi"}}), json!({}), dir.path());
-        let (command, codex_home) = harness(dir.path(), AgentConfig::default()).command(&job).unwrap();
+        let command = harness(dir.path(), AgentConfig::default()).command(&job).unwrap();
+        let codex_home = dir.path().join(".tutti/harness-home/codex/.codex");
         assert!(!command.get_args().any(|a| a == "-c"));
         let toml = fs::read_to_string(codex_home.join("config.toml")).unwrap();
         assert!(toml.contains("check_for_update_on_startup = false") && !toml.contains("model_providers"), "{toml}");

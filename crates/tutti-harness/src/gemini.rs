@@ -9,22 +9,15 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Harness, Job, Reporter, Running};
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
-
-/// The CLI's name on `PATH`, and its npm package.
-const PROGRAM: &str = "gemini";
-const PACKAGE: &str = "@google/gemini-cli";
+use crate::agent::{self, McpServer, Transcript, count};
+use crate::cli::{Cli, Gemini, SessionFilesAt, Setup};
 
 /// The model passed when `model` is not set: without `-m` Gemini CLI first makes a routing call to pick one.
 const DEFAULT_MODEL: &str = "gemini-2.5-flash";
 
-/// Sent as the API key when a gateway is configured but no key is: Gemini CLI's API-key auth needs one.
-const PLACEHOLDER_KEY: &str = "tutti-no-key";
-
-/// Gemini CLI (`@google/gemini-cli`) as a harness.
+/// Gemini CLI (`@google/gemini-cli`).
 ///
 /// Command line: `gemini -o stream-json --approval-mode yolo -m MODEL [--resume SESSION] ARGS...
 /// --prompt=PROMPT`, in the project directory, with stdin from `/dev/null`. Environment: `HOME` in
@@ -32,33 +25,32 @@ const PLACEHOLDER_KEY: &str = "tutti-no-key";
 /// a gateway auth that headless mode refuses), `GEMINI_CLI_NO_RELAUNCH=true` (a relaunched gemini ignores
 /// SIGTERM), `GEMINI_CLI_TRUST_WORKSPACE=true`, and with `base_url` set, `GOOGLE_GEMINI_BASE_URL` (a root URL
 /// as it is: the CLI adds `/v1beta`) and `GEMINI_API_KEY`.
-#[derive(Clone, Debug)]
-pub struct GeminiHarness {
-    name: String,
-    config: AgentConfig,
-}
+impl Cli for Gemini {
+    const PROGRAM: &'static str = "gemini";
+    const PACKAGE: &'static str = "@google/gemini-cli";
+    /// 257 MB measured.
+    const MEMORY_MB: u64 = 260;
+    /// Chats: `.gemini/tmp/<project>/chats/session-<time>-<first 8 of the id>.jsonl`, a new file per resume.
+    const SESSIONS: Option<SessionFilesAt> = Some((".gemini/tmp", chat_file));
 
-agent::cli_constructors!(GeminiHarness);
-
-impl GeminiHarness {
-    fn command(&self, job: &Job) -> Result<Command, StartError> {
-        let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
-        let key = agent::api_key(&self.name, &self.config, "GEMINI_API_KEY")?;
+    fn command(&self, turn: &Setup<'_>) -> Result<Command, StartError> {
+        let (config, job, home) = (turn.config, turn.job, &turn.home);
+        let key = agent::api_key(turn.name, config, "GEMINI_API_KEY")?;
         let settings = serde_json::to_string_pretty(&settings(agent::tutti_mcp(job).as_ref())).unwrap_or_default();
         fs::create_dir_all(home.join(".gemini"))
             .and_then(|()| agent::write_atomically(&home.join(".gemini/settings.json"), &settings))
-            .map_err(|e| agent::home_error(&self.name, job, e))?;
+            .map_err(|e| turn.home_error(e))?;
 
-        let mut command = Command::new(binary);
+        let mut command = Command::new(&turn.binary);
         command.args(["-o", "stream-json", "--approval-mode", "yolo", "-m"]);
-        command.arg(self.config.model.as_deref().unwrap_or(DEFAULT_MODEL));
+        command.arg(config.model.as_deref().unwrap_or(DEFAULT_MODEL));
         if let Some(session) = &job.session {
             command.arg("--resume").arg(session);
         }
         // `--prompt=` keeps a prompt that starts with `-` from being read as an option.
-        command.args(&self.config.args).arg(format!("--prompt={}", agent::prompt(job)));
+        command.args(&config.args).arg(format!("--prompt={}", agent::prompt(job)));
 
-        command.envs(agent::home_env(&home));
+        command.envs(agent::home_env(home));
         for (var, value) in [
             ("GEMINI_CLI_NO_RELAUNCH", "true"),
             ("GEMINI_CLI_TRUST_WORKSPACE", "true"),
@@ -66,17 +58,18 @@ impl GeminiHarness {
         ] {
             command.env(var, value);
         }
-        if let Some(base) = &self.config.base_url {
-            command.env("GOOGLE_GEMINI_BASE_URL", agent::api_url(base, ""));
-        }
-        match key {
-            Some(key) => command.env("GEMINI_API_KEY", key),
-            None if self.config.base_url.is_some() => command.env("GEMINI_API_KEY", PLACEHOLDER_KEY),
-            None => &mut command,
-        };
-        agent::finish_env(&mut command, job, &self.config, &[]);
+        agent::gateway_env(&mut command, config, key, "GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY");
+        agent::finish_env(&mut command, job, config, &[]);
         Ok(command)
     }
+
+    fn parse(stdout: &str) -> Transcript {
+        parse(stdout)
+    }
+}
+
+fn chat_file(name: &str, id: &str) -> bool {
+    name.starts_with("session-") && id.get(..8).is_some_and(|short| name.contains(short))
 }
 
 /// `~/.gemini/settings.json`, rewritten before every turn, with tutti's messaging bridge under `mcpServers`
@@ -98,30 +91,6 @@ fn settings(mcp: Option<&McpServer>) -> Value {
     }
     settings
 }
-
-impl Harness for GeminiHarness {
-    agent::cli_harness_basics!();
-
-    fn capabilities(&self) -> Vec<String> {
-        agent::capabilities(&self.config)
-    }
-
-    /// Peak RSS of one turn (257 MB measured; docs/harnesses.md): without `max_parallel`, the number of turns
-    /// at once follows the available memory.
-    fn memory_per_attempt_mb(&self) -> Option<u64> {
-        Some(260)
-    }
-
-    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        // Chats: `.gemini/tmp/<project>/chats/session-<time>-<first 8 of the id>.jsonl`, a new file per resume.
-        let sessions = agent::sessions(&self.name, &job, ".gemini/tmp", |name, id| {
-            name.starts_with("session-") && id.get(..8).is_some_and(|short| name.contains(short))
-        })?;
-        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).saving(sessions);
-        Ok(Box::new(agent::start(turn, reporter)?))
-    }
-}
-
 /// Read a `stream-json` transcript: `init` has the session id; assistant `message` deltas after the last tool
 /// call make the answer; `result` has `status` (`error` with `error.message`) and `stats` for the whole
 /// invocation. An `error` event of severity `error` is the error when no successful `result` follows.
@@ -172,6 +141,7 @@ fn usage(stats: &Value) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentConfig;
     use crate::testutil::job;
     use std::ffi::OsStr;
 
@@ -207,10 +177,8 @@ mod tests {
         assert_eq!(parse(&warned).error, None, "a successful result wins");
     }
 
-    fn harness(dir: &std::path::Path, config: AgentConfig) -> GeminiHarness {
-        fs::write(dir.join("gemini"), "").unwrap();
-        fs::set_permissions(dir.join("gemini"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        GeminiHarness::new("gemini", AgentConfig { binary: Some(dir.join("gemini")), ..config })
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> crate::cli::GeminiHarness {
+        crate::testutil::fake_cli(dir, config)
     }
 
     #[test]

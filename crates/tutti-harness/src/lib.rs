@@ -1,10 +1,11 @@
 //! tutti's harness adapters: the `shell`, `node`, generic `command` and in-process `echo` harnesses, the
-//! agent-CLI adapters (`claude`, `codex`, `gemini`, `pi`, `opencode`) and what they share, the prompt renderer, and process-tree control.
+//! agent-CLI adapters (`claude`, `codex`, `gemini`, `pi`, `opencode`: each a `Cli` under one generic `AgentHarness`) and what they share, the prompt renderer, and process-tree control.
 //! It does not own the `Harness` trait (the engine's seam), routing between harnesses, or reading
 //! `tutti.toml` (the CLI's).
 
 pub mod agent;
 pub mod claude;
+pub mod cli;
 pub mod codex;
 pub mod command;
 pub mod echo;
@@ -21,15 +22,14 @@ pub mod shell;
 #[cfg(test)]
 mod testutil;
 
-pub use agent::{AgentConfig, Detection, cli_cache_bin};
-pub use claude::ClaudeHarness;
-pub use codex::CodexHarness;
+pub use agent::{AgentConfig, Transcript};
+pub use cli::{
+    AgentHarness, Claude, ClaudeHarness, Cli, Codex, CodexHarness, Detection, Gemini, GeminiHarness, Opencode,
+    OpencodeHarness, Pi, PiHarness, cli_cache_bin,
+};
 pub use command::{CommandConfig, CommandHarness, Extras, last_json};
 pub use echo::EchoHarness;
-pub use gemini::GeminiHarness;
 pub use node::NodeHarness;
-pub use opencode::OpencodeHarness;
-pub use pi::PiHarness;
 pub use platform::LinuxPlatform;
 pub use process::{Exit, Options, ProcessHandle, Stop};
 pub use prompt::{render_messages, render_prompt};

@@ -8,22 +8,13 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Harness, Job, Reporter, Running};
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, McpServer, Transcript, Turn, count};
+use crate::agent::PROVIDER;
+use crate::agent::{self, AgentConfig, McpServer, Transcript, count};
+use crate::cli::{Cli, Opencode, Setup};
 
-/// The CLI's name on `PATH`, and its npm package.
-const PROGRAM: &str = "opencode";
-const PACKAGE: &str = "opencode-ai";
-
-/// The provider tutti defines for `base_url`.
-const PROVIDER: &str = "tutti";
-
-/// The API key when a gateway is configured without `api_key_env`; local model servers ignore it.
-const PLACEHOLDER_KEY: &str = "tutti-no-key";
-
-/// opencode (`opencode-ai`) as a harness.
+/// opencode (`opencode-ai`).
 ///
 /// Command line: `opencode run --format json [-m tutti/MODEL | -m MODEL] [-s SESSION] ARGS...`, in the project
 /// directory, with the prompt written to stdin and stdin closed (a prompt argument reaches the model quoted,
@@ -32,29 +23,18 @@ const PLACEHOLDER_KEY: &str = "tutti-no-key";
 /// models.dev fetching, auto-update and LSP downloads off, and `OPENCODE_CONFIG_CONTENT`: with `base_url`, a
 /// `tutti` provider (`@ai-sdk/openai-compatible`, Chat Completions) at the root URL plus `/v1`, serving
 /// `model`.
-#[derive(Clone, Debug)]
-pub struct OpencodeHarness {
-    name: String,
-    config: AgentConfig,
-}
+impl Cli for Opencode {
+    const PROGRAM: &'static str = "opencode";
+    const PACKAGE: &'static str = "opencode-ai";
+    /// 500–720 MB measured.
+    const MEMORY_MB: u64 = 720;
+    const PROMPT_ON_STDIN: bool = true;
 
-agent::cli_constructors!(OpencodeHarness);
-
-impl OpencodeHarness {
-    fn command(&self, job: &Job) -> Result<Command, StartError> {
-        let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
-        agent::api_key(&self.name, &self.config, "")?;
-        let model = match (&self.config.base_url, &self.config.model) {
-            (Some(_), Some(model)) => Some(format!("{PROVIDER}/{model}")),
-            (Some(_), None) => {
-                return Err(StartError::Invalid(format!(
-                    "harness {}: `base_url` needs `model`: opencode asks a gateway for a model by name",
-                    self.name
-                )));
-            }
-            (None, model) => model.clone(),
-        };
-        let mut command = Command::new(binary);
+    fn command(&self, turn: &Setup<'_>) -> Result<Command, StartError> {
+        let (config, job, home) = (turn.config, turn.job, &turn.home);
+        agent::api_key(turn.name, config, "")?;
+        let model = agent::provider_model(turn, "opencode")?;
+        let mut command = Command::new(&turn.binary);
         command.args(["run", "--format", "json"]);
         if let Some(model) = model {
             command.arg("-m").arg(model);
@@ -62,61 +42,43 @@ impl OpencodeHarness {
         if let Some(session) = &job.session {
             command.arg("-s").arg(session);
         }
-        command.args(&self.config.args);
-        let config = self.config_json(agent::tutti_mcp(job).as_ref());
-        command.envs(agent::home_env(&home)).env("OPENCODE_CONFIG_CONTENT", config.to_string());
+        command.args(&config.args);
+        let content = config_json(config, agent::tutti_mcp(job).as_ref());
+        command.envs(agent::home_env(home)).env("OPENCODE_CONFIG_CONTENT", content.to_string());
         for var in ["OPENCODE_DISABLE_MODELS_FETCH", "OPENCODE_DISABLE_AUTOUPDATE", "OPENCODE_DISABLE_LSP_DOWNLOAD"] {
             command.env(var, "1");
         }
-        // With a gateway, the key is `api_key_env` alone; talking to providers directly, their usual keys.
-        let keys = if self.config.base_url.is_some() { &[][..] } else { agent::PROVIDER_KEYS };
-        agent::finish_env(&mut command, job, &self.config, keys);
+        agent::finish_env(&mut command, job, config, agent::direct_keys(config));
         Ok(command)
     }
 
-    /// The configuration in `OPENCODE_CONFIG_CONTENT`: the `tutti` provider when `base_url` is set, and
-    /// tutti's messaging bridge as the local MCP server `tutti` (tools `tutti_send`, ...).
-    fn config_json(&self, mcp: Option<&McpServer>) -> Value {
-        let mut config = json!({ "autoupdate": false, "share": "disabled" });
-        if let Some(server) = mcp {
-            let mut command = vec![server.command.to_string_lossy().into_owned()];
-            command.extend(server.args.iter().cloned());
-            let env: serde_json::Map<String, Value> =
-                server.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
-            config["mcp"] = json!({ agent::MCP_NAME: { "type": "local", "command": command, "environment": env } });
-        }
-        if let (Some(base), Some(model)) = (&self.config.base_url, &self.config.model) {
-            let key =
-                self.config.api_key_env.as_ref().map_or(PLACEHOLDER_KEY.to_string(), |var| format!("{{env:{var}}}"));
-            config["provider"] = json!({ PROVIDER: {
-                "npm": "@ai-sdk/openai-compatible",
-                "name": "tutti",
-                "options": { "baseURL": agent::api_url(base, "/v1"), "apiKey": key },
-                "models": { model: { "name": model } },
-            }});
-        }
-        config
+    fn parse(stdout: &str) -> Transcript {
+        parse(stdout)
     }
 }
 
-impl Harness for OpencodeHarness {
-    agent::cli_harness_basics!();
-
-    fn capabilities(&self) -> Vec<String> {
-        agent::capabilities(&self.config)
+/// The configuration in `OPENCODE_CONFIG_CONTENT`: the `tutti` provider when `base_url` is set, and
+/// tutti's messaging bridge as the local MCP server `tutti` (tools `tutti_send`, ...).
+fn config_json(config: &AgentConfig, mcp: Option<&McpServer>) -> Value {
+    let mut content = json!({ "autoupdate": false, "share": "disabled" });
+    if let Some(server) = mcp {
+        let mut command = vec![server.command.to_string_lossy().into_owned()];
+        command.extend(server.args.iter().cloned());
+        let env: serde_json::Map<String, Value> =
+            server.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+        content["mcp"] = json!({ agent::MCP_NAME: { "type": "local", "command": command, "environment": env } });
     }
-
-    /// Peak RSS of one turn (500–720 MB measured; docs/harnesses.md): without `max_parallel`, the number of
-    /// turns at once follows the available memory.
-    fn memory_per_attempt_mb(&self) -> Option<u64> {
-        Some(720)
+    if let (Some(base), Some(model)) = (&config.base_url, &config.model) {
+        let key =
+            config.api_key_env.as_ref().map_or(agent::PLACEHOLDER_KEY.to_string(), |var| format!("{{env:{var}}}"));
+        content["provider"] = json!({ PROVIDER: {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": "tutti",
+            "options": { "baseURL": agent::api_url(base, "/v1"), "apiKey": key },
+            "models": { model: { "name": model } },
+        }});
     }
-
-    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        let turn =
-            Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse)).prompt_on_stdin(&job);
-        Ok(Box::new(agent::start(turn, reporter)?))
-    }
+    content
 }
 
 /// Read a `--format json` transcript: every line has `sessionID`; `text` parts after the last tool call make
@@ -164,6 +126,7 @@ fn add(total: &mut Usage, part: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentConfig;
     use crate::testutil::job;
     use std::ffi::OsStr;
 
@@ -200,10 +163,8 @@ mod tests {
         assert_eq!((transcript.session.as_deref(), transcript.answer), (Some("ses_2"), None));
     }
 
-    fn harness(dir: &std::path::Path, config: AgentConfig) -> OpencodeHarness {
-        std::fs::write(dir.join("opencode"), "").unwrap();
-        std::fs::set_permissions(dir.join("opencode"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        OpencodeHarness::new("opencode", AgentConfig { binary: Some(dir.join("opencode")), ..config })
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> crate::cli::OpencodeHarness {
+        crate::testutil::fake_cli(dir, config)
     }
 
     #[test]

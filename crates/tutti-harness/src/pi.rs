@@ -9,62 +9,45 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use tutti_engine::harness::Error as StartError;
-use tutti_engine::{Harness, Job, Reporter, Running};
 use tutti_journal::Usage;
 
-use crate::agent::{self, AgentConfig, Transcript, Turn, count};
-
-/// The CLI's name on `PATH`, and its npm package.
-const PROGRAM: &str = "pi";
-const PACKAGE: &str = "@mariozechner/pi-coding-agent";
+use crate::agent::PROVIDER;
+use crate::agent::{self, AgentConfig, Transcript, count};
+use crate::cli::{Cli, Pi, SessionFilesAt, Setup};
 
 /// What pi can do unless its table lists `capabilities`: read, bash, edit and write, and sessions; no web
 /// tool and no MCP.
 const CAPABILITIES: &[&str] = &["edit", "shell", "resume", "structured-output"];
 
-/// The provider tutti defines in `models.json` for `base_url`.
-const PROVIDER: &str = "tutti";
-
-/// The API key when a gateway is configured without `api_key_env`; local model servers ignore it. (pi reads
-/// `apiKey` as a variable name when such a variable exists, else as the key; this is no variable's name.)
-const PLACEHOLDER_KEY: &str = "tutti-no-key";
-
-/// The pi coding agent (`@mariozechner/pi-coding-agent`) as a harness.
+/// The pi coding agent (`@mariozechner/pi-coding-agent`).
 ///
 /// Command line: `pi -p --mode json [--model tutti/MODEL | --model MODEL] [--session SESSION] ARGS...`, in the
 /// project directory, with the prompt written to stdin and stdin closed (pi waits for EOF on an open pipe,
 /// and refuses a prompt argument that starts with `-`). Environment: `HOME` and `PI_CODING_AGENT_DIR` in
 /// `.tutti/harness-home/NAME`, `PI_OFFLINE=1`, `PI_TELEMETRY=0`. With `base_url`, `models.json` there has a
 /// `tutti` provider speaking Chat Completions at the root URL plus `/v1`, serving `model`.
-#[derive(Clone, Debug)]
-pub struct PiHarness {
-    name: String,
-    config: AgentConfig,
-}
+impl Cli for Pi {
+    const PROGRAM: &'static str = "pi";
+    const PACKAGE: &'static str = "@mariozechner/pi-coding-agent";
+    /// 175–186 MB measured.
+    const MEMORY_MB: u64 = 190;
+    /// pi has no web tool: its default capabilities leave out `web`.
+    const CAPABILITIES: &'static [&'static str] = CAPABILITIES;
+    const PROMPT_ON_STDIN: bool = true;
+    /// Sessions: `.pi/agent/sessions/--<cwd>--/<time>_<session>.jsonl`.
+    const SESSIONS: Option<SessionFilesAt> = Some((".pi/agent/sessions", session_file));
 
-agent::cli_constructors!(PiHarness);
-
-impl PiHarness {
-    fn command(&self, job: &Job) -> Result<Command, StartError> {
-        let (binary, home) = agent::cli_and_home(&self.name, PROGRAM, PACKAGE, &self.config, job)?;
-        agent::api_key(&self.name, &self.config, "")?;
-        let model = match (&self.config.base_url, &self.config.model) {
-            (Some(_), Some(model)) => Some(format!("{PROVIDER}/{model}")),
-            (Some(_), None) => {
-                return Err(StartError::Invalid(format!(
-                    "harness {}: `base_url` needs `model`: pi asks a gateway for a model by name",
-                    self.name
-                )));
-            }
-            (None, model) => model.clone(),
-        };
+    fn command(&self, turn: &Setup<'_>) -> Result<Command, StartError> {
+        let (config, job, home) = (turn.config, turn.job, &turn.home);
+        agent::api_key(turn.name, config, "")?;
+        let model = agent::provider_model(turn, "pi")?;
         let dir = home.join(".pi/agent");
-        let models = serde_json::to_string_pretty(&self.models_json()).unwrap_or_default();
+        let models = serde_json::to_string_pretty(&models_json(config)).unwrap_or_default();
         fs::create_dir_all(&dir)
             .and_then(|()| agent::write_atomically(&dir.join("models.json"), &models))
-            .map_err(|e| agent::home_error(&self.name, job, e))?;
+            .map_err(|e| turn.home_error(e))?;
 
-        let mut command = Command::new(binary);
+        let mut command = Command::new(&turn.binary);
         command.args(["-p", "--mode", "json"]);
         if let Some(model) = model {
             command.arg("--model").arg(model);
@@ -72,60 +55,36 @@ impl PiHarness {
         if let Some(session) = &job.session {
             command.arg("--session").arg(session);
         }
-        command.args(&self.config.args);
-        command.envs(agent::home_env(&home)).env("PI_CODING_AGENT_DIR", &dir);
+        command.args(&config.args);
+        command.envs(agent::home_env(home)).env("PI_CODING_AGENT_DIR", &dir);
         command.env("PI_OFFLINE", "1").env("PI_TELEMETRY", "0");
-        // With a gateway, the key is `api_key_env` alone; talking to providers directly, their usual keys.
-        let keys = if self.config.base_url.is_some() { &[][..] } else { agent::PROVIDER_KEYS };
-        agent::finish_env(&mut command, job, &self.config, keys);
+        agent::finish_env(&mut command, job, config, agent::direct_keys(config));
         Ok(command)
     }
 
-    /// `models.json`, rewritten before every turn: the `tutti` provider when `base_url` is set.
-    fn models_json(&self) -> Value {
-        let (Some(base), Some(model)) = (&self.config.base_url, &self.config.model) else {
-            return json!({ "providers": {} });
-        };
-        let key = self.config.api_key_env.as_deref().unwrap_or(PLACEHOLDER_KEY);
-        json!({ "providers": { PROVIDER: {
-            "baseUrl": agent::api_url(base, "/v1"),
-            "api": "openai-completions",
-            "apiKey": key,
-            // Many gateways and local servers reject the `developer` role and `reasoning_effort`.
-            "compat": { "supportsDeveloperRole": false, "supportsReasoningEffort": false },
-            "models": [{ "id": model }],
-        }}})
+    fn parse(stdout: &str) -> Transcript {
+        parse(stdout)
     }
 }
 
-impl Harness for PiHarness {
-    agent::cli_harness_basics!();
+fn session_file(name: &str, id: &str) -> bool {
+    name.ends_with(&format!("_{id}.jsonl"))
+}
 
-    /// pi has no web tool: its default capabilities leave out `web`.
-    fn capabilities(&self) -> Vec<String> {
-        if self.config.capabilities.is_empty() {
-            CAPABILITIES.iter().map(|c| c.to_string()).collect()
-        } else {
-            self.config.capabilities.clone()
-        }
-    }
-
-    /// Peak RSS of one turn (175–186 MB measured; docs/harnesses.md): without `max_parallel`, the number of
-    /// turns at once follows the available memory.
-    fn memory_per_attempt_mb(&self) -> Option<u64> {
-        Some(190)
-    }
-
-    fn start(&self, job: Job, reporter: Reporter) -> Result<Box<dyn Running>, StartError> {
-        // Sessions: `.pi/agent/sessions/--<cwd>--/<time>_<session>.jsonl`.
-        let sessions = agent::sessions(&self.name, &job, ".pi/agent/sessions", |name, id| {
-            name.ends_with(&format!("_{id}.jsonl"))
-        })?;
-        let turn = Turn::new(&self.name, &self.config, &job, self.command(&job)?, Box::new(parse))
-            .prompt_on_stdin(&job)
-            .saving(sessions);
-        Ok(Box::new(agent::start(turn, reporter)?))
-    }
+/// `models.json`, rewritten before every turn: the `tutti` provider when `base_url` is set.
+fn models_json(config: &AgentConfig) -> Value {
+    let (Some(base), Some(model)) = (&config.base_url, &config.model) else {
+        return json!({ "providers": {} });
+    };
+    let key = config.api_key_env.as_deref().unwrap_or(agent::PLACEHOLDER_KEY);
+    json!({ "providers": { PROVIDER: {
+        "baseUrl": agent::api_url(base, "/v1"),
+        "api": "openai-completions",
+        "apiKey": key,
+        // Many gateways and local servers reject the `developer` role and `reasoning_effort`.
+        "compat": { "supportsDeveloperRole": false, "supportsReasoningEffort": false },
+        "models": [{ "id": model }],
+    }}})
 }
 
 /// Read a `--mode json` transcript: `session` has the id; each assistant `message_end` adds its `usage`, and
@@ -177,8 +136,10 @@ fn add(total: &mut Usage, u: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentConfig;
     use crate::testutil::job;
     use std::ffi::OsStr;
+    use tutti_engine::Harness;
 
     fn assistant(content: Value, stop: &str, extra: Value) -> String {
         let usage = json!({"input":14,"output":7,"cacheRead":5,"cacheWrite":0,"totalTokens":26,"cost":{"total":0.5}});
@@ -220,10 +181,8 @@ mod tests {
         assert_eq!((parse(&recovered).error, parse(&recovered).answer.as_deref()), (None, Some("ok")));
     }
 
-    fn harness(dir: &std::path::Path, config: AgentConfig) -> PiHarness {
-        fs::write(dir.join("pi"), "").unwrap();
-        fs::set_permissions(dir.join("pi"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        PiHarness::new("pi", AgentConfig { binary: Some(dir.join("pi")), ..config })
+    fn harness(dir: &std::path::Path, config: AgentConfig) -> crate::cli::PiHarness {
+        crate::testutil::fake_cli(dir, config)
     }
 
     #[test]
@@ -244,16 +203,16 @@ mod tests {
         let provider = &models["providers"]["tutti"];
         assert_eq!(
             (provider["baseUrl"].as_str(), provider["apiKey"].as_str()),
-            (Some("http://127.0.0.1:9999/v1"), Some(PLACEHOLDER_KEY))
+            (Some("http://127.0.0.1:9999/v1"), Some(agent::PLACEHOLDER_KEY))
         );
         assert_eq!(provider["models"], json!([{"id": "m"}]));
     }
 
     #[test]
     fn pi_has_no_web_capability_unless_configured() {
-        assert_eq!(PiHarness::new("pi", AgentConfig::default()).capabilities(), CAPABILITIES);
+        assert_eq!(crate::cli::PiHarness::new("pi", AgentConfig::default()).capabilities(), CAPABILITIES);
         let listed = AgentConfig { capabilities: vec!["web".into()], ..AgentConfig::default() };
-        assert_eq!(PiHarness::new("pi", listed).capabilities(), ["web"]);
+        assert_eq!(crate::cli::PiHarness::new("pi", listed).capabilities(), ["web"]);
     }
 
     #[test]

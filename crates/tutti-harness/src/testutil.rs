@@ -59,3 +59,13 @@ pub(crate) fn gone_within(pid: i32, timeout: Duration) -> bool {
 pub(crate) fn alive(pid: i32) -> bool {
     !gone_within(pid, Duration::ZERO)
 }
+
+/// The harness of CLI `C`, named after its program, whose program is an empty executable in `dir`: enough to
+/// build its command lines.
+pub(crate) fn fake_cli<C: crate::cli::Cli>(dir: &Path, config: crate::AgentConfig) -> crate::AgentHarness<C> {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = dir.join(C::PROGRAM);
+    std::fs::write(&binary, "").expect("write the fake CLI");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).expect("make it executable");
+    crate::AgentHarness::new(C::PROGRAM, crate::AgentConfig { binary: Some(binary), ..config })
+}
