@@ -2,8 +2,10 @@
 //! every request and result, decides what is ready and where it runs, and feeds results back the moment they
 //! arrive — no batch barrier. Its parts are owned types: the journal buffer (`journal.rs`: record, submit,
 //! confirm, flush), the scheduler (`scheduler.rs`: queue, limits, memory admission) and the local executor
-//! (`executor.rs`: starts attempts, holds their handles, timeouts, stopping). Harness threads talk to it
-//! only through its channel, as [`Msg`]s.
+//! (`executor.rs`: starts attempts, holds their handles, timeouts, stopping). The rest of its work is split by
+//! topic over `impl Driver` blocks: effects (`effects.rs`), groups, messages and sessions (`members.rs`),
+//! control commands and the lease (`control.rs`), resume (`resume.rs`) and the run's end (`end.rs`). Harness
+//! threads talk to it only through its channel, as [`Msg`]s.
 //!
 //! Durability follows the output-commit rule: everything the process did is committed in one transaction
 //! before anything leaves the driver (a subprocess starts, the driver waits, the run ends). A sequential
@@ -12,7 +14,9 @@
 //! A step never re-enters the process host: resolving an effect journals it and queues a notice; the loop
 //! hands notices to the host one at a time, in journal order, and acts on what each one wakes.
 
+mod control;
 mod effects;
+mod end;
 mod executor;
 mod journal;
 mod members;
@@ -238,16 +242,6 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// A step of the process failed in the host. When the shutdown flag is set, the host was told to stop
-    /// running JavaScript that would not yield (a loop that never awaits): the process is broken, so the run
-    /// fails with the host's account naming the file, after its running effects are stopped.
-    fn host_failed(self, e: HostError) -> Result<RunEnd, Error> {
-        if !self.shutdown.load(Ordering::SeqCst) {
-            return Err(e.into());
-        }
-        self.finish(End::Finished(Err(ErrorInfo::new("ProcessDidNotYield", e.message))))
-    }
-
     fn next_end(&mut self) -> Result<End, Error> {
         loop {
             self.settle()?;
@@ -412,142 +406,6 @@ impl<'a> Driver<'a> {
         for (id, outcome) in due {
             self.resolve(&id, outcome, false);
         }
-    }
-
-    fn command(&mut self, command: Command) -> Result<(), Error> {
-        match command {
-            Command::Cancel { reason, by } => {
-                if self.end.is_none() {
-                    if let Some(by) = by {
-                        self.record(Event::ControlApplied { action: "cancel".into(), effect: None, by });
-                    }
-                    self.end = Some(End::Cancelled(reason));
-                }
-            }
-            Command::Message { effect, attempt, token, to, body } => {
-                // `tutti msg send` refused stale attempts when it queued this; the token proves the sender.
-                if self.token_is_valid(&effect, attempt, &token) {
-                    self.send(crate::identity::address_of(&effect), to, body);
-                }
-            }
-            Command::Progress { effect, attempt, token, message } => {
-                if self.token_is_valid(&effect, attempt, &token) && self.effects.contains_key(&effect) {
-                    self.observer.progress(Progress::Log { scope: effect.clone(), message: message.clone() });
-                    self.record(Event::EffectProgress { effect, message });
-                }
-            }
-            Command::Resolve { effect, outcome, by } => {
-                let pending =
-                    self.effects.get(&effect).filter(|e| matches!(e.state.phase(), Phase::Waiting | Phase::Running));
-                if let Some(e) = pending {
-                    if let Some(by) = by {
-                        let action = control_action(&e.request.kind, &outcome).to_string();
-                        self.record(Event::ControlApplied { action, effect: Some(effect.clone()), by });
-                    }
-                    let outcome = match outcome {
-                        Outcome::Ok { value } => Ok(self.store.load(&value)?),
-                        Outcome::Error { error } => Err(error),
-                    };
-                    self.resolve(&effect, outcome, false);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether `token` is the one this run gave the attempt `attempt` of `effect`.
-    fn token_is_valid(&self, effect: &EffectId, attempt: u32, token: &str) -> bool {
-        token == crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, effect, attempt)
-    }
-
-    // ---- the end ----
-
-    fn finish(mut self, end: End) -> Result<RunEnd, Error> {
-        let interrupted = matches!(end, End::Interrupted(_));
-        let reason = match &end {
-            End::Cancelled(r) => format!("run cancelled: {r}"),
-            End::Interrupted(r) => r.clone(),
-            _ => "the run ended".to_string(),
-        };
-        let stopped = self.stop_all(&reason, !interrupted);
-        self.executor.reap(STOP_GRACE);
-        let run_end = match end {
-            End::Finished(Ok(output)) => {
-                self.record(Event::RunCompleted { output: Payload::Inline(output.clone()) });
-                RunEnd { status: RunStatus::Completed, output: Some(output), error: None, interrupted: false }
-            }
-            End::Finished(Err(error)) => {
-                self.record(Event::RunFailed { error: error.clone() });
-                RunEnd { status: RunStatus::Failed, output: None, error: Some(error), interrupted: false }
-            }
-            End::Halted { reason, payload } => {
-                let output = json!({ "halted": reason, "payload": payload });
-                self.record(Event::RunHalted { reason, payload: Payload::Inline(payload) });
-                RunEnd { status: RunStatus::Halted, output: Some(output), error: None, interrupted: false }
-            }
-            End::Cancelled(reason) => {
-                let error = ErrorInfo::new("Cancelled", format!("run cancelled: {reason}"));
-                self.record(Event::RunCancelled { reason });
-                RunEnd { status: RunStatus::Cancelled, output: None, error: Some(error), interrupted: false }
-            }
-            End::Interrupted(reason) => {
-                self.record(Event::DriverDetached { reason, interrupted: stopped });
-                RunEnd { status: RunStatus::Running, output: None, error: None, interrupted: true }
-            }
-        };
-        self.journal.flush()?;
-        self.release();
-        Ok(run_end)
-    }
-
-    /// Kill every running effect's process tree; journal them as cancelled unless the run is only being
-    /// detached (then they run again on resume). Returns the effects that were stopped.
-    fn stop_all(&mut self, reason: &str, journal: bool) -> Vec<EffectId> {
-        let mut ids: Vec<EffectId> = self.effects.keys().cloned().collect();
-        ids.sort();
-        let mut stopped = Vec::new();
-        for id in &ids {
-            let previous = self.finish_effect(id);
-            if previous.phase() == Phase::Running {
-                stopped.push(id.clone());
-            }
-            self.release_slot(id, previous, true);
-            if journal {
-                self.record(Event::EffectCancelled { effect: id.clone(), reason: reason.to_string() });
-            }
-        }
-        stopped
-    }
-
-    // ---- the lease ----
-
-    fn acquire_lease(&mut self) -> Result<(), Error> {
-        let platform = Arc::clone(&self.opts.platform);
-        let is_gone = move |holder: &LeaseHolder| platform.holder_is_gone(holder);
-        let outcome =
-            self.store.acquire_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS, &is_gone)?;
-        match outcome {
-            LeaseOutcome::Acquired => Ok(()),
-            LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.opts.run_id.clone(), holder }),
-        }
-    }
-
-    fn release(&mut self) {
-        // Best effort: an unreleased lease expires by itself.
-        let _ = self.store.release_lease(&self.opts.run_id, &self.opts.holder);
-    }
-}
-
-/// What a person's answer to an effect did: `approve` / `reject` a breakpoint, or `post` a result.
-fn control_action(kind: &str, outcome: &Outcome) -> &'static str {
-    let approved = match outcome {
-        Outcome::Ok { value: Payload::Inline(v) } => v.get("approved").and_then(Value::as_bool),
-        _ => None,
-    };
-    match (kind, approved) {
-        ("breakpoint", Some(true)) => "approve",
-        ("breakpoint", Some(false)) => "reject",
-        _ => "post",
     }
 }
 

@@ -1,0 +1,82 @@
+//! What reaches a run from outside its process: control commands queued in the journal (`tutti cancel`,
+//! `approve`, `reject`, `post`, and an agent's `tutti msg send` / progress notes, each checked against its
+//! attempt's token), and the lease that makes this driver the run's only one.
+
+use super::*;
+
+impl Driver<'_> {
+    pub(super) fn command(&mut self, command: Command) -> Result<(), Error> {
+        match command {
+            Command::Cancel { reason, by } => {
+                if self.end.is_none() {
+                    if let Some(by) = by {
+                        self.record(Event::ControlApplied { action: "cancel".into(), effect: None, by });
+                    }
+                    self.end = Some(End::Cancelled(reason));
+                }
+            }
+            Command::Message { effect, attempt, token, to, body } => {
+                // `tutti msg send` refused stale attempts when it queued this; the token proves the sender.
+                if self.token_is_valid(&effect, attempt, &token) {
+                    self.send(crate::identity::address_of(&effect), to, body);
+                }
+            }
+            Command::Progress { effect, attempt, token, message } => {
+                if self.token_is_valid(&effect, attempt, &token) && self.effects.contains_key(&effect) {
+                    self.observer.progress(Progress::Log { scope: effect.clone(), message: message.clone() });
+                    self.record(Event::EffectProgress { effect, message });
+                }
+            }
+            Command::Resolve { effect, outcome, by } => {
+                let pending =
+                    self.effects.get(&effect).filter(|e| matches!(e.state.phase(), Phase::Waiting | Phase::Running));
+                if let Some(e) = pending {
+                    if let Some(by) = by {
+                        let action = control_action(&e.request.kind, &outcome).to_string();
+                        self.record(Event::ControlApplied { action, effect: Some(effect.clone()), by });
+                    }
+                    let outcome = match outcome {
+                        Outcome::Ok { value } => Ok(self.store.load(&value)?),
+                        Outcome::Error { error } => Err(error),
+                    };
+                    self.resolve(&effect, outcome, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `token` is the one this run gave the attempt `attempt` of `effect`.
+    fn token_is_valid(&self, effect: &EffectId, attempt: u32, token: &str) -> bool {
+        token == crate::identity::message_token(&self.opts.msg_secret, &self.opts.run_id, effect, attempt)
+    }
+
+    pub(super) fn acquire_lease(&mut self) -> Result<(), Error> {
+        let platform = Arc::clone(&self.opts.platform);
+        let is_gone = move |holder: &LeaseHolder| platform.holder_is_gone(holder);
+        let outcome =
+            self.store.acquire_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS, &is_gone)?;
+        match outcome {
+            LeaseOutcome::Acquired => Ok(()),
+            LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.opts.run_id.clone(), holder }),
+        }
+    }
+
+    pub(super) fn release(&mut self) {
+        // Best effort: an unreleased lease expires by itself.
+        let _ = self.store.release_lease(&self.opts.run_id, &self.opts.holder);
+    }
+}
+
+/// What a person's answer to an effect did: `approve` / `reject` a breakpoint, or `post` a result.
+fn control_action(kind: &str, outcome: &Outcome) -> &'static str {
+    let approved = match outcome {
+        Outcome::Ok { value: Payload::Inline(v) } => v.get("approved").and_then(Value::as_bool),
+        _ => None,
+    };
+    match (kind, approved) {
+        ("breakpoint", Some(true)) => "approve",
+        ("breakpoint", Some(false)) => "reject",
+        _ => "post",
+    }
+}
