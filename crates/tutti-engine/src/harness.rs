@@ -17,7 +17,7 @@ pub struct Job {
     pub attempt: u32,
     pub task_id: String,
     /// The task kind: `agent`, `shell`, `node`, `skill`, or a custom kind.
-    pub kind: String,
+    pub kind: crate::kind::Kind,
     pub title: Option<String>,
     /// The whole task description returned by the task's builder.
     pub task: Value,
@@ -42,6 +42,10 @@ pub struct Inbound {
     pub body: Value,
 }
 
+/// The key of an error's `data` that marks an unavailable harness (its environment failed, not the task): a
+/// process may tell such failures apart.
+pub const ENVIRONMENTAL: &str = "environmental";
+
 /// What an attempt produced: a value, or why it did not.
 pub type Outcome = Result<Value, Failure>;
 
@@ -60,8 +64,8 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The error as journaled and handed to the process. An unavailable harness says so in
-    /// `data.environmental`.
+    /// The error as journaled and handed to the process. An unavailable harness says so in `data`, under
+    /// [`ENVIRONMENTAL`].
     pub fn into_error(self) -> ErrorInfo {
         match self {
             Failure::Unavailable(mut error) => {
@@ -70,7 +74,7 @@ impl Failure {
                     Some(other) => [("detail".to_string(), other)].into_iter().collect(),
                     None => serde_json::Map::new(),
                 };
-                data.insert("environmental".into(), Value::Bool(true));
+                data.insert(ENVIRONMENTAL.into(), Value::Bool(true));
                 error.data = Some(Value::Object(data));
                 error
             }

@@ -11,7 +11,7 @@ pub struct EffectRequest {
     pub effect: EffectId,
     pub scope: String,
     pub task_id: String,
-    pub kind: String,
+    pub kind: crate::kind::Kind,
     pub title: Option<String>,
     pub callsite: Option<String>,
     pub args: Value,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod harness;
 pub mod host;
 pub mod identity;
+pub mod kind;
 pub mod observer;
 pub mod platform;
 pub mod registry;
@@ -16,6 +17,7 @@ mod schema;
 
 pub use driver::{Driver, NewRun, Options, RunEnd};
 pub use error::{Call, Error, Nondeterminism};
+pub use kind::Kind;
 pub use harness::{Failure, Harness, HarnessEvent, Job, Outcome, Reporter, Running};
 pub use host::{EffectRequest, HostError, HostEvent, ProcessHost};
 pub use observer::{Observer, Progress, Silent};

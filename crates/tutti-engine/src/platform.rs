@@ -1,6 +1,6 @@
 //! The engine's one window onto the operating system: host identity, whether a process lives, free memory,
 //! finding and killing the process groups a dead driver left behind, and (for crash tests only) dying on
-//! the spot. The engine reads no `/proc` and sends no signal itself; `tutti-harness` implements this trait
+//! the spot. The engine reads no process table and sends no signal itself; `tutti-harness` implements this trait
 //! for Linux, and the dispatcher's unit tests use a fake.
 
 use std::collections::HashMap;

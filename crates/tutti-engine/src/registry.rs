@@ -9,11 +9,7 @@ use serde_json::Value;
 use tutti_journal::ErrorInfo;
 
 use crate::harness::Harness;
-
-/// Kinds the engine runs itself, without a harness.
-pub(crate) fn is_internal(kind: &str) -> bool {
-    matches!(kind, "breakpoint" | "sleep")
-}
+use crate::kind::Kind;
 
 /// The harnesses of a run.
 #[derive(Clone, Default)]
@@ -48,13 +44,11 @@ impl Harnesses {
     /// `execution.harness`), else the default agent harness, else — when the task `requires` capabilities —
     /// any harness that has them; always skipping harnesses that lack a required capability or are not
     /// available. The others that qualify are the fallbacks, in order.
-    pub fn route(&self, kind: &str, task: &Value) -> Result<Route, ErrorInfo> {
-        if matches!(kind, "shell" | "node") {
-            return match self.by_name.get(kind) {
-                Some(_) => {
-                    Ok(Route { harness: kind.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() })
-                }
-                None => Err(ErrorInfo::new("NoHarness", format!("no `{kind}` harness is configured"))),
+    pub fn route(&self, kind: &Kind, task: &Value) -> Result<Route, ErrorInfo> {
+        if let Some(own) = kind.own_harness() {
+            return match self.by_name.get(own) {
+                Some(_) => Ok(Route { harness: own.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() }),
+                None => Err(ErrorInfo::new("NoHarness", format!("no `{own}` harness is configured"))),
             };
         }
         let wanted = preferences(task);
@@ -101,7 +95,7 @@ impl Harnesses {
         h.availability()
     }
 
-    fn no_harness(&self, kind: &str, wanted: &[String], requires: &[String], skipped: &[String]) -> ErrorInfo {
+    fn no_harness(&self, kind: &Kind, wanted: &[String], requires: &[String], skipped: &[String]) -> ErrorInfo {
         let configured: Vec<&str> = self.names().filter(|n| !matches!(*n, "shell" | "node")).collect();
         let mut message = format!("no harness for {kind} task");
         if !wanted.is_empty() {
@@ -192,7 +186,7 @@ mod tests {
 
     #[test]
     fn requirements_pick_a_capable_harness_and_say_why() {
-        let r = set().route("agent", &json!({"requires": ["edit"]})).unwrap();
+        let r = set().route(&Kind::Agent, &json!({"requires": ["edit"]})).unwrap();
         assert_eq!(r.harness, "strong");
         assert!(
             r.reason.contains("required capabilities [edit]") && r.reason.contains("cheap: lacks edit"),
@@ -204,21 +198,21 @@ mod tests {
 
     #[test]
     fn preferences_come_first_and_the_rest_are_fallbacks() {
-        let r = set().route("agent", &json!({"harness": ["gone", "cheap", "strong"]})).unwrap();
+        let r = set().route(&Kind::Agent, &json!({"harness": ["gone", "cheap", "strong"]})).unwrap();
         assert_eq!((r.harness.as_str(), r.fallbacks.clone()), ("cheap", vec!["strong".to_string()]));
         assert!(r.reason.contains("preferred by the task (cheap)") && r.reason.contains("gone: not installed"));
     }
 
     #[test]
     fn no_capable_harness_is_a_clear_error() {
-        let e = set().route("agent", &json!({"requires": ["gpu"]})).unwrap_err();
+        let e = set().route(&Kind::Agent, &json!({"requires": ["gpu"]})).unwrap_err();
         assert!(e.message.contains("requires gpu") && e.message.contains("strong: lacks gpu"), "{}", e.message);
     }
 
     #[test]
     fn no_harness_error_names_the_fix() {
         let h = Harnesses::new();
-        let e = h.route("agent", &json!({"harness": "claude"})).unwrap_err();
+        let e = h.route(&Kind::Agent, &json!({"harness": "claude"})).unwrap_err();
         assert!(e.message.contains("--harness"), "{}", e.message);
         assert!(e.message.contains("claude"), "{}", e.message);
     }

@@ -267,7 +267,7 @@ mod tests {
                 effect: r.effect.clone(),
                 scope: r.scope.clone(),
                 task_id: r.task_id.clone(),
-                kind: r.kind.clone(),
+                kind: r.kind.to_string(),
                 digest: digest(&r.args),
                 title: None,
                 callsite: r.callsite.clone(),

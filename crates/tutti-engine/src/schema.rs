@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 /// The output schema of an agent-like task, if it has one.
-pub(crate) fn of(kind: &str, task: &Value) -> Option<Value> {
-    if matches!(kind, "shell" | "node" | "breakpoint" | "sleep") {
+pub(crate) fn of(kind: &crate::kind::Kind, task: &Value) -> Option<Value> {
+    if !kind.is_agent_like() {
         return None;
     }
     [task.pointer("/agent/outputSchema"), task.get("outputSchema")]
@@ -49,12 +49,12 @@ mod tests {
     fn agent_tasks_have_schemas_and_violations_name_the_field() {
         let task = json!({"agent": {"outputSchema": {"type": "object", "required": ["verdict"],
             "properties": {"verdict": {"type": "string"}}}}});
-        let schema = of("agent", &task).unwrap();
+        let schema = of(&crate::kind::Kind::Agent, &task).unwrap();
         assert!(violations(&schema, &json!({"verdict": "ok"})).is_empty());
         let errors = violations(&schema, &json!({"verdict": 3}));
         assert_eq!(errors.len(), 1);
         assert!(errors[0].starts_with("/verdict:"), "{errors:?}");
         assert!(!violations(&schema, &json!({})).is_empty());
-        assert_eq!(of("shell", &task), None);
+        assert_eq!(of(&crate::kind::Kind::Shell, &task), None);
     }
 }

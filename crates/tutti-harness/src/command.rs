@@ -200,7 +200,7 @@ fn stdin_payload(job: &Job) -> Vec<u8> {
         "effectId": job.effect,
         "attempt": job.attempt,
         "taskId": job.task_id,
-        "kind": job.kind,
+        "kind": job.kind.as_str(),
         "title": job.title,
         "prompt": format!("{}{}", render_messages(&job.messages), render_prompt(&job.task)),
         "messages": job.messages.iter().map(|m| json!({ "from": m.from, "body": m.body })).collect::<Vec<_>>(),

@@ -334,7 +334,7 @@ fn push_request(shared: &Shared, json: &str) {
             effect: w.effect,
             scope: w.scope,
             task_id: w.task_id,
-            kind: w.kind,
+            kind: tutti_engine::Kind::parse(&w.kind),
             title: w.title,
             callsite: w.callsite,
             args: w.args,

@@ -69,14 +69,14 @@ impl Driver<'_> {
 }
 
 /// What a person's answer to an effect did: `approve` / `reject` a breakpoint, or `post` a result.
-fn control_action(kind: &str, outcome: &Outcome) -> &'static str {
+fn control_action(kind: &Kind, outcome: &Outcome) -> &'static str {
     let approved = match outcome {
         Outcome::Ok { value: Payload::Inline(v) } => v.get("approved").and_then(Value::as_bool),
         _ => None,
     };
     match (kind, approved) {
-        ("breakpoint", Some(true)) => "approve",
-        ("breakpoint", Some(false)) => "reject",
+        (Kind::Breakpoint, Some(true)) => "approve",
+        (Kind::Breakpoint, Some(false)) => "reject",
         _ => "post",
     }
 }

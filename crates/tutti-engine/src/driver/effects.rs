@@ -13,7 +13,7 @@ impl Driver<'_> {
             effect: req.effect.clone(),
             scope: req.scope.clone(),
             task_id: req.task_id.clone(),
-            kind: req.kind.clone(),
+            kind: req.kind.to_string(),
             digest: digest(&req.args),
             title: req.title.clone(),
             callsite: req.callsite.clone(),
@@ -29,7 +29,7 @@ impl Driver<'_> {
     /// Route and queue an effect; returns the routing decision's reason, for the journal.
     pub(super) fn register(&mut self, req: EffectRequest, attempt: u32, queue: bool) -> Option<(String, String)> {
         let id = req.effect.clone();
-        let route = if is_internal(&req.kind) { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
+        let route = if req.kind.is_internal() { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
         let mut effect = Effect::new(req, attempt, route.as_ref().map(|r| r.harness.clone()));
         if let Some(r) = &route {
             effect.fallbacks = r.fallbacks.iter().cloned().collect();
@@ -61,7 +61,7 @@ impl Driver<'_> {
         }
         while let Some(id) = self.scheduler.pop() {
             let Some(e) = self.effects.get(&id).filter(|e| e.state.phase() == Phase::Queued) else { continue };
-            if is_internal(&e.request.kind) {
+            if e.request.kind.is_internal() {
                 self.wait(&id);
                 continue;
             }
@@ -121,7 +121,7 @@ impl Driver<'_> {
             messages,
             session,
         };
-        let (attempt, kind, title) = (e.attempt, e.request.kind.clone(), e.request.title.clone());
+        let (attempt, kind, title) = (e.attempt, e.request.kind.to_string(), e.request.title.clone());
         let pid = match self.executor.start(harness.as_ref(), job) {
             Ok(pid) => pid,
             Err(err) if self.fall_back(id, &err.to_string()) => return Ok(()),
@@ -144,13 +144,14 @@ impl Driver<'_> {
     fn wait(&mut self, id: &EffectId) {
         let Some(e) = self.effects.get_mut(id) else { return };
         let (kind, title) = (e.request.kind.clone(), e.request.title.clone());
-        if kind == "breakpoint" && self.opts.non_interactive {
+        if kind == Kind::Breakpoint && self.opts.non_interactive {
             e.transition(State::Waiting { wake_ms: None, since: Instant::now() });
             let approval = json!({ "approved": true, "response": "auto-approved (--non-interactive)" });
             return self.resolve(id, Ok(approval), false);
         }
-        let wake_ms = (kind == "sleep").then(|| sleep_target(&e.request.args)).flatten();
+        let wake_ms = (kind == Kind::Sleep).then(|| sleep_target(&e.request.args)).flatten();
         e.transition(State::Waiting { wake_ms, since: Instant::now() });
+        let kind = kind.to_string();
         self.observer.progress(Progress::Waiting { effect: id.clone(), kind, title, wake_ms });
     }
 

@@ -194,7 +194,7 @@ impl Driver<'_> {
                 continue;
             }
             match unresolved.get(id) {
-                Some(&(last, pid)) => again.push((id.clone(), last, pid, is_internal(&e.request.kind))),
+                Some(&(last, pid)) => again.push((id.clone(), last, pid, e.request.kind.is_internal())),
                 None => resolved.push(id.clone()),
             }
         }

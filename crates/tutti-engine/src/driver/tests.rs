@@ -262,7 +262,7 @@ fn the_last_unavailable_harness_fails_the_effect_as_environmental() {
     rig.run(&mut host, vec![a]);
     let Some(Told::Outcome(_, Err(error))) = host.told.first() else { panic!("{:?}", host.told) };
     assert_eq!(error.name, "NoAuth");
-    assert_eq!(error.data, Some(json!({ "environmental": true })));
+    assert_eq!(error.data, Some(json!({ crate::harness::ENVIRONMENTAL: true })));
 }
 
 #[test]
