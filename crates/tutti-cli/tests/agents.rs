@@ -283,7 +283,11 @@ fn an_unreachable_server_times_out_with_the_clis_last_error(cli: &Cli, says: &st
     assert_eq!(error["message"], format!("harness {} timed out after 10000 ms", cli.name));
     let last = error["data"]["lastError"].as_str().unwrap_or_default();
     assert!(last.contains(says), "the CLI's last error should mention {says:?}: {}", show(&events));
-    assert_eq!(error["data"][tutti_engine::harness::ENVIRONMENTAL], true, "a model never reached is the environment's fault");
+    assert_eq!(
+        error["data"][tutti_engine::harness::ENVIRONMENTAL],
+        true,
+        "a model never reached is the environment's fault"
+    );
 }
 
 /// With the preferred CLI's server unreachable, the task falls back to the next harness within the

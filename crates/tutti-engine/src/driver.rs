@@ -43,9 +43,9 @@ use crate::error::{Error, Nondeterminism};
 use crate::harness::{Failure, HarnessEvent};
 use crate::host::{EffectRequest, HostError, HostEvent, ProcessHost};
 use crate::identity::{digest, seed};
+use crate::kind::Kind;
 use crate::observer::{Observer, Progress};
 use crate::platform::Platform;
-use crate::kind::Kind;
 use crate::registry::Harnesses;
 use crate::replay::{self, Replay, Verdict};
 use executor::Executor;
@@ -118,6 +118,18 @@ pub struct NewRun {
     pub options: Value,
 }
 
+/// How the run ends, once something has ended it. The run's own lifecycle, as a transition table:
+///
+/// | from | event                                                         | to                    |
+/// |------|---------------------------------------------------------------|-----------------------|
+/// | live | the process returned or threw                                 | `Finished`            |
+/// | live | nothing is running or pending and the process still waits     | `Finished(Deadlock)`  |
+/// | live | `ctx.halt`                                                    | `Halted`              |
+/// | live | `tutti cancel`                                                | `Cancelled`           |
+/// | live | Ctrl-C, a closed terminal, SIGTERM                            | `Interrupted`         |
+/// | an end | anything                                                    | unchanged             |
+///
+/// The first end wins ([`Driver::end_with`]); from any end the driver stops what runs and journals it.
 enum End {
     Finished(Result<Value, ErrorInfo>),
     Halted { reason: String, payload: Value },
@@ -229,6 +241,15 @@ impl<'a> Driver<'a> {
         self.drive()
     }
 
+    /// End the run with `end`, unless it has ended already (the first end wins); true when this ended it.
+    fn end_with(&mut self, end: End) -> bool {
+        if self.end.is_some() {
+            return false;
+        }
+        self.end = Some(end);
+        true
+    }
+
     fn record(&mut self, event: Event) -> i64 {
         self.journal.record(event)
     }
@@ -246,13 +267,13 @@ impl<'a> Driver<'a> {
     fn next_end(&mut self) -> Result<End, Error> {
         loop {
             self.settle()?;
-            if self.end.is_none() && self.effects.is_empty() {
+            if self.effects.is_empty() {
                 let error = ErrorInfo::new(
                     "Deadlock",
                     "the process is waiting, but no effect is running or pending: it awaits a promise that \
                      nothing will settle",
                 );
-                self.end = Some(End::Finished(Err(error)));
+                self.end_with(End::Finished(Err(error)));
             }
             if let Some(end) = self.end.take() {
                 return Ok(end);
@@ -367,8 +388,7 @@ impl<'a> Driver<'a> {
     /// Timeouts, sleeps, queued commands, the lease, and Ctrl-C.
     fn housekeeping(&mut self) -> Result<(), Error> {
         self.last_housekeeping = Instant::now();
-        if self.shutdown.load(Ordering::SeqCst) && self.end.is_none() {
-            self.end = Some(End::Interrupted((self.opts.detach_reason)().into()));
+        if self.shutdown.load(Ordering::SeqCst) && self.end_with(End::Interrupted((self.opts.detach_reason)().into())) {
             return Ok(());
         }
         self.expire();

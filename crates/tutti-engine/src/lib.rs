@@ -17,9 +17,9 @@ mod schema;
 
 pub use driver::{Driver, NewRun, Options, RunEnd};
 pub use error::{Call, Error, Nondeterminism};
-pub use kind::Kind;
 pub use harness::{Failure, Harness, HarnessEvent, Job, Outcome, Reporter, Running};
 pub use host::{EffectRequest, HostError, HostEvent, ProcessHost};
+pub use kind::Kind;
 pub use observer::{Observer, Progress, Silent};
 pub use platform::Platform;
 pub use registry::Harnesses;

@@ -47,7 +47,9 @@ impl Harnesses {
     pub fn route(&self, kind: &Kind, task: &Value) -> Result<Route, ErrorInfo> {
         if let Some(own) = kind.own_harness() {
             return match self.by_name.get(own) {
-                Some(_) => Ok(Route { harness: own.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() }),
+                Some(_) => {
+                    Ok(Route { harness: own.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() })
+                }
                 None => Err(ErrorInfo::new("NoHarness", format!("no `{own}` harness is configured"))),
             };
         }

@@ -8,11 +8,10 @@ impl Driver<'_> {
     pub(super) fn command(&mut self, command: Command) -> Result<(), Error> {
         match command {
             Command::Cancel { reason, by } => {
-                if self.end.is_none() {
-                    if let Some(by) = by {
-                        self.record(Event::ControlApplied { action: "cancel".into(), effect: None, by });
-                    }
-                    self.end = Some(End::Cancelled(reason));
+                if self.end_with(End::Cancelled(reason))
+                    && let Some(by) = by
+                {
+                    self.record(Event::ControlApplied { action: "cancel".into(), effect: None, by });
                 }
             }
             Command::Message { effect, attempt, token, to, body } => {

@@ -205,14 +205,10 @@ impl Driver<'_> {
                     self.observer.progress(Progress::Log { scope, message });
                 }
                 HostEvent::Finished(result) => {
-                    if self.end.is_none() {
-                        self.end = Some(End::Finished(result));
-                    }
+                    self.end_with(End::Finished(result));
                 }
                 HostEvent::Halted { reason, payload } => {
-                    if self.end.is_none() {
-                        self.end = Some(End::Halted { reason, payload });
-                    }
+                    self.end_with(End::Halted { reason, payload });
                 }
                 HostEvent::Cancel { effect } => self.cancel_effect(&effect, "cancelled by the process"),
                 HostEvent::Send { scope, to, body } => {

@@ -379,6 +379,20 @@
     }
   }
 
+  // The lifecycle of a fan-out item and of a member serving one fan-out, as transition tables. Every move
+  // goes through move(), which refuses one the table lacks: that is a bug in this runtime, not in the process.
+  //   item:   pending -> running (a free member takes it) | cancelled (the fan-in ended first)
+  //           running -> ok | error (its member settled it) | cancelled (the fan-in ended first)
+  //           ok, error, cancelled: final
+  //   member: free -> busy (it takes an item); busy -> free (its item settled) | released (the fan-in ended
+  //           while it worked: its scope is cancelled); released: final for this fan-out
+  const ITEM_MOVES = { pending: ["running", "cancelled"], running: ["ok", "error", "cancelled"], ok: [], error: [], cancelled: [] };
+  const MEMBER_MOVES = { free: ["busy"], busy: ["free", "released"], released: [] };
+  function move(table, what, from, to) {
+    if (!table[from].includes(to)) throw new Error(`tutti runtime: ${what}: illegal move ${from} -> ${to}`);
+    return to;
+  }
+
   // One group.map: items go to free members, one item per member at a time; partial results are
   // checkpointed every `checkpointEvery` completions; a completion policy may end it early.
   class FanOut {
@@ -393,6 +407,7 @@
       this.every = Number.isInteger(opts.checkpointEvery) && opts.checkpointEvery > 0 ? opts.checkpointEvery : 0;
       this.results = items.map(() => ({ status: "pending" }));
       this.free = [...group.members];
+      this.memberState = new Map(group.members.map((m) => [m, "free"]));
       this.next = 0;
       this.running = 0;
       this.done = false;
@@ -408,7 +423,8 @@
         const i = this.next++;
         const m = this.free.shift();
         this.running++;
-        this.results[i] = { status: "running", member: m };
+        this.item(i, { status: "running", member: m });
+        this.member(m, "busy");
         this.group._items.set(m, i);
         let p;
         try {
@@ -425,15 +441,16 @@
     settle(i, m, ok, v) {
       if (this.done || this.results[i].status !== "running") return;
       this.running--;
+      this.member(m, "free");
       this.free.push(m);
       this.group._items.delete(m);
       this.counts.completed++;
       if (ok) {
         this.counts.succeeded++;
-        this.results[i] = { status: "ok", value: v };
+        this.item(i, { status: "ok", value: v });
       } else {
         this.counts.failed++;
-        this.results[i] = { status: "error", error: errorInfo(v) };
+        this.item(i, { status: "error", error: errorInfo(v) });
         if (!this.policy) return this.end(false, v);
       }
       if (this.every && this.counts.completed % this.every === 0) this.checkpoint();
@@ -441,6 +458,13 @@
       if (p && p.minSuccessful !== undefined && this.counts.succeeded >= p.minSuccessful) return this.end(true, this.settled());
       if (p && p.toleratedFailures !== undefined && this.counts.failed > p.toleratedFailures) return this.end(true, this.settled());
       this.pump();
+    }
+    item(i, next) {
+      move(ITEM_MOVES, `group "${this.group.name}" item ${i}`, this.results[i].status, next.status);
+      this.results[i] = next;
+    }
+    member(m, next) {
+      this.memberState.set(m, move(MEMBER_MOVES, `group "${this.group.name}" member ${m.name}`, this.memberState.get(m), next));
     }
     checkpoint() {
       const partial = this.results.map((r) => (r.status === "ok" ? { status: "ok", value: r.value } : r.status === "error" ? { status: "error", error: r.error } : { status: r.status }));
@@ -465,8 +489,9 @@
         if (r.status === "running") {
           cancelScope(r.member._scope);
           this.group._items.delete(r.member);
-          this.results[i] = { status: "cancelled" };
-        } else if (r.status === "pending") this.results[i] = { status: "cancelled" };
+          this.member(r.member, "released");
+          this.item(i, { status: "cancelled" });
+        } else if (r.status === "pending") this.item(i, { status: "cancelled" });
       });
       if (ok && this.policy) value = this.settled();
       current = this.parent;
