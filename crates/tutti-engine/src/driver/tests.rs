@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tutti_journal::{Command, ErrorInfo, Event, LeaseHolder, NewEvent, Payload, RunStatus, SqliteStore, Store, Writer};
+use tutti_journal::{
+    Command, CommandQueue, ErrorInfo, Event, EventLog, LeaseHolder, Leases, NewEvent, Payload, RunStatus, SqliteStore,
+    Store, Writer,
+};
 
 use super::{Driver, Faults, NewRun, Options, RunEnd};
 use crate::error::Error;
