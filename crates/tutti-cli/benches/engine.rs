@@ -46,7 +46,7 @@ use tutti_engine::{
     Running,
 };
 use tutti_harness::EchoHarness;
-use tutti_journal::{NewEvent, RunStatus, SqliteStore, Store, Writer, WriterHandle};
+use tutti_journal::{EventLog, NewEvent, RunStatus, SqliteStore, Store, Writer, WriterHandle};
 use tutti_js::JsHost;
 
 use common::{cpu_time, peak_rss_mb, reset_peak_rss};

@@ -1,6 +1,7 @@
-//! tutti's journal: the versioned event format, the [`Store`] trait every backend implements, the SQLite
-//! backend, the content-addressed blob store and the group-commit [`Writer`]. It knows nothing of JavaScript,
-//! harnesses or scheduling; it stores facts and hands them back in order.
+//! tutti's journal: the versioned event format, the [`Store`] trait every backend implements (the sum of
+//! [`EventLog`], [`Blobs`], [`Leases`] and [`CommandQueue`]), the SQLite backend, the content-addressed blob
+//! store and the group-commit [`Writer`]. It knows nothing of JavaScript, harnesses or scheduling; it stores
+//! facts and hands them back in order.
 
 pub mod blob;
 pub mod event;
@@ -16,5 +17,5 @@ pub use event::{
     Actor, EffectId, ErrorInfo, Event, NewEvent, Outcome, Payload, Record, RunId, RunStatus, SCHEMA_VERSION, Seq, Usage,
 };
 pub use sqlite::SqliteStore;
-pub use store::{Command, Error, LeaseHolder, LeaseOutcome, RunSummary, Store};
+pub use store::{Blobs, Command, CommandQueue, Error, EventLog, LeaseHolder, LeaseOutcome, Leases, RunSummary, Store};
 pub use writer::{Pending, Writer, WriterHandle};

@@ -1,6 +1,6 @@
-//! The SQLite journal backend, the embedded default: schema creation and open-time checks, and each
-//! [`Store`] method as SQL. It commits what it is given; batching several callers into one commit is the
-//! writer's job (`writer.rs`).
+//! The SQLite journal backend, the embedded default: schema creation and open-time checks, and each method of
+//! the four parts of [`Store`](crate::Store) as SQL. It commits what it is given; batching several callers into
+//! one commit is the writer's job (`writer.rs`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +9,9 @@ use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, Transa
 
 use crate::blob::{blob_hash, encode_event};
 use crate::event::{Event, NewEvent, Record, RunId, RunStatus, SCHEMA_VERSION, Seq};
-use crate::store::{Command, Error, LeaseHolder, LeaseOutcome, Result, RunSummary, Store};
+use crate::store::{
+    Blobs, Command, CommandQueue, Error, EventLog, LeaseHolder, LeaseOutcome, Leases, Result, RunSummary,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -319,7 +321,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl EventLog for SqliteStore {
     fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()> {
         let result = self.write(|conn| Self::create_run_in(conn, run, events));
         self.checked(result)
@@ -345,6 +347,20 @@ impl Store for SqliteStore {
         self.checked(self.summaries(Some(run)).map(|mut found| found.pop()))
     }
 
+    fn verify(&self) -> Result<()> {
+        let result = self.verify_in();
+        self.checked(result)
+    }
+
+    fn checkpoint(&mut self, truncate: bool) -> Result<()> {
+        let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
+        // The result row says whether readers kept some frames in the log; the next checkpoint moves them.
+        let result = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
+        self.checked(result.map_err(Error::from))
+    }
+}
+
+impl Blobs for SqliteStore {
     fn put_blob(&mut self, bytes: &[u8]) -> Result<String> {
         let hash = blob_hash(bytes);
         let result = insert_blob(&self.conn, &hash, bytes);
@@ -363,7 +379,9 @@ impl Store for SqliteStore {
         })();
         self.checked(result)
     }
+}
 
+impl Leases for SqliteStore {
     fn acquire_lease(
         &mut self,
         run: &RunId,
@@ -399,7 +417,9 @@ impl Store for SqliteStore {
             .map(|row| row.filter(|(_, expires_ms)| *expires_ms > now_ms).map(|(holder, _)| holder));
         self.checked(result)
     }
+}
 
+impl CommandQueue for SqliteStore {
     fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
         let body = serde_json::to_string(command).map_err(Error::Encode)?;
         let result = self.write(|conn| {
@@ -420,18 +440,6 @@ impl Store for SqliteStore {
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
         let result = self.write(|conn| Self::take_in(conn, run));
         self.checked(result)
-    }
-
-    fn verify(&self) -> Result<()> {
-        let result = self.verify_in();
-        self.checked(result)
-    }
-
-    fn checkpoint(&mut self, truncate: bool) -> Result<()> {
-        let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
-        // The result row says whether readers kept some frames in the log; the next checkpoint moves them.
-        let result = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
-        self.checked(result.map_err(Error::from))
     }
 }
 

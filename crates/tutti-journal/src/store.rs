@@ -1,5 +1,6 @@
-//! The storage trait every journal backend implements (SQLite now, PostgreSQL later), the types that cross
-//! it, and the journal's one `Error`. Backends must pass the suite in `conformance.rs`.
+//! The storage traits every journal backend implements (SQLite now, PostgreSQL later): [`EventLog`],
+//! [`Blobs`], [`Leases`] and [`CommandQueue`], with [`Store`] their sum; the types that cross them, and the
+//! journal's one `Error`. Backends must pass the suite in `conformance/`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -115,8 +116,16 @@ pub enum Command {
     Progress { effect: EffectId, attempt: u32, token: String, message: String },
 }
 
-/// A journal backend. All methods are synchronous; a backend is used from one thread at a time.
-pub trait Store: Send {
+/// A journal backend: the sum of its four parts, each a trait of its own so that code can take only the part
+/// it uses. All methods are synchronous; a backend is used from one thread at a time. Anything that implements
+/// the four parts is a `Store`.
+pub trait Store: EventLog + Blobs + Leases + CommandQueue + Send {}
+
+impl<T: EventLog + Blobs + Leases + CommandQueue + Send + ?Sized> Store for T {}
+
+/// The journal proper: runs and their numbered events, appended in transactions and read back in order, with
+/// each run's summary kept in step, and the checks and checkpoints of the whole journal.
+pub trait EventLog: Send {
     /// Create a run whose first events are `events` (at least `RunCreated`), in one transaction.
     fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()>;
 
@@ -131,6 +140,24 @@ pub trait Store: Send {
 
     fn run(&self, run: &RunId) -> Result<Option<RunSummary>>;
 
+    /// Check the whole journal for damage (the storage's own check, then that each run's events are
+    /// numbered 1..=n with n what the run's row says) and give [`Error::Corrupt`] on any. Commands call this
+    /// before they read or write anything else.
+    fn verify(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Move everything committed into the main database file, so that it alone holds the journal (SQLite:
+    /// a WAL checkpoint). `truncate` also empties the log file; it waits for readers, so drivers use it only
+    /// at their end.
+    fn checkpoint(&mut self, _truncate: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The content-addressed blob store: bytes kept under their hash, which is where a payload too large to
+/// stay inline in its event lives, and reading back the value a [`Payload`] holds.
+pub trait Blobs: Send {
     /// Store bytes under their SHA-256 (hex); idempotent.
     fn put_blob(&mut self, bytes: &[u8]) -> Result<String>;
 
@@ -147,7 +174,11 @@ pub trait Store: Send {
             }
         }
     }
+}
 
+/// Who drives each run: a lease per run, taken, renewed and released by drivers, and looked up by commands
+/// that want to know whether a live driver is attached.
+pub trait Leases: Send {
     /// Take the lease of `run` for `ttl_ms` from `now_ms`. A lease held by someone else is taken over only
     /// when it has expired or `is_stale(holder)` says its process is gone.
     fn acquire_lease(
@@ -166,7 +197,10 @@ pub trait Store: Send {
 
     /// The live holder of a run's lease, if any.
     fn lease(&self, run: &RunId, now_ms: i64) -> Result<Option<LeaseHolder>>;
+}
 
+/// The queue of [`Command`]s that other `tutti` processes post to a run's driver, which takes each once.
+pub trait CommandQueue: Send {
     /// Queue a command for the run's driver.
     fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()>;
 
@@ -175,18 +209,4 @@ pub trait Store: Send {
 
     /// Commands queued for `run`, oldest first, marked as taken so that none is seen twice.
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>>;
-
-    /// Check the whole journal for damage (the storage's own check, then that each run's events are
-    /// numbered 1..=n with n what the run's row says) and give [`Error::Corrupt`] on any. Commands call this
-    /// before they read or write anything else.
-    fn verify(&self) -> Result<()> {
-        Ok(())
-    }
-
-    /// Move everything committed into the main database file, so that it alone holds the journal (SQLite:
-    /// a WAL checkpoint). `truncate` also empties the log file; it waits for readers, so drivers use it only
-    /// at their end.
-    fn checkpoint(&mut self, _truncate: bool) -> Result<()> {
-        Ok(())
-    }
 }

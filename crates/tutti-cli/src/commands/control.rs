@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_journal::{Command, ErrorInfo, Event, NewEvent, Outcome, Payload, Store};
+use tutti_journal::{Command, CommandQueue, ErrorInfo, Event, NewEvent, Outcome, Payload, Store};
 
 use crate::caller;
 use crate::commands::inspect::{effects, now_ms};
@@ -41,7 +41,7 @@ fn pending_effect(store: &dyn Store, run: &str, effect: &str, what: &str) -> Res
 }
 
 /// The answer already queued for `effect`, described for a person, if there is one.
-fn queued_answer(store: &dyn Store, run: &str, effect: &str) -> Result<Option<String>> {
+fn queued_answer(store: &dyn CommandQueue, run: &str, effect: &str) -> Result<Option<String>> {
     let first = store.queued_commands(&run.to_string())?.into_iter().find_map(|c| match c {
         Command::Resolve { effect: e, outcome, by } if e == effect => Some((outcome, by)),
         _ => None,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_journal::{Event, Outcome, Record, RunSummary, Store, Usage};
+use tutti_journal::{Blobs, Event, Outcome, Record, RunSummary, Usage};
 
 use crate::commands::{find_run, open_store};
 use crate::config::Config;
@@ -72,7 +72,7 @@ pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i
     Ok(EXIT_OK)
 }
 
-fn status_json(store: &dyn Store, s: &RunSummary, records: &[Record], live: bool) -> Result<Value> {
+fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record], live: bool) -> Result<Value> {
     let effects = effects(records);
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, v) in &effects {

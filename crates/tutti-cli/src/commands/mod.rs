@@ -11,7 +11,7 @@ mod transfer;
 use std::path::Path;
 
 use anyhow::Result;
-use tutti_journal::{SqliteStore, Store, Writer, WriterHandle};
+use tutti_journal::{EventLog, Leases, SqliteStore, Store, Writer, WriterHandle};
 
 use crate::args::{Args, Cmd};
 use crate::config::Config;
@@ -100,13 +100,13 @@ fn prepare_state_dir(config: &Config) -> Result<()> {
 
 /// The driver holding `run` right now, if one does: an unexpired lease whose holder, when on this host, is
 /// still a live process (a driver killed a moment ago leaves a lease that has not expired yet).
-pub(crate) fn live_driver(store: &dyn Store, run: &str) -> Result<Option<tutti_journal::LeaseHolder>> {
+pub(crate) fn live_driver(store: &dyn Leases, run: &str) -> Result<Option<tutti_journal::LeaseHolder>> {
     let holder = store.lease(&run.to_string(), now_ms())?;
     Ok(holder.filter(|h| !tutti_engine::Platform::holder_is_gone(&tutti_harness::LinuxPlatform, h)))
 }
 
 /// A run id as the user typed it: exact, or a unique prefix of one.
-pub(crate) fn find_run(store: &dyn Store, given: &str) -> Result<String> {
+pub(crate) fn find_run(store: &dyn EventLog, given: &str) -> Result<String> {
     if store.run(&given.to_string())?.is_some() {
         return Ok(given.to_string());
     }

@@ -86,7 +86,7 @@ impl JournalBuffer {
 
 #[cfg(test)]
 mod tests {
-    use tutti_journal::{SqliteStore, Store, Writer};
+    use tutti_journal::{EventLog, SqliteStore, Writer};
 
     use super::*;
     use crate::driver::tests::{TestPlatform, new_run};

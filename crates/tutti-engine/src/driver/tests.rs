@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tutti_journal::{Command, ErrorInfo, Event, LeaseHolder, Payload, RunStatus, SqliteStore, Store};
+use tutti_journal::{Command, ErrorInfo, Event, LeaseHolder, Leases, Payload, RunStatus, SqliteStore};
 
 use crate::error::Error;
 use crate::harness::Failure;

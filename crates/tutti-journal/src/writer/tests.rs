@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::event::{Event, Payload, Record};
 use crate::sqlite::SqliteStore;
-use crate::store::{Command, LeaseHolder, LeaseOutcome, RunSummary};
+use crate::store::{Blobs, Command, CommandQueue, EventLog, LeaseHolder, LeaseOutcome, Leases, RunSummary};
 
 /// Delegates to SQLite, counting `append` calls. With a gate, the first `append` says it has started and
 /// then waits for the test to let it go, so that the test can queue requests behind it.
@@ -18,7 +18,7 @@ struct Counting {
     gate: Option<(mpsc::Sender<()>, Receiver<()>)>,
 }
 
-impl Store for Counting {
+impl EventLog for Counting {
     fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()> {
         self.inner.create_run(run, events)
     }
@@ -39,12 +39,18 @@ impl Store for Counting {
     fn run(&self, run: &RunId) -> Result<Option<RunSummary>> {
         self.inner.run(run)
     }
+}
+
+impl Blobs for Counting {
     fn put_blob(&mut self, bytes: &[u8]) -> Result<String> {
         self.inner.put_blob(bytes)
     }
     fn get_blob(&self, hash: &str) -> Result<Vec<u8>> {
         self.inner.get_blob(hash)
     }
+}
+
+impl Leases for Counting {
     fn acquire_lease(
         &mut self,
         run: &RunId,
@@ -64,6 +70,9 @@ impl Store for Counting {
     fn lease(&self, run: &RunId, now_ms: i64) -> Result<Option<LeaseHolder>> {
         self.inner.lease(run, now_ms)
     }
+}
+
+impl CommandQueue for Counting {
     fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
         self.inner.post_command(run, command)
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tutti_journal::{Command, ErrorInfo, Event, NewEvent, Payload, SqliteStore, Store, Writer};
+use tutti_journal::{Command, CommandQueue, ErrorInfo, Event, EventLog, NewEvent, Payload, SqliteStore, Writer};
 
 use crate::driver::{Driver, Faults, NewRun, Options, RunEnd};
 use crate::error::Error;
@@ -70,7 +70,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Create run `id` in `store`, as `tutti run` would before its driver starts.
-pub(crate) fn new_run(store: &mut dyn Store, id: &str) {
+pub(crate) fn new_run(store: &mut dyn EventLog, id: &str) {
     let created = Event::RunCreated {
         process: "test.js".into(),
         inputs: Payload::Inline(Value::Null),
