@@ -207,12 +207,12 @@ impl Observer for Live {
             Progress::Started { effect, kind, title, harness, .. } => {
                 let what =
                     format!("{kind} on {harness}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default());
-                self.running.insert(effect.clone(), (what, Instant::now()));
+                self.running.insert(effect.to_string(), (what, Instant::now()));
                 self.redraw(None);
                 return;
             }
             Progress::Finished { effect, .. } => {
-                self.running.remove(effect);
+                self.running.remove(effect.as_str());
             }
             Progress::Tick => {
                 self.redraw(None);

@@ -18,17 +18,6 @@ pub fn message_token(secret: &str, run_id: &str, effect: &str, attempt: u32) -> 
     hash[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The message address of an effect: `GROUP/MEMBER` for a member's effects, else the effect id.
-pub fn address_of(effect: &str) -> String {
-    if let Some(rest) = effect.strip_prefix("group:") {
-        let mut parts = rest.splitn(3, '/');
-        if let (Some(group), Some(member)) = (parts.next(), parts.next()) {
-            return format!("{group}/{member}");
-        }
-    }
-    effect.to_string()
-}
-
 /// What a group or member name may be, as the process host words it.
 pub const NAME_RULE: &str = "letters, digits, '.', '_' and '-' (1-64 characters, not starting with '.')";
 
@@ -51,13 +40,6 @@ pub fn seed(run_id: &str) -> u32 {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn addresses_name_members() {
-        assert_eq!(address_of("group:reviewers/alice/3"), "reviewers/alice");
-        assert_eq!(address_of("group:reviewers/alice/parallel:0/1"), "reviewers/alice");
-        assert_eq!(address_of("root/parallel:1/0"), "root/parallel:1/0");
-    }
 
     #[test]
     fn safe_names_are_short_plain_and_slash_free() {

@@ -1,7 +1,7 @@
 //! What a driver tells its user while it works. The CLI implements [`Observer`] to draw the live view or
 //! print plain lines; the engine itself never prints.
 
-use tutti_journal::ErrorInfo;
+use tutti_journal::{EffectId, ErrorInfo};
 
 #[derive(Clone, Debug)]
 pub enum Progress {
@@ -16,31 +16,31 @@ pub enum Progress {
         new_hash: String,
     },
     Started {
-        effect: String,
+        effect: EffectId,
         kind: String,
         title: Option<String>,
         harness: String,
         attempt: u32,
     },
     Finished {
-        effect: String,
+        effect: EffectId,
         title: Option<String>,
         elapsed_ms: u64,
         error: Option<ErrorInfo>,
     },
     /// An effect waits for a person (`tutti approve`) or the clock.
     Waiting {
-        effect: String,
+        effect: EffectId,
         kind: String,
         title: Option<String>,
         wake_ms: Option<i64>,
     },
     Redispatched {
-        effect: String,
+        effect: EffectId,
         attempt: u32,
     },
     Queued {
-        effect: String,
+        effect: EffectId,
         reason: String,
     },
     Log {

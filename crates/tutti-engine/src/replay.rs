@@ -121,7 +121,7 @@ pub(crate) fn build(
                 if to == "coordinator" {
                     let note = Some(Note::Message { from, body });
                     deliveries.push_back(Delivery {
-                        effect: String::new(),
+                        effect: EffectId::default(),
                         ts_ms: r.ts_ms,
                         outcome: Ok(Value::Null),
                         note,
@@ -139,7 +139,7 @@ pub(crate) fn build(
                 sessions.insert(member.clone(), session.clone());
                 let note = Some(Note::Bound { member, session });
                 deliveries.push_back(Delivery {
-                    effect: String::new(),
+                    effect: EffectId::default(),
                     ts_ms: r.ts_ms,
                     outcome: Ok(Value::Null),
                     note,
@@ -353,6 +353,6 @@ mod tests {
         };
         let mut r = replay(&[requested(&a, 1), started]);
         r.request(&a).unwrap();
-        assert_eq!(r.unresolved(), vec![("root/0".to_string(), 1, None)]);
+        assert_eq!(r.unresolved(), vec![("root/0".into(), 1, None)]);
     }
 }

@@ -97,7 +97,7 @@ impl ShellSpec {
 pub(crate) fn job_env(job: &Job) -> Vec<(String, String)> {
     let mut env = vec![
         ("TUTTI_RUN_ID".to_string(), job.run_id.clone()),
-        ("TUTTI_EFFECT_ID".to_string(), job.effect.clone()),
+        ("TUTTI_EFFECT_ID".to_string(), job.effect.to_string()),
         ("TUTTI_TASK_ID".to_string(), job.task_id.clone()),
         ("TUTTI_ATTEMPT".to_string(), job.attempt.to_string()),
     ];

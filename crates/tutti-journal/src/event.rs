@@ -14,8 +14,126 @@ pub type Seq = u64;
 /// A run id: a ULID in its canonical 26-character text form.
 pub type RunId = String;
 
-/// An effect identity: scope path plus call index, e.g. `root/3` or `root/parallel:2/0`.
-pub type EffectId = String;
+/// An effect identity: scope path plus call index, e.g. `root/3`, `root/parallel:2/0`, or for a group member's
+/// effect `group:reviewers/alice/4`. Serialized as the plain string.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct EffectId(String);
+
+impl EffectId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The group member whose effect this is (`group:GROUP/MEMBER/...` → `(GROUP, MEMBER)`); `None` for an
+    /// effect outside any group.
+    pub fn member(&self) -> Option<(&str, &str)> {
+        let rest = self.0.strip_prefix("group:")?;
+        let mut parts = rest.splitn(3, '/');
+        match (parts.next(), parts.next()) {
+            (Some(group), Some(member)) => Some((group, member)),
+            _ => None,
+        }
+    }
+
+    /// Where messages to and from this effect go: `GROUP/MEMBER` for a member's effect, else the id itself.
+    pub fn address(&self) -> String {
+        match self.member() {
+            Some((group, member)) => format!("{group}/{member}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for EffectId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for EffectId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for EffectId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EffectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for EffectId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for EffectId {
+    fn from(id: &str) -> Self {
+        Self(id.to_string())
+    }
+}
+
+impl From<&String> for EffectId {
+    fn from(id: &String) -> Self {
+        Self(id.clone())
+    }
+}
+
+impl From<EffectId> for String {
+    fn from(id: EffectId) -> Self {
+        id.0
+    }
+}
+
+impl PartialEq<str> for EffectId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EffectId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for EffectId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<EffectId> for str {
+    fn eq(&self, other: &EffectId) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<EffectId> for &str {
+    fn eq(&self, other: &EffectId) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<EffectId> for String {
+    fn eq(&self, other: &EffectId) -> bool {
+        *self == other.0
+    }
+}
 
 /// A JSON value stored inline, or a reference to a blob holding it (for values over a few KiB).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -287,7 +287,9 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     let s = shared.clone();
     host.set(
         "cancel",
-        Function::new(ctx.clone(), move |effect: String| s.events.borrow_mut().push(HostEvent::Cancel { effect }))?,
+        Function::new(ctx.clone(), move |effect: String| {
+            s.events.borrow_mut().push(HostEvent::Cancel { effect: effect.into() })
+        })?,
     )?;
     let s = shared.clone();
     host.set("group", Function::new(ctx.clone(), move |json: String| push_group(&s, &json))?)?;
@@ -331,7 +333,7 @@ struct WireRequest {
 fn push_request(shared: &Shared, json: &str) {
     match serde_json::from_str::<WireRequest>(json) {
         Ok(w) => shared.events.borrow_mut().push(HostEvent::Request(EffectRequest {
-            effect: w.effect,
+            effect: w.effect.into(),
             scope: w.scope,
             task_id: w.task_id,
             kind: tutti_engine::Kind::parse(&w.kind),

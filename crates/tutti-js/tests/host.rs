@@ -41,7 +41,7 @@ fn replay(host: &mut JsHost, deliveries: &[(String, Value)]) -> (Vec<String>, Re
     let mut take = |events: Vec<HostEvent>, ids: &mut Vec<String>| {
         for e in events {
             match e {
-                HostEvent::Request(r) => ids.push(r.effect),
+                HostEvent::Request(r) => ids.push(r.effect.to_string()),
                 HostEvent::Finished(r) => end = Some(r.map_err(|e| e.message)),
                 _ => {}
             }
@@ -98,8 +98,8 @@ fn drive_recording(
         for e in events.drain(..) {
             match e {
                 HostEvent::Request(r) => {
-                    ids.push(r.effect.clone());
-                    pending.push_back((r.effect, r.args));
+                    ids.push(r.effect.to_string());
+                    pending.push_back((r.effect.to_string(), r.args));
                 }
                 HostEvent::Finished(r) => return (ids, r.map_err(|e| format!("{}: {}", e.name, e.message))),
                 HostEvent::Halted { reason, .. } => return (ids, Err(format!("halted: {reason}"))),

@@ -87,7 +87,7 @@ pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, re
         value["response"] = Value::String(r);
     }
     let outcome = Outcome::Ok { value: Payload::Inline(value) };
-    let command = Command::Resolve { effect: effect.to_string(), outcome, by: Some(caller::actor()) };
+    let command = Command::Resolve { effect: effect.into(), outcome, by: Some(caller::actor()) };
     let what = if reject { "rejection queued" } else { "approval queued" };
     queue(store.as_mut(), &run, &command, what)
 }
@@ -116,7 +116,7 @@ pub(crate) fn post(
         }
         (None, None) => return Err(UserError::new("give --value JSON or --error JSON").into()),
     };
-    let command = Command::Resolve { effect: effect.to_string(), outcome, by: Some(caller::actor()) };
+    let command = Command::Resolve { effect: effect.into(), outcome, by: Some(caller::actor()) };
     queue(store.as_mut(), &run, &command, "result queued")
 }
 
@@ -159,7 +159,10 @@ fn cancel_detached(store: &mut dyn Store, run: &str, reason: &str) -> Result<i32
     let mut batch: Vec<NewEvent> = effects(&records)
         .into_iter()
         .filter(|(_, v)| matches!(v.state, "requested" | "running"))
-        .map(|(effect, _)| NewEvent { ts_ms, event: Event::EffectCancelled { effect, reason: reason.to_string() } })
+        .map(|(effect, _)| NewEvent {
+            ts_ms,
+            event: Event::EffectCancelled { effect: effect.into(), reason: reason.to_string() },
+        })
         .collect();
     let control = Event::ControlApplied { action: "cancel".into(), effect: None, by: caller::actor() };
     batch.insert(0, NewEvent { ts_ms, event: control });

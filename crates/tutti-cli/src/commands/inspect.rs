@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_journal::{Blobs, Event, Outcome, Record, RunSummary, Usage};
+use tutti_journal::{Blobs, EffectId, Event, Outcome, Record, RunSummary, Usage};
 
 use crate::commands::{find_run, open_store};
 use crate::config::Config;
@@ -21,9 +21,9 @@ pub(crate) struct EffectView {
 }
 
 /// Every effect of a run by id, in request order.
-pub(crate) fn effects(records: &[Record]) -> Vec<(String, EffectView)> {
+pub(crate) fn effects(records: &[Record]) -> Vec<(EffectId, EffectView)> {
     let mut order = Vec::new();
-    let mut views: BTreeMap<String, EffectView> = BTreeMap::new();
+    let mut views: BTreeMap<EffectId, EffectView> = BTreeMap::new();
     for r in records {
         match &r.event {
             Event::EffectRequested { effect, kind, title, .. } => {
@@ -44,7 +44,7 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(String, EffectView)> {
     order.into_iter().filter_map(|id| views.remove(&id).map(|v| (id, v))).collect()
 }
 
-fn set(views: &mut BTreeMap<String, EffectView>, effect: &str, state: &'static str) {
+fn set(views: &mut BTreeMap<EffectId, EffectView>, effect: &str, state: &'static str) {
     if let Some(v) = views.get_mut(effect) {
         v.state = state;
     }
@@ -115,7 +115,7 @@ fn usage_json(records: &[Record]) -> Value {
         if let Event::EffectUsage { effect, harness, usage, .. } = &r.event {
             total.add(usage);
             by_harness.entry(harness.clone()).or_default().add(usage);
-            by_effect.entry(effect.clone()).or_default().add(usage);
+            by_effect.entry(effect.to_string()).or_default().add(usage);
         }
     }
     json!({ "total": total, "byHarness": by_harness, "byEffect": by_effect })

@@ -4,8 +4,8 @@
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_engine::identity::{address_of, message_token};
-use tutti_journal::{Command, Event, Record, Store};
+use tutti_engine::identity::message_token;
+use tutti_journal::{Command, EffectId, Event, Record, Store};
 
 use crate::args::MsgCmd;
 use crate::commands::open_store;
@@ -68,7 +68,7 @@ pub(crate) fn msg(config: &Config, action: MsgCmd) -> Result<i32> {
 pub(crate) fn send(store: &mut dyn Store, me: &Caller, to: String, body: Value) -> Result<()> {
     authenticate(me, &store.read(&me.run, 0)?)?;
     let command =
-        Command::Message { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), to, body };
+        Command::Message { effect: me.effect.clone().into(), attempt: me.attempt, token: me.token.clone(), to, body };
     store.post_command(&me.run, &command)?;
     Ok(())
 }
@@ -77,7 +77,7 @@ pub(crate) fn send(store: &mut dyn Store, me: &Caller, to: String, body: Value) 
 pub(crate) fn progress(store: &mut dyn Store, me: &Caller, message: String) -> Result<()> {
     authenticate(me, &store.read(&me.run, 0)?)?;
     let command =
-        Command::Progress { effect: me.effect.clone(), attempt: me.attempt, token: me.token.clone(), message };
+        Command::Progress { effect: me.effect.clone().into(), attempt: me.attempt, token: me.token.clone(), message };
     store.post_command(&me.run, &command)?;
     Ok(())
 }
@@ -117,7 +117,7 @@ fn authenticate(me: &Caller, records: &[Record]) -> Result<()> {
 pub(crate) fn inbox(store: &dyn Store, me: &Caller) -> Result<Vec<Value>> {
     let records = store.read(&me.run, 0)?;
     authenticate(me, &records)?;
-    let address = address_of(&me.effect);
+    let address = EffectId::from(me.effect.as_str()).address();
     let mut messages = Vec::new();
     for r in &records {
         let Event::MessageSent { from, to, body, .. } = &r.event else { continue };

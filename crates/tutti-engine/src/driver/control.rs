@@ -17,12 +17,12 @@ impl Driver<'_> {
             Command::Message { effect, attempt, token, to, body } => {
                 // `tutti msg send` refused stale attempts when it queued this; the token proves the sender.
                 if self.token_is_valid(&effect, attempt, &token) {
-                    self.send(crate::identity::address_of(&effect), to, body);
+                    self.send(effect.address(), to, body);
                 }
             }
             Command::Progress { effect, attempt, token, message } => {
                 if self.token_is_valid(&effect, attempt, &token) && self.effects.contains_key(&effect) {
-                    self.observer.progress(Progress::Log { scope: effect.clone(), message: message.clone() });
+                    self.observer.progress(Progress::Log { scope: effect.to_string(), message: message.clone() });
                     self.record(Event::EffectProgress { effect, message });
                 }
             }

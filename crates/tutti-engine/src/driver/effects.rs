@@ -212,10 +212,9 @@ impl Driver<'_> {
                 }
                 HostEvent::Cancel { effect } => self.cancel_effect(&effect, "cancelled by the process"),
                 HostEvent::Send { scope, to, body } => {
-                    let from = match scope.strip_prefix("group:") {
-                        Some(_) => crate::identity::address_of(&format!("{scope}/0")),
-                        None => "coordinator".to_string(),
-                    };
+                    // Code in a member's scope speaks as the member; anything else as the coordinator.
+                    let inside = EffectId::from(format!("{scope}/0"));
+                    let from = if inside.member().is_some() { inside.address() } else { "coordinator".to_string() };
                     self.send(from, to, body);
                 }
                 HostEvent::GroupOpened { group, members, persistent } => {

@@ -49,10 +49,8 @@ impl Driver<'_> {
     pub(super) fn bind(&mut self, effect: &EffectId, attempt: u32, session: String) -> Result<(), Error> {
         let Some(e) = self.effects.get(effect).filter(|e| e.attempt == attempt) else { return Ok(()) };
         self.attempt_sessions.insert(effect.clone(), session.clone());
-        let address = crate::identity::address_of(effect);
-        let Some((group, member)) = address.split_once('/').filter(|_| effect.starts_with("group:")) else {
-            return Ok(());
-        };
+        let Some((group, member)) = effect.member() else { return Ok(()) };
+        let address = effect.address();
         if self.sessions.get(&address) == Some(&session) {
             return Ok(());
         }
@@ -66,10 +64,9 @@ impl Driver<'_> {
 
     /// The session a member's next turn resumes: its last one, when its group is persistent.
     pub(super) fn session_for(&self, effect: &EffectId) -> Option<String> {
-        let address = crate::identity::address_of(effect);
-        let group = effect.strip_prefix("group:").and_then(|rest| rest.split('/').next())?;
+        let (group, _) = effect.member()?;
         let persistent = self.groups.get(group).is_none_or(|(_, p)| *p);
-        persistent.then(|| self.sessions.get(&address).cloned()).flatten()
+        persistent.then(|| self.sessions.get(&effect.address()).cloned()).flatten()
     }
 
     /// Journal a message; one to the coordinator is handed to the process at once, one to members waits in
@@ -103,7 +100,7 @@ impl Driver<'_> {
     /// Messages waiting for the member (or effect) that `effect` serves, taken from the mailbox and journaled
     /// as delivered to it.
     pub(super) fn inbound(&mut self, effect: &EffectId) -> Vec<crate::harness::Inbound> {
-        let address = crate::identity::address_of(effect);
+        let address = effect.address();
         let (mine, rest): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.mailbox).into_iter().partition(|m| m.to == address);
         self.mailbox = rest;

@@ -471,7 +471,7 @@ fn notices_reach_the_process_in_journal_order() {
         .events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::EffectResolved { effect, .. } | Event::EffectCancelled { effect, .. } => Some(effect),
+            Event::EffectResolved { effect, .. } | Event::EffectCancelled { effect, .. } => Some(effect.to_string()),
             Event::MessageSent { from, .. } => Some(format!("message from {from}")),
             _ => None,
         })
@@ -531,7 +531,7 @@ fn resume_kills_the_previous_attempts_before_running_them_again() {
     let order = Arc::clone(&killed_first);
     let (a, _) = arc(Probe::new("a", move |job| {
         let killed = lock(&platform.killed).iter().any(|(e, _)| *e == job.effect);
-        lock(&order).push((job.effect.clone(), killed));
+        lock(&order).push((job.effect.to_string(), killed));
         Act::Now(Ok(json!(1)))
     }));
     let mut host = Script::fan_out(ids(3).iter().map(|id| on("a", id, json!(id))).collect());

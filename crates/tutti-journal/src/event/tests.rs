@@ -68,8 +68,10 @@ fn arb_run_event() -> impl Strategy<Value = Event> {
         (arb_text(), arb_payload()).prop_map(|(reason, payload)| Event::RunHalted { reason, payload }),
         arb_text().prop_map(|reason| Event::RunCancelled { reason }),
         (arb_text(), any::<bool>()).prop_map(|(holder, resumed)| Event::DriverAttached { holder, resumed }),
-        (arb_text(), prop::collection::vec(arb_text(), 0..3))
-            .prop_map(|(reason, interrupted)| Event::DriverDetached { reason, interrupted }),
+        (arb_text(), prop::collection::vec(arb_text(), 0..3)).prop_map(|(reason, interrupted)| Event::DriverDetached {
+            reason,
+            interrupted: interrupted.into_iter().map(Into::into).collect()
+        }),
         (arb_text(), arb_text()).prop_map(|(old_hash, new_hash)| Event::ProcessCodeChanged { old_hash, new_hash }),
         (arb_text(), arb_text()).prop_map(|(scope, message)| Event::Log { scope, message }),
     ]
@@ -79,31 +81,32 @@ fn arb_requested() -> impl Strategy<Value = Event> {
     let ids = (arb_text(), arb_text(), arb_text(), arb_text(), arb_text());
     let rest = (prop::option::of(arb_text()), prop::option::of(arb_text()), arb_payload(), arb_payload());
     (ids, rest).prop_map(|((effect, scope, task_id, kind, digest), (title, callsite, args, task))| {
-        Event::EffectRequested { effect, scope, task_id, kind, digest, title, callsite, args, task }
+        Event::EffectRequested { effect: effect.into(), scope, task_id, kind, digest, title, callsite, args, task }
     })
 }
 
 fn arb_effect_event() -> impl Strategy<Value = Event> {
     prop_oneof![
         arb_requested(),
-        (arb_text(), any::<u32>(), arb_text(), prop::option::of(any::<u32>()))
-            .prop_map(|(effect, attempt, harness, pid)| Event::EffectStarted { effect, attempt, harness, pid }),
+        (arb_text(), any::<u32>(), arb_text(), prop::option::of(any::<u32>())).prop_map(
+            |(effect, attempt, harness, pid)| Event::EffectStarted { effect: effect.into(), attempt, harness, pid }
+        ),
         (arb_text(), any::<u32>(), arb_text()).prop_map(|(effect, attempt, reason)| Event::EffectRedispatched {
-            effect,
+            effect: effect.into(),
             attempt,
             reason
         }),
         (arb_text(), any::<u32>(), arb_outcome()).prop_map(|(effect, attempt, outcome)| Event::EffectResolved {
-            effect,
+            effect: effect.into(),
             attempt,
             outcome
         }),
-        (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect, reason }),
-        (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect, message }),
+        (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect: effect.into(), reason }),
+        (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect: effect.into(), message }),
         (arb_text(), prop::option::of(arb_text()), arb_actor())
-            .prop_map(|(action, effect, by)| Event::ControlApplied { action, effect, by }),
+            .prop_map(|(action, effect, by)| Event::ControlApplied { action, effect: effect.map(Into::into), by }),
         (arb_text(), arb_text(), arb_text()).prop_map(|(effect, harness, reason)| Event::EffectRouted {
-            effect,
+            effect: effect.into(),
             harness,
             reason
         }),
@@ -134,7 +137,7 @@ fn arb_group_event() -> impl Strategy<Value = Event> {
             to,
             body
         }),
-        (arb_text(), arb_text()).prop_map(|(id, effect)| Event::MessageDelivered { id, effect }),
+        (arb_text(), arb_text()).prop_map(|(id, effect)| Event::MessageDelivered { id, effect: effect.into() }),
     ]
 }
 
@@ -220,4 +223,16 @@ fn error_data_of_null_is_kept_apart_from_no_data() {
     assert_eq!(back, with_null);
     let without: ErrorInfo = serde_json::from_str(r#"{"name": "E", "message": "m"}"#).unwrap();
     assert_eq!(without.data, None);
+}
+
+#[test]
+fn an_effect_id_knows_its_member_and_its_message_address() {
+    let member = EffectId::from("group:reviewers/alice/parallel:0/1");
+    assert_eq!(member.member(), Some(("reviewers", "alice")));
+    assert_eq!(member.address(), "reviewers/alice");
+    let plain = EffectId::from("root/parallel:1/0");
+    assert_eq!((plain.member(), plain.address()), (None, "root/parallel:1/0".to_string()));
+    assert_eq!(EffectId::from("group:lonely").member(), None);
+    assert_eq!(serde_json::to_string(&member).unwrap(), "\"group:reviewers/alice/parallel:0/1\"");
+    assert_eq!(serde_json::from_str::<EffectId>("\"root/3\"").unwrap(), "root/3");
 }

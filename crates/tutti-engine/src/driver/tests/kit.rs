@@ -308,17 +308,18 @@ impl Harness for Probe {
         let committed = self.committed(&job.effect);
         {
             let mut seen = lock(&self.seen);
-            seen.starts.push((job.effect.clone(), job.attempt));
+            seen.starts.push((job.effect.to_string(), job.attempt));
             if !committed {
-                seen.uncommitted.push(job.effect.clone());
+                seen.uncommitted.push(job.effect.to_string());
             }
-            seen.messages.push((job.effect.clone(), job.messages.clone()));
-            seen.env.push((job.effect.clone(), job.env.clone()));
+            seen.messages.push((job.effect.to_string(), job.messages.clone()));
+            seen.env.push((job.effect.to_string(), job.env.clone()));
             seen.running += 1;
             seen.most = seen.most.max(seen.running);
         }
         let (stop, stopped) = mpsc::channel::<()>();
-        let handle = Box::new(Handle { effect: job.effect.clone(), stop, seen: Arc::clone(&self.seen), done: false });
+        let handle =
+            Box::new(Handle { effect: job.effect.to_string(), stop, seen: Arc::clone(&self.seen), done: false });
         let seen = Arc::clone(&self.seen);
         match act {
             Act::Now(outcome) => {
@@ -469,7 +470,7 @@ pub(crate) fn resolved(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::EffectResolved { effect, .. } | Event::EffectCancelled { effect, .. } => Some(effect.clone()),
+            Event::EffectResolved { effect, .. } | Event::EffectCancelled { effect, .. } => Some(effect.to_string()),
             _ => None,
         })
         .collect()
