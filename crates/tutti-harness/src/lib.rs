@@ -1,5 +1,7 @@
 //! tutti's harness adapters: the `shell`, `node`, generic `command` and in-process `echo` harnesses, the
-//! agent-CLI adapters (`claude`, `codex`, `gemini`, `pi`, `opencode`: each a `Cli` under one generic `AgentHarness`) and what they share, the prompt renderer, and process-tree control.
+//! agent-CLI adapters (`claude`, `codex`, `gemini`, `pi`, `opencode`: each a `Cli` under one generic
+//! `AgentHarness`) and what they share, the prompt renderer, process-tree control, and the git layer (`git`) for
+//! the worktrees agents run in and the merges of their branches.
 //! It does not own the `Harness` trait (the engine's seam), routing between harnesses, or reading
 //! `tutti.toml` (the CLI's).
 
@@ -10,6 +12,7 @@ pub mod codex;
 pub mod command;
 pub mod echo;
 pub mod gemini;
+pub mod git;
 pub mod node;
 pub mod opencode;
 pub mod pi;
@@ -29,6 +32,7 @@ pub use cli::{
 };
 pub use command::{CommandConfig, CommandHarness, Extras, last_json};
 pub use echo::EchoHarness;
+pub use git::{GitError, Head, MergeOutcome, Repo, Worktree, WorktreeInfo};
 pub use node::NodeHarness;
 pub use platform::LinuxPlatform;
 pub use process::{Exit, Options, ProcessHandle, Stop};
