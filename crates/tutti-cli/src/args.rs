@@ -45,6 +45,14 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the git worktrees of a run's isolated tasks (all runs when RUN is omitted): path, branch, base,
+    /// commit, state and effect. `tutti worktrees prune` removes those no live or resumable run needs.
+    Worktrees {
+        /// A run, or `prune`.
+        run: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List runs, oldest first.
     Ls {
         #[arg(long)]

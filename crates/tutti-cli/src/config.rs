@@ -26,6 +26,8 @@ const AGENT_CLIS: &[&str] = &["claude", "codex", "gemini", "pi", "opencode"];
 struct File {
     #[serde(default)]
     defaults: Defaults,
+    #[serde(default)]
+    worktrees: WorktreesTable,
     /// Read as tables first: whether one is a command or an agent CLI depends on its fields.
     #[serde(default)]
     harness: BTreeMap<String, toml::Table>,
@@ -38,6 +40,26 @@ struct Defaults {
     max_parallel: Option<usize>,
 }
 
+/// `[worktrees]`: which worktrees a finished run keeps.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct WorktreesTable {
+    keep: Option<Keep>,
+}
+
+/// Which worktrees a finished run keeps (their branches are always kept).
+#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Keep {
+    /// Every worktree.
+    All,
+    /// The worktrees whose branch no merge of the run took (the default).
+    #[default]
+    Unmerged,
+    /// None.
+    None,
+}
+
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) root: PathBuf,
@@ -47,6 +69,8 @@ pub(crate) struct Config {
     pub(crate) db: PathBuf,
     pub(crate) default_harness: Option<String>,
     pub(crate) max_parallel: usize,
+    /// `[worktrees] keep`.
+    pub(crate) keep_worktrees: Keep,
     harness: BTreeMap<String, HarnessConfig>,
 }
 
@@ -92,6 +116,7 @@ impl Config {
             is_project,
             default_harness: file.defaults.harness,
             max_parallel,
+            keep_worktrees: file.worktrees.keep.unwrap_or_default(),
             harness,
         })
     }

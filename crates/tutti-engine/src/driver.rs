@@ -345,6 +345,14 @@ impl<'a> Driver<'a> {
                 }
                 Ok(())
             }
+            Msg::Harness(HarnessEvent::Note { effect, attempt, message }) => {
+                if self.effects.get(&effect).is_some_and(|e| e.attempt == attempt) {
+                    let scope = effect.to_string();
+                    self.observer.progress(Progress::Log { scope: scope.clone(), message: message.clone() });
+                    self.record(Event::Log { scope, message });
+                }
+                Ok(())
+            }
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
                 self.finished(&effect, attempt, outcome)
             }

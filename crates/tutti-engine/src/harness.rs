@@ -22,8 +22,12 @@ pub struct Job {
     /// The whole task description returned by the task's builder.
     pub task: Value,
     pub args: Value,
-    /// Where subprocesses start: the project root.
+    /// Where the work happens (a subprocess's current directory): the project root, or the effect's git
+    /// worktree when its task asks for `isolation: "worktree"`.
     pub workdir: PathBuf,
+    /// The project root: where `.tutti/` (harness homes, worktrees) lives, and what a relative `binary` in
+    /// `tutti.toml` is relative to.
+    pub project: PathBuf,
     /// The engine enforces this too; a harness may use it to set its own limits.
     pub timeout: Option<Duration>,
     /// Variables for the subprocess beyond the `TUTTI_*` ids: how its agent reaches the orchestrator
@@ -116,24 +120,55 @@ pub enum HarnessEvent {
         attempt: u32,
         usage: tutti_journal::Usage,
     },
+    /// Something the person running tutti should know about the attempt (journaled as a log line).
+    Note {
+        effect: EffectId,
+        attempt: u32,
+        message: String,
+    },
 }
 
+/// A step applied to an attempt's outcome before it is reported (a worktree's commit, say).
+type Then = Box<dyn FnOnce(Outcome) -> Outcome + Send>;
+
 /// How a harness reports back. Cheap to clone; `finish` may be called from any thread.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Reporter {
     effect: EffectId,
     attempt: u32,
     tx: Sender<crate::driver::Msg>,
+    /// Steps a wrapping harness added, applied in order by `finish` (shared by the clones: one finish).
+    then: std::sync::Arc<std::sync::Mutex<Vec<Then>>>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter").field("effect", &self.effect).field("attempt", &self.attempt).finish()
+    }
 }
 
 impl Reporter {
     pub(crate) fn new(effect: EffectId, attempt: u32, tx: Sender<crate::driver::Msg>) -> Self {
-        Self { effect, attempt, tx }
+        Self { effect, attempt, tx, then: Default::default() }
+    }
+
+    /// Run `step` on the outcome before it is reported, on the thread that calls `finish`: a harness that
+    /// wraps another (worktree isolation) finishes its own work there, off the dispatcher's thread. Steps
+    /// added first run first.
+    pub fn then(self, step: impl FnOnce(Outcome) -> Outcome + Send + 'static) -> Self {
+        self.then.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(step));
+        self
     }
 
     /// Report the harness session the attempt ran in (before `finish`).
     pub fn session(&self, session: String) {
         let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+    }
+
+    /// Tell the person running tutti something about the attempt (journaled as a log line of the effect).
+    pub fn note(&self, message: String) {
+        let event = HarnessEvent::Note { effect: self.effect.clone(), attempt: self.attempt, message };
         let _ = self.tx.send(crate::driver::Msg::Harness(event));
     }
 
@@ -145,6 +180,8 @@ impl Reporter {
 
     /// Report the attempt's single outcome. Reports after cancellation are ignored by the dispatcher.
     pub fn finish(self, outcome: Outcome) {
+        let steps = std::mem::take(&mut *self.then.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let outcome = steps.into_iter().fold(outcome, |outcome, step| step(outcome));
         let event = HarnessEvent::Finished { effect: self.effect, attempt: self.attempt, outcome };
         // The dispatcher may already be gone (run ended); then nobody needs the result.
         let _ = self.tx.send(crate::driver::Msg::Harness(event));

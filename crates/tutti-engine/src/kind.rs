@@ -16,6 +16,9 @@ pub enum Kind {
     Breakpoint,
     /// Waits for the clock (`ctx.sleepUntil`).
     Sleep,
+    /// One step of `ctx.merge`: merge a branch into the integration branch, finish a resolved merge, or abort
+    /// one; run by the `merge` harness.
+    Merge,
     /// Any other kind (`orchestrator_task`, the library's custom kinds): runs as an agent task whose prompt
     /// renders the whole description.
     Other(String),
@@ -31,6 +34,7 @@ impl Kind {
             "node" => Kind::Node,
             "breakpoint" => Kind::Breakpoint,
             "sleep" => Kind::Sleep,
+            "merge" => Kind::Merge,
             other => Kind::Other(other.to_string()),
         }
     }
@@ -44,6 +48,7 @@ impl Kind {
             Kind::Node => "node",
             Kind::Breakpoint => "breakpoint",
             Kind::Sleep => "sleep",
+            Kind::Merge => "merge",
             Kind::Other(name) => name,
         }
     }
@@ -53,11 +58,12 @@ impl Kind {
         matches!(self, Kind::Breakpoint | Kind::Sleep)
     }
 
-    /// The harness that alone runs this kind (`shell`, `node`); other kinds are routed among agents.
+    /// The harness that alone runs this kind (`shell`, `node`, `merge`); other kinds are routed among agents.
     pub fn own_harness(&self) -> Option<&'static str> {
         match self {
             Kind::Shell => Some("shell"),
             Kind::Node => Some("node"),
+            Kind::Merge => Some("merge"),
             _ => None,
         }
     }
@@ -86,7 +92,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_custom_kinds_are_agent_like() {
-        for name in ["agent", "skill", "shell", "node", "breakpoint", "sleep", "orchestrator_task"] {
+        for name in ["agent", "skill", "shell", "node", "breakpoint", "sleep", "merge", "orchestrator_task"] {
             assert_eq!(Kind::parse(name).as_str(), name);
         }
         assert_eq!(Kind::parse("orchestrator_task"), Kind::Other("orchestrator_task".into()));

@@ -27,6 +27,14 @@ impl Harnesses {
         self.by_name.insert(harness.name().to_string(), harness);
     }
 
+    /// Replace every harness with `wrap(harness)` (a layer every job of the run goes through, such as worktree
+    /// isolation). The wrapper keeps the harness's name.
+    pub fn wrap(&mut self, wrap: impl Fn(Arc<dyn Harness>) -> Arc<dyn Harness>) {
+        for harness in self.by_name.values_mut() {
+            *harness = wrap(Arc::clone(harness));
+        }
+    }
+
     /// The harness for agent-like tasks that name none (`--harness`, or `[defaults] harness`).
     pub fn set_default_agent(&mut self, name: Option<String>) {
         self.default_agent = name;

@@ -158,7 +158,7 @@ pub(crate) fn tutti_mcp(job: &Job) -> Option<McpServer> {
 /// The private home a harness's CLI runs in: `WORKDIR/.tutti/harness-home/NAME`, shared by its turns so
 /// that sessions can be resumed, and never the user's own home.
 pub(crate) fn harness_home(job: &Job, harness: &str) -> io::Result<PathBuf> {
-    let home = job.workdir.join(".tutti").join("harness-home").join(harness);
+    let home = job.project.join(".tutti").join("harness-home").join(harness);
     fs::create_dir_all(&home)?;
     Ok(home)
 }
@@ -185,7 +185,7 @@ pub(crate) fn sessions(
 
 /// The start error for a home (or a file in it) that cannot be written.
 pub(crate) fn home_error(harness: &str, job: &Job, source: io::Error) -> StartError {
-    StartError::Spawn { what: format!("harness {harness}: its home under {}", job.workdir.display()), source }
+    StartError::Spawn { what: format!("harness {harness}: its home under {}", job.project.display()), source }
 }
 
 /// The variables that keep a CLI's configuration, caches and state inside `home`.

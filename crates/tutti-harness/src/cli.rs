@@ -137,7 +137,7 @@ impl<C: Cli> AgentHarness<C> {
     /// The CLI and the home a turn of `job` runs with, or why it cannot start.
     fn setup<'a>(&'a self, job: &'a Job) -> Result<Setup<'a>, StartError> {
         let configured = self.config.binary.as_deref();
-        let binary = find_cli(C::PROGRAM, configured, &job.workdir)
+        let binary = find_cli(C::PROGRAM, configured, &job.project)
             .ok_or_else(|| not_found(&self.name, C::PROGRAM, configured, C::PACKAGE))?;
         let home = agent::harness_home(job, &self.name).map_err(|source| agent::home_error(&self.name, job, source))?;
         Ok(Setup { name: &self.name, config: &self.config, job, binary, home })

@@ -594,5 +594,6 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
+mod more;
 #[cfg(test)]
 mod tests;

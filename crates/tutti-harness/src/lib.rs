@@ -13,6 +13,7 @@ pub mod command;
 pub mod echo;
 pub mod gemini;
 pub mod git;
+pub mod merge;
 pub mod node;
 pub mod opencode;
 pub mod pi;
@@ -21,6 +22,7 @@ pub mod process;
 pub mod prompt;
 mod session;
 pub mod shell;
+pub mod worktree;
 
 #[cfg(test)]
 mod testutil;
@@ -33,6 +35,7 @@ pub use cli::{
 pub use command::{CommandConfig, CommandHarness, Extras, last_json};
 pub use echo::EchoHarness;
 pub use git::{GitError, Head, MergeOutcome, Repo, Worktree, WorktreeInfo};
+pub use merge::MergeHarness;
 pub use node::NodeHarness;
 pub use platform::LinuxPlatform;
 pub use process::{Exit, Options, ProcessHandle, Stop};

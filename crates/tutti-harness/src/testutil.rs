@@ -26,6 +26,7 @@ pub(crate) fn job(kind: &str, task: Value, args: Value, workdir: &Path) -> Job {
         task,
         args,
         workdir: workdir.to_path_buf(),
+        project: workdir.to_path_buf(),
         timeout: None,
         env: Vec::new(),
         messages: Vec::new(),

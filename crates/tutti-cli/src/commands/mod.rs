@@ -7,6 +7,7 @@ mod mcp;
 mod msg;
 mod run;
 mod transfer;
+pub(crate) mod worktrees;
 
 use std::path::Path;
 
@@ -27,6 +28,10 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Status { run, json } => inspect::status(&config, run.as_deref(), json),
         Cmd::Ls { json } => inspect::ls(&config, json),
         Cmd::Groups { run, json } => inspect::groups(&config, &run, json),
+        Cmd::Worktrees { run, json } => match run.as_deref() {
+            Some("prune") => worktrees::prune(&config, json),
+            run => worktrees::list(&config, run, json),
+        },
         Cmd::Events { run, json, follow } => inspect::events(&config, &run, json, follow),
         Cmd::Approve { run, effect, reject, response } => control::approve(&config, &run, &effect, reject, response),
         Cmd::Post { run, effect, value, error } => control::post(&config, &run, &effect, value, error),

@@ -6,14 +6,16 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use tutti_engine::Harnesses;
 use tutti_engine::driver::Faults;
 use tutti_engine::{Driver, NewRun, Options, Platform, RunEnd};
-use tutti_harness::LinuxPlatform;
+use tutti_harness::worktree::{Isolating, Worktrees};
+use tutti_harness::{LinuxPlatform, MergeHarness};
 use tutti_journal::{Event, RunStatus};
 use tutti_js::JsHost;
 
 use crate::args::{DriveArgs, ResumeArgs, RunArgs};
-use crate::commands::{display, find_run, open_for_driver, open_or_create, open_store};
+use crate::commands::{display, find_run, open_for_driver, open_or_create, open_store, worktrees};
 use crate::config::Config;
 use crate::output::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError};
 use crate::signals;
@@ -34,6 +36,9 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     let last = writer.clone();
     let run_id = ulid::Ulid::new().to_string();
     let secret = ulid::Ulid::new().to_string();
+    // Isolated tasks start from HEAD as it is now; the commit is journaled with the run.
+    let (git_base, git_dirty) = Worktrees::base_of(&config.root);
+    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base.clone(), git_dirty));
     let opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
     let new = NewRun {
         process: display(&path),
@@ -46,6 +51,8 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
             "nonInteractive": opts.non_interactive,
             "workdir": display(&opts.workdir),
             "msgSecret": secret,
+            "gitBase": git_base,
+            "gitDirty": git_dirty,
         }),
     };
     let mut observer = output::observer(&new.process);
@@ -53,7 +60,9 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     let end = driver.create(new);
     // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
     drop(last.shutdown());
-    Ok(report(&run_id, &end?, args.drive.json))
+    let end = end?;
+    let merges = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, args.drive.json))
 }
 
 pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
@@ -70,6 +79,9 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
         anyhow::bail!("run {run_id} has no run_created event: its journal is damaged");
     };
     let harnesses = config.harnesses(saved.get("harness").and_then(Value::as_str))?;
+    let git_base = saved.get("gitBase").and_then(Value::as_str).map(String::from);
+    let git_dirty = saved.get("gitDirty").and_then(Value::as_bool).unwrap_or(false);
+    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base, git_dirty));
     let path = PathBuf::from(&process);
     let mut host = JsHost::load_interruptible(&path, shutdown.clone())
         .with_context(|| format!("cannot reload the process of run {run_id}"))?;
@@ -86,7 +98,17 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let end = driver.resume(&code_hash);
     drop(last.shutdown());
-    Ok(report(&run_id, &end?, drive.json))
+    let end = end?;
+    let merges = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, drive.json))
+}
+
+/// Every harness of the run behind worktree isolation, and the `merge` harness for `ctx.merge`.
+fn isolating(mut harnesses: Harnesses, worktrees: Worktrees) -> Harnesses {
+    let worktrees = Arc::new(worktrees);
+    harnesses.wrap(|inner| Arc::new(Isolating::new(inner, Arc::clone(&worktrees))));
+    harnesses.add(Arc::new(MergeHarness::new(worktrees)));
+    harnesses
 }
 
 fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, msg_secret: String) -> Options {
@@ -140,8 +162,24 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| UserError::new(format!("--inputs {given}: invalid JSON: {e}")).into())
 }
 
+/// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
+fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> worktrees::Merges {
+    let records = open_store(config).and_then(|store| Ok(store.read(&run_id.to_string(), 0)?)).unwrap_or_default();
+    let merges = worktrees::merges(&records);
+    if !end.interrupted && end.status.is_terminal() {
+        if let Err(e) = worktrees::clean_up(config, run_id, &records) {
+            output::note(&format!("run {run_id}: its worktrees were not all removed: {e:#}"));
+        }
+    }
+    merges
+}
+
+/// Error names that mean the user must fix something before running again (exit 2), not that a task failed.
+const USAGE_ERRORS: &[&str] =
+    &["NoHarness", "IsolationError", "NotAGitRepository", "NoCommit", "BranchExists", "MergeTarget"];
+
 /// Print the run's end and choose the exit code.
-fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
+fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, json: bool) -> i32 {
     if end.interrupted {
         let why = signals::reason();
         output::note(&format!("{why}: running effects were stopped. Continue with `tutti resume {run_id}`"));
@@ -153,11 +191,24 @@ fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
             "status": end.status.as_str(),
             "output": end.output,
             "error": end.error,
+            "merges": merges.to_json(),
         }));
     } else if let Some(out) = &end.output {
         output::json(out);
     }
+    if let Some(line) = merges.summary() {
+        output::note(&line);
+    }
     match (&end.status, &end.error) {
+        (RunStatus::Completed | RunStatus::Halted, _) if !merges.failed.is_empty() => {
+            let usage = merges.failed.iter().any(|(_, why)| USAGE_ERRORS.iter().any(|name| why.starts_with(name)));
+            output::note(&format!(
+                "run {run_id} {}, but {} merge(s) FAILED: their work is not on the integration branch",
+                end.status.as_str(),
+                merges.failed.len()
+            ));
+            if usage { EXIT_USAGE } else { EXIT_FAILED }
+        }
         (RunStatus::Completed | RunStatus::Halted, _) => {
             output::note(&format!("run {run_id} {}", end.status.as_str()));
             EXIT_OK
@@ -166,7 +217,7 @@ fn report(run_id: &str, end: &RunEnd, json: bool) -> i32 {
             let stack = e.data.as_ref().and_then(|d| d.get("stack")).and_then(Value::as_str).unwrap_or("");
             output::note(&format!("run {run_id} {}: {}: {}\n{stack}", status.as_str(), e.name, e.message));
             // A task that names no harness this project has is a configuration problem, not a task failure.
-            if e.name == "NoHarness" { EXIT_USAGE } else { EXIT_FAILED }
+            if USAGE_ERRORS.contains(&e.name.as_str()) { EXIT_USAGE } else { EXIT_FAILED }
         }
         (status, None) => {
             output::note(&format!("run {run_id} {}", status.as_str()));

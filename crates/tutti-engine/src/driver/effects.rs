@@ -92,8 +92,10 @@ impl Driver<'_> {
             self.resolve(id, Err(error), false);
             return Ok(());
         };
-        // The output-commit rule: the request is durable before anything outside the driver runs it.
-        if !harness.is_pure() {
+        // The output-commit rule: the request is durable before anything outside the driver runs it. A task in a
+        // git worktree touches the repository whatever its harness.
+        let isolated = self.effects.get(id).is_some_and(|e| e.request.task.get("isolation").is_some());
+        if !harness.is_pure() || isolated {
             self.journal.flush()?;
         }
         let mut messages = self.inbound(id);
@@ -116,6 +118,7 @@ impl Driver<'_> {
             task: e.request.task.clone(),
             args: e.request.args.clone(),
             workdir: self.opts.workdir.clone(),
+            project: self.opts.workdir.clone(),
             timeout: timeout_of(&e.request.task),
             env,
             messages,

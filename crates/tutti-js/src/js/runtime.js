@@ -120,6 +120,12 @@
     if (!desc || typeof desc.kind !== "string")
       throw new TypeError(`task "${def.id}": the task description has no "kind" (agent, shell, node, breakpoint, sleep, ...)`);
     if (desc.labels) desc.labels = normalizeLabels(desc.labels);
+    if (desc.isolation !== undefined && desc.isolation !== "worktree" && desc.isolation !== "none") {
+      const e = new TypeError(`task "${def.id}": isolation ${JSON.stringify(desc.isolation)} is not known: use "worktree" (its own git worktree and branch) or leave it out`);
+      e.name = "IsolationError";
+      throw e;
+    }
+    if (desc.isolation === "none") delete desc.isolation;
     return desc;
   }
 
@@ -141,6 +147,10 @@
     let desc = inScope(scope, () => describe(def, args, taskCtx));
     const member = scope.member;
     if (member && member.harness && !replaying) desc = { ...desc, harness: preferFirst(member.harness, desc.harness) };
+    // A member of an isolated group works in its own worktree, the same in every round.
+    if (member && member._group.isolation && desc.isolation === undefined && !replaying) desc = { ...desc, isolation: member._group.isolation };
+    // A merge's resolver works in the worktree that holds the conflicted merge.
+    if (opts && typeof opts.worktree === "string" && !replaying) desc = { ...desc, worktree: opts.worktree };
     // The code that awaits the result continues in the caller's scope (a coordinator awaiting a member's task
     // stays the coordinator).
     const caller = current;
@@ -177,6 +187,7 @@
   }
   const breakpointTask = builtinTask("tutti/breakpoint", "breakpoint");
   const sleepTask = builtinTask("tutti/sleep", "sleep");
+  const mergeTask = builtinTask("tutti/merge", "merge");
 
   // ---- ctx.parallel ----
   function settleAll(parent, starters, limit) {
@@ -300,6 +311,12 @@
       const harnesses = opts.harness === undefined ? [] : Array.isArray(opts.harness) ? opts.harness : [opts.harness];
       this.name = name;
       this.persistent = opts.persistent !== false;
+      if (opts.isolation !== undefined && opts.isolation !== "worktree" && opts.isolation !== "none") {
+        const e = new TypeError(`ctx.group("${name}"): isolation ${JSON.stringify(opts.isolation)} is not known: use "worktree" (one worktree and branch per member) or leave it out`);
+        e.name = "IsolationError";
+        throw e;
+      }
+      Object.defineProperty(this, "isolation", { value: opts.isolation === "worktree" ? "worktree" : undefined });
       this.maxConcurrency = limitOf(opts);
       this.members = Object.freeze(names.map((n, i) => new Member(this, n, harnesses.length ? harnesses[i % harnesses.length] : null)));
       Object.defineProperty(this, "_queue", { value: [] });
@@ -639,6 +656,72 @@
     if (!Number.isFinite(ms)) throw new TypeError(`ctx.sleepUntil: not a time: ${when}`);
     return request(current, sleepTask, { targetEpochMs: ms }, undefined, sleepUntil);
   }
+  // ctx.merge(items, { onConflict, into }): merge the branches of isolated results (or branch names), one after
+  // the other, into an integration branch (`tutti/RUN/merge` unless `into` names one). Every step is an effect
+  // of its own (merge, then on a conflict the resolver and finish, or abort), so a restart redoes nothing.
+  function merge(items, opts) {
+    if (!Array.isArray(items)) throw new TypeError("ctx.merge expects an array of isolated results or branch names");
+    const { onConflict, into } = opts ?? {};
+    if (onConflict !== undefined) checkTask(onConflict, "ctx.merge: onConflict");
+    if (into !== undefined && (typeof into !== "string" || into.length === 0)) throw new TypeError("ctx.merge: into must be a branch name");
+    const branches = items.map((item, i) => {
+      const b = typeof item === "string" ? item : item && item.worktree && item.worktree.branch;
+      if (typeof b !== "string" || b.length === 0)
+        throw new TypeError(`ctx.merge: item ${i} has no worktree (the result of a task with isolation: "worktree") and is not a branch name`);
+      return b;
+    });
+    const scope = current;
+    const target = into ?? `tutti/${runId}/merge`;
+    const text = (e) => (e && e.message ? `${e.name || "Error"}: ${e.message}` : String(e));
+    const step = (args) => {
+      current = scope;
+      return request(scope, mergeTask, { into: target, ...args }, undefined, merge);
+    };
+    const run = async () => {
+      const out = { branch: target, commit: null, merged: [], resolved: [], failed: [] };
+      for (const branch of branches) {
+        let r;
+        try {
+          r = await step({ step: "merge", branch, resolver: onConflict !== undefined });
+        } catch (e) {
+          out.failed.push({ branch, error: text(e) });
+          continue;
+        }
+        if (r.commit) out.commit = r.commit;
+        if (r.status === "merged") {
+          out.merged.push(branch);
+          continue;
+        }
+        if (r.status !== "conflict") {
+          out.failed.push({ branch, error: r.error });
+          continue;
+        }
+        try {
+          current = scope;
+          await request(scope, onConflict, { branch, into: target, files: r.files, base: r.base }, { worktree: r.path }, merge);
+        } catch (e) {
+          try {
+            await step({ step: "abort", branch });
+          } catch (_) {}
+          out.failed.push({ branch, error: `the conflict resolver failed: ${text(e)}` });
+          continue;
+        }
+        let done;
+        try {
+          done = await step({ step: "finish", branch, files: r.files });
+        } catch (e) {
+          out.failed.push({ branch, error: text(e) });
+          continue;
+        }
+        if (done.commit) out.commit = done.commit;
+        if (done.status === "resolved") out.resolved.push(branch);
+        else out.failed.push({ branch, error: done.error });
+      }
+      current = scope;
+      return out;
+    };
+    return run();
+  }
   function makeCtx() {
     return Object.freeze({
       get runId() {
@@ -658,6 +741,7 @@
       any,
       breakpoint,
       sleepUntil,
+      merge,
       log(...args) {
         host.log(current.path, format(args));
       },
