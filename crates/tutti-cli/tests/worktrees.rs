@@ -255,6 +255,13 @@ export async function process(inputs, ctx) {
         .filter_map(|e| e["event"]["outcome"]["value"]["inline"]["worktree"]["path"].as_str())
         .collect();
     assert_eq!(paths.len(), 3, "one worktree per member over both rounds\n{}", show(&events));
+    // Each member's binding to its worktree and branch is journaled once, not again after the restart.
+    let bound: Vec<&Value> = events.iter().filter(|e| kind(e) == "member_bound" && e["event"]["branch"].is_string()).collect();
+    assert_eq!(bound.len(), 3, "{}", show(&events));
+    let members: BTreeSet<&str> = bound.iter().filter_map(|e| e["event"]["member"].as_str()).collect();
+    assert_eq!(members, ["a", "b", "c"].into());
+    let groups = project.run(&["groups", &run, "--json"]).json();
+    assert!(groups[0]["members"][0]["branch"].as_str().is_some_and(|b| b.ends_with("/members/team/a")), "{groups}");
 }
 
 #[test]

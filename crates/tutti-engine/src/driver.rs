@@ -169,6 +169,8 @@ pub struct Driver<'a> {
     groups: HashMap<String, (Vec<String>, bool)>,
     /// Each member's harness session (`GROUP/MEMBER` → id): its next turn resumes it.
     sessions: HashMap<String, String>,
+    /// Each isolated member's worktree and branch (`GROUP/MEMBER` → (path, branch)), as journaled.
+    member_worktrees: HashMap<String, (String, String)>,
     /// The last session each effect's attempt reported: a corrective turn continues it.
     attempt_sessions: HashMap<EffectId, String>,
     end: Option<End>,
@@ -210,6 +212,7 @@ impl<'a> Driver<'a> {
             mailbox: Vec::new(),
             groups: HashMap::new(),
             sessions: HashMap::new(),
+            member_worktrees: HashMap::new(),
             attempt_sessions: HashMap::new(),
             end: None,
             last_housekeeping: Instant::now(),
@@ -343,6 +346,10 @@ impl<'a> Driver<'a> {
                     let harness = e.harness.clone().unwrap_or_default();
                     self.record(Event::EffectUsage { effect, attempt, harness, usage });
                 }
+                Ok(())
+            }
+            Msg::Harness(HarnessEvent::Worktree { effect, attempt, path, branch }) => {
+                self.bind_worktree(&effect, attempt, path, branch);
                 Ok(())
             }
             Msg::Harness(HarnessEvent::Note { effect, attempt, message }) => {

@@ -120,6 +120,13 @@ pub enum HarnessEvent {
         attempt: u32,
         usage: tutti_journal::Usage,
     },
+    /// The attempt works in this git worktree, on this branch (an isolated task or member).
+    Worktree {
+        effect: EffectId,
+        attempt: u32,
+        path: String,
+        branch: String,
+    },
     /// Something the person running tutti should know about the attempt (journaled as a log line).
     Note {
         effect: EffectId,
@@ -163,6 +170,12 @@ impl Reporter {
     /// Report the harness session the attempt ran in (before `finish`).
     pub fn session(&self, session: String) {
         let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+    }
+
+    /// Report the git worktree and branch the attempt works in (before `finish`); a member's binding is journaled.
+    pub fn worktree(&self, path: String, branch: String) {
+        let event = HarnessEvent::Worktree { effect: self.effect.clone(), attempt: self.attempt, path, branch };
         let _ = self.tx.send(crate::driver::Msg::Harness(event));
     }
 

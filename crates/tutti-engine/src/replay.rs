@@ -64,6 +64,8 @@ pub(crate) struct Replay {
     groups: HashMap<String, (Vec<String>, bool)>,
     /// The last journaled harness session of each member (`GROUP/MEMBER`).
     sessions: HashMap<String, String>,
+    /// The journaled worktree and branch of each isolated member (`GROUP/MEMBER`).
+    member_worktrees: HashMap<String, (String, String)>,
 }
 
 /// Turn journal records into a replay, consuming them; `load` resolves blob payloads of results.
@@ -76,6 +78,7 @@ pub(crate) fn build(
     let mut mailbox = Vec::new();
     let mut groups = HashMap::new();
     let mut sessions = HashMap::new();
+    let mut member_worktrees = HashMap::new();
     for r in records {
         match r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, task, .. } => {
@@ -134,6 +137,24 @@ pub(crate) fn build(
             Event::GroupOpened { group, members, persistent } => {
                 groups.insert(group, (members.into_iter().map(|m| m.name).collect(), persistent));
             }
+            Event::MemberBound { group, member, session, worktree, branch, .. }
+                if worktree.is_some() || branch.is_some() =>
+            {
+                let address = format!("{group}/{member}");
+                if let (Some(path), Some(branch)) = (worktree, branch) {
+                    member_worktrees.insert(address.clone(), (path, branch));
+                }
+                if !session.is_empty() {
+                    sessions.insert(address.clone(), session.clone());
+                    let note = Some(Note::Bound { member: address, session });
+                    deliveries.push_back(Delivery {
+                        effect: EffectId::default(),
+                        ts_ms: r.ts_ms,
+                        outcome: Ok(Value::Null),
+                        note,
+                    });
+                }
+            }
             Event::MemberBound { group, member, session, .. } => {
                 let member = format!("{group}/{member}");
                 sessions.insert(member.clone(), session.clone());
@@ -151,7 +172,7 @@ pub(crate) fn build(
     for j in journaled.values_mut().filter(|j| j.resolved) {
         j.task = None;
     }
-    Ok(Replay { journaled, deliveries, requested: HashSet::new(), mailbox, groups, sessions })
+    Ok(Replay { journaled, deliveries, requested: HashSet::new(), mailbox, groups, sessions, member_worktrees })
 }
 
 /// What the driver should do with a request met during replay.
@@ -219,6 +240,10 @@ impl Replay {
 
     pub(crate) fn sessions(&self) -> &HashMap<String, String> {
         &self.sessions
+    }
+
+    pub(crate) fn member_worktrees(&self) -> &HashMap<String, (String, String)> {
+        &self.member_worktrees
     }
 
     /// Messages to members that no effect took before the driver stopped.

@@ -246,6 +246,9 @@ impl Harness for Isolating {
                 &base[..base.len().min(12)]
             ));
         }
+        if place.lasting {
+            reporter.worktree(place.path.display().to_string(), place.branch.clone());
+        }
         job.workdir = place.path.clone();
         let worktrees = Arc::clone(&self.worktrees);
         let finished = job.clone();

@@ -399,12 +399,17 @@ pub enum Event {
     GroupClosed {
         group: String,
     },
-    /// A member's harness session, from its first turn on (and whenever the harness starts a new one).
+    /// A member's harness session, from its first turn on (and whenever the harness starts a new one), and
+    /// for a member of an isolated group its worktree and branch (then `session` is empty until it has one).
     MemberBound {
         group: String,
         member: String,
         harness: String,
         session: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
     },
     /// A message between the process, a member's agent and the coordinator. Addresses: `coordinator`,
     /// `GROUP/MEMBER`, `GROUP/*`; an effect outside any group is addressed by its id.

@@ -222,13 +222,18 @@ fn groups_json(records: &[Record]) -> Value {
                     members.iter().map(|m| json!({ "name": m.name, "harness": m.harness, "session": null })).collect();
                 groups.push(json!({ "group": group, "persistent": persistent, "closed": false, "members": members }));
             }
-            Event::MemberBound { group, member, session, .. } => {
+            Event::MemberBound { group, member, session, branch, .. } => {
                 let g = groups.iter_mut().find(|g| g["group"] == *group.as_str());
                 let m = g
                     .and_then(|g| g["members"].as_array_mut())
                     .and_then(|ms| ms.iter_mut().find(|m| m["name"] == *member.as_str()));
                 if let Some(m) = m {
-                    m["session"] = json!(session);
+                    if !session.is_empty() {
+                        m["session"] = json!(session);
+                    }
+                    if let Some(branch) = branch {
+                        m["branch"] = json!(branch);
+                    }
                 }
             }
             Event::GroupClosed { group } => {

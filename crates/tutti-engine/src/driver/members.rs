@@ -56,10 +56,27 @@ impl Driver<'_> {
         }
         let harness = e.harness.clone().unwrap_or_default();
         let (group, member) = (group.to_string(), member.to_string());
-        self.record(Event::MemberBound { group, member, harness, session: session.clone() });
+        let (worktree, branch) = self.member_worktrees.get(&address).cloned().unzip();
+        self.record(Event::MemberBound { group, member, harness, session: session.clone(), worktree, branch });
         self.host.bound(&address, &session)?;
         self.sessions.insert(address, session);
         Ok(())
+    }
+
+    /// An isolated member's attempt works in `path` on `branch`: journal the binding when it is new.
+    pub(super) fn bind_worktree(&mut self, effect: &EffectId, attempt: u32, path: String, branch: String) {
+        let Some(e) = self.effects.get(effect).filter(|e| e.attempt == attempt) else { return };
+        let Some((group, member)) = effect.member() else { return };
+        let address = effect.address();
+        if self.member_worktrees.get(&address).is_some_and(|(_, b)| *b == branch) {
+            return;
+        }
+        let harness = e.harness.clone().unwrap_or_default();
+        let session = self.sessions.get(&address).cloned().unwrap_or_default();
+        let (group, member) = (group.to_string(), member.to_string());
+        let (worktree, known) = (Some(path.clone()), Some(branch.clone()));
+        self.record(Event::MemberBound { group, member, harness, session, worktree, branch: known });
+        self.member_worktrees.insert(address, (path, branch));
     }
 
     /// The session a member's next turn resumes: its last one, when its group is persistent.

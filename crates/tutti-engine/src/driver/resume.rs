@@ -54,6 +54,7 @@ impl Driver<'_> {
         self.mailbox = replay.take_mailbox();
         self.groups = replay.groups().clone();
         self.sessions = replay.sessions().clone();
+        self.member_worktrees = replay.member_worktrees().clone();
         Ok(())
     }
 

@@ -129,8 +129,15 @@ fn arb_group_event() -> impl Strategy<Value = Event> {
             value
         }),
         arb_text().prop_map(|group| Event::GroupClosed { group }),
-        (arb_text(), arb_text(), arb_text(), arb_text())
-            .prop_map(|(group, member, harness, session)| Event::MemberBound { group, member, harness, session }),
+        (arb_text(), arb_text(), arb_text(), arb_text(), prop::option::of(arb_text()), prop::option::of(arb_text()))
+            .prop_map(|(group, member, harness, session, worktree, branch)| Event::MemberBound {
+                group,
+                member,
+                harness,
+                session,
+                worktree,
+                branch
+            }),
         (arb_text(), arb_text(), arb_text(), arb_payload()).prop_map(|(id, from, to, body)| Event::MessageSent {
             id,
             from,
