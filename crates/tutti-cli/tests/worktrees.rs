@@ -256,7 +256,8 @@ export async function process(inputs, ctx) {
         .collect();
     assert_eq!(paths.len(), 3, "one worktree per member over both rounds\n{}", show(&events));
     // Each member's binding to its worktree and branch is journaled once, not again after the restart.
-    let bound: Vec<&Value> = events.iter().filter(|e| kind(e) == "member_bound" && e["event"]["branch"].is_string()).collect();
+    let bound: Vec<&Value> =
+        events.iter().filter(|e| kind(e) == "member_bound" && e["event"]["branch"].is_string()).collect();
     assert_eq!(bound.len(), 3, "{}", show(&events));
     let members: BTreeSet<&str> = bound.iter().filter_map(|e| e["event"]["member"].as_str()).collect();
     assert_eq!(members, ["a", "b", "c"].into());
