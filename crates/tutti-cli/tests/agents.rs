@@ -739,3 +739,99 @@ fn a_turn_interrupted_mid_round_is_resumed_once_on_claude_codex_and_gemini() {
         }
     }
 }
+
+/// claude, codex and gemini each edit README.md with their own file tool in their own worktree; the merge queue
+/// then takes claude's branch as it is and has claude resolve the two conflicts, so the integration branch holds
+/// all three contributions.
+#[test]
+fn three_clis_edit_one_repository_in_worktrees_and_a_claude_resolver_merges_them() {
+    let line = |who: &str| format!("{who} was here");
+    let readme = |who: &[&str]| format!("# demo\n{}\n", who.iter().map(|w| line(w)).collect::<Vec<_>>().join("\n"));
+    // Claude Code's Write tool refuses to overwrite a file it has not read in the session: claude edits with its
+    // Bash tool, codex and gemini with their file-writing tools.
+    let by_shell = |content: &str| {
+        let printf = format!("printf '{}' > README.md", content.replace('\n', "\\n"));
+        Reply::tool("shell", json!({ "command": printf }))
+    };
+    let by_file = |content: &str| Reply::tool("write_file", json!({"path": "README.md", "content": content}));
+    let mut script = Script::new();
+    for who in ["claude", "codex", "gemini"] {
+        let content = readme(&[who]);
+        let reply = if who == "claude" { by_shell(&content) } else { by_file(&content) };
+        script = script.rule(When::request().user_says(format!("Add the {who} line")).reply(reply));
+    }
+    // The resolver sees which branch conflicts: codex's (item 1) over claude's, then gemini's (item 2) over both.
+    // Item 2's rule comes first: Claude Code puts the recent commits (item 1's merge among them) in its prompt.
+    for (item, who) in
+        [("parallel-2/0", &["claude", "codex", "gemini"][..]), ("parallel-1/0", &["claude", "codex"][..])]
+    {
+        script = script.rule(When::request().user_says(format!("{item} into")).reply(by_shell(&readme(who))));
+    }
+    let mock = MockModel::start(script);
+    let project = Project::new(TUTTI);
+    let toml: Vec<String> =
+        [&CLAUDE, &CODEX, &GEMINI].iter().map(|cli| table(cli, &mock.base_url(), 120_000)).collect();
+    project.write("tutti.toml", toml.join("\n"));
+    project.write("README.md", "# demo\n");
+    project.write(
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const edit = defineTask("edit", (a) => ({ kind: "agent", harness: a.harness, isolation: "worktree",
+  title: `edit by ${a.harness}`, agent: { prompt: `Add the ${a.harness} line to README.md.` } }));
+const resolve = defineTask("resolve", (a) => ({ kind: "agent", harness: "claude", title: "resolve",
+  agent: { prompt: `Resolve the merge of ${a.branch} into ${a.into}: keep every line, no conflict markers (${a.files.join(", ")}).` } }));
+export async function process(inputs, ctx) {
+  const results = await ctx.parallel.map(["claude", "codex", "gemini"], (h) => ctx.task(edit, { harness: h }));
+  return await ctx.merge(results, { onConflict: resolve });
+}
+"#,
+    );
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").arg("-C").arg(project.root()).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.name", "Test"]);
+    git(&["config", "user.email", "test@localhost"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "start"]);
+
+    let mut command = project.tutti();
+    command.args(["run", "p.js"]);
+    let out = project.spawn_command(command).wait(DEADLINE);
+    let requests = || mock.requests().iter().map(|r| format!("{} {}", r.path, r.last_user_text)).collect::<Vec<_>>();
+    let tails = || {
+        mock.requests()
+            .iter()
+            .map(|r| {
+                let tail: String = r.last_user_text.chars().rev().take(160).collect::<String>().chars().rev().collect();
+                format!("{tail} => {}", r.reply)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(out.code, 0, "{out}\nmock: {:#?}\n{}", tails(), show(&project.events(&out.run_id())));
+    let value = out.json();
+    assert_eq!(value["merged"].as_array().map(Vec::len), Some(1), "{value}");
+    assert_eq!(value["resolved"].as_array().map(Vec::len), Some(2), "{value}");
+    let branch = value["branch"].as_str().expect("branch");
+    assert_eq!(
+        git(&["show", &format!("{branch}:README.md")]),
+        readme(&["claude", "codex", "gemini"]),
+        "{value}\nmock: {:#?}\n{}",
+        tails(),
+        show(&project.events(&out.run_id()))
+    );
+    // Each CLI worked in its own worktree, on its own branch, from the same base.
+    let events = project.events(&out.run_id());
+    let worktrees: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "effect_resolved")
+        .filter_map(|e| e["event"]["outcome"]["value"]["inline"].get("worktree"))
+        .collect();
+    let branches: std::collections::BTreeSet<&str> = worktrees.iter().filter_map(|w| w["branch"].as_str()).collect();
+    assert_eq!(branches.len(), 3, "{}", show(&events));
+    assert!(worktrees.iter().all(|w| w["files"] == json!(["README.md"])), "{}", show(&events));
+    assert_eq!(git(&["show", "main:README.md"]), "# demo\n", "the user's branch is untouched");
+}

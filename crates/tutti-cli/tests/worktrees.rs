@@ -323,3 +323,35 @@ export async function process(inputs, ctx) { return await ctx.merge([await ctx.t
     let value: Value = out.json();
     assert_eq!(value["failed"][0]["branch"].as_str().map(|b| b.contains("root")), Some(true), "{value}");
 }
+
+#[test]
+fn tutti_worktrees_lists_what_a_run_kept_and_prune_removes_it_keeping_the_branches() {
+    let project = repo_project(MERGE_ALL);
+    let toml = project.read("tutti.toml").expect("tutti.toml");
+    project.write("tutti.toml", format!("{toml}\n[worktrees]\nkeep = \"all\"\n"));
+    let out = project.run(&["run", "p.js", "--inputs", r#"{"n": 3}"#]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    let listed = project.run(&["worktrees", &run, "--json"]);
+    assert_eq!(listed.code, 0, "{listed}");
+    let rows = listed.json();
+    let rows = rows.as_array().expect("a list");
+    assert_eq!(rows.len(), 4, "3 effects and the merge queue: {rows:#?}");
+    let states: BTreeSet<&str> = rows.iter().filter_map(|r| r["state"].as_str()).collect();
+    assert_eq!(states, ["integration", "merged"].into(), "{rows:#?}");
+    assert!(rows.iter().all(|r| r["run"] == run.as_str() && r["base"].as_str().is_some_and(|b| b.len() == 40)));
+    let effects: BTreeSet<&str> = rows.iter().filter_map(|r| r["effect"].as_str()).collect();
+    assert!(effects.contains("root/parallel-0/0"), "{effects:?}");
+    let plain = project.run(&["worktrees"]);
+    assert!(plain.stdout.contains("merged") && plain.stdout.contains(&run), "{plain}");
+
+    let pruned = project.run(&["worktrees", "prune", "--json"]);
+    assert_eq!(pruned.code, 0, "{pruned}");
+    assert_eq!(pruned.json()["removed"].as_array().map(Vec::len), Some(4), "{pruned}");
+    assert_eq!(worktree_count(&project), 1);
+    for row in rows {
+        let branch = row["branch"].as_str().expect("branch");
+        git(project.root(), &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")]);
+    }
+    assert_eq!(project.run(&["worktrees", "--json"]).json(), json!([]));
+}
