@@ -801,7 +801,6 @@ export async function process(inputs, ctx) {
     let mut command = project.tutti();
     command.args(["run", "p.js"]);
     let out = project.spawn_command(command).wait(DEADLINE);
-    let requests = || mock.requests().iter().map(|r| format!("{} {}", r.path, r.last_user_text)).collect::<Vec<_>>();
     let tails = || {
         mock.requests()
             .iter()
