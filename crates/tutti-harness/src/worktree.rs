@@ -27,8 +27,8 @@ pub struct Worktrees {
     run: String,
     /// The run's base commit, or why the project cannot have worktrees (not a git repository, no commit).
     base: Result<String, GitError>,
-    /// Whether the project's tree had uncommitted changes when the run started (they are not in worktrees).
-    dirty: bool,
+    /// Whether the user was told (once, at the first isolated effect) that uncommitted changes are not in the
+    /// worktrees.
     warned: AtomicBool,
 }
 
@@ -44,7 +44,7 @@ pub struct Place {
 impl Worktrees {
     /// The worktrees of run `run` in `project`, from `base` (the run's journaled base commit; `None` when the
     /// project was no git repository with a commit when the run started).
-    pub fn new(project: &Path, run: &str, base: Option<String>, dirty: bool) -> Self {
+    pub fn new(project: &Path, run: &str, base: Option<String>) -> Self {
         let base = match base {
             Some(commit) => Ok(commit),
             None => Err(match Repo::open(project) {
@@ -52,16 +52,13 @@ impl Worktrees {
                 Ok(_) => GitError::NoCommit { dir: project.to_path_buf() },
             }),
         };
-        Self { project: project.to_path_buf(), run: run.to_string(), base, dirty, warned: AtomicBool::new(false) }
+        Self { project: project.to_path_buf(), run: run.to_string(), base, warned: AtomicBool::new(false) }
     }
 
-    /// The base commit of a new run in `project`: HEAD, and whether the tree is dirty; `None` when the project is
-    /// not a git repository with a commit (isolated tasks then fail naming why).
-    pub fn base_of(project: &Path) -> (Option<String>, bool) {
-        match Repo::open(project).and_then(|repo| repo.head()) {
-            Ok(head) => (Some(head.commit), head.dirty),
-            Err(_) => (None, false),
-        }
+    /// The base commit of a new run in `project`: HEAD; `None` when the project is not a git repository with a
+    /// commit (isolated tasks then fail naming why). Cheap: it does not ask for the tree's status.
+    pub fn base_of(project: &Path) -> Option<String> {
+        Repo::open(project).and_then(|repo| repo.head_commit()).ok()
     }
 
     pub fn run(&self) -> &str {
@@ -240,7 +237,7 @@ impl Harness for Isolating {
                 return Ok(Box::new(Failed));
             }
         };
-        if self.worktrees.dirty && !self.worktrees.warned.swap(true, Ordering::SeqCst) {
+        if !self.worktrees.warned.swap(true, Ordering::SeqCst) && repo.head().is_ok_and(|head| head.dirty) {
             reporter.note(format!(
                 "worktrees start from the run's base commit {}: the project's uncommitted changes are not in them",
                 &base[..base.len().min(12)]

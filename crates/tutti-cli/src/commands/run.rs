@@ -37,8 +37,8 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     let run_id = ulid::Ulid::new().to_string();
     let secret = ulid::Ulid::new().to_string();
     // Isolated tasks start from HEAD as it is now; the commit is journaled with the run.
-    let (git_base, git_dirty) = Worktrees::base_of(&config.root);
-    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base.clone(), git_dirty));
+    let git_base = Worktrees::base_of(&config.root);
+    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base.clone()));
     let opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
     let new = NewRun {
         process: display(&path),
@@ -52,7 +52,6 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
             "workdir": display(&opts.workdir),
             "msgSecret": secret,
             "gitBase": git_base,
-            "gitDirty": git_dirty,
         }),
     };
     let mut observer = output::observer(&new.process);
@@ -80,8 +79,7 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     };
     let harnesses = config.harnesses(saved.get("harness").and_then(Value::as_str))?;
     let git_base = saved.get("gitBase").and_then(Value::as_str).map(String::from);
-    let git_dirty = saved.get("gitDirty").and_then(Value::as_bool).unwrap_or(false);
-    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base, git_dirty));
+    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base));
     let path = PathBuf::from(&process);
     let mut host = JsHost::load_interruptible(&path, shutdown.clone())
         .with_context(|| format!("cannot reload the process of run {run_id}"))?;

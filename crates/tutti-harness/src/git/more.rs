@@ -15,6 +15,11 @@ impl Repo {
         test(self.root(), &["merge-base", "--is-ancestor", &tip, &target])
     }
 
+    /// The commit checked out in the main worktree (without asking git for the tree's status).
+    pub fn head_commit(&self) -> Result<String, GitError> {
+        git(self.root(), &["rev-parse", "--verify", "HEAD"])
+    }
+
     /// Whether a merge is in progress in the worktree at `path`.
     pub fn merge_in_progress(&self, path: &Path) -> Result<bool, GitError> {
         merging(path)
