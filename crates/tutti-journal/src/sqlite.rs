@@ -547,6 +547,15 @@ fn to_sql_seq(seq: Seq) -> i64 {
 
 fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
+        // Values the schema cannot hold: text that is not UTF-8, a number where text belongs. SQLite's own
+        // integrity check does not look at what cells hold, so damage there first shows when a row is read.
+        || matches!(
+            e,
+            rusqlite::Error::Utf8Error(..)
+                | rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)
+        )
 }
 
 /// Reports damage to the file as [`Error::Corrupt`], whichever statement stumbled on it.

@@ -149,6 +149,16 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
+fn a_cell_that_is_not_utf8_is_damage() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    store.create_run(&"r".to_owned(), &[created(1)]).unwrap();
+    store.conn.execute("UPDATE runs SET status = CAST(x'ff' AS TEXT), process = CAST(x'c3' AS TEXT)", []).unwrap();
+    for err in [store.runs().map(drop).unwrap_err(), store.run(&"r".to_owned()).map(drop).unwrap_err()] {
+        assert!(matches!(&err, Error::Corrupt { .. }), "got {err:?}");
+    }
+}
+
+#[test]
 fn undecodable_body_names_its_event() {
     let mut store = SqliteStore::open_in_memory().unwrap();
     store.create_run(&"r".to_owned(), &[created(1), log(2, "fine".into())]).unwrap();
