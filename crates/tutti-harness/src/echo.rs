@@ -35,9 +35,10 @@ impl Harness for EchoHarness {
     }
 }
 
-/// An attempt that finished before `start` returned: no process, nothing to cancel.
+/// An attempt that finished (or failed) before `start` returned: no process, nothing to cancel. The other
+/// harnesses that settle a job inside `start` (`merge`, a worktree that cannot be made) use it too.
 #[derive(Debug)]
-struct Done;
+pub(crate) struct Done;
 
 impl Running for Done {
     fn pid(&self) -> Option<u32> {

@@ -234,7 +234,7 @@ impl Harness for Isolating {
                 // Not a start failure (that would look like an unavailable harness): the effect fails, naming git's
                 // reason.
                 reporter.finish(Err(Failure::Task(git_error(&job.effect, &e))));
-                return Ok(Box::new(Failed));
+                return Ok(Box::new(crate::echo::Done));
             }
         };
         if !self.worktrees.warned.swap(true, Ordering::SeqCst) && repo.head().is_ok_and(|head| head.dirty) {
@@ -252,16 +252,4 @@ impl Harness for Isolating {
         let reporter = reporter.then(move |outcome| worktrees.finish(&repo, &base, &place, &finished, outcome));
         self.inner.start(job, reporter)
     }
-}
-
-/// An attempt that failed before it started anything.
-#[derive(Debug)]
-struct Failed;
-
-impl Running for Failed {
-    fn pid(&self) -> Option<u32> {
-        None
-    }
-
-    fn cancel(&mut self) {}
 }
