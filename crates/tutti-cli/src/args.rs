@@ -39,9 +39,10 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run's groups: each member's harness, state and how its tasks ended.
+    /// Show a run's groups: each member's harness, state and how its tasks ended (the latest run when RUN is
+    /// omitted).
     Groups {
-        run: String,
+        run: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -58,9 +59,9 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Print a run's journal, one event per line.
+    /// Print a run's journal, one event per line (the latest run when RUN is omitted).
     Events {
-        run: String,
+        run: Option<String>,
         /// JSON lines, exactly as journaled.
         #[arg(long)]
         json: bool,

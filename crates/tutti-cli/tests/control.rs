@@ -492,3 +492,69 @@ fn ctrl_c_stops_a_process_file_whose_top_level_never_ends() {
     assert!(out.stderr.contains("top.js did not finish loading: interrupted"), "{out}");
     assert!(!project.path(".tutti").exists(), "no run and no journal were created");
 }
+
+/// A running group whose driver is gone (kill -9, then Ctrl-C on a resumed run) is `interrupted`, not `running`,
+/// in `status`, `ls` and `groups`, text and JSON, with the command that continues it; and its in-flight tasks are
+/// listed with their harness and member.
+#[test]
+fn a_run_whose_driver_is_gone_is_interrupted_with_the_resume_command() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "team.js",
+        r#"
+import { defineTask } from "tutti";
+const slow = defineTask("slow", (a) => ({ kind: "shell", title: `slow ${a.i}`, shell: { command: "sleep 30" } }));
+export async function process(inputs, ctx) {
+  const team = ctx.group("team", { members: 3 });
+  return await team.all((m) => m.task(slow, { i: m.name }));
+}
+"#,
+    );
+    for (signal, resumed) in [(libc::SIGKILL, false), (libc::SIGINT, true)] {
+        let driver = if resumed {
+            let run = project.runs().last().expect("a run")["id"].as_str().expect("id").to_string();
+            let mut command = project.tutti();
+            command.args(["resume", &run]);
+            project.spawn_command(command)
+        } else {
+            project.spawn(&["run", "team.js"])
+        };
+        let run = if resumed {
+            project.runs().last().expect("a run")["id"].as_str().expect("id").to_string()
+        } else {
+            driver.run_id()
+        };
+        let started = |e: &Value| kind(e) == "effect_started";
+        wait_for(DEADLINE, "three tasks started", || {
+            project.events(&run).iter().filter(|e| started(e)).count() >= 3 * (1 + usize::from(resumed))
+        });
+        assert_eq!(project.status(&run)["status"], "running");
+        driver.signal(signal);
+        drop(driver.wait(DEADLINE));
+
+        let resume = format!("tutti resume {run}");
+        let status = project.status(&run);
+        assert_eq!(status["status"], "interrupted", "{signal}: {status}");
+        assert_eq!(status["resume"], resume.as_str());
+        let text = project.run(&["status", &run]);
+        assert!(text.stdout.contains("interrupted") && text.stdout.contains(&resume), "{signal}: {text}");
+        if signal == libc::SIGKILL {
+            // The journal still has them running: they are shown as stopped, with harness and member.
+            assert_eq!(status["running"].as_array().map(Vec::len), Some(3), "{status}");
+            assert_eq!(status["running"][0]["harness"], "shell");
+            assert!(status["running"][0]["member"].as_str().is_some_and(|m| m.starts_with("team/")), "{status}");
+            assert!(text.stdout.contains("stopped") && text.stdout.contains("member team/m1"), "{text}");
+        }
+        let ls = project.run(&["ls", "--json"]);
+        let line: Value = serde_json::from_str(ls.stdout.lines().last().expect("a line")).expect("json");
+        assert_eq!((line["status"].as_str(), line["resume"].as_str()), (Some("interrupted"), Some(resume.as_str())));
+        let ls = project.run(&["ls"]);
+        assert!(ls.stdout.contains("interrupted") && ls.stderr.contains(&resume), "{ls}");
+        let groups = project.run(&["groups", "--json"]).json();
+        if signal == libc::SIGKILL {
+            assert_eq!(groups[0]["members"][0]["state"], "interrupted", "{groups}");
+        }
+        // `events` and `groups` default to the latest run.
+        assert_eq!(project.run(&["events", "--json"]).stdout, project.run(&["events", &run, "--json"]).stdout);
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_journal::{Blobs, EffectId, Event, Outcome, Record, RunSummary, Usage};
+use tutti_journal::{Blobs, EffectId, Event, Outcome, Record, RunStatus, RunSummary, Usage};
 
 use crate::commands::{find_run, open_store};
 use crate::config::Config;
@@ -18,6 +18,9 @@ pub(crate) struct EffectView {
     pub(crate) title: Option<String>,
     /// requested | running | ok | error | cancelled
     pub(crate) state: &'static str,
+    /// The harness of its last started attempt, and when that attempt started.
+    pub(crate) harness: Option<String>,
+    pub(crate) started_ms: Option<i64>,
 }
 
 /// Every effect of a run by id, in request order.
@@ -30,10 +33,21 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(EffectId, EffectView)> {
                 order.push(effect.clone());
                 views.insert(
                     effect.clone(),
-                    EffectView { kind: kind.clone(), title: title.clone(), state: "requested" },
+                    EffectView {
+                        kind: kind.clone(),
+                        title: title.clone(),
+                        state: "requested",
+                        harness: None,
+                        started_ms: None,
+                    },
                 );
             }
-            Event::EffectStarted { effect, .. } => set(&mut views, effect, "running"),
+            Event::EffectStarted { effect, harness, .. } => {
+                set(&mut views, effect, "running");
+                if let Some(v) = views.get_mut(effect.as_str()) {
+                    (v.harness, v.started_ms) = (Some(harness.clone()), Some(r.ts_ms));
+                }
+            }
             Event::EffectRedispatched { effect, .. } => set(&mut views, effect, "requested"),
             Event::EffectResolved { effect, outcome: Outcome::Ok { .. }, .. } => set(&mut views, effect, "ok"),
             Event::EffectResolved { effect, outcome: Outcome::Error { .. }, .. } => set(&mut views, effect, "error"),
@@ -50,16 +64,21 @@ fn set(views: &mut BTreeMap<EffectId, EffectView>, effect: &str, state: &'static
     }
 }
 
-pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i32> {
-    let store = open_store(config)?;
-    let id = match run {
-        Some(r) => find_run(store.as_ref(), r)?,
-        None => store
+/// The run the user named (an id or a unique prefix), else the latest one.
+fn run_or_latest(store: &dyn tutti_journal::EventLog, run: Option<&str>) -> Result<String> {
+    match run {
+        Some(r) => find_run(store, r),
+        None => Ok(store
             .runs()?
             .pop()
             .map(|r| r.id)
-            .ok_or_else(|| UserError::new("no runs yet (start one with `tutti run`)"))?,
-    };
+            .ok_or_else(|| UserError::new("no runs yet (start one with `tutti run`)"))?),
+    }
+}
+
+pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i32> {
+    let store = open_store(config)?;
+    let id = run_or_latest(store.as_ref(), run)?;
     let summary = store.run(&id)?.ok_or_else(|| UserError::new(format!("run {id} not found")))?;
     let records = store.read(&id, 0)?;
     let live = crate::commands::live_driver(store.as_ref(), &id)?;
@@ -83,11 +102,18 @@ fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record], live: bool
         .filter(|(_, v)| v.kind == "breakpoint" && v.state == "requested")
         .map(|(id, v)| json!({ "effect": id, "title": v.title }))
         .collect();
+    let now = crate::commands::now_ms();
     let running: Vec<Value> = effects
         .iter()
         .filter(|(_, v)| v.state == "running")
-        .map(|(id, v)| json!({ "effect": id, "kind": v.kind, "title": v.title }))
+        .map(|(id, v)| {
+            let elapsed = v.started_ms.map(|t| (now - t).max(0));
+            let member = id.member().map(|(g, m)| format!("{g}/{m}"));
+            json!({ "effect": id, "kind": v.kind, "title": v.title, "harness": v.harness, "member": member,
+                    "elapsedMs": elapsed })
+        })
         .collect();
+    let shown = shown_status(s, live);
     let (mut output, mut error) = (Value::Null, Value::Null);
     for r in records.iter().rev() {
         match &r.event {
@@ -100,10 +126,26 @@ fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record], live: bool
     let usage = usage_json(records);
     Ok(json!({
         "usage": usage,
-        "runId": s.id, "status": s.status.as_str(), "process": s.process, "createdMs": s.created_ms,
+        "runId": s.id, "status": shown, "process": s.process, "createdMs": s.created_ms,
         "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
         "running": running, "waiting": waiting, "output": output, "error": error,
+        "resume": (shown == "interrupted").then(|| format!("tutti resume {}", s.id)),
     }))
+}
+
+/// What a run's state is, honestly: a run the journal calls running but that no live driver holds (Ctrl-C, kill
+/// -9, a closed laptop) is `interrupted`, and `tutti resume` continues it.
+pub(crate) fn shown_status(s: &RunSummary, live: bool) -> &'static str {
+    match s.status {
+        RunStatus::Running if !live => "interrupted",
+        other => other.as_str(),
+    }
+}
+
+/// [`shown_status`] of a run, asking the lease whether a driver holds it.
+fn status_of(store: &dyn tutti_journal::Leases, s: &RunSummary) -> Result<&'static str> {
+    let live = s.status == RunStatus::Running && crate::commands::live_driver(store, &s.id)?.is_some();
+    Ok(shown_status(s, live))
 }
 
 /// Usage totals of a run: over all, per harness and per effect.
@@ -138,7 +180,11 @@ fn status_text(r: &Value) -> String {
         "run      {}\nstatus   {}{}\nprocess  {}\ncreated  {}\nupdated  {}\nevents   {}\neffects  {}",
         r["runId"].as_str().unwrap_or(""),
         r["status"].as_str().unwrap_or(""),
-        if r["driverLive"] == true { " (a driver is attached)" } else { "" },
+        match (r["driverLive"] == true, r["resume"].as_str()) {
+            (true, _) => " (a driver is attached)".to_string(),
+            (false, Some(resume)) => format!(" (no driver holds it; resume with: {resume})"),
+            _ => String::new(),
+        },
         r["process"].as_str().unwrap_or(""),
         utc(r["createdMs"].as_i64().unwrap_or(0)),
         utc(r["updatedMs"].as_i64().unwrap_or(0)),
@@ -152,11 +198,22 @@ fn status_text(r: &Value) -> String {
         let e = w["effect"].as_str().unwrap_or("");
         out.push_str(&format!("\nwaiting  {e} — `tutti approve {} {e}`", r["runId"].as_str().unwrap_or("")));
     }
+    let interrupted = r["status"] == "interrupted";
     for w in r["running"].as_array().into_iter().flatten() {
+        let title = w["title"].as_str().map(|t| format!(" \"{}\"", output::escape_controls(t))).unwrap_or_default();
+        let member = w["member"].as_str().map(|m| format!(" member {m}")).unwrap_or_default();
+        let elapsed = w["elapsedMs"].as_i64().map(|ms| format!(" for {:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
         out.push_str(&format!(
-            "\nrunning  {} [{}]",
+            "\n{}  {}{title} [{} on {}{member}]{}",
+            if interrupted { "stopped" } else { "running" },
             w["effect"].as_str().unwrap_or(""),
-            w["kind"].as_str().unwrap_or("")
+            w["kind"].as_str().unwrap_or(""),
+            w["harness"].as_str().unwrap_or("?"),
+            if interrupted {
+                " (in flight when its driver stopped; it runs again on resume)".to_string()
+            } else {
+                elapsed
+            },
         ));
     }
     if let Some(harnesses) = r["usage"]["byHarness"].as_object().filter(|h| !h.is_empty()) {
@@ -181,11 +238,19 @@ fn status_text(r: &Value) -> String {
     out
 }
 
-pub(crate) fn groups(config: &Config, run: &str, json: bool) -> Result<i32> {
+pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i32> {
     let store = open_store(config)?;
-    let id = find_run(store.as_ref(), run)?;
+    let id = run_or_latest(store.as_ref(), run)?;
     let records = store.read(&id, 0)?;
-    let report = groups_json(&records);
+    let mut report = groups_json(&records);
+    let summary = store.run(&id)?.ok_or_else(|| UserError::new(format!("run {id} not found")))?;
+    if status_of(store.as_ref(), &summary)? == "interrupted" {
+        for m in report.as_array_mut().into_iter().flatten().flat_map(|g| g["members"].as_array_mut()).flatten() {
+            if m["state"] == "working" {
+                m["state"] = json!("interrupted");
+            }
+        }
+    }
     if json {
         output::json(&report);
         return Ok(EXIT_OK);
@@ -276,31 +341,45 @@ pub(crate) fn ls(config: &Config, json: bool) -> Result<i32> {
     let runs = store.runs()?;
     if json {
         for r in &runs {
-            output::json_line(&serde_json::to_value(r)?);
+            let mut line = serde_json::to_value(r)?;
+            let shown = status_of(store.as_ref(), r)?;
+            line["status"] = json!(shown);
+            if shown == "interrupted" {
+                line["resume"] = json!(format!("tutti resume {}", r.id));
+            }
+            output::json_line(&line);
         }
         return Ok(EXIT_OK);
     }
     if runs.is_empty() {
         output::note("no runs yet (start one with `tutti run PROCESS.js`)");
     } else {
-        output::data(&format!("{:<26}  {:<9}  {:<19}  {:>7}  PROCESS", "RUN", "STATUS", "CREATED (UTC)", "EVENTS"));
+        output::data(&format!("{:<26}  {:<11}  {:<19}  {:>7}  PROCESS", "RUN", "STATUS", "CREATED (UTC)", "EVENTS"));
     }
+    let mut interrupted = Vec::new();
     for r in runs {
+        let shown = status_of(store.as_ref(), &r)?;
+        if shown == "interrupted" {
+            interrupted.push(r.id.clone());
+        }
         output::data(&format!(
-            "{:<26}  {:<9}  {:<19}  {:>7}  {}",
+            "{:<26}  {:<11}  {:<19}  {:>7}  {}",
             r.id,
-            r.status.as_str(),
+            shown,
             utc(r.created_ms),
             r.events,
             r.process
         ));
     }
+    for id in interrupted {
+        output::note(&format!("run {id} is interrupted: resume with: tutti resume {id}"));
+    }
     Ok(EXIT_OK)
 }
 
-pub(crate) fn events(config: &Config, run: &str, json: bool, follow: bool) -> Result<i32> {
+pub(crate) fn events(config: &Config, run: Option<&str>, json: bool, follow: bool) -> Result<i32> {
     let store = open_store(config)?;
-    let id = find_run(store.as_ref(), run)?;
+    let id = run_or_latest(store.as_ref(), run)?;
     let mut after = 0;
     let mut start = None;
     loop {
