@@ -70,6 +70,51 @@ fn stderr_line(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(text));
 }
 
+/// What a person needs to see of a failure beyond its message, one line each, indented by `indent`: what the
+/// agent CLI last said (a timeout), the tail of its stderr, and an answer held to a schema with the rules it
+/// broke. Read from the error's `data` (or the `data` a process's rethrown error carries).
+pub(crate) fn causes(error: &tutti_journal::ErrorInfo, indent: &str) -> String {
+    let Some(data) = error.data.as_ref() else { return String::new() };
+    let data = if data.get("data").is_some_and(serde_json::Value::is_object) { &data["data"] } else { data };
+    let cut = |text: &str, lines: usize| -> String {
+        let all: Vec<&str> = text.trim_end().lines().collect();
+        let shown: Vec<String> = all
+            .iter()
+            .take(lines)
+            .map(|l| escape_controls(&l.chars().take(200).collect::<String>()).into_owned())
+            .collect();
+        let more =
+            if all.len() > lines { format!("\n{indent}  … {} more lines", all.len() - lines) } else { String::new() };
+        format!("{}{more}", shown.join(&format!("\n{indent}  ")))
+    };
+    let mut out = String::new();
+    if let Some(last) = data.get("lastError").and_then(serde_json::Value::as_str) {
+        out.push_str(&format!("\n{indent}the CLI last said: {}", cut(last, 3)));
+    }
+    if let Some(stderr) = data.get("stderr").and_then(serde_json::Value::as_str).filter(|s| !s.trim().is_empty()) {
+        let tail: Vec<&str> = stderr.trim_end().lines().rev().take(8).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        out.push_str(&format!("\n{indent}stderr (last lines):\n{indent}  {}", cut(&tail.join("\n"), 8)));
+    }
+    if let Some(errors) = data.get("errors").and_then(serde_json::Value::as_array) {
+        let rules: Vec<&str> = errors.iter().filter_map(serde_json::Value::as_str).collect();
+        out.push_str(&format!("\n{indent}schema: {}", escape_controls(&rules.join("; "))));
+    }
+    if let Some(raw) = data.get("raw") {
+        let text = match raw {
+            serde_json::Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        };
+        out.push_str(&format!("\n{indent}the answer:\n{indent}  {}", cut(&text, 20)));
+    }
+    if data.get(tutti_engine::harness::ENVIRONMENTAL) == Some(&serde_json::Value::Bool(true)) {
+        out.push_str(&format!(
+            "\n{indent}(the harness's environment failed, not the task: check its program, key and base_url)"
+        ));
+    }
+    out
+}
+
 /// `text` with every control character except newline and tab shown as an escape (`\u{1b}`).
 pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
@@ -140,7 +185,7 @@ fn permanent_line(p: &Progress) -> Option<String> {
             format!("done    {} in {:.2}s", describe(effect, title), *elapsed_ms as f64 / 1000.0)
         }
         Progress::Finished { effect, title, error: Some(e), .. } => {
-            format!("failed  {}: {}: {}", describe(effect, title), e.name, e.message)
+            format!("failed  {}: {}: {}{}", describe(effect, title), e.name, e.message, causes(e, "          "))
         }
         Progress::Waiting { effect, kind, title, wake_ms: None } => {
             format!("waiting {} [{kind}]: approve with `tutti approve RUN {effect}`", describe(effect, title))

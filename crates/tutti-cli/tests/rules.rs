@@ -394,3 +394,23 @@ export async function process(inputs, ctx) {
     let hooks: Vec<&str> = of_kind(&events, "log").iter().map(|e| field(e, "message")).collect();
     assert!(hooks.contains(&r#"hook review-ready {"files":2}"#), "{}", show(&events));
 }
+
+#[test]
+fn a_failed_run_shows_the_cause_in_plain_text() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "tutti.toml",
+        "[harness.flaky]\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; echo 'rate limited by the gateway' >&2; exit 3\"]\n",
+    );
+    project.write(
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", () => ({ kind: "agent", harness: "flaky", title: "ask", agent: { prompt: "hi" } }));
+export async function process(inputs, ctx) { return await ctx.task(ask, {}); }
+"#,
+    );
+    let out = project.run(&["run", "p.js"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("stderr (last lines):") && out.stderr.contains("rate limited by the gateway"), "{out}");
+}

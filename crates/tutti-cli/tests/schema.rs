@@ -45,6 +45,18 @@ fn one_corrective_turn_then_a_schema_error_with_the_raw_answer() {
     assert_eq!(value["name"], "SchemaError");
     assert!(value["message"].as_str().unwrap().contains("after a corrective turn"), "{value}");
     assert_eq!(value["raw"], json!({ "mood": "no" }));
+    // The text output shows the failure's cause without --json: the rules it broke and the rejected answer.
+    let failed = out
+        .stderr
+        .lines()
+        .skip_while(|l| !l.contains("failed") || !l.contains("SchemaError"))
+        .take(8)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        failed.contains("schema: ") && failed.contains("the answer:") && failed.contains("\"mood\": \"no\""),
+        "{out}"
+    );
 
     // The corrective turn continued the first turn's session and said what was wrong.
     let second: serde_json::Value = serde_json::from_str(&project.read("in-2.json").unwrap()).unwrap();

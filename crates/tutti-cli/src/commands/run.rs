@@ -213,7 +213,8 @@ fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, json: bool) ->
         }
         (status, Some(e)) => {
             let stack = e.data.as_ref().and_then(|d| d.get("stack")).and_then(Value::as_str).unwrap_or("");
-            output::note(&format!("run {run_id} {}: {}: {}\n{stack}", status.as_str(), e.name, e.message));
+            let causes = output::causes(e, "  ");
+            output::note(&format!("run {run_id} {}: {}: {}{causes}\n{stack}", status.as_str(), e.name, e.message));
             // A task that names no harness this project has is a configuration problem, not a task failure.
             if USAGE_ERRORS.contains(&e.name.as_str()) { EXIT_USAGE } else { EXIT_FAILED }
         }
