@@ -41,6 +41,8 @@ fn edited_call_fails_resume_with_nondeterminism_and_touches_nothing() {
     assert!(out.stderr.contains("non-determinism at effect root/0"), "{out}");
     assert_eq!(out.stderr.matches("task \"t\"").count(), 2, "both calls must be named: {out}");
     assert_eq!(out.stderr.matches("p.js:4:").count(), 2, "both call sites must be named: {out}");
+    assert!(out.stderr.contains(r#"{"n":1}"#) && out.stderr.contains(r#"{"n":100}"#), "both argument values: {out}");
+    assert!(out.stderr.contains("Restore the process file"), "what to do: {out}");
     assert_eq!(journal(&project, &run), before, "a failed replay must not touch the journal");
 
     // Put the file back: the same run resumes and finishes.

@@ -8,11 +8,21 @@ pub struct Call {
     pub task_id: String,
     pub digest: String,
     pub callsite: Option<String>,
+    /// The arguments themselves, when known (shown instead of the digest; a value kept in a blob is not).
+    pub args: Option<serde_json::Value>,
 }
 
 impl std::fmt::Display for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "task \"{}\" (arguments {})", self.task_id, self.digest)?;
+        match &self.args {
+            Some(args) => {
+                let text = args.to_string();
+                let shown: String = text.chars().take(300).collect();
+                let more = if shown.len() < text.len() { "…" } else { "" };
+                write!(f, "task \"{}\" with arguments {shown}{more}", self.task_id)?;
+            }
+            None => write!(f, "task \"{}\" (arguments {})", self.task_id, self.digest)?,
+        }
         if let Some(site) = &self.callsite {
             write!(f, " at {site}")?;
         }
@@ -23,7 +33,10 @@ impl std::fmt::Display for Call {
 /// Replay found the process doing something other than what the journal recorded.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Nondeterminism {
-    #[error("non-determinism at effect {effect}: the journal has {journaled}, but the process now calls {replayed}")]
+    #[error(
+        "non-determinism at effect {effect}: the journal has {journaled}, but the process now calls {replayed}. \
+         Restore the process file as the run started it, or start a new run"
+    )]
     Changed { effect: EffectId, journaled: Call, replayed: Call },
     #[error(
         "non-determinism at effect {effect}: the process now calls {replayed}, which the journal does not have at \

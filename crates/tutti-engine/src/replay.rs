@@ -81,8 +81,12 @@ pub(crate) fn build(
     let mut member_worktrees = HashMap::new();
     for r in records {
         match r.event {
-            Event::EffectRequested { effect, task_id, digest, callsite, task, .. } => {
-                let call = Call { task_id, digest, callsite };
+            Event::EffectRequested { effect, task_id, digest, callsite, task, args, .. } => {
+                let args = match args {
+                    tutti_journal::Payload::Inline(v) => Some(v),
+                    _ => None,
+                };
+                let call = Call { task_id, digest, callsite, args };
                 let j = Journaled { call, last_attempt: 0, pid: None, resolved: false, task: Some(task) };
                 journaled.insert(effect, j);
             }
@@ -189,19 +193,30 @@ pub(crate) enum Verdict {
 impl Replay {
     /// Check a request the re-executed process made.
     pub(crate) fn request(&mut self, req: &EffectRequest) -> Result<Verdict, Box<Nondeterminism>> {
-        let replayed = Call { task_id: req.task_id.clone(), digest: digest(&req.args), callsite: req.callsite.clone() };
+        let mut replayed = Call {
+            task_id: req.task_id.clone(),
+            digest: digest(&req.args),
+            callsite: req.callsite.clone(),
+            args: None,
+        };
         match self.journaled.get(&req.effect) {
             Some(j) if j.call.task_id == replayed.task_id && j.call.digest == replayed.digest => {
                 self.requested.insert(req.effect.clone());
                 Ok(if j.resolved { Verdict::Replayed } else { Verdict::Unresolved })
             }
-            Some(j) => Err(Box::new(Nondeterminism::Changed {
-                effect: req.effect.clone(),
-                journaled: j.call.clone(),
-                replayed,
-            })),
+            Some(j) => {
+                replayed.args = Some(req.args.clone());
+                Err(Box::new(Nondeterminism::Changed {
+                    effect: req.effect.clone(),
+                    journaled: j.call.clone(),
+                    replayed,
+                }))
+            }
             None if self.deliveries.is_empty() => Ok(Verdict::New),
-            None => Err(Box::new(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed })),
+            None => {
+                replayed.args = Some(req.args.clone());
+                Err(Box::new(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed }))
+            }
         }
     }
 
@@ -225,6 +240,7 @@ impl Replay {
             task_id: "?".into(),
             digest: "?".into(),
             callsite: None,
+            args: None,
         });
         Some(Err(Nondeterminism::Missing { effect: d.effect, journaled }))
     }
