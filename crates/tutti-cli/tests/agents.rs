@@ -834,3 +834,58 @@ export async function process(inputs, ctx) {
     assert!(worktrees.iter().all(|w| w["files"] == json!(["README.md"])), "{}", show(&events));
     assert_eq!(git(&["show", "main:README.md"]), "# demo\n", "the user's branch is untouched");
 }
+
+/// While a CLI's turn runs (held after its tool call), tutti has already journaled the tool call as progress:
+/// the stream is read line by line, not at exit.
+fn journals_a_tool_call_as_progress_while_the_turn_runs(cli: &Cli) {
+    let script =
+        Script::new().rule(When::request().after_tool("write_file").reply(Reply::hold(Reply::text("done")))).rule(
+            When::request()
+                .user_says("Create notes.txt")
+                .reply(Reply::tool("write_file", json!({"path": "notes.txt", "content": "notes\n"}))),
+        );
+    let mock = MockModel::start(script);
+    let project = project(cli, &mock.base_url(), 90_000);
+    project.write("member.js", MEMBER);
+    let mut command = project.tutti();
+    command.args(["run", "member.js", "--inputs", &inputs(cli, &["Create notes.txt, please."])]);
+    let driver = project.spawn_command(command);
+    let run = driver.run_id();
+    wait_for(DEADLINE, "the answer after the tool to be held", || mock.held() == 1);
+    let progress = project.wait_for_event(&run, "a tool call journaled as progress", |e| {
+        e["event"]["type"] == "effect_progress"
+            && e["event"]["message"].as_str().is_some_and(|m| m.starts_with("tool "))
+    });
+    let events = project.events(&run);
+    assert!(of_kind(&events, "effect_resolved").is_empty(), "progress came before the result:\n{}", show(&events));
+    let message = progress["event"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("notes.txt"), "the note names the file: {message}");
+    mock.release_held();
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+}
+
+#[test]
+fn claude_turn_progress_is_journaled_live() {
+    journals_a_tool_call_as_progress_while_the_turn_runs(&CLAUDE);
+}
+
+#[test]
+fn codex_turn_progress_is_journaled_live() {
+    journals_a_tool_call_as_progress_while_the_turn_runs(&CODEX);
+}
+
+#[test]
+fn gemini_turn_progress_is_journaled_live() {
+    journals_a_tool_call_as_progress_while_the_turn_runs(&GEMINI);
+}
+
+#[test]
+fn pi_turn_progress_is_journaled_live() {
+    journals_a_tool_call_as_progress_while_the_turn_runs(&PI);
+}
+
+#[test]
+fn opencode_turn_progress_is_journaled_live() {
+    journals_a_tool_call_as_progress_while_the_turn_runs(&OPENCODE);
+}

@@ -348,6 +348,12 @@ impl<'a> Driver<'a> {
                 }
                 Ok(())
             }
+            Msg::Harness(HarnessEvent::Progress { effect, attempt, message }) => {
+                if self.effects.get(&effect).is_some_and(|e| e.attempt == attempt) {
+                    self.progress(effect, message);
+                }
+                Ok(())
+            }
             Msg::Harness(HarnessEvent::Worktree { effect, attempt, path, branch }) => {
                 self.bind_worktree(&effect, attempt, path, branch);
                 Ok(())

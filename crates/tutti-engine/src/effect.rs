@@ -75,12 +75,23 @@ pub(crate) struct Effect {
     pub(crate) correction: Option<String>,
     pub(crate) corrected: bool,
     pub(crate) state: State,
+    /// Progress notes journaled for the current attempt (capped).
+    pub(crate) progress: usize,
 }
 
 impl Effect {
     pub(crate) fn new(request: EffectRequest, attempt: u32, harness: Option<String>) -> Self {
         let fallbacks = Default::default();
-        Self { request, attempt, harness, fallbacks, correction: None, corrected: false, state: State::Queued }
+        Self {
+            request,
+            attempt,
+            harness,
+            fallbacks,
+            correction: None,
+            corrected: false,
+            state: State::Queued,
+            progress: 0,
+        }
     }
 
     /// Move to `next`, returning the previous state. Panics on a transition the table forbids: that is a

@@ -46,6 +46,10 @@ pub struct Inbound {
     pub body: Value,
 }
 
+/// The most progress notes journaled for one attempt (harness reports and `tutti msg progress` together), so that
+/// an agent that streams for hours grows the journal by a bounded amount.
+pub const PROGRESS_CAP: usize = 200;
+
 /// The key of an error's `data` that marks an unavailable harness (its environment failed, not the task): a
 /// process may tell such failures apart.
 pub const ENVIRONMENTAL: &str = "environmental";
@@ -120,6 +124,12 @@ pub enum HarnessEvent {
         attempt: u32,
         usage: tutti_journal::Usage,
     },
+    /// What the attempt is doing now (a tool call, a line of narration, a retry), journaled as progress.
+    Progress {
+        effect: EffectId,
+        attempt: u32,
+        message: String,
+    },
     /// The attempt works in this git worktree, on this branch (an isolated task or member).
     Worktree {
         effect: EffectId,
@@ -170,6 +180,12 @@ impl Reporter {
     /// Report the harness session the attempt ran in (before `finish`).
     pub fn session(&self, session: String) {
         let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+    }
+
+    /// Report what the attempt is doing now; the dispatcher journals at most [`PROGRESS_CAP`] per attempt.
+    pub fn progress(&self, message: String) {
+        let event = HarnessEvent::Progress { effect: self.effect.clone(), attempt: self.attempt, message };
         let _ = self.tx.send(crate::driver::Msg::Harness(event));
     }
 

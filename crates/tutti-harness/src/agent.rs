@@ -381,7 +381,8 @@ pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig,
 pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
     let Turn { harness, command, stdin, timeout, schema, parse, sessions } = turn;
     let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
-    let options = Options { stdin, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP };
+    let on_line = progress_sink(reporter.clone());
+    let options = Options { stdin, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP, on_line: Some(on_line) };
     let on_exit = move |exit: io::Result<Exit>| {
         let transcript = exit.as_ref().map(|e| parse(&e.stdout)).unwrap_or_default();
         if let Some(session) = transcript.session.clone() {
@@ -398,6 +399,111 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
         reporter.finish(outcome(&harness, exit, &transcript, schema.as_ref(), timeout));
     };
     process::spawn(command, options, on_exit).map_err(|source| StartError::Spawn { what, source })
+}
+
+/// The most progress notes one turn reports; the dispatcher holds every attempt to the same cap.
+const PROGRESS_CAP: usize = tutti_engine::harness::PROGRESS_CAP;
+
+/// How often a turn's narration (assistant text) is reported at most; tool calls and errors always are.
+const NARRATION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A line sink that turns a CLI's event stream into progress notes while the turn runs: each tool call (name and
+/// its path or command), the model's narration (first line, at most every [`NARRATION_EVERY`]), and the errors
+/// and retries the CLI reports. At most [`PROGRESS_CAP`] notes per turn.
+fn progress_sink(reporter: Reporter) -> crate::process::LineSink {
+    let mut sent = 0usize;
+    let mut last_narration: Option<std::time::Instant> = None;
+    Box::new(move |line: &str| {
+        if sent >= PROGRESS_CAP || !line.trim_start().starts_with('{') {
+            return;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(line) else { return };
+        for note in progress_of(&event) {
+            if note.starts_with("says: ") {
+                if last_narration.is_some_and(|t| t.elapsed() < NARRATION_EVERY) {
+                    continue;
+                }
+                last_narration = Some(std::time::Instant::now());
+            }
+            if sent < PROGRESS_CAP {
+                sent += 1;
+                reporter.progress(note);
+            }
+        }
+    })
+}
+
+/// What one event of a CLI's stream says happened, as short notes: `tool NAME ARG`, `says: FIRST LINE`,
+/// `error: MESSAGE`. The five CLIs' stream formats (see `docs/harnesses.md`) are told apart by their event types.
+pub(crate) fn progress_of(event: &Value) -> Vec<String> {
+    let tool = |name: &str, input: &Value| format!("tool {name}{}", argument(input));
+    let says =
+        |text: &str| text.lines().map(str::trim).find(|l| !l.is_empty()).map(|l| format!("says: {}", cut(l, 120)));
+    let kind = event["type"].as_str().unwrap_or("");
+    match kind {
+        // claude: {"type":"assistant","message":{"content":[{"type":"tool_use","name","input"} | {"type":"text"}]}}
+        "assistant" => event["message"]["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|block| match block["type"].as_str() {
+                Some("tool_use") => Some(tool(block["name"].as_str().unwrap_or("?"), &block["input"])),
+                Some("text") => says(block["text"].as_str().unwrap_or("")),
+                _ => None,
+            })
+            .collect(),
+        // gemini: {"type":"tool_use","tool_name","parameters"}; opencode: {"type":"tool_use","part":{"tool","state":{"input"}}}
+        "tool_use" => {
+            let name = event["tool_name"].as_str().or(event["part"]["tool"].as_str()).unwrap_or("?");
+            let input =
+                if event["parameters"].is_null() { &event["part"]["state"]["input"] } else { &event["parameters"] };
+            vec![tool(name, input)]
+        }
+        // pi: {"type":"tool_execution_start","toolName","args"}
+        "tool_execution_start" => vec![tool(event["toolName"].as_str().unwrap_or("?"), &event["args"])],
+        // codex: {"type":"item.started","item":{"type":"command_execution","command"} | file_change | mcp_tool_call}
+        "item.started" | "item.completed" => {
+            let item = &event["item"];
+            match (kind, item["type"].as_str().unwrap_or("")) {
+                ("item.started", "command_execution") => vec![tool("shell", &json!({ "command": item["command"] }))],
+                ("item.started", "mcp_tool_call") => {
+                    vec![tool(item["tool"].as_str().unwrap_or("?"), &item["arguments"])]
+                }
+                ("item.completed", "file_change") => {
+                    let paths: Vec<&str> =
+                        item["changes"].as_array().into_iter().flatten().filter_map(|c| c["path"].as_str()).collect();
+                    vec![format!("tool apply_patch {}", cut(&paths.join(", "), 120))]
+                }
+                ("item.completed", "agent_message") => says(item["text"].as_str().unwrap_or("")).into_iter().collect(),
+                _ => Vec::new(),
+            }
+        }
+        // codex retries, gemini errors, opencode errors, claude retries
+        "error" => {
+            let message = event["message"].as_str().or(event["error"]["message"].as_str()).unwrap_or("error");
+            vec![format!("error: {}", cut(message, 160))]
+        }
+        "system" if event["subtype"] == "api_retry" => vec!["error: retrying the model request".to_string()],
+        _ => Vec::new(),
+    }
+}
+
+/// The telling argument of a tool call: its path, command or pattern.
+fn argument(input: &Value) -> String {
+    let field =
+        ["file_path", "filePath", "path", "command", "cmd", "pattern", "url", "query"].iter().find_map(
+            |k| match &input[k] {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")),
+                _ => None,
+            },
+        );
+    field.map(|f| format!(" {}", cut(&f, 80))).unwrap_or_default()
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let flat = text.replace('\n', " ");
+    if flat.chars().count() <= max { flat } else { format!("{}…", flat.chars().take(max).collect::<String>()) }
 }
 
 /// The effect's outcome from how the CLI ended and what its events said: a timeout, an error the events

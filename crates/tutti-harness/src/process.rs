@@ -36,7 +36,6 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// How to run a process.
-#[derive(Clone, Debug)]
 pub struct Options {
     /// Written to the child's stdin, which is then closed; `None` gives the child `/dev/null`.
     pub stdin: Option<Vec<u8>>,
@@ -44,11 +43,28 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// The most bytes kept per output stream.
     pub output_cap: usize,
+    /// Called with each complete line of standard output as it arrives, on the reader's thread (an agent CLI's
+    /// event stream, read while the turn runs).
+    pub on_line: Option<LineSink>,
 }
+
+/// What [`Options::on_line`] calls.
+pub type LineSink = Box<dyn FnMut(&str) + Send>;
 
 impl Default for Options {
     fn default() -> Self {
-        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP }
+        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP, on_line: None }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("stdin", &self.stdin.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .field("output_cap", &self.output_cap)
+            .field("on_line", &self.on_line.is_some())
+            .finish()
     }
 }
 
@@ -155,7 +171,7 @@ impl Running for ProcessHandle {
 
 /// Start the stdin feeder, the output readers and the timeout watch for a freshly spawned child.
 fn watch(child: &mut Child, group: &Arc<Group>, options: Options) -> io::Result<Readers> {
-    let readers = Readers::start(child, options.output_cap)?;
+    let readers = Readers::start(child, options.output_cap, options.on_line)?;
     if let (Some(pipe), Some(input)) = (child.stdin.take(), options.stdin) {
         named_thread("tutti-stdin", move || feed(pipe, &input))?;
     }
@@ -345,17 +361,17 @@ struct Readers {
 }
 
 impl Readers {
-    fn start(child: &mut Child, cap: usize) -> io::Result<Self> {
+    fn start(child: &mut Child, cap: usize, on_line: Option<LineSink>) -> io::Result<Self> {
         let (tx, done) = mpsc::channel();
         let stdout = Arc::new(Mutex::new(Capture::new(cap)));
         let stderr = Arc::new(Mutex::new(Capture::new(cap)));
         let mut pending = 0;
         if let Some(pipe) = child.stdout.take() {
-            start_reader("tutti-stdout", pipe, &stdout, &tx)?;
+            start_reader("tutti-stdout", pipe, &stdout, &tx, on_line)?;
             pending += 1;
         }
         if let Some(pipe) = child.stderr.take() {
-            start_reader("tutti-stderr", pipe, &stderr, &tx)?;
+            start_reader("tutti-stderr", pipe, &stderr, &tx, None)?;
             pending += 1;
         }
         Ok(Self { stdout, stderr, done, pending })
@@ -385,20 +401,43 @@ fn start_reader(
     pipe: impl Read + Send + 'static,
     sink: &Arc<Mutex<Capture>>,
     done: &Sender<()>,
+    on_line: Option<LineSink>,
 ) -> io::Result<()> {
     let (sink, done) = (Arc::clone(sink), done.clone());
     named_thread(name, move || {
-        read_into(pipe, &sink);
+        read_into(pipe, &sink, on_line);
         let _ = done.send(());
     })
 }
 
-fn read_into(mut pipe: impl Read, sink: &Mutex<Capture>) {
+/// The longest line handed to a line sink; a longer one is cut (it is still captured whole).
+const LINE_CAP: usize = 256 * 1024;
+
+fn read_into(mut pipe: impl Read, sink: &Mutex<Capture>, mut on_line: Option<LineSink>) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::new();
     loop {
         match pipe.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => sink.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]),
+            Ok(0) => {
+                if let Some(f) = on_line.as_mut().filter(|_| !line.is_empty()) {
+                    f(&String::from_utf8_lossy(&line));
+                }
+                return;
+            }
+            Ok(n) => {
+                sink.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]);
+                if let Some(f) = on_line.as_mut() {
+                    for chunk in buf[..n].split_inclusive(|b| *b == b'\n') {
+                        if line.len() < LINE_CAP {
+                            line.extend_from_slice(&chunk[..chunk.len().min(LINE_CAP - line.len())]);
+                        }
+                        if chunk.ends_with(b"\n") {
+                            f(String::from_utf8_lossy(&line).trim_end());
+                            line.clear();
+                        }
+                    }
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,
         }

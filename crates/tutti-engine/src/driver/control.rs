@@ -22,8 +22,7 @@ impl Driver<'_> {
             }
             Command::Progress { effect, attempt, token, message } => {
                 if self.token_is_valid(&effect, attempt, &token) && self.effects.contains_key(&effect) {
-                    self.observer.progress(Progress::Log { scope: effect.to_string(), message: message.clone() });
-                    self.record(Event::EffectProgress { effect, message });
+                    self.progress(effect, message);
                 }
             }
             Command::Resolve { effect, outcome, by } => {
@@ -43,6 +42,17 @@ impl Driver<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Journal what an attempt is doing, up to [`crate::harness::PROGRESS_CAP`] notes per attempt.
+    pub(super) fn progress(&mut self, effect: EffectId, message: String) {
+        let Some(e) = self.effects.get_mut(&effect) else { return };
+        if e.progress >= crate::harness::PROGRESS_CAP {
+            return;
+        }
+        e.progress += 1;
+        self.observer.progress(Progress::Log { scope: effect.to_string(), message: message.clone() });
+        self.record(Event::EffectProgress { effect, message });
     }
 
     /// Whether `token` is the one this run gave the attempt `attempt` of `effect`.

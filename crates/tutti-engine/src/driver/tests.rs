@@ -379,6 +379,20 @@ fn a_crash_right_after_a_start_leaves_its_request_committed() {
 }
 
 #[test]
+fn progress_is_journaled_up_to_the_cap_per_attempt() {
+    let rig = Rig::new();
+    let (a, _) = arc(Probe::new("a", |_| Act::Chatty(crate::harness::PROGRESS_CAP + 100, Ok(json!(1)))));
+    let mut host = Script::fan_out(vec![on("a", "root/1", json!(1))]);
+    rig.run(&mut host, vec![a]);
+    let events = rig.events();
+    let notes = count(&events, |e| matches!(e, Event::EffectProgress { .. }));
+    assert_eq!(notes, crate::harness::PROGRESS_CAP);
+    let first = events.iter().position(|e| matches!(e, Event::EffectProgress { .. }));
+    let done = events.iter().position(|e| matches!(e, Event::EffectResolved { .. }));
+    assert!(first < done);
+}
+
+#[test]
 fn a_breakpoint_waits_for_a_person_and_journals_who_answered() {
     let rig = Rig::new();
     let path = rig.path.clone();

@@ -145,3 +145,22 @@ fn config_refuses_unknown_fields() {
     let err = serde_json::from_value::<AgentConfig>(json!({"base-url": "http://x"})).unwrap_err();
     assert!(err.to_string().contains("base-url"), "{err}");
 }
+
+#[test]
+fn progress_notes_come_from_each_clis_stream() {
+    let claude = json!({"type": "assistant", "message": {"content": [
+        {"type": "text", "text": "Let me write it.\nmore"},
+        {"type": "tool_use", "name": "Write", "input": {"file_path": "/w/a.txt", "content": "x"}}]}});
+    assert_eq!(progress_of(&claude), ["says: Let me write it.", "tool Write /w/a.txt"]);
+    let gemini = json!({"type": "tool_use", "tool_name": "run_shell_command", "parameters": {"command": "ls -la"}});
+    assert_eq!(progress_of(&gemini), ["tool run_shell_command ls -la"]);
+    let opencode = json!({"type": "tool_use", "part": {"tool": "write", "state": {"input": {"filePath": "b.txt"}}}});
+    assert_eq!(progress_of(&opencode), ["tool write b.txt"]);
+    let pi = json!({"type": "tool_execution_start", "toolName": "bash", "args": {"command": "make"}});
+    assert_eq!(progress_of(&pi), ["tool bash make"]);
+    let codex = json!({"type": "item.started", "item": {"type": "command_execution", "command": "cargo test"}});
+    assert_eq!(progress_of(&codex), ["tool shell cargo test"]);
+    let retry = json!({"type": "error", "message": "Reconnecting... 2/5"});
+    assert_eq!(progress_of(&retry), ["error: Reconnecting... 2/5"]);
+    assert!(progress_of(&json!({"type": "turn.completed"})).is_empty());
+}

@@ -199,6 +199,8 @@ pub(crate) enum Act {
     Hang,
     /// Fail to start.
     Refuse(String),
+    /// Report this many progress notes, then this outcome, from inside `start`.
+    Chatty(usize, Outcome),
 }
 
 /// What a probe saw.
@@ -305,6 +307,18 @@ impl Harness for Probe {
         if let Act::Refuse(why) = act {
             return Err(harness::Error::Invalid(why));
         }
+        if let Act::Chatty(n, outcome) = act {
+            for i in 0..n {
+                reporter.progress(format!("note {i}"));
+            }
+            reporter.finish(outcome);
+            return Ok(Box::new(Handle {
+                effect: job.effect.to_string(),
+                stop: mpsc::channel().0,
+                seen: Arc::clone(&self.seen),
+                done: true,
+            }));
+        }
         let committed = self.committed(&job.effect);
         {
             let mut seen = lock(&self.seen);
@@ -341,7 +355,7 @@ impl Harness for Probe {
                     drop(reporter);
                 });
             }
-            Act::Refuse(_) => {}
+            Act::Refuse(_) | Act::Chatty(..) => {}
         }
         Ok(handle)
     }
