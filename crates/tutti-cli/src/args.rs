@@ -54,6 +54,20 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What the agents did: for each attempt the prompt, its tool calls and narration, the answer or error,
+    /// and usage. EFFECT is an effect id (`root/2`) or a member (`reviewers/alice`, all its rounds).
+    Logs {
+        run: String,
+        effect: Option<String>,
+        /// Print each attempt's event stream as its CLI wrote it.
+        #[arg(long)]
+        raw: bool,
+        #[arg(long)]
+        json: bool,
+        /// Keep printing the progress of running turns until the run ends.
+        #[arg(long)]
+        follow: bool,
+    },
     /// List runs, oldest first.
     Ls {
         #[arg(long)]

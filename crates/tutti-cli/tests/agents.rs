@@ -863,6 +863,20 @@ fn journals_a_tool_call_as_progress_while_the_turn_runs(cli: &Cli) {
     mock.release_held();
     let out = driver.wait(DEADLINE);
     assert_eq!(out.code, 0, "{out}");
+    // The transcript: the prompt, the tool call, the answer; by effect and by member.
+    for target in ["group:team/dev/0", "team/dev"] {
+        let logs = project.run(&["logs", &run, target]);
+        assert_eq!(logs.code, 0, "{logs}");
+        assert!(logs.stdout.contains("Create notes.txt, please."), "{}: the prompt\n{logs}", cli.name);
+        assert!(
+            logs.stdout.lines().any(|l| l.starts_with("tool ") && l.contains("notes.txt")),
+            "{}: the tool call\n{logs}",
+            cli.name
+        );
+        assert!(logs.stdout.contains("answer: done"), "{}: the answer\n{logs}", cli.name);
+    }
+    let raw = project.run(&["logs", &run, "team/dev", "--raw"]);
+    assert!(raw.stdout.lines().filter(|l| l.starts_with('{')).count() >= 2, "the CLI's own stream:\n{raw}");
 }
 
 #[test]

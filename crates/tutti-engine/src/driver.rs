@@ -348,6 +348,15 @@ impl<'a> Driver<'a> {
                 }
                 Ok(())
             }
+            Msg::Harness(HarnessEvent::Transcript { effect, attempt, stdout, stderr }) => {
+                if let Some(e) = self.effects.get(&effect).filter(|e| e.attempt == attempt) {
+                    let harness = e.harness.clone().unwrap_or_default();
+                    let stdout = Payload::Inline(Value::String(tail_of(&stdout, TRANSCRIPT_CAP)));
+                    let stderr = tail_of(&stderr, STDERR_CAP);
+                    self.record(Event::EffectTranscript { effect, attempt, harness, stdout, stderr });
+                }
+                Ok(())
+            }
             Msg::Harness(HarnessEvent::Progress { effect, attempt, message }) => {
                 if self.effects.get(&effect).is_some_and(|e| e.attempt == attempt) {
                     self.progress(effect, message);
@@ -449,6 +458,23 @@ impl<'a> Driver<'a> {
             self.resolve(&id, outcome, false);
         }
     }
+}
+
+/// The most of an attempt's output a transcript keeps: the last MiB of its event stream (where the answer is)
+/// and the last 8 KiB of its stderr.
+const TRANSCRIPT_CAP: usize = 1 << 20;
+const STDERR_CAP: usize = 8 << 10;
+
+/// The last `cap` bytes of `text` (at a character boundary), marked when cut.
+fn tail_of(text: &str, cap: usize) -> String {
+    if text.len() <= cap {
+        return text.to_string();
+    }
+    let mut start = text.len() - cap;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[cut {start} bytes]\n{}", &text[start..])
 }
 
 /// The effect's timeout: `timeoutMs` on the task, else babysitter's `shell.timeout` / `node.timeoutMs`.

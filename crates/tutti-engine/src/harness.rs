@@ -124,6 +124,14 @@ pub enum HarnessEvent {
         attempt: u32,
         usage: tutti_journal::Usage,
     },
+    /// What the attempt's program printed (an agent CLI's event stream and stderr tail), journaled for
+    /// `tutti logs`.
+    Transcript {
+        effect: EffectId,
+        attempt: u32,
+        stdout: String,
+        stderr: String,
+    },
     /// What the attempt is doing now (a tool call, a line of narration, a retry), journaled as progress.
     Progress {
         effect: EffectId,
@@ -180,6 +188,12 @@ impl Reporter {
     /// Report the harness session the attempt ran in (before `finish`).
     pub fn session(&self, session: String) {
         let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
+        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+    }
+
+    /// Report what the attempt's program printed (before `finish`).
+    pub fn transcript(&self, stdout: String, stderr: String) {
+        let event = HarnessEvent::Transcript { effect: self.effect.clone(), attempt: self.attempt, stdout, stderr };
         let _ = self.tx.send(crate::driver::Msg::Harness(event));
     }
 

@@ -396,6 +396,9 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
         if let Some(usage) = transcript.usage.clone() {
             reporter.usage(usage);
         }
+        if let Ok(e) = &exit {
+            reporter.transcript(e.stdout.clone(), e.stderr.clone());
+        }
         reporter.finish(outcome(&harness, exit, &transcript, schema.as_ref(), timeout));
     };
     process::spawn(command, options, on_exit).map_err(|source| StartError::Spawn { what, source })
@@ -435,7 +438,7 @@ fn progress_sink(reporter: Reporter) -> crate::process::LineSink {
 
 /// What one event of a CLI's stream says happened, as short notes: `tool NAME ARG`, `says: FIRST LINE`,
 /// `error: MESSAGE`. The five CLIs' stream formats (see `docs/harnesses.md`) are told apart by their event types.
-pub(crate) fn progress_of(event: &Value) -> Vec<String> {
+pub fn progress_of(event: &Value) -> Vec<String> {
     let tool = |name: &str, input: &Value| format!("tool {name}{}", argument(input));
     let says =
         |text: &str| text.lines().map(str::trim).find(|l| !l.is_empty()).map(|l| format!("says: {}", cut(l, 120)));

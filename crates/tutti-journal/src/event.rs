@@ -380,6 +380,15 @@ pub enum Event {
         effect: EffectId,
         message: String,
     },
+    /// What an agent CLI printed during one attempt: its event stream (the last MiB; kept in a blob when large)
+    /// and the tail of its stderr. `tutti logs` renders it.
+    EffectTranscript {
+        effect: EffectId,
+        attempt: u32,
+        harness: String,
+        stdout: Payload,
+        stderr: String,
+    },
     Log {
         scope: String,
         message: String,
@@ -446,6 +455,7 @@ impl Event {
             Event::EffectCancelled { .. } => "effect_cancelled",
             Event::ControlApplied { .. } => "control_applied",
             Event::EffectProgress { .. } => "effect_progress",
+            Event::EffectTranscript { .. } => "effect_transcript",
             Event::EffectUsage { .. } => "effect_usage",
             Event::Log { .. } => "log",
             Event::GroupOpened { .. } => "group_opened",
@@ -478,6 +488,7 @@ impl Event {
             Event::EffectResolved { outcome: Outcome::Ok { value }, .. } => vec![value],
             Event::GroupCheckpoint { value, .. } => vec![value],
             Event::MessageSent { body, .. } => vec![body],
+            Event::EffectTranscript { stdout, .. } => vec![stdout],
             Event::RunFailed { .. }
             | Event::RunCancelled { .. }
             | Event::DriverAttached { .. }

@@ -3,6 +3,7 @@
 mod control;
 mod doctor;
 mod inspect;
+mod logs;
 mod mcp;
 mod msg;
 mod run;
@@ -27,6 +28,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Resume(a) => run::resume(&config, a),
         Cmd::Status { run, json } => inspect::status(&config, run.as_deref(), json),
         Cmd::Ls { json } => inspect::ls(&config, json),
+        Cmd::Logs { run, effect, raw, json, follow } => logs::logs(&config, &run, effect.as_deref(), raw, json, follow),
         Cmd::Groups { run, json } => inspect::groups(&config, run.as_deref(), json),
         Cmd::Worktrees { run, json } => match run.as_deref() {
             Some("prune") => worktrees::prune(&config, json),

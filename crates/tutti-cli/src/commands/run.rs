@@ -215,6 +215,7 @@ fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, json: bool) ->
             let stack = e.data.as_ref().and_then(|d| d.get("stack")).and_then(Value::as_str).unwrap_or("");
             let causes = output::causes(e, "  ");
             output::note(&format!("run {run_id} {}: {}: {}{causes}\n{stack}", status.as_str(), e.name, e.message));
+            output::note(&format!("what the agents did: tutti logs {run_id} [EFFECT]"));
             // A task that names no harness this project has is a configuration problem, not a task failure.
             if USAGE_ERRORS.contains(&e.name.as_str()) { EXIT_USAGE } else { EXIT_FAILED }
         }

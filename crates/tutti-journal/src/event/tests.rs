@@ -103,6 +103,15 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
         }),
         (arb_text(), arb_text()).prop_map(|(effect, reason)| Event::EffectCancelled { effect: effect.into(), reason }),
         (arb_text(), arb_text()).prop_map(|(effect, message)| Event::EffectProgress { effect: effect.into(), message }),
+        (arb_text(), any::<u32>(), arb_text(), arb_payload(), arb_text()).prop_map(
+            |(effect, attempt, harness, stdout, stderr)| Event::EffectTranscript {
+                effect: effect.into(),
+                attempt,
+                harness,
+                stdout,
+                stderr
+            }
+        ),
         (arb_text(), prop::option::of(arb_text()), arb_actor())
             .prop_map(|(action, effect, by)| Event::ControlApplied { action, effect: effect.map(Into::into), by }),
         (arb_text(), arb_text(), arb_text()).prop_map(|(effect, harness, reason)| Event::EffectRouted {
