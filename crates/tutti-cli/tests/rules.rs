@@ -414,3 +414,22 @@ export async function process(inputs, ctx) { return await ctx.task(ask, {}); }
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("stderr (last lines):") && out.stderr.contains("rate limited by the gateway"), "{out}");
 }
+
+#[test]
+fn a_run_ends_with_its_account() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", (a) => ({ kind: "shell", title: `t ${a.i}`, shell: { command: a.i === 2 ? "exit 0" : "sleep 0.2" } }));
+export async function process(inputs, ctx) { return await ctx.parallel.map([0, 1, 2], (i) => ctx.task(t, { i })); }
+"#,
+    );
+    let out = project.run(&["run", "p.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    let account: Vec<&str> = out.stderr.lines().skip_while(|l| !l.contains("summary:")).collect();
+    assert!(account.first().is_some_and(|l| l.contains("3 effects (3 ok)") && l.contains("s wall")), "{out}");
+    let slowest = account.iter().find(|l| l.trim_start().starts_with("slowest")).expect("the slowest effects");
+    assert!(slowest.contains("root/parallel:0/0") || slowest.contains("root/parallel:1/0"), "{slowest}");
+}

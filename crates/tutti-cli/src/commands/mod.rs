@@ -2,11 +2,12 @@
 
 mod control;
 mod doctor;
-mod inspect;
+pub(crate) mod inspect;
 mod logs;
 mod mcp;
 mod msg;
 mod run;
+mod summary;
 mod transfer;
 pub(crate) mod worktrees;
 
