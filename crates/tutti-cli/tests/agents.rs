@@ -903,3 +903,39 @@ fn pi_turn_progress_is_journaled_live() {
 fn opencode_turn_progress_is_journaled_live() {
     journals_a_tool_call_as_progress_while_the_turn_runs(&OPENCODE);
 }
+
+/// A CLI that keeps reporting it cannot reach its model is given up after `unreachable_after_ms` of no contact
+/// (60 s by default), long before its task's timeout: the text output says it cannot reach the model, and the
+/// task falls back to the next harness.
+#[test]
+fn codex_that_cannot_reach_its_model_is_given_up_and_the_task_falls_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let project = Project::new(TUTTI);
+    let codex = table(&CODEX, &format!("http://127.0.0.1:{port}"), 300_000);
+    project.write(
+        "tutti.toml",
+        format!(
+            "{codex}unreachable_after_ms = 3000\n\n[harness.backup]\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; echo '{{\\\"by\\\": \\\"backup\\\"}}'\"]\n"
+        ),
+    );
+    let process = r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", (a) => ({ kind: "agent", title: "ask", harness: a.harness, agent: { prompt: "hi" } }));
+export async function process(inputs, ctx) { return (await ctx.task(ask, { harness: inputs.harness })).by ?? "codex"; }
+"#;
+    project.write("p.js", process);
+    let started = std::time::Instant::now();
+    let alone = project.run(&["run", "p.js", "--inputs", r#"{"harness": "codex"}"#]);
+    assert_eq!(alone.code, 1, "{alone}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "given up long before the 300 s timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(alone.stderr.contains("cannot reach its model at http://127.0.0.1:"), "{alone}");
+    assert!(alone.stderr.contains("Unreachable"), "{alone}");
+
+    let both = project.run(&["run", "p.js", "--inputs", r#"{"harness": ["codex", "backup"]}"#]);
+    assert_eq!(both.code, 0, "{both}");
+    assert_eq!(both.json(), "backup");
+}

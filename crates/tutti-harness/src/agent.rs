@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -62,7 +63,14 @@ pub struct AgentConfig {
     pub capabilities: Vec<String>,
     /// Stop a turn that runs longer than this (default: the task's timeout, else [`DEFAULT_TIMEOUT`]).
     pub timeout_ms: Option<u64>,
+    /// Stop a turn whose CLI has reported it cannot reach its model (connection errors, retries) with no contact
+    /// since, for this long; it fails as environmental, so the task may fall back (default
+    /// [`UNREACHABLE_AFTER`]).
+    pub unreachable_after_ms: Option<u64>,
 }
+
+/// How long a CLI that reports it cannot reach its model may go on retrying before the turn is given up.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// `base` with the API prefix a CLI expects (`/v1`, or "" for one that adds it itself) when it is a root
 /// URL; a URL that has a path is used as given.
@@ -274,6 +282,9 @@ pub(crate) struct Turn {
     pub(crate) parse: Box<dyn FnOnce(&str) -> Transcript + Send>,
     /// The CLI's session files, saved after the turn when it ends cleanly.
     pub(crate) sessions: Option<SessionFiles>,
+    /// How long the CLI may retry an unreachable model, and where that model is (for the message).
+    pub(crate) unreachable_after: Duration,
+    pub(crate) base_url: Option<String>,
 }
 
 impl Turn {
@@ -293,6 +304,8 @@ impl Turn {
             schema: output_schema(&job.task).cloned(),
             parse,
             sessions: None,
+            unreachable_after: config.unreachable_after_ms.map_or(UNREACHABLE_AFTER, Duration::from_millis),
+            base_url: config.base_url.clone(),
         }
     }
 
@@ -379,9 +392,11 @@ pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig,
 /// Start `turn` (stdin from `/dev/null` or the turn's input, then closed; its own process group); the session it ran in, its usage and its
 /// outcome go to `reporter` when it ends.
 pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
-    let Turn { harness, command, stdin, timeout, schema, parse, sessions } = turn;
+    let Turn { harness, command, stdin, timeout, schema, parse, sessions, unreachable_after, base_url } = turn;
     let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
-    let on_line = progress_sink(reporter.clone());
+    let contact = Arc::new(Mutex::new(Contact::default()));
+    let on_line = progress_sink(reporter.clone(), Arc::clone(&contact));
+    let watched = Arc::clone(&contact);
     let options = Options { stdin, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP, on_line: Some(on_line) };
     let on_exit = move |exit: io::Result<Exit>| {
         let transcript = exit.as_ref().map(|e| parse(&e.stdout)).unwrap_or_default();
@@ -399,9 +414,51 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
         if let Ok(e) = &exit {
             reporter.transcript(e.stdout.clone(), e.stderr.clone());
         }
-        reporter.finish(outcome(&harness, exit, &transcript, schema.as_ref(), timeout));
+        let mut result = outcome(&harness, exit, &transcript, schema.as_ref(), timeout);
+        if let Err(Failure::Unavailable(error) | Failure::Task(error)) = &mut result
+            && error.name == "TimeoutError"
+            && watched.lock().unwrap_or_else(PoisonError::into_inner).gave_up
+        {
+            let last = watched.lock().unwrap_or_else(PoisonError::into_inner).last_error.clone();
+            let place = base_url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default();
+            let message = format!(
+                "harness {harness} cannot reach its model{place}: it kept failing for {} s ({last})",
+                unreachable_after.as_secs()
+            );
+            result = Err(Failure::Unavailable(
+                ErrorInfo::new("Unreachable", message).with_data(json!({ "lastError": last })),
+            ));
+        }
+        reporter.finish(result);
     };
-    process::spawn(command, options, on_exit).map_err(|source| StartError::Spawn { what, source })
+    let handle = process::spawn(command, options, on_exit).map_err(|source| StartError::Spawn { what, source })?;
+    watch_contact(handle.stopper(), contact, unreachable_after);
+    Ok(handle)
+}
+
+/// Whether a turn's CLI is in touch with its model: the time it first reported an error or retry with no
+/// contact since, the last such error, and whether the watchdog gave the turn up.
+#[derive(Default)]
+struct Contact {
+    failing_since: Option<std::time::Instant>,
+    last_error: String,
+    gave_up: bool,
+}
+
+/// Stop the turn (as timed out, marked given up) once its CLI has failed to reach the model for `limit`.
+fn watch_contact(stopper: crate::process::Stopper, contact: Arc<Mutex<Contact>>, limit: Duration) {
+    let _ = std::thread::Builder::new().name("tutti-contact".into()).spawn(move || {
+        while !stopper.ended() {
+            std::thread::sleep(Duration::from_millis(250));
+            let mut state = contact.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.failing_since.is_some_and(|t| t.elapsed() >= limit) {
+                state.gave_up = true;
+                drop(state);
+                stopper.stop(Stop::TimedOut);
+                return;
+            }
+        }
+    });
 }
 
 /// The most progress notes one turn reports; the dispatcher holds every attempt to the same cap.
@@ -413,15 +470,30 @@ const NARRATION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// A line sink that turns a CLI's event stream into progress notes while the turn runs: each tool call (name and
 /// its path or command), the model's narration (first line, at most every [`NARRATION_EVERY`]), and the errors
 /// and retries the CLI reports. At most [`PROGRESS_CAP`] notes per turn.
-fn progress_sink(reporter: Reporter) -> crate::process::LineSink {
+fn progress_sink(reporter: Reporter, contact: Arc<Mutex<Contact>>) -> crate::process::LineSink {
     let mut sent = 0usize;
     let mut last_narration: Option<std::time::Instant> = None;
     Box::new(move |line: &str| {
-        if sent >= PROGRESS_CAP || !line.trim_start().starts_with('{') {
+        if !line.trim_start().starts_with('{') {
             return;
         }
         let Ok(event) = serde_json::from_str::<Value>(line) else { return };
-        for note in progress_of(&event) {
+        let notes = progress_of(&event);
+        {
+            let mut state = contact.lock().unwrap_or_else(PoisonError::into_inner);
+            match notes.iter().find_map(|n| n.strip_prefix("error: ")) {
+                Some(error) => {
+                    state.failing_since.get_or_insert_with(std::time::Instant::now);
+                    state.last_error = error.to_string();
+                }
+                None if !notes.is_empty() || answered(&event) => state.failing_since = None,
+                None => {}
+            }
+        }
+        if sent >= PROGRESS_CAP {
+            return;
+        }
+        for note in notes {
             if note.starts_with("says: ") {
                 if last_narration.is_some_and(|t| t.elapsed() < NARRATION_EVERY) {
                     continue;
@@ -434,6 +506,12 @@ fn progress_sink(reporter: Reporter) -> crate::process::LineSink {
             }
         }
     })
+}
+
+/// Whether a stream event shows the model answered (the end of a turn or a step).
+fn answered(event: &Value) -> bool {
+    matches!(event["type"].as_str(), Some("result" | "turn.completed" | "message_end" | "step_finish"))
+        || (event["type"] == "message" && event["role"] == "assistant")
 }
 
 /// What one event of a CLI's stream says happened, as short notes: `tool NAME ARG`, `says: FIRST LINE`,

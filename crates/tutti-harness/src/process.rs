@@ -146,6 +146,31 @@ pub struct ProcessHandle {
     group: Arc<Group>,
 }
 
+impl ProcessHandle {
+    /// A handle that can stop the process for a reason of the caller's (a watchdog), from any thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { group: Arc::clone(&self.group) }
+    }
+}
+
+/// Stops one process (group), giving the reason its [`Exit::stopped`] reports.
+#[derive(Clone)]
+pub struct Stopper {
+    group: Arc<Group>,
+}
+
+impl Stopper {
+    /// `SIGTERM` to the group, `SIGKILL` after a grace; a no-op once it has ended or was stopped.
+    pub fn stop(&self, why: Stop) {
+        self.group.stop(why);
+    }
+
+    /// Whether the process has ended (its group released).
+    pub fn ended(&self) -> bool {
+        self.group.lock().released
+    }
+}
+
 impl Running for ProcessHandle {
     /// The process group id (equal to the direct child's pid).
     fn pid(&self) -> Option<u32> {
