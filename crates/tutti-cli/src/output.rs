@@ -149,7 +149,11 @@ pub(crate) fn note(text: &str) {
 pub(crate) fn observer(process: &str) -> Box<dyn Observer> {
     let process = process.to_string();
     if std::io::stderr().is_terminal() {
-        Box::new(Live { process, ..Live::default() })
+        {
+            let mut live = Live::default();
+            live.process = process;
+            Box::new(live)
+        }
     } else {
         Box::new(Plain { started: Instant::now(), process })
     }
@@ -217,13 +221,26 @@ impl Observer for Plain {
     }
 }
 
-/// The terminal view: finished work scrolls up as plain lines; below it, one line per running effect
-/// (kind, harness, elapsed), redrawn in place.
+/// The terminal view: finished work scrolls up as plain lines; below it, a header (running, done, failed) and
+/// one line per running effect (kind, harness, member, elapsed, its latest progress note), redrawn in place.
+/// Dropping it clears the redrawn area, so nothing stale stays on screen after the run or a Ctrl-C.
 #[derive(Default)]
 struct Live {
     running: BTreeMap<String, (String, Instant)>,
+    /// The latest progress note of each running effect.
+    notes: BTreeMap<String, String>,
+    done: usize,
+    failed: usize,
     drawn: usize,
     process: String,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.drawn > 0 {
+            let _ = write!(std::io::stderr().lock(), "\x1b[{}A\x1b[J", self.drawn);
+        }
+    }
 }
 
 impl Live {
@@ -235,13 +252,21 @@ impl Live {
         if let Some(line) = line {
             let _ = writeln!(err, "{}", escape_controls(&line));
         }
-        let width = 100;
+        let width = 120;
+        self.drawn = 0;
+        if self.running.is_empty() {
+            return;
+        }
+        let header = format!("  {} running · {} done · {} failed", self.running.len(), self.done, self.failed);
+        let _ = writeln!(err, "\x1b[1m{header}\x1b[0m");
+        self.drawn += 1;
         for (effect, (what, since)) in &self.running {
-            let text = format!("  ⏵ {effect}  {what}  {:.1}s", since.elapsed().as_secs_f64());
+            let note = self.notes.get(effect).map(|n| format!("  — {n}")).unwrap_or_default();
+            let text = format!("  ⏵ {effect}  {what}  {:.1}s{note}", since.elapsed().as_secs_f64());
             let text: String = escape_controls(&text).chars().take(width).collect();
             let _ = writeln!(err, "\x1b[2m{text}\x1b[0m");
+            self.drawn += 1;
         }
-        self.drawn = self.running.len();
     }
 }
 
@@ -256,8 +281,17 @@ impl Observer for Live {
                 self.redraw(None);
                 return;
             }
-            Progress::Finished { effect, .. } => {
+            Progress::Finished { effect, error, .. } => {
                 self.running.remove(effect.as_str());
+                self.notes.remove(effect.as_str());
+                self.done += 1;
+                self.failed += usize::from(error.is_some());
+            }
+            // A running effect's progress updates its line instead of scrolling.
+            Progress::Log { scope, message } if self.running.contains_key(scope) => {
+                self.notes.insert(scope.clone(), message.clone());
+                self.redraw(None);
+                return;
             }
             Progress::Tick => {
                 self.redraw(None);

@@ -57,6 +57,8 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     let mut observer = output::observer(&new.process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let end = driver.create(new);
+    // The live view goes before the end is reported: nothing stale stays on screen.
+    drop(observer);
     // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
     drop(last.shutdown());
     let end = end?;
@@ -95,6 +97,7 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let end = driver.resume(&code_hash);
+    drop(observer);
     drop(last.shutdown());
     let end = end?;
     let merges = after_run(config, &run_id, &end);
