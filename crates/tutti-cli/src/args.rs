@@ -154,6 +154,12 @@ pub(crate) enum MsgCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Tell the person running tutti what this effect is doing now (journaled as progress, shown live; at most
+    /// 200 notes per attempt).
+    Progress {
+        /// One short line.
+        text: String,
+    },
     /// List the messages addressed to this effect's member.
     Inbox {
         #[arg(long)]

@@ -433,3 +433,24 @@ export async function process(inputs, ctx) { return await ctx.parallel.map([0, 1
     let slowest = account.iter().find(|l| l.trim_start().starts_with("slowest")).expect("the slowest effects");
     assert!(slowest.contains("root/parallel:0/0") || slowest.contains("root/parallel:1/0"), "{slowest}");
 }
+
+#[test]
+fn a_shell_task_reports_progress_with_tutti_msg_progress_up_to_the_cap() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", () => ({ kind: "shell", title: "chatty",
+  shell: { command: "tutti msg progress 'step one'; i=0; while [ $i -lt 210 ]; do tutti msg progress \"n $i\" || exit 9; i=$((i+1)); done; echo ok" } }));
+export async function process(inputs, ctx) { return (await ctx.task(t, {})).stdout.trim(); }
+"#,
+    );
+    let out = project.spawn(&["run", "p.js"]).wait(Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out}");
+    let events = project.events(&out.run_id());
+    let notes: Vec<&str> =
+        of_kind(&events, "effect_progress").iter().filter_map(|e| e["event"]["message"].as_str()).collect();
+    assert_eq!(notes.first(), Some(&"step one"), "{}", show(&events));
+    assert_eq!(notes.len(), 200, "at most 200 notes per attempt are journaled");
+}

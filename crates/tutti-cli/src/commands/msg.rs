@@ -49,6 +49,7 @@ pub(crate) fn msg(config: &Config, action: MsgCmd) -> Result<i32> {
             send(store.as_mut(), &me, to, body)?;
             output::note("message queued for the run's driver");
         }
+        MsgCmd::Progress { text } => progress(store.as_mut(), &me, text)?,
         MsgCmd::Inbox { json } => {
             for m in inbox(store.as_ref(), &me)? {
                 if json {
