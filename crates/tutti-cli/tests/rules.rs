@@ -413,6 +413,8 @@ export async function process(inputs, ctx) { return await ctx.task(ask, {}); }
     let out = project.run(&["run", "p.js"]);
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("stderr (last lines):") && out.stderr.contains("rate limited by the gateway"), "{out}");
+    assert!(out.stderr.contains("raised by effect root/0, requested at ") && out.stderr.contains("p.js:4:"), "{out}");
+    assert!(!out.stderr.contains("tutti:runtime"), "tutti's own frames are left out: {out}");
 }
 
 #[test]

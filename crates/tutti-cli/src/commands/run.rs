@@ -62,8 +62,8 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
     drop(last.shutdown());
     let end = end?;
-    let merges = after_run(config, &run_id, &end);
-    Ok(report(&run_id, &end, &merges, args.drive.json))
+    let (merges, origin) = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, origin, args.drive.json))
 }
 
 pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
@@ -100,8 +100,8 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     drop(observer);
     drop(last.shutdown());
     let end = end?;
-    let merges = after_run(config, &run_id, &end);
-    Ok(report(&run_id, &end, &merges, drive.json))
+    let (merges, origin) = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, origin, drive.json))
 }
 
 /// Every harness of the run behind worktree isolation, and the `merge` harness for `ctx.merge`.
@@ -164,14 +164,35 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 }
 
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
-fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> worktrees::Merges {
+fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>) {
     let records = open_or_create(config).and_then(|store| Ok(store.read(&run_id.to_string(), 0)?)).unwrap_or_default();
     if !end.interrupted {
         if let Some(account) = crate::commands::summary::summary(&records) {
             output::note(&account);
         }
     }
-    after_merges(config, run_id, end, records)
+    let origin = end.error.as_ref().and_then(|e| origin_of(e, &records));
+    (after_merges(config, run_id, end, records), origin)
+}
+
+/// The effect whose failure ended the run, and where the process asked for it: `effect root/3 (p.js:12:7)`.
+fn origin_of(error: &tutti_journal::ErrorInfo, records: &[tutti_journal::Record]) -> Option<String> {
+    let effect = records.iter().rev().find_map(|r| match &r.event {
+        Event::EffectResolved { effect, outcome: tutti_journal::Outcome::Error { error: e }, .. }
+            if e.name == error.name && e.message == error.message =>
+        {
+            Some(effect.clone())
+        }
+        _ => None,
+    })?;
+    let callsite = records.iter().find_map(|r| match &r.event {
+        Event::EffectRequested { effect: e, callsite, .. } if *e == effect => callsite.clone(),
+        _ => None,
+    });
+    Some(match callsite {
+        Some(site) => format!("effect {effect}, requested at {site}"),
+        None => format!("effect {effect}"),
+    })
 }
 
 fn after_merges(config: &Config, run_id: &str, end: &RunEnd, records: Vec<tutti_journal::Record>) -> worktrees::Merges {
@@ -189,7 +210,7 @@ const USAGE_ERRORS: &[&str] =
     &["NoHarness", "IsolationError", "NotAGitRepository", "NoCommit", "BranchExists", "MergeTarget"];
 
 /// Print the run's end and choose the exit code.
-fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, json: bool) -> i32 {
+fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, origin: Option<String>, json: bool) -> i32 {
     if end.interrupted {
         let why = signals::reason();
         output::note(&format!("{why}: running effects were stopped. Continue with `tutti resume {run_id}`"));
@@ -225,8 +246,14 @@ fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, json: bool) ->
         }
         (status, Some(e)) => {
             let stack = e.data.as_ref().and_then(|d| d.get("stack")).and_then(Value::as_str).unwrap_or("");
+            // The user's own frames: tutti's runtime frames say nothing about their process file.
+            let stack: Vec<&str> = stack.lines().filter(|l| !l.contains("(tutti:") && !l.contains(" tutti:")).collect();
+            let stack: String = stack.iter().map(|l| format!("\n{l}")).collect();
             let causes = output::causes(e, "  ");
-            output::note(&format!("run {run_id} {}: {}: {}{causes}\n{stack}", status.as_str(), e.name, e.message));
+            output::note(&format!("run {run_id} {}: {}: {}{causes}{stack}", status.as_str(), e.name, e.message));
+            if let Some(origin) = origin {
+                output::note(&format!("raised by {origin}"));
+            }
             output::note(&format!("what the agents did: tutti logs {run_id} [EFFECT]"));
             // A task that names no harness this project has is a configuration problem, not a task failure.
             if USAGE_ERRORS.contains(&e.name.as_str()) { EXIT_USAGE } else { EXIT_FAILED }
