@@ -258,13 +258,15 @@ impl Live {
             return;
         }
         let header = format!("  {} running · {} done · {} failed", self.running.len(), self.done, self.failed);
-        let _ = writeln!(err, "\x1b[1m{header}\x1b[0m");
+        let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let style = |code: &str, text: &str| if plain { text.to_string() } else { format!("\x1b[{code}m{text}\x1b[0m") };
+        let _ = writeln!(err, "{}", style("1", &header));
         self.drawn += 1;
         for (effect, (what, since)) in &self.running {
             let note = self.notes.get(effect).map(|n| format!("  — {n}")).unwrap_or_default();
             let text = format!("  ⏵ {effect}  {what}  {:.1}s{note}", since.elapsed().as_secs_f64());
             let text: String = escape_controls(&text).chars().take(width).collect();
-            let _ = writeln!(err, "\x1b[2m{text}\x1b[0m");
+            let _ = writeln!(err, "{}", style("2", &text));
             self.drawn += 1;
         }
     }
