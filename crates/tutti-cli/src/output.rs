@@ -259,7 +259,8 @@ impl Live {
         }
         let header = format!("  {} running · {} done · {} failed", self.running.len(), self.done, self.failed);
         let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let style = |code: &str, text: &str| if plain { text.to_string() } else { format!("\x1b[{code}m{text}\x1b[0m") };
+        let style =
+            |code: &str, text: &str| if plain { text.to_string() } else { format!("\x1b[{code}m{text}\x1b[0m") };
         let _ = writeln!(err, "{}", style("1", &header));
         self.drawn += 1;
         for (effect, (what, since)) in &self.running {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{CachedStatement, Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::blob::{blob_hash, encode_event};
 use crate::event::{Event, NewEvent, Record, RunId, RunStatus, SCHEMA_VERSION, Seq};
@@ -545,30 +545,8 @@ fn to_sql_seq(seq: Seq) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
-        // Values the schema cannot hold: text that is not UTF-8, a number where text belongs. SQLite's own
-        // integrity check does not look at what cells hold, so damage there first shows when a row is read.
-        || matches!(
-            e,
-            rusqlite::Error::Utf8Error(..)
-                | rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..)
-        )
-}
-
-/// Reports damage to the file as [`Error::Corrupt`], whichever statement stumbled on it.
-fn classify(path: &str, err: Error) -> Error {
-    match err {
-        Error::Sqlite(e) if is_corruption(&e) => corrupt(path, e.to_string()),
-        other => other,
-    }
-}
-
-fn corrupt(path: &str, detail: String) -> Error {
-    Error::Corrupt { path: path.to_owned(), detail }
-}
+mod damage;
+use damage::{classify, corrupt, is_corruption};
 
 #[cfg(test)]
 mod tests;
