@@ -187,38 +187,38 @@ impl Reporter {
 
     /// Report the harness session the attempt ran in (before `finish`).
     pub fn session(&self, session: String) {
-        let event = HarnessEvent::Session { effect: self.effect.clone(), attempt: self.attempt, session };
-        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+        self.send(|effect, attempt| HarnessEvent::Session { effect, attempt, session });
     }
 
     /// Report what the attempt's program printed (before `finish`).
     pub fn transcript(&self, stdout: String, stderr: String) {
-        let event = HarnessEvent::Transcript { effect: self.effect.clone(), attempt: self.attempt, stdout, stderr };
-        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+        self.send(|effect, attempt| HarnessEvent::Transcript { effect, attempt, stdout, stderr });
     }
 
     /// Report what the attempt is doing now; the dispatcher journals at most [`PROGRESS_CAP`] per attempt.
     pub fn progress(&self, message: String) {
-        let event = HarnessEvent::Progress { effect: self.effect.clone(), attempt: self.attempt, message };
-        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+        self.send(|effect, attempt| HarnessEvent::Progress { effect, attempt, message });
     }
 
     /// Report the git worktree and branch the attempt works in (before `finish`); a member's binding is journaled.
     pub fn worktree(&self, path: String, branch: String) {
-        let event = HarnessEvent::Worktree { effect: self.effect.clone(), attempt: self.attempt, path, branch };
-        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+        self.send(|effect, attempt| HarnessEvent::Worktree { effect, attempt, path, branch });
     }
 
     /// Tell the person running tutti something about the attempt (journaled as a log line of the effect).
     pub fn note(&self, message: String) {
-        let event = HarnessEvent::Note { effect: self.effect.clone(), attempt: self.attempt, message };
-        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+        self.send(|effect, attempt| HarnessEvent::Note { effect, attempt, message });
     }
 
     /// Report tokens and cost the attempt used (before `finish`).
     pub fn usage(&self, usage: tutti_journal::Usage) {
-        let event = HarnessEvent::Usage { effect: self.effect.clone(), attempt: self.attempt, usage };
-        let _ = self.tx.send(crate::driver::Msg::Harness(event));
+        self.send(|effect, attempt| HarnessEvent::Usage { effect, attempt, usage });
+    }
+
+    /// Send the dispatcher an event about this attempt. It may already be gone (the run ended); then nobody
+    /// needs it.
+    fn send(&self, event: impl FnOnce(EffectId, u32) -> HarnessEvent) {
+        let _ = self.tx.send(crate::driver::Msg::Harness(event(self.effect.clone(), self.attempt)));
     }
 
     /// Report the attempt's single outcome. Reports after cancellation are ignored by the dispatcher.
