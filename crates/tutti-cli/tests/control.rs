@@ -536,6 +536,7 @@ export async function process(inputs, ctx) {
         let status = project.status(&run);
         assert_eq!(status["status"], "interrupted", "{signal}: {status}");
         assert_eq!(status["resume"], resume.as_str());
+        assert!(status["effects"].get("running").is_none(), "nothing runs without a driver: {status}");
         let text = project.run(&["status", &run]);
         assert!(text.stdout.contains("interrupted") && text.stdout.contains(&resume), "{signal}: {text}");
         if signal == libc::SIGKILL {

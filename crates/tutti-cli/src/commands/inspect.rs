@@ -114,6 +114,12 @@ fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record], live: bool
         })
         .collect();
     let shown = shown_status(s, live);
+    // Nothing runs in an interrupted run: what the journal has running was stopped with its driver.
+    if shown == "interrupted"
+        && let Some(n) = counts.remove("running")
+    {
+        counts.insert("stopped", n);
+    }
     let (mut output, mut error) = (Value::Null, Value::Null);
     for r in records.iter().rev() {
         match &r.event {
