@@ -253,8 +253,8 @@ fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, origin: Option
             output::note(&format!("run {run_id} {}: {}: {}{causes}{stack}", status.as_str(), e.name, e.message));
             if let Some(origin) = origin {
                 output::note(&format!("raised by {origin}"));
+                output::note(&format!("what the agents did: tutti logs {run_id} [EFFECT]"));
             }
-            output::note(&format!("what the agents did: tutti logs {run_id} [EFFECT]"));
             // A task that names no harness this project has is a configuration problem, not a task failure.
             if USAGE_ERRORS.contains(&e.name.as_str()) { EXIT_USAGE } else { EXIT_FAILED }
         }
