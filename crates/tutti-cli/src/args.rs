@@ -126,6 +126,15 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         action: MsgCmd,
     },
+    /// A local web dashboard of this project's runs: the runs list, each group's members live (harness,
+    /// state, current tool call, tokens, cost), a timeline of attempts, messages, transcripts, and buttons
+    /// for pending breakpoints. Listens on 127.0.0.1 only and prints a URL with a random token; requests
+    /// without it get 401. Works while another `tutti run` drives a run. Ctrl-C stops it.
+    Serve {
+        /// The port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 4270)]
+        port: u16,
+    },
     /// Which harnesses this project can use: capabilities, limits, availability, and the agent CLIs tutti
     /// knows, found or not, with the fix for what is missing.
     Doctor {

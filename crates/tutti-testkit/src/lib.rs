@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod chromium;
 pub mod mock_model;
 pub use mock_model::{Api, MockModel, Reply, Rule, Script, Usage, When};
 
@@ -210,6 +211,11 @@ pub struct Spawned {
 impl Spawned {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("not yet waited").id()
+    }
+
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("stdout buffer").clone()
     }
 
     /// What it printed on stderr so far.

@@ -76,7 +76,22 @@ fn queue(store: &mut dyn Store, run: &str, command: &Command, what: &str) -> Res
 pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, response: Option<String>) -> Result<i32> {
     let mut store = open_store(config)?;
     let run = find_run(store.as_ref(), run)?;
-    let kind = pending_effect(store.as_ref(), &run, effect, "approve")?;
+    let command = approval(store.as_ref(), &run, effect, reject, response, caller::actor())?;
+    let what = if reject { "rejection queued" } else { "approval queued" };
+    queue(store.as_mut(), &run, &command, what)
+}
+
+/// The command that answers breakpoint `effect` of `run`, after the checks of [`pending_effect`]: the one path
+/// for `tutti approve` and the dashboard's buttons.
+pub(crate) fn approval(
+    store: &dyn Store,
+    run: &str,
+    effect: &str,
+    reject: bool,
+    response: Option<String>,
+    by: tutti_journal::Actor,
+) -> Result<Command> {
+    let kind = pending_effect(store, run, effect, "approve")?;
     if kind != "breakpoint" {
         return Err(
             UserError::new(format!("effect {effect} is a {kind} task, not a breakpoint (use `tutti post`)")).into()
@@ -87,9 +102,7 @@ pub(crate) fn approve(config: &Config, run: &str, effect: &str, reject: bool, re
         value["response"] = Value::String(r);
     }
     let outcome = Outcome::Ok { value: Payload::Inline(value) };
-    let command = Command::Resolve { effect: effect.into(), outcome, by: Some(caller::actor()) };
-    let what = if reject { "rejection queued" } else { "approval queued" };
-    queue(store.as_mut(), &run, &command, what)
+    Ok(Command::Resolve { effect: effect.into(), outcome, by: Some(by) })
 }
 
 pub(crate) fn post(

@@ -65,7 +65,7 @@ fn set(views: &mut BTreeMap<EffectId, EffectView>, effect: &str, state: &'static
 }
 
 /// The run the user named (an id or a unique prefix), else the latest one.
-fn run_or_latest(store: &dyn tutti_journal::EventLog, run: Option<&str>) -> Result<String> {
+pub(crate) fn run_or_latest(store: &dyn tutti_journal::EventLog, run: Option<&str>) -> Result<String> {
     match run {
         Some(r) => find_run(store, r),
         None => Ok(store
@@ -91,7 +91,7 @@ pub(crate) fn status(config: &Config, run: Option<&str>, json: bool) -> Result<i
     Ok(EXIT_OK)
 }
 
-fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record], live: bool) -> Result<Value> {
+pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record], live: bool) -> Result<Value> {
     let effects = effects(records);
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, v) in &effects {
@@ -149,7 +149,7 @@ pub(crate) fn shown_status(s: &RunSummary, live: bool) -> &'static str {
 }
 
 /// [`shown_status`] of a run, asking the lease whether a driver holds it.
-fn status_of(store: &dyn tutti_journal::Leases, s: &RunSummary) -> Result<&'static str> {
+pub(crate) fn status_of(store: &dyn tutti_journal::Leases, s: &RunSummary) -> Result<&'static str> {
     let live = s.status == RunStatus::Running && crate::commands::live_driver(store, &s.id)?.is_some();
     Ok(shown_status(s, live))
 }
@@ -248,15 +248,8 @@ pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i
     let store = open_store(config)?;
     let id = run_or_latest(store.as_ref(), run)?;
     let records = store.read(&id, 0)?;
-    let mut report = groups_json(&records);
     let summary = store.run(&id)?.ok_or_else(|| UserError::new(format!("run {id} not found")))?;
-    if status_of(store.as_ref(), &summary)? == "interrupted" {
-        for m in report.as_array_mut().into_iter().flatten().flat_map(|g| g["members"].as_array_mut()).flatten() {
-            if m["state"] == "working" {
-                m["state"] = json!("interrupted");
-            }
-        }
-    }
+    let report = groups_report(&records, status_of(store.as_ref(), &summary)?);
     if json {
         output::json(&report);
         return Ok(EXIT_OK);
@@ -281,6 +274,19 @@ pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i
         }
     }
     Ok(EXIT_OK)
+}
+
+/// [`groups_json`] for a run shown as `shown`: in an interrupted run no member is working.
+pub(crate) fn groups_report(records: &[Record], shown: &str) -> Value {
+    let mut report = groups_json(records);
+    if shown == "interrupted" {
+        for m in report.as_array_mut().into_iter().flatten().flat_map(|g| g["members"].as_array_mut()).flatten() {
+            if m["state"] == "working" {
+                m["state"] = json!("interrupted");
+            }
+        }
+    }
+    report
 }
 
 /// Groups and members as the journal tells them: member `M` of group `G` owns the effects `group:G/M/...`.

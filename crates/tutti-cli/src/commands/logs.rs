@@ -16,7 +16,7 @@ use crate::output::{self, EXIT_OK, UserError};
 
 /// One attempt of one effect, as the journal tells it.
 #[derive(Default)]
-struct Attempt {
+pub(crate) struct Attempt {
     effect: String,
     attempt: u32,
     harness: String,
@@ -43,7 +43,7 @@ fn load(store: &dyn Blobs, payload: &Payload) -> Value {
     store.load(payload).unwrap_or(Value::Null)
 }
 
-fn attempts(store: &dyn Store, records: &[Record], target: Option<&str>) -> Vec<Attempt> {
+pub(crate) fn attempts(store: &dyn Store, records: &[Record], target: Option<&str>) -> Vec<Attempt> {
     let mut tasks: BTreeMap<String, (Option<String>, Value)> = BTreeMap::new();
     let mut out: Vec<Attempt> = Vec::new();
     let find = |out: &mut Vec<Attempt>, effect: &str, attempt: Option<u32>| -> Option<usize> {
@@ -105,7 +105,7 @@ fn attempts(store: &dyn Store, records: &[Record], target: Option<&str>) -> Vec<
     out
 }
 
-fn render(a: &Attempt) -> String {
+pub(crate) fn render(a: &Attempt) -> String {
     let title = a.title.as_deref().map(|t| format!(" \"{}\"", output::escape_controls(t))).unwrap_or_default();
     let mut text = format!("== {}{title}, attempt {} on {}", a.effect, a.attempt, a.harness);
     if !a.prompt.is_empty() {

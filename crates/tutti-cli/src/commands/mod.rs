@@ -1,12 +1,13 @@
 //! The commands: each takes validated configuration, does its work, and returns an exit code.
 
-mod control;
+pub(crate) mod control;
 mod doctor;
 pub(crate) mod inspect;
-mod logs;
+pub(crate) mod logs;
 mod mcp;
 mod msg;
 mod run;
+mod serve;
 mod summary;
 mod transfer;
 pub(crate) mod worktrees;
@@ -43,6 +44,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Import { file } => transfer::import(&config, &file),
         Cmd::Msg { action } => msg::msg(&config, action),
         Cmd::Mcp => mcp::mcp(&config),
+        Cmd::Serve { port } => serve::serve(&config, port, crate::signals::install()),
         Cmd::Doctor { json } => doctor::doctor(&config, json),
     }
 }
