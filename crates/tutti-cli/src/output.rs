@@ -1,12 +1,14 @@
 //! Everything tutti prints goes through here: data on stdout, progress and errors on stderr, the live view on
 //! a terminal, plain event lines otherwise, and the mapping of errors to exit codes.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use serde_json::Value;
 use tutti_engine::{Observer, Progress};
+
+mod live;
+use live::Live;
 
 /// Exit codes, as documented in `tutti --help`.
 pub(crate) const EXIT_OK: i32 = 0;
@@ -149,17 +151,13 @@ pub(crate) fn note(text: &str) {
 pub(crate) fn observer(process: &str) -> Box<dyn Observer> {
     let process = process.to_string();
     if std::io::stderr().is_terminal() {
-        {
-            let mut live = Live::default();
-            live.process = process;
-            Box::new(live)
-        }
+        Box::new(Live::new(process))
     } else {
         Box::new(Plain { started: Instant::now(), process })
     }
 }
 
-fn announce(p: &Progress, process: &str) {
+pub(super) fn announce(p: &Progress, process: &str) {
     if let Progress::Attached { run_id, .. } = p {
         note(&format!("run {run_id} of {process} (resume with `tutti resume {run_id}`)"));
     }
@@ -172,7 +170,7 @@ fn describe(effect: &str, title: &Option<String>) -> String {
     }
 }
 
-fn permanent_line(p: &Progress) -> Option<String> {
+pub(super) fn permanent_line(p: &Progress) -> Option<String> {
     Some(match p {
         Progress::Attached { run_id, resumed: true, replayed } => {
             format!("resumed run {run_id} (replayed {replayed} journal events)")
@@ -202,7 +200,7 @@ fn permanent_line(p: &Progress) -> Option<String> {
         }
         Progress::Queued { effect, reason } => format!("queued  {effect}: {reason}"),
         Progress::Log { scope, message } => format!("log     [{scope}] {message}"),
-        Progress::Tick => return None,
+        Progress::Tick | Progress::Usage { .. } => return None,
     })
 }
 
@@ -218,92 +216,6 @@ impl Observer for Plain {
         if let Some(line) = permanent_line(&p) {
             stderr_line(&format!("[{:>7.2}s] {line}", self.started.elapsed().as_secs_f64()));
         }
-    }
-}
-
-/// The terminal view: finished work scrolls up as plain lines; below it, a header (running, done, failed) and
-/// one line per running effect (kind, harness, member, elapsed, its latest progress note), redrawn in place.
-/// Dropping it clears the redrawn area, so nothing stale stays on screen after the run or a Ctrl-C.
-#[derive(Default)]
-struct Live {
-    running: BTreeMap<String, (String, Instant)>,
-    /// The latest progress note of each running effect.
-    notes: BTreeMap<String, String>,
-    done: usize,
-    failed: usize,
-    drawn: usize,
-    process: String,
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if self.drawn > 0 {
-            let _ = write!(std::io::stderr().lock(), "\x1b[{}A\x1b[J", self.drawn);
-        }
-    }
-}
-
-impl Live {
-    fn redraw(&mut self, line: Option<String>) {
-        let mut err = std::io::stderr().lock();
-        if self.drawn > 0 {
-            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
-        }
-        if let Some(line) = line {
-            let _ = writeln!(err, "{}", escape_controls(&line));
-        }
-        let width = 120;
-        self.drawn = 0;
-        if self.running.is_empty() {
-            return;
-        }
-        let header = format!("  {} running · {} done · {} failed", self.running.len(), self.done, self.failed);
-        let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let style =
-            |code: &str, text: &str| if plain { text.to_string() } else { format!("\x1b[{code}m{text}\x1b[0m") };
-        let _ = writeln!(err, "{}", style("1", &header));
-        self.drawn += 1;
-        for (effect, (what, since)) in &self.running {
-            let note = self.notes.get(effect).map(|n| format!("  — {n}")).unwrap_or_default();
-            let text = format!("  ⏵ {effect}  {what}  {:.1}s{note}", since.elapsed().as_secs_f64());
-            let text: String = escape_controls(&text).chars().take(width).collect();
-            let _ = writeln!(err, "{}", style("2", &text));
-            self.drawn += 1;
-        }
-    }
-}
-
-impl Observer for Live {
-    fn progress(&mut self, p: Progress) {
-        announce(&p, &self.process);
-        match &p {
-            Progress::Started { effect, kind, title, harness, .. } => {
-                let what =
-                    format!("{kind} on {harness}{}", title.as_ref().map(|t| format!(" \"{t}\"")).unwrap_or_default());
-                self.running.insert(effect.to_string(), (what, Instant::now()));
-                self.redraw(None);
-                return;
-            }
-            Progress::Finished { effect, error, .. } => {
-                self.running.remove(effect.as_str());
-                self.notes.remove(effect.as_str());
-                self.done += 1;
-                self.failed += usize::from(error.is_some());
-            }
-            // A running effect's progress updates its line instead of scrolling.
-            Progress::Log { scope, message } if self.running.contains_key(scope) => {
-                self.notes.insert(scope.clone(), message.clone());
-                self.redraw(None);
-                return;
-            }
-            Progress::Tick => {
-                self.redraw(None);
-                return;
-            }
-            _ => {}
-        }
-        let line = permanent_line(&p);
-        self.redraw(line);
     }
 }
 

@@ -344,6 +344,7 @@ impl<'a> Driver<'a> {
             Msg::Harness(HarnessEvent::Usage { effect, attempt, usage }) => {
                 if let Some(e) = self.effects.get(&effect).filter(|e| e.attempt == attempt) {
                     let harness = e.harness.clone().unwrap_or_default();
+                    self.observer.progress(Progress::Usage { effect: effect.clone(), usage: usage.clone() });
                     self.record(Event::EffectUsage { effect, attempt, harness, usage });
                 }
                 Ok(())

@@ -1,7 +1,7 @@
 //! What a driver tells its user while it works. The CLI implements [`Observer`] to draw the live view or
 //! print plain lines; the engine itself never prints.
 
-use tutti_journal::{EffectId, ErrorInfo};
+use tutti_journal::{EffectId, ErrorInfo, Usage};
 
 #[derive(Clone, Debug)]
 pub enum Progress {
@@ -46,6 +46,11 @@ pub enum Progress {
     Log {
         scope: String,
         message: String,
+    },
+    /// Tokens and cost an attempt of `effect` reported (journaled as `effect_usage`).
+    Usage {
+        effect: EffectId,
+        usage: Usage,
     },
     /// Time passes (about every 100 ms while effects run): a live view redraws its clocks.
     Tick,
