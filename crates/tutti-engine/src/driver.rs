@@ -471,7 +471,8 @@ fn tail_of(text: &str, cap: usize) -> String {
     if text.len() <= cap {
         return text.to_string();
     }
-    let mut start = text.len() - cap;
+    // The marker counts against the cap, so that what is kept is never larger than it.
+    let mut start = text.len() - cap.saturating_sub(32);
     while !text.is_char_boundary(start) {
         start += 1;
     }
