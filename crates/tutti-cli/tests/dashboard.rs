@@ -74,7 +74,9 @@ export async function process(inputs, ctx) {
     let mut browser = Browser::launch(profile.path()).expect("headless chromium");
     browser.open(&format!("{url}&run={run_id}")).expect("open the dashboard");
     // A mark on the page's window: it survives only if the page is never reloaded.
-    browser.wait_for("the page loads", "document.readyState === 'complete' && (window.__mark = 7)", WITHIN).expect("load");
+    browser
+        .wait_for("the page loads", "document.readyState === 'complete' && (window.__mark = 7)", WITHIN)
+        .expect("load");
 
     let states = "JSON.stringify([...document.querySelectorAll('#groups tr[data-member]')].map(r => \
                   [r.dataset.member, r.querySelector('.state').textContent, r.querySelector('.note').textContent]))";
@@ -87,11 +89,15 @@ export async function process(inputs, ctx) {
 
     // The members finish: the grid follows without a reload, and the breakpoint shows its buttons.
     std::fs::write(&gate, "").expect("open the gate");
-    let idle = format!("(() => {{ const s = JSON.parse({states}); return s.length === 3 && s.every(m => m[1] === 'idle'); }})()");
+    let idle = format!(
+        "(() => {{ const s = JSON.parse({states}); return s.length === 3 && s.every(m => m[1] === 'idle'); }})()"
+    );
     browser.wait_for("the members done, live", &idle, WITHIN).expect("live grid");
     assert_eq!(browser.eval("window.__mark").expect("mark"), Value::from(7), "the page was reloaded");
     let button = "document.querySelector('button[data-approve]')";
-    browser.wait_for("the breakpoint's approve button", &format!("{button} && {button}.dataset.approve"), WITHIN).expect("button");
+    browser
+        .wait_for("the breakpoint's approve button", &format!("{button} && {button}.dataset.approve"), WITHIN)
+        .expect("button");
     browser.eval(&format!("{button}.click(), true")).expect("click approve");
 
     let out = run.wait(WITHIN);
@@ -100,14 +106,27 @@ export async function process(inputs, ctx) {
     let events = project.events(&run_id);
     let applied = of_kind(&events, "control_applied");
     assert_eq!(applied.len(), 1, "{}", show(&events));
-    assert_eq!((applied[0]["event"]["action"].as_str(), applied[0]["event"]["by"]["via"].as_str()), (Some("approve"), Some("dashboard")));
+    assert_eq!(
+        (applied[0]["event"]["action"].as_str(), applied[0]["event"]["by"]["via"].as_str()),
+        (Some("approve"), Some("dashboard"))
+    );
 
-    browser.wait_for("the run shown completed", "document.querySelector('#run-status')?.textContent === 'completed'", WITHIN)
+    browser
+        .wait_for(
+            "the run shown completed",
+            "document.querySelector('#run-status')?.textContent === 'completed'",
+            WITHIN,
+        )
         .expect("completed");
     let bars = browser.eval("document.querySelectorAll('#timeline .bar.ok').length").expect("timeline");
     assert_eq!(bars, Value::from(3), "one timeline bar per attempt");
     browser.eval("openTranscript('crew/ben'), true").expect("open a transcript");
-    browser.wait_for("ben's transcript", "document.querySelector('#transcript').textContent.includes('edit as ben')", WITHIN)
+    browser
+        .wait_for(
+            "ben's transcript",
+            "document.querySelector('#transcript').textContent.includes('edit as ben')",
+            WITHIN,
+        )
         .expect("transcript");
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     browser.screenshot(&shot).expect("screenshot");

@@ -22,7 +22,11 @@ printf '{"type":"result","subtype":"success","is_error":false,"result":"done","s
 "#;
 
 fn size_of_journal(root: &Path) -> u64 {
-    ["tutti.db", "tutti.db-wal"].iter().filter_map(|f| std::fs::metadata(root.join(".tutti").join(f)).ok()).map(|m| m.len()).sum()
+    ["tutti.db", "tutti.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(root.join(".tutti").join(f)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 #[test]
@@ -31,7 +35,10 @@ fn a_turn_that_streams_5000_events_adds_at_most_the_caps_to_the_journal() {
     let project = Project::new(TUTTI);
     let cli = project.write("chatty-claude", CHATTY_CLAUDE);
     std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    project.write("tutti.toml", format!("[defaults]\nharness = \"claude\"\n[harness.claude]\nbinary = {:?}\n", cli.display().to_string()));
+    project.write(
+        "tutti.toml",
+        format!("[defaults]\nharness = \"claude\"\n[harness.claude]\nbinary = {:?}\n", cli.display().to_string()),
+    );
     project.write(
         "p.js",
         r#"
@@ -51,7 +58,7 @@ export async function process(inputs, ctx) { return await ctx.task(t, {}); }
     let stdout = &transcript[0]["event"]["stdout"];
     let kept = stdout["blob"]["size"].as_u64().unwrap_or_else(|| stdout["inline"].to_string().len() as u64);
     // The stream was about 2 MB; its last MiB is kept (a JSON string: quotes and escapes add a little).
-    assert!((1_000_000..=(1 << 20) + 64 << 10).contains(&kept), "transcript blob of {kept} bytes");
+    assert!((1_000_000..=(1 << 20) + (64 << 10)).contains(&kept), "transcript blob of {kept} bytes");
     let stderr = transcript[0]["event"]["stderr"].as_str().unwrap_or("");
     assert!(stderr.len() <= 8 << 10 && stderr.len() > 8_000, "stderr tail of {} bytes", stderr.len());
     assert!(stderr.trim_end().ends_with(&format!("warning 129 {}", "0".repeat(300))), "the tail is kept");

@@ -134,7 +134,7 @@ export async function process(inputs, ctx) {
     for e in &cancelled {
         assert_eq!(field(e, "reason"), "cancelled by the process", "{}", show(&events));
     }
-    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(|e| pred(e)).expect("event");
+    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).expect("event");
     let last_cancel = events.iter().rposition(|e| kind(e) == "effect_cancelled").expect("cancelled");
     let after_requested = at(&|e| kind(e) == "effect_requested" && e["event"]["task_id"] == "after");
     assert!(last_cancel < after_requested, "the losers were cancelled before the process went on\n{}", show(&events));
@@ -240,7 +240,7 @@ export async function process(inputs, ctx) {
     let value = out.json();
     assert_eq!(value["status"], "halted", "{value}");
     assert_eq!(value["output"], json!({"halted": "nothing left to do", "payload": {"found": 0}}));
-    let events = project.events(&value["runId"].as_str().expect("run id").to_string());
+    let events = project.events(value["runId"].as_str().expect("run id"));
     assert_eq!(of_kind(&events, "run_halted").len(), 1, "{}", show(&events));
     assert_eq!(of_kind(&events, "effect_started").len(), 2, "nothing starts after the halt\n{}", show(&events));
     if let Some(pid) = project.read("pid").and_then(|p| p.trim().parse::<u32>().ok()) {

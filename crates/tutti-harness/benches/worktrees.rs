@@ -5,6 +5,8 @@
 //!
 //! `cargo bench -p tutti-harness --bench worktrees` (`-- --quick` for 4 items instead of 16).
 
+#![expect(clippy::print_stdout, reason = "a benchmark prints its report")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

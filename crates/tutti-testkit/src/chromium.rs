@@ -116,7 +116,8 @@ impl Browser {
     /// Open `url` in a new page and attach to it; later page commands go to it.
     pub fn open(&mut self, url: &str) -> Result<(), String> {
         let target = self.call("Target.createTarget", json!({ "url": url }))?;
-        let attached = self.call("Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }))?;
+        let attached =
+            self.call("Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }))?;
         self.session = attached["sessionId"].as_str().map(String::from);
         self.call("Runtime.enable", json!({}))?;
         Ok(())
@@ -138,9 +139,7 @@ impl Browser {
         let deadline = Instant::now() + within;
         loop {
             let value = self.eval(expression)?;
-            let truthy = !matches!(&value, Value::Null | Value::Bool(false))
-                && value != json!(0)
-                && value != json!("");
+            let truthy = !matches!(&value, Value::Null | Value::Bool(false)) && value != json!(0) && value != json!("");
             if truthy {
                 return Ok(value);
             }

@@ -172,10 +172,7 @@ fn cancel_detached(store: &mut dyn Store, run: &str, reason: &str) -> Result<i32
     let mut batch: Vec<NewEvent> = effects(&records)
         .into_iter()
         .filter(|(_, v)| matches!(v.state, "requested" | "running"))
-        .map(|(effect, _)| NewEvent {
-            ts_ms,
-            event: Event::EffectCancelled { effect: effect.into(), reason: reason.to_string() },
-        })
+        .map(|(effect, _)| NewEvent { ts_ms, event: Event::EffectCancelled { effect, reason: reason.to_string() } })
         .collect();
     let control = Event::ControlApplied { action: "cancel".into(), effect: None, by: caller::actor() };
     batch.insert(0, NewEvent { ts_ms, event: control });

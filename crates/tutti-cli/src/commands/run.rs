@@ -166,10 +166,10 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
 fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>) {
     let records = open_or_create(config).and_then(|store| Ok(store.read(&run_id.to_string(), 0)?)).unwrap_or_default();
-    if !end.interrupted {
-        if let Some(account) = crate::commands::summary::summary(&records) {
-            output::note(&account);
-        }
+    if !end.interrupted
+        && let Some(account) = crate::commands::summary::summary(&records)
+    {
+        output::note(&account);
     }
     let origin = end.error.as_ref().and_then(|e| origin_of(e, &records));
     (after_merges(config, run_id, end, records), origin)
@@ -197,10 +197,11 @@ fn origin_of(error: &tutti_journal::ErrorInfo, records: &[tutti_journal::Record]
 
 fn after_merges(config: &Config, run_id: &str, end: &RunEnd, records: Vec<tutti_journal::Record>) -> worktrees::Merges {
     let merges = worktrees::merges(&records);
-    if !end.interrupted && end.status.is_terminal() {
-        if let Err(e) = worktrees::clean_up(config, run_id, &records) {
-            output::note(&format!("run {run_id}: its worktrees were not all removed: {e:#}"));
-        }
+    if !end.interrupted
+        && end.status.is_terminal()
+        && let Err(e) = worktrees::clean_up(config, run_id, &records)
+    {
+        output::note(&format!("run {run_id}: its worktrees were not all removed: {e:#}"));
     }
     merges
 }

@@ -106,7 +106,8 @@ fn token() -> Result<String> {
 /// Every request carries the token: `?token=` (the page's own URL, and event streams, which cannot set
 /// headers) or `Authorization: Bearer`. Anything else gets 401 and learns nothing.
 async fn authorize(State(served): State<Shared>, request: Request, next: Next) -> Response {
-    let from_query = request.uri().query().into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("token="));
+    let from_query =
+        request.uri().query().into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("token="));
     let from_header = request
         .headers()
         .get(header::AUTHORIZATION)

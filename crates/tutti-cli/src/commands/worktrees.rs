@@ -235,9 +235,12 @@ pub(crate) fn list(config: &Config, run: Option<&str>, json: bool) -> Result<i32
         return Ok(EXIT_OK);
     }
     let short = |s: &str| s.chars().take(10).collect::<String>();
-    println!("{:<26}  {:<28}  {:<10}  {:<10}  {:<11}  BRANCH / PATH", "RUN", "EFFECT", "BASE", "COMMIT", "STATE");
+    output::data(&format!(
+        "{:<26}  {:<28}  {:<10}  {:<10}  {:<11}  BRANCH / PATH",
+        "RUN", "EFFECT", "BASE", "COMMIT", "STATE"
+    ));
     for r in &rows {
-        println!(
+        output::data(&format!(
             "{:<26}  {:<28}  {:<10}  {:<10}  {:<11}  {}\n{:>94}{}",
             r.run,
             output::escape_controls(&r.effect),
@@ -247,7 +250,7 @@ pub(crate) fn list(config: &Config, run: Option<&str>, json: bool) -> Result<i32
             r.branch,
             "",
             r.path.display()
-        );
+        ));
     }
     Ok(EXIT_OK)
 }

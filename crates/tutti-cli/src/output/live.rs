@@ -196,7 +196,13 @@ mod tests {
     use super::*;
 
     fn started(effect: &str, harness: &str) -> Progress {
-        Progress::Started { effect: effect.into(), kind: "agent".into(), title: None, harness: harness.into(), attempt: 1 }
+        Progress::Started {
+            effect: effect.into(),
+            kind: "agent".into(),
+            title: None,
+            harness: harness.into(),
+            attempt: 1,
+        }
     }
 
     #[test]
@@ -214,7 +220,9 @@ mod tests {
         let lines = live.lines();
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(lines[0].contains("2 running · 1 done · 0 failed · 1,249 tok $0.0125"), "{}", lines[0]);
-        assert!(lines[1].contains("○ crew/ann") && lines[1].contains("claude") && lines[1].contains("idle after 1 turn "));
+        assert!(
+            lines[1].contains("○ crew/ann") && lines[1].contains("claude") && lines[1].contains("idle after 1 turn ")
+        );
         assert!(lines[1].contains("1,234 tok $0.0125"), "{}", lines[1]);
         assert!(lines[2].contains("● crew/ben") && lines[2].contains("running"), "{}", lines[2]);
         assert!(lines[2].contains("15 tok unpriced") && lines[2].ends_with("— tool: Read src/lib.rs"), "{}", lines[2]);

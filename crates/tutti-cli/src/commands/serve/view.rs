@@ -173,13 +173,21 @@ mod tests {
             started(1, 100, "root/0", 1),
             record(2, 150, Event::EffectRedispatched { effect: "root/0".into(), attempt: 2, reason: "x".into() }),
             started(3, 160, "root/0", 2),
-            record(4, 170, Event::EffectResolved { effect: "root/0".into(), attempt: 2, outcome: Outcome::Error { error } }),
+            record(
+                4,
+                170,
+                Event::EffectResolved { effect: "root/0".into(), attempt: 2, outcome: Outcome::Error { error } },
+            ),
             started(5, 180, "group:g/a/0", 1),
-            record(6, 190, Event::EffectResolved {
-                effect: "group:g/a/0".into(),
-                attempt: 1,
-                outcome: Outcome::Ok { value: Payload::Inline(json!(1)) },
-            }),
+            record(
+                6,
+                190,
+                Event::EffectResolved {
+                    effect: "group:g/a/0".into(),
+                    attempt: 1,
+                    outcome: Outcome::Ok { value: Payload::Inline(json!(1)) },
+                },
+            ),
             started(7, 200, "root/1", 1),
         ];
         let bars = timeline(&records, "running");
@@ -187,15 +195,24 @@ mod tests {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|b| (b["effect"].as_str().unwrap_or("").into(), b["start"].as_i64().unwrap_or(0), b["end"].clone(),
-                      b["state"].as_str().unwrap_or("").into()))
+            .map(|b| {
+                (
+                    b["effect"].as_str().unwrap_or("").into(),
+                    b["start"].as_i64().unwrap_or(0),
+                    b["end"].clone(),
+                    b["state"].as_str().unwrap_or("").into(),
+                )
+            })
             .collect();
-        assert_eq!(shape, vec![
-            ("root/0".into(), 100, json!(150), "interrupted".into()),
-            ("root/0".into(), 160, json!(170), "error".into()),
-            ("group:g/a/0".into(), 180, json!(190), "ok".into()),
-            ("root/1".into(), 200, Value::Null, "running".into()),
-        ]);
+        assert_eq!(
+            shape,
+            vec![
+                ("root/0".into(), 100, json!(150), "interrupted".into()),
+                ("root/0".into(), 160, json!(170), "error".into()),
+                ("group:g/a/0".into(), 180, json!(190), "ok".into()),
+                ("root/1".into(), 200, Value::Null, "running".into()),
+            ]
+        );
         assert_eq!(bars[2]["member"], "g/a");
         let stopped = timeline(&records, "interrupted");
         assert_eq!((stopped[3]["end"].clone(), stopped[3]["state"].clone()), (json!(200), json!("interrupted")));
