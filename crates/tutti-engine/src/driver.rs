@@ -173,6 +173,8 @@ pub struct Driver<'a> {
     member_worktrees: HashMap<String, (String, String)>,
     /// The last session each effect's attempt reported: a corrective turn continues it.
     attempt_sessions: HashMap<EffectId, String>,
+    /// Task ids whose invalid output schema was already reported: once per task, not per call.
+    warned_schemas: std::collections::HashSet<String>,
     end: Option<End>,
     last_housekeeping: Instant,
     last_renew: Instant,
@@ -214,6 +216,7 @@ impl<'a> Driver<'a> {
             sessions: HashMap::new(),
             member_worktrees: HashMap::new(),
             attempt_sessions: HashMap::new(),
+            warned_schemas: std::collections::HashSet::new(),
             end: None,
             last_housekeeping: Instant::now(),
             last_renew: Instant::now(),

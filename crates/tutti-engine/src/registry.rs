@@ -52,15 +52,29 @@ impl Harnesses {
     /// `execution.harness`), else the default agent harness, else — when the task `requires` capabilities —
     /// any harness that has them; always skipping harnesses that lack a required capability or are not
     /// available. The others that qualify are the fallbacks, in order.
-    pub fn route(&self, kind: &Kind, task: &Value) -> Result<Route, ErrorInfo> {
-        if let Some(own) = kind.own_harness() {
-            return match self.by_name.get(own) {
-                Some(_) => {
-                    Ok(Route { harness: own.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() })
-                }
-                None => Err(ErrorInfo::new("NoHarness", format!("no `{own}` harness is configured"))),
-            };
+    ///
+    /// A `node` or `shell` task with nothing for tutti to execute (no script, no command: a description only)
+    /// goes to an agent like a custom kind, as babysitter hands it to its orchestrating agent; the reason says so.
+    pub fn route(&self, kind: &Kind, task: &Value, args: &Value) -> Result<Route, ErrorInfo> {
+        let handed = match (kind.own_harness(), nothing_to_execute(kind, task, args)) {
+            (Some(own), None) => {
+                return match self.by_name.get(own) {
+                    Some(_) => {
+                        Ok(Route { harness: own.to_string(), reason: format!("{kind} task"), fallbacks: Vec::new() })
+                    }
+                    None => Err(ErrorInfo::new("NoHarness", format!("no `{own}` harness is configured"))),
+                };
+            }
+            (_, why) => why,
+        };
+        let mut route = self.route_to_agents(kind, task)?;
+        if let Some(why) = handed {
+            route.reason = format!("{why}, so an agent performs it from its description: {}", route.reason);
         }
+        Ok(route)
+    }
+
+    fn route_to_agents(&self, kind: &Kind, task: &Value) -> Result<Route, ErrorInfo> {
         let wanted = preferences(task);
         let requires = requirements(task);
         let mut order: Vec<(String, String)> =
@@ -136,6 +150,24 @@ pub struct Route {
 }
 
 /// The capabilities a task requires (`requires: ["edit", ...]`).
+/// Why tutti cannot run a `node` or `shell` task itself, if it cannot: it names no script or command.
+fn nothing_to_execute(kind: &Kind, task: &Value, args: &Value) -> Option<&'static str> {
+    let given = |v: Option<&Value>| v.is_some_and(|v| v.as_str().is_some_and(|s| !s.trim().is_empty()));
+    match kind {
+        Kind::Node if !given(task.pointer("/node/script")) && !given(task.pointer("/node/entry")) => {
+            Some("a node task with no node.script or node.entry")
+        }
+        Kind::Shell
+            if [task.pointer("/shell/command"), task.get("command"), args.get("command")]
+                .into_iter()
+                .all(|v| v.is_none_or(Value::is_null)) =>
+        {
+            Some("a shell task with no shell.command")
+        }
+        _ => None,
+    }
+}
+
 fn requirements(task: &Value) -> Vec<String> {
     task.get("requires")
         .and_then(Value::as_array)
@@ -196,7 +228,7 @@ mod tests {
 
     #[test]
     fn requirements_pick_a_capable_harness_and_say_why() {
-        let r = set().route(&Kind::Agent, &json!({"requires": ["edit"]})).unwrap();
+        let r = set().route(&Kind::Agent, &json!({"requires": ["edit"]}), &Value::Null).unwrap();
         assert_eq!(r.harness, "strong");
         assert!(
             r.reason.contains("required capabilities [edit]") && r.reason.contains("cheap: lacks edit"),
@@ -208,21 +240,39 @@ mod tests {
 
     #[test]
     fn preferences_come_first_and_the_rest_are_fallbacks() {
-        let r = set().route(&Kind::Agent, &json!({"harness": ["gone", "cheap", "strong"]})).unwrap();
+        let r = set().route(&Kind::Agent, &json!({"harness": ["gone", "cheap", "strong"]}), &Value::Null).unwrap();
         assert_eq!((r.harness.as_str(), r.fallbacks.clone()), ("cheap", vec!["strong".to_string()]));
         assert!(r.reason.contains("preferred by the task (cheap)") && r.reason.contains("gone: not installed"));
     }
 
     #[test]
     fn no_capable_harness_is_a_clear_error() {
-        let e = set().route(&Kind::Agent, &json!({"requires": ["gpu"]})).unwrap_err();
+        let e = set().route(&Kind::Agent, &json!({"requires": ["gpu"]}), &Value::Null).unwrap_err();
         assert!(e.message.contains("requires gpu") && e.message.contains("strong: lacks gpu"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_node_or_shell_task_with_nothing_to_execute_goes_to_an_agent_and_says_why() {
+        let mut h = set();
+        h.add(Arc::new(Fake("node", &[], true)));
+        h.add(Arc::new(Fake("shell", &[], true)));
+        h.set_default_agent(Some("strong".into()));
+        let described = json!({"kind": "node", "title": "tally votes", "node": {"description": "count them"}});
+        let r = h.route(&Kind::Node, &described, &Value::Null).unwrap();
+        assert_eq!(r.harness, "strong");
+        assert!(r.reason.starts_with("a node task with no node.script or node.entry, so an agent"), "{}", r.reason);
+        let scripted = json!({"kind": "node", "node": {"entry": "tally.js"}});
+        assert_eq!(h.route(&Kind::Node, &scripted, &Value::Null).unwrap().harness, "node");
+        let r = h.route(&Kind::Shell, &json!({"kind": "shell", "shell": {}}), &Value::Null).unwrap();
+        assert!(r.harness == "strong" && r.reason.contains("no shell.command"), "{}", r.reason);
+        let in_args = h.route(&Kind::Shell, &json!({"kind": "shell"}), &json!({"command": "ls"})).unwrap();
+        assert_eq!(in_args.harness, "shell");
     }
 
     #[test]
     fn no_harness_error_names_the_fix() {
         let h = Harnesses::new();
-        let e = h.route(&Kind::Agent, &json!({"harness": "claude"})).unwrap_err();
+        let e = h.route(&Kind::Agent, &json!({"harness": "claude"}), &Value::Null).unwrap_err();
         assert!(e.message.contains("--harness"), "{}", e.message);
         assert!(e.message.contains("claude"), "{}", e.message);
     }

@@ -4,16 +4,46 @@
 
 use serde_json::Value;
 
-/// The output schema of an agent-like task, if it has one.
+/// The output schema of an agent-like task, if it has a valid one. An invalid one (`type: "any"`) counts as
+/// none: babysitter's library has such files, and they run there (see [`invalid`] for the warning).
 pub(crate) fn of(kind: &crate::kind::Kind, task: &Value) -> Option<Value> {
     if !kind.is_agent_like() {
         return None;
     }
+    declared(task).filter(|s| jsonschema::validator_for(s).is_ok()).cloned()
+}
+
+fn declared(task: &Value) -> Option<&Value> {
     [task.pointer("/agent/outputSchema"), task.get("outputSchema")]
         .into_iter()
         .flatten()
         .find(|s| s.is_object() || s.is_boolean())
-        .cloned()
+}
+
+/// Why an agent-like task's declared output schema is not a valid JSON Schema, if it is not.
+pub(crate) fn invalid(kind: &crate::kind::Kind, task: &Value) -> Option<String> {
+    if !kind.is_agent_like() {
+        return None;
+    }
+    jsonschema::validator_for(declared(task)?).err().map(|e| e.to_string())
+}
+
+/// The task as a harness should see it: without an output schema that is not valid JSON Schema, so that no
+/// agent is asked to fit one.
+pub(crate) fn without_invalid(task: &Value) -> Value {
+    let mut task = task.clone();
+    for pointer in ["/agent/outputSchema", "/outputSchema"] {
+        let bad = task
+            .pointer(pointer)
+            .is_some_and(|s| (s.is_object() || s.is_boolean()) && jsonschema::validator_for(s).is_err());
+        if bad && let Some((parent, key)) = pointer.rsplit_once('/') {
+            let parent = if parent.is_empty() { Some(&mut task) } else { task.pointer_mut(parent) };
+            if let Some(Value::Object(fields)) = parent {
+                fields.remove(key);
+            }
+        }
+    }
+    task
 }
 
 /// Why `value` does not fit `schema` (empty when it does). A schema that is itself invalid is reported as
@@ -24,8 +54,10 @@ pub(crate) fn violations(schema: &Value, value: &Value) -> Vec<String> {
             .iter_errors(value)
             .take(8)
             .map(|e| {
+                // The rule's name, so that "does not match" says which rule: `pattern`, `enum`, `format`...
+                let rule = e.kind().keyword().to_string();
                 let at = e.instance_path().to_string();
-                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+                if at.is_empty() { format!("{e} (rule `{rule}`)") } else { format!("{at}: {e} (rule `{rule}`)") }
             })
             .collect(),
         Err(e) => vec![format!("the task's outputSchema is not a valid JSON Schema: {e}")],
@@ -55,6 +87,23 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].starts_with("/verdict:"), "{errors:?}");
         assert!(!violations(&schema, &json!({})).is_empty());
+        let pattern = json!({"type": "string", "pattern": "^[A-Z]{3}-[0-9]+$"});
+        let errors = violations(&pattern, &json!("string"));
+        assert!(errors[0].ends_with("(rule `pattern`)") && errors[0].contains("^[A-Z]{3}-[0-9]+$"), "{errors:?}");
         assert_eq!(of(&crate::kind::Kind::Shell, &task), None);
+    }
+
+    #[test]
+    fn an_invalid_schema_counts_as_none_and_says_why() {
+        let agent = crate::kind::Kind::Agent;
+        let task = json!({"kind": "agent", "outputSchema": {"type": "any"}, "agent": {"prompt": "x"}});
+        assert_eq!(of(&agent, &task), None);
+        assert!(invalid(&agent, &task).is_some_and(|why| why.contains("any")), "{:?}", invalid(&agent, &task));
+        assert_eq!(without_invalid(&task), json!({"kind": "agent", "agent": {"prompt": "x"}}));
+        let nested =
+            json!({"agent": {"prompt": "x", "outputSchema": {"type": "any"}}, "outputSchema": {"type": "object"}});
+        assert_eq!(without_invalid(&nested), json!({"agent": {"prompt": "x"}, "outputSchema": {"type": "object"}}));
+        let fine = json!({"outputSchema": {"type": "object"}});
+        assert_eq!((invalid(&agent, &fine), without_invalid(&fine)), (None, fine.clone()));
     }
 }

@@ -3,6 +3,7 @@
 //! module, module resolution and the sandbox rules. It knows nothing of the journal or of harnesses: it
 //! reports requests and takes results, one step at a time.
 
+mod callee;
 mod modules;
 
 use std::cell::{Cell, RefCell};
@@ -268,7 +269,8 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
             let event = if ok {
                 HostEvent::Finished(Ok(serde_json::from_str(&json).unwrap_or(Json::Null)))
             } else {
-                let info = serde_json::from_str(&json).unwrap_or_else(|_| ErrorInfo::new("Error", json.clone()));
+                let mut info = serde_json::from_str(&json).unwrap_or_else(|_| ErrorInfo::new("Error", json.clone()));
+                callee::name_callee(&mut info);
                 HostEvent::Finished(Err(info))
             };
             s.events.borrow_mut().push(event);

@@ -9,6 +9,18 @@ use scheduler::Admission;
 impl Driver<'_> {
     /// Journal a new request and queue it.
     pub(super) fn request(&mut self, req: EffectRequest) {
+        if let Some(why) = crate::schema::invalid(&req.kind, &req.task)
+            && self.warned_schemas.insert(req.task_id.clone())
+        {
+            let at = req.callsite.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            let message = format!(
+                "warning: task \"{}\"{at}: its outputSchema is not a valid JSON Schema ({why}); its answers are taken \
+                 without a schema",
+                req.task_id
+            );
+            self.observer.progress(Progress::Log { scope: "warning".into(), message: message.clone() });
+            self.record(Event::Log { scope: "warning".into(), message });
+        }
         self.record(Event::EffectRequested {
             effect: req.effect.clone(),
             scope: req.scope.clone(),
@@ -29,7 +41,8 @@ impl Driver<'_> {
     /// Route and queue an effect; returns the routing decision's reason, for the journal.
     pub(super) fn register(&mut self, req: EffectRequest, attempt: u32, queue: bool) -> Option<(String, String)> {
         let id = req.effect.clone();
-        let route = if req.kind.is_internal() { None } else { self.harnesses.route(&req.kind, &req.task).ok() };
+        let route =
+            if req.kind.is_internal() { None } else { self.harnesses.route(&req.kind, &req.task, &req.args).ok() };
         let mut effect = Effect::new(req, attempt, route.as_ref().map(|r| r.harness.clone()));
         if let Some(r) = &route {
             effect.fallbacks = r.fallbacks.iter().cloned().collect();
@@ -66,7 +79,7 @@ impl Driver<'_> {
                 continue;
             }
             let Some(name) = e.harness.clone() else {
-                let error = self.harnesses.route(&e.request.kind, &e.request.task).err();
+                let error = self.harnesses.route(&e.request.kind, &e.request.task, &e.request.args).err();
                 let mut error = error.unwrap_or_else(|| ErrorInfo::new("NoHarness", "no harness"));
                 error.message = format!("effect {id}: {}", error.message);
                 self.resolve(&id, Err(error), false);
@@ -115,7 +128,7 @@ impl Driver<'_> {
             task_id: e.request.task_id.clone(),
             kind: e.request.kind.clone(),
             title: e.request.title.clone(),
-            task: e.request.task.clone(),
+            task: crate::schema::without_invalid(&e.request.task),
             args: e.request.args.clone(),
             workdir: self.opts.workdir.clone(),
             project: self.opts.workdir.clone(),

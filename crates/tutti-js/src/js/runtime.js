@@ -80,7 +80,14 @@
   }
 
   // ---- task definitions ----
-  const taskIds = new Set();
+  // Task definitions by id. babysitter's library reaches it as `globalTaskRegistry.definitions` to drop an id
+  // that two imported modules both define (`definitions.delete(id)`), so a later defineTask may reuse it.
+  const definitions = new Map();
+  const globalTaskRegistry = Object.freeze({
+    definitions,
+    hasTask: (id) => definitions.has(id),
+    listDefinitions: () => [...definitions.values()].map((d) => ({ id: d.id, kind: d.statics?.kind })).sort((a, b) => a.id.localeCompare(b.id)),
+  });
   const TASK = Symbol("tutti.task");
   const EFFECT = Symbol("tutti.effect");
   function normalizeLabels(labels) {
@@ -99,13 +106,18 @@
       statics = c;
     }
     if (typeof id !== "string" || id.length === 0) throw new TypeError("defineTask: the task id must be a non-empty string");
-    if (build !== undefined && typeof build !== "function")
-      throw new TypeError(`defineTask("${id}"): the second argument must be a builder function`);
-    if (taskIds.has(id)) throw new Error(`defineTask: duplicate task id "${id}"`);
-    taskIds.add(id);
-    return Object.freeze({ [TASK]: true, id, build, statics });
+    if (definitions.has(id))
+      throw new Error(`defineTask: duplicate task id "${id}" (two modules define it; drop one with globalTaskRegistry.definitions.delete("${id}") first)`);
+    // Like the published SDK, a second argument that is not a function fails when the task is called, not
+    // when the file loads: a file may define tasks it never calls.
+    const invalid = build !== undefined && typeof build !== "function";
+    const def = Object.freeze({ [TASK]: true, id, build, statics, invalid });
+    definitions.set(id, def);
+    return def;
   }
   function describe(def, args, taskCtx) {
+    if (def.invalid)
+      throw new TypeError(`defineTask("${def.id}"): the second argument must be a builder function (args, taskCtx) => ({ kind, ... }), not ${typeof def.build}`);
     let desc = def.statics ? { ...def.statics } : undefined;
     if (def.build) {
       const built = def.build(args, taskCtx);
@@ -182,7 +194,7 @@
     for (const id of scope.inflight) cancelEffect(id);
   }
   function builtinTask(id, kind) {
-    taskIds.add(id);
+    definitions.set(id, { id, statics: { kind } });
     return Object.freeze({ [TASK]: true, id, build: undefined, statics: { kind } });
   }
   const breakpointTask = builtinTask("tutti/breakpoint", "breakpoint");
@@ -817,6 +829,7 @@
       if (m) m.session = session;
     },
     defineTask,
+    globalTaskRegistry,
     setReplaying(on) {
       replaying = on;
     },
