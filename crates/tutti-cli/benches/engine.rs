@@ -232,6 +232,7 @@ impl Env {
             workdir: self.dir.clone(),
             max_parallel: 1_000_000,
             non_interactive,
+            simulate: false,
             holder: tutti_engine::Platform::lease_holder(&tutti_harness::LinuxPlatform),
             platform: std::sync::Arc::new(tutti_harness::LinuxPlatform),
             faults: tutti_engine::driver::Faults::default(),

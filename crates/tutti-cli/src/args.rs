@@ -188,6 +188,13 @@ pub(crate) struct RunArgs {
     /// Harness for agent tasks that name none (overrides `[defaults] harness` in tutti.toml).
     #[arg(long, value_name = "NAME")]
     pub(crate) harness: Option<String>,
+    /// Run nothing: every effect is answered at once. Agent tasks get the smallest value that fits their
+    /// output schema (or `io.outputs` hints), shell and node tasks succeed with empty output without running,
+    /// breakpoints are approved and sleeps end at once; no worktree is made. With `=FILE`, a JSON object of
+    /// canned answers by task id, title or effect id (`{"$error": {"name", "message"}}` fails that task).
+    /// The run is journaled as simulated. For trying a process file, and testing one in CI.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    pub(crate) simulate: Option<Option<PathBuf>>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -74,6 +74,9 @@ pub struct Options {
     pub max_parallel: usize,
     /// Breakpoints approve themselves.
     pub non_interactive: bool,
+    /// `--simulate`: breakpoints approve themselves and sleeps end at once (harnesses are simulated by the
+    /// caller).
+    pub simulate: bool,
     pub holder: LeaseHolder,
     /// The operating system: host identity, process liveness, free memory, orphans.
     pub platform: Arc<dyn Platform>,

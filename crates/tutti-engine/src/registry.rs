@@ -36,6 +36,11 @@ impl Harnesses {
     }
 
     /// The harness for agent-like tasks that name none (`--harness`, or `[defaults] harness`).
+    /// The harness agent tasks go to when they name none.
+    pub fn default_agent(&self) -> Option<&str> {
+        self.default_agent.as_deref()
+    }
+
     pub fn set_default_agent(&mut self, name: Option<String>) {
         self.default_agent = name;
     }

@@ -22,6 +22,7 @@ pub mod process;
 pub mod prompt;
 mod session;
 pub mod shell;
+pub mod simulate;
 pub mod worktree;
 
 #[cfg(test)]

@@ -229,14 +229,17 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn read_in(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
+    /// Events of `run` after `after`, at most `limit` of them (all when `None`).
+    fn read_in(&self, run: &RunId, after: Seq, limit: Option<usize>) -> Result<Vec<Record>> {
         if !run_exists(&self.conn, run)? {
             return Err(Error::UnknownRun(run.clone()));
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, ts_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")?;
-        let mut rows = stmt.query(params![run, to_sql_seq(after)])?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, ts_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        // SQLite reads a negative LIMIT as none.
+        let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let mut rows = stmt.query(params![run, to_sql_seq(after), limit])?;
         let mut raw = Vec::new();
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as Seq;
@@ -336,7 +339,11 @@ impl EventLog for SqliteStore {
     }
 
     fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
-        self.checked(self.read_in(run, after))
+        self.checked(self.read_in(run, after, None))
+    }
+
+    fn first_event(&self, run: &RunId) -> Result<Option<Record>> {
+        self.checked(self.read_in(run, 0, Some(1)).map(|mut first| first.pop()))
     }
 
     fn runs(&self) -> Result<Vec<RunSummary>> {

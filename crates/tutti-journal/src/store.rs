@@ -136,6 +136,11 @@ pub trait EventLog: Send {
     /// Events of `run` with `seq > after`, in order. Blob payloads are returned as references.
     fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>>;
 
+    /// The first event of `run` (its `RunCreated`, with the options it was started with).
+    fn first_event(&self, run: &RunId) -> Result<Option<Record>> {
+        Ok(self.read(run, 0)?.into_iter().next())
+    }
+
     fn runs(&self) -> Result<Vec<RunSummary>>;
 
     fn run(&self, run: &RunId) -> Result<Option<RunSummary>>;

@@ -130,7 +130,9 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
         break;
     }
     let usage = usage_json(records);
+    let simulated = records.first().is_some_and(|r| is_simulated(&r.event));
     Ok(json!({
+        "simulated": simulated,
         "usage": usage,
         "runId": s.id, "status": shown, "process": s.process, "createdMs": s.created_ms,
         "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
@@ -146,6 +148,11 @@ pub(crate) fn shown_status(s: &RunSummary, live: bool) -> &'static str {
         RunStatus::Running if !live => "interrupted",
         other => other.as_str(),
     }
+}
+
+/// Whether a run was started with `--simulate` (its `run_created` options say so).
+pub(crate) fn is_simulated(created: &Event) -> bool {
+    matches!(created, Event::RunCreated { options, .. } if options.get("simulate").is_some_and(|s| !s.is_null()))
 }
 
 /// [`shown_status`] of a run, asking the lease whether a driver holds it.
@@ -183,9 +190,10 @@ fn usage_line(u: &Value) -> String {
 
 fn status_text(r: &Value) -> String {
     let mut out = format!(
-        "run      {}\nstatus   {}{}\nprocess  {}\ncreated  {}\nupdated  {}\nevents   {}\neffects  {}",
+        "run      {}\nstatus   {}{}{}\nprocess  {}\ncreated  {}\nupdated  {}\nevents   {}\neffects  {}",
         r["runId"].as_str().unwrap_or(""),
         r["status"].as_str().unwrap_or(""),
+        if r["simulated"] == true { " (simulated: nothing was executed)" } else { "" },
         match (r["driverLive"] == true, r["resume"].as_str()) {
             (true, _) => " (a driver is attached)".to_string(),
             (false, Some(resume)) => format!(" (no driver holds it; resume with: {resume})"),
@@ -356,6 +364,7 @@ pub(crate) fn ls(config: &Config, json: bool) -> Result<i32> {
             let mut line = serde_json::to_value(r)?;
             let shown = status_of(store.as_ref(), r)?;
             line["status"] = json!(shown);
+            line["simulated"] = json!(store.first_event(&r.id)?.is_some_and(|f| is_simulated(&f.event)));
             if shown == "interrupted" {
                 line["resume"] = json!(format!("tutti resume {}", r.id));
             }
@@ -374,13 +383,15 @@ pub(crate) fn ls(config: &Config, json: bool) -> Result<i32> {
         if shown == "interrupted" {
             interrupted.push(r.id.clone());
         }
+        let simulated = store.first_event(&r.id)?.is_some_and(|f| is_simulated(&f.event));
         output::data(&format!(
-            "{:<26}  {:<11}  {:<19}  {:>7}  {}",
+            "{:<26}  {:<11}  {:<19}  {:>7}  {}{}",
             r.id,
             shown,
             utc(r.created_ms),
             r.events,
-            r.process
+            r.process,
+            if simulated { "  (simulated)" } else { "" }
         ));
     }
     for id in interrupted {

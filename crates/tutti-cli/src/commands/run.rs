@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tutti_engine::Harnesses;
 use tutti_engine::driver::Faults;
 use tutti_engine::{Driver, NewRun, Options, Platform, RunEnd};
+use tutti_harness::simulate::{Canned, Simulated};
 use tutti_harness::worktree::{Isolating, Worktrees};
 use tutti_harness::{LinuxPlatform, MergeHarness};
 use tutti_journal::{Event, RunStatus};
@@ -28,6 +29,7 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
 
 fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let harnesses = config.harnesses(args.harness.as_deref())?;
+    let simulation = args.simulate.as_ref().map(|file| canned(file.as_deref())).transpose()?;
     let inputs = parse_inputs(args.inputs.as_deref())?;
     let path = std::fs::canonicalize(&args.process)
         .map_err(|e| UserError::new(format!("process file {}: {e}", args.process.display())))?;
@@ -36,10 +38,17 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     let last = writer.clone();
     let run_id = ulid::Ulid::new().to_string();
     let secret = ulid::Ulid::new().to_string();
-    // Isolated tasks start from HEAD as it is now; the commit is journaled with the run.
-    let git_base = Worktrees::base_of(&config.root);
-    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base.clone()));
-    let opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
+    // Isolated tasks start from HEAD as it is now; the commit is journaled with the run. A simulated run
+    // touches neither git nor the working tree.
+    let (harnesses, git_base) = match &simulation {
+        Some((_, canned)) => (simulated(harnesses, Arc::clone(canned)), None),
+        None => {
+            let git_base = Worktrees::base_of(&config.root);
+            (isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base.clone())), git_base)
+        }
+    };
+    let mut opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
+    opts.simulate = simulation.is_some();
     let new = NewRun {
         process: display(&path),
         inputs,
@@ -52,6 +61,7 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
             "workdir": display(&opts.workdir),
             "msgSecret": secret,
             "gitBase": git_base,
+            "simulate": simulation.as_ref().map(|(file, _)| json!({ "file": file })),
         }),
     };
     let mut observer = output::observer(&new.process);
@@ -80,8 +90,17 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
         anyhow::bail!("run {run_id} has no run_created event: its journal is damaged");
     };
     let harnesses = config.harnesses(saved.get("harness").and_then(Value::as_str))?;
-    let git_base = saved.get("gitBase").and_then(Value::as_str).map(String::from);
-    let harnesses = isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base));
+    let simulation = match saved.get("simulate").filter(|s| !s.is_null()) {
+        Some(s) => Some(canned(s.get("file").and_then(Value::as_str).map(std::path::Path::new))?),
+        None => None,
+    };
+    let harnesses = match &simulation {
+        Some((_, canned)) => simulated(harnesses, Arc::clone(canned)),
+        None => {
+            let git_base = saved.get("gitBase").and_then(Value::as_str).map(String::from);
+            isolating(harnesses, Worktrees::new(&config.root, &run_id, git_base))
+        }
+    };
     let path = PathBuf::from(&process);
     let mut host = JsHost::load_interruptible(&path, shutdown.clone())
         .with_context(|| format!("cannot reload the process of run {run_id}"))?;
@@ -92,7 +111,8 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
         drive.max_parallel = saved.get("maxParallel").and_then(Value::as_u64).map(|n| n as u32);
     }
     let secret = saved.get("msgSecret").and_then(Value::as_str).unwrap_or(&run_id).to_string();
-    let opts = options(config, &run_id, &drive, workdir, secret);
+    let mut opts = options(config, &run_id, &drive, workdir, secret);
+    opts.simulate = simulation.is_some();
     let code_hash = host.code_hash();
     let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
@@ -102,6 +122,26 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let end = end?;
     let (merges, origin) = after_run(config, &run_id, &end);
     Ok(report(&run_id, &end, &merges, origin, drive.json))
+}
+
+/// `--simulate[=FILE]`: the canned answers (none without a file), and the file as journaled.
+fn canned(file: Option<&std::path::Path>) -> Result<(Option<String>, Arc<Canned>)> {
+    let Some(file) = file else { return Ok((None, Arc::new(Canned::default()))) };
+    let canned = Canned::load(file).map_err(UserError::new)?;
+    let shown = std::fs::canonicalize(file).map_or_else(|_| display(file), |p| display(&p));
+    Ok((Some(shown), Arc::new(canned)))
+}
+
+/// Every harness of the project simulated under its own name, a simulated `merge`, and a simulated default
+/// agent when the project has none, so that the run's routing reads as it would for real.
+fn simulated(mut harnesses: Harnesses, canned: Arc<Canned>) -> Harnesses {
+    harnesses.wrap(|inner| Arc::new(Simulated::new(inner.name(), inner.capabilities(), Arc::clone(&canned))));
+    harnesses.add(Arc::new(Simulated::new("merge", Vec::new(), Arc::clone(&canned))));
+    if harnesses.default_agent().is_none() {
+        harnesses.add(Arc::new(Simulated::new("simulated-agent", Vec::new(), canned)));
+        harnesses.set_default_agent(Some("simulated-agent".into()));
+    }
+    harnesses
 }
 
 /// Every harness of the run behind worktree isolation, and the `merge` harness for `ctx.merge`.
@@ -121,6 +161,7 @@ fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, m
         workdir,
         max_parallel: drive.max_parallel.map(|n| n as usize).unwrap_or(config.max_parallel),
         non_interactive: drive.non_interactive,
+        simulate: false,
         holder: LinuxPlatform.lease_holder(),
         platform: Arc::new(LinuxPlatform),
         faults: faults(),

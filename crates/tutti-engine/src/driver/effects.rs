@@ -160,10 +160,15 @@ impl Driver<'_> {
     fn wait(&mut self, id: &EffectId) {
         let Some(e) = self.effects.get_mut(id) else { return };
         let (kind, title) = (e.request.kind.clone(), e.request.title.clone());
-        if kind == Kind::Breakpoint && self.opts.non_interactive {
+        if kind == Kind::Breakpoint && (self.opts.non_interactive || self.opts.simulate) {
             e.transition(State::Waiting { wake_ms: None, since: Instant::now() });
-            let approval = json!({ "approved": true, "response": "auto-approved (--non-interactive)" });
+            let why = if self.opts.simulate { "--simulate" } else { "--non-interactive" };
+            let approval = json!({ "approved": true, "response": format!("auto-approved ({why})") });
             return self.resolve(id, Ok(approval), false);
+        }
+        if kind == Kind::Sleep && self.opts.simulate {
+            e.transition(State::Waiting { wake_ms: None, since: Instant::now() });
+            return self.resolve(id, Ok(Value::Null), false);
         }
         let wake_ms = (kind == Kind::Sleep).then(|| sleep_target(&e.request.args)).flatten();
         e.transition(State::Waiting { wake_ms, since: Instant::now() });

@@ -415,6 +415,7 @@ impl Rig {
             workdir: PathBuf::from("/"),
             max_parallel: self.max_parallel,
             non_interactive: self.non_interactive,
+            simulate: false,
             holder: self.platform.lease_holder(),
             platform: Arc::clone(&self.platform) as Arc<dyn Platform>,
             faults: self.faults.clone(),
