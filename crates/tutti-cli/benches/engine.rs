@@ -233,6 +233,7 @@ impl Env {
             max_parallel: 1_000_000,
             non_interactive,
             simulate: false,
+            until_blocked: false,
             holder: tutti_engine::Platform::lease_holder(&tutti_harness::LinuxPlatform),
             platform: std::sync::Arc::new(tutti_harness::LinuxPlatform),
             faults: tutti_engine::driver::Faults::default(),

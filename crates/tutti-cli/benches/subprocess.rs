@@ -92,6 +92,7 @@ fn drive(
         max_parallel: 100_000,
         non_interactive: true,
         simulate: false,
+        until_blocked: false,
         holder: tutti_engine::Platform::lease_holder(&tutti_harness::LinuxPlatform),
         platform: std::sync::Arc::new(tutti_harness::LinuxPlatform),
         faults: tutti_engine::driver::Faults::default(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use tutti_engine::{Harness, Harnesses};
+use tutti_harness::external::External;
 use tutti_harness::{
     AgentConfig, ClaudeHarness, CodexHarness, CommandConfig, CommandHarness, EchoHarness, GeminiHarness, NodeHarness,
     OpencodeHarness, PiHarness, ShellHarness,
@@ -127,6 +128,8 @@ impl Config {
         set.add(Arc::new(ShellHarness::new()));
         set.add(Arc::new(NodeHarness::new()));
         set.add(Arc::new(EchoHarness::new()));
+        // Agent tasks routed here wait for `tutti post` (an outer agent running `tutti iterate`).
+        set.add(Arc::new(External::new(External::NAME)));
         for (name, config) in &self.harness {
             let harness: Arc<dyn Harness> = match config {
                 HarnessConfig::Command(config) => Arc::new(

@@ -189,8 +189,14 @@ pub(super) fn permanent_line(p: &Progress) -> Option<String> {
         Progress::Finished { effect, title, error: Some(e), .. } => {
             format!("failed  {}: {}: {}{}", describe(effect, title), e.name, e.message, causes(e, "          "))
         }
-        Progress::Waiting { effect, kind, title, wake_ms: None } => {
+        Progress::Waiting { effect, kind, title, wake_ms: None } if kind == "breakpoint" => {
             format!("waiting {} [{kind}]: approve with `tutti approve RUN {effect}`", describe(effect, title))
+        }
+        Progress::Waiting { effect, kind, title, wake_ms: None } => {
+            format!(
+                "waiting {} [{kind}]: post its result with `tutti post RUN {effect} --value JSON`",
+                describe(effect, title)
+            )
         }
         Progress::Waiting { effect, title, wake_ms: Some(ms), .. } => {
             format!("sleeping {} until {} UTC", describe(effect, title), crate::commands::utc(*ms))

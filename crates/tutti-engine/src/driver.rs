@@ -77,6 +77,9 @@ pub struct Options {
     /// `--simulate`: breakpoints approve themselves and sleeps end at once (harnesses are simulated by the
     /// caller).
     pub simulate: bool,
+    /// Let go of the run (detached, resumable) as soon as nothing can happen without the outside: every
+    /// effect left waits for a person, a posted result or the clock (`tutti iterate`).
+    pub until_blocked: bool,
     pub holder: LeaseHolder,
     /// The operating system: host identity, process liveness, free memory, orphans.
     pub platform: Arc<dyn Platform>,
@@ -313,6 +316,11 @@ impl<'a> Driver<'a> {
             }
             if idle || self.last_housekeeping.elapsed() >= HOUSEKEEPING {
                 self.housekeeping()?;
+                // Commands were just taken, so a result posted before this driver started has been applied.
+                if self.opts.until_blocked && self.blocked() {
+                    let waiting = self.effects.len();
+                    self.end_with(End::Interrupted(format!("blocked: {waiting} effect(s) wait for the outside")));
+                }
             }
         }
     }
@@ -443,6 +451,14 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Nothing can happen without the outside: the process has heard everything, and every effect left
+    /// waits (a breakpoint, a result from an external harness, a sleep).
+    fn blocked(&self) -> bool {
+        self.notices.is_empty()
+            && !self.effects.is_empty()
+            && self.effects.values().all(|e| e.state.phase() == Phase::Waiting)
     }
 
     /// Resolve attempts past their timeout and sleeps past their wake time.

@@ -273,6 +273,12 @@ pub trait Harness: Send + Sync {
         false
     }
 
+    /// True when the driver never starts its jobs: an effect routed here waits, like a breakpoint, for a
+    /// result posted from outside (`tutti post`, an outer agent driving the run with `tutti iterate`).
+    fn is_external(&self) -> bool {
+        false
+    }
+
     /// The most attempts this harness runs at once (`max_parallel` in `tutti.toml`); `None` means only the
     /// run's global limit applies.
     fn max_parallel(&self) -> Option<usize> {

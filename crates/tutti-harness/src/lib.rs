@@ -11,6 +11,7 @@ pub mod cli;
 pub mod codex;
 pub mod command;
 pub mod echo;
+pub mod external;
 pub mod gemini;
 pub mod git;
 pub mod merge;

@@ -202,6 +202,10 @@ impl Harness for Isolating {
         self.inner.is_pure()
     }
 
+    fn is_external(&self) -> bool {
+        self.inner.is_external()
+    }
+
     fn max_parallel(&self) -> Option<usize> {
         self.inner.max_parallel()
     }

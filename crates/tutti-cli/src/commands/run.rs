@@ -162,6 +162,7 @@ fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, m
         max_parallel: drive.max_parallel.map(|n| n as usize).unwrap_or(config.max_parallel),
         non_interactive: drive.non_interactive,
         simulate: false,
+        until_blocked: false,
         holder: LinuxPlatform.lease_holder(),
         platform: Arc::new(LinuxPlatform),
         faults: faults(),

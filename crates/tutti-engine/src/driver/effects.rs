@@ -85,6 +85,10 @@ impl Driver<'_> {
                 self.resolve(&id, Err(error), false);
                 continue;
             };
+            if self.harnesses.get(&name).is_some_and(|h| h.is_external()) {
+                self.wait(&id);
+                continue;
+            }
             let limit = scheduler::limit_of(&self.harnesses, self.opts.platform.as_ref(), &name);
             match self.scheduler.admit(id.clone(), &name, limit.as_ref().map(|(n, _)| *n)) {
                 Admission::Start => self.start(&id, &name)?,

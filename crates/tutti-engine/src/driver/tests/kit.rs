@@ -416,6 +416,7 @@ impl Rig {
             max_parallel: self.max_parallel,
             non_interactive: self.non_interactive,
             simulate: false,
+            until_blocked: false,
             holder: self.platform.lease_holder(),
             platform: Arc::clone(&self.platform) as Arc<dyn Platform>,
             faults: self.faults.clone(),
