@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use tutti_engine::{
-    Driver, Harness, Harnesses, HostEvent, Job, NewRun, Observer, Options, ProcessHost, Progress, Reporter, RunEnd,
-    Running,
+    Changes, Driver, Harness, Harnesses, HostEvent, Job, NewRun, Observer, Options, ProcessHost, Progress, Reporter,
+    RunEnd, Running,
 };
 use tutti_harness::EchoHarness;
 use tutti_journal::{EventLog, NewEvent, RunStatus, SqliteStore, Store, Writer, WriterHandle};
@@ -303,7 +303,7 @@ fn resume(env: &Env, run_id: &str, non_interactive: bool) -> Result<Outcome> {
         &mut clock,
         Arc::new(AtomicBool::new(false)),
     );
-    let end = driver.resume(&code_hash)?;
+    let end = driver.resume(&code_hash, Changes::Refuse)?;
     let drive = drive_start.elapsed();
     let total = start.wall.elapsed();
     let cpu = cpu_time() - start.cpu;

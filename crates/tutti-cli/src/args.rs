@@ -32,6 +32,10 @@ pub(crate) enum Cmd {
     /// `tutti run examples/fanout.js --inputs '{"n": 20}' --max-parallel 8`
     Run(RunArgs),
     /// Continue a run that stopped (crash, Ctrl-C, closed laptop): replay its journal, then go on.
+    ///
+    /// Replay re-executes the process file and checks each call against the journal. If you edited the file
+    /// so that a call's arguments changed, resume fails and shows both values; `--accept-changes` takes the
+    /// edit instead.
     Resume(ResumeArgs),
     /// Show a run: state, effects, pending breakpoints, output (the latest run when RUN is omitted).
     Status {
@@ -200,6 +204,14 @@ pub(crate) struct RunArgs {
 #[derive(clap::Args, Debug)]
 pub(crate) struct ResumeArgs {
     pub(crate) run: String,
+    /// Take edits to the process file that change a call's arguments (or its task) instead of failing with a
+    /// non-determinism error: that effect runs again with its new arguments, and so does every effect the
+    /// journal requested after it, since any of them may have used its result (breakpoints among them are
+    /// asked again). Effects requested before it keep their journaled results. Each accepted change is
+    /// journaled as `changes_accepted` (see `tutti events RUN`), so later resumes replay the new results.
+    /// Without a changed call this is a plain resume.
+    #[arg(long)]
+    pub(crate) accept_changes: bool,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
 }

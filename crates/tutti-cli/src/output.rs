@@ -179,6 +179,14 @@ pub(super) fn permanent_line(p: &Progress) -> Option<String> {
         Progress::CodeChanged { old_hash, new_hash } => {
             format!("process code changed since the run started ({old_hash} -> {new_hash}); replay checks each call")
         }
+        Progress::ChangesAccepted { effect, journaled, replayed, superseded } => {
+            let again: Vec<&str> = superseded.iter().map(|e| e.as_str()).collect();
+            format!(
+                "accepted the change at {effect}: the journal had {journaled}, the process now calls {replayed}; \
+                 running again: {}",
+                again.join(", ")
+            )
+        }
         Progress::Started { effect, kind, title, harness, attempt } => {
             let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
             format!("started {} [{kind} on {harness}]{again}", describe(effect, title))

@@ -14,6 +14,7 @@
 //! A step never re-enters the process host: resolving an effect journals it and queues a notice; the loop
 //! hands notices to the host one at a time, in journal order, and acts on what each one wakes.
 
+mod changes;
 mod control;
 mod effects;
 mod end;
@@ -51,6 +52,8 @@ use crate::replay::{self, Replay, Verdict};
 use executor::Executor;
 use journal::JournalBuffer;
 use scheduler::Scheduler;
+
+pub use changes::Changes;
 
 const LEASE_TTL_MS: i64 = 10_000;
 const LEASE_RENEW: Duration = Duration::from_secs(2);

@@ -35,7 +35,9 @@ impl std::fmt::Display for Call {
 pub enum Nondeterminism {
     #[error(
         "non-determinism at effect {effect}: the journal has {journaled}, but the process now calls {replayed}. \
-         Restore the process file as the run started it, or start a new run"
+         Restore the process file as the run started it; or accept the change with \
+         `tutti resume RUN --accept-changes`, which runs this call again with its new arguments, and every effect \
+         requested after it; or start a new run"
     )]
     Changed { effect: EffectId, journaled: Call, replayed: Call },
     #[error(

@@ -15,7 +15,7 @@ pub mod registry;
 mod replay;
 mod schema;
 
-pub use driver::{Driver, NewRun, Options, RunEnd};
+pub use driver::{Changes, Driver, NewRun, Options, RunEnd};
 pub use error::{Call, Error, Nondeterminism};
 pub use harness::{Failure, Harness, HarnessEvent, Job, Outcome, Reporter, Running};
 pub use host::{EffectRequest, HostError, HostEvent, ProcessHost};

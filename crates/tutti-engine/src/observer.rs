@@ -3,6 +3,8 @@
 
 use tutti_journal::{EffectId, ErrorInfo, Usage};
 
+use crate::error::Call;
+
 #[derive(Clone, Debug)]
 pub enum Progress {
     /// The driver holds the run; on resume, `replayed` journal events were replayed.
@@ -14,6 +16,14 @@ pub enum Progress {
     CodeChanged {
         old_hash: String,
         new_hash: String,
+    },
+    /// `--accept-changes` took a changed call: `superseded` (the effect and every effect requested after it)
+    /// run again.
+    ChangesAccepted {
+        effect: EffectId,
+        journaled: Call,
+        replayed: Call,
+        superseded: Vec<EffectId>,
     },
     Started {
         effect: EffectId,

@@ -1,11 +1,13 @@
 //! Replay: what the journal says a run already did, and the pure checks that the re-executed process does
 //! the same. The driver feeds requests and deliveries through [`Replay`]; any divergence is a
-//! [`Nondeterminism`] error that names both calls. Nothing here touches storage or JavaScript.
+//! [`Nondeterminism`] error that names both calls. A change taken with `--accept-changes` supersedes the
+//! changed effect and every effect requested after it ([`Replay::accept`], [`Replay::forget`]): replay no
+//! longer knows them, and they run again. Nothing here touches storage or JavaScript.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
-use tutti_journal::{EffectId, ErrorInfo, Event, Record};
+use tutti_journal::{EffectId, ErrorInfo, Event, Payload, Record, Seq};
 
 use crate::error::{Call, Nondeterminism};
 use crate::host::EffectRequest;
@@ -42,7 +44,12 @@ pub(crate) struct Undelivered {
 /// Per effect: what the journal recorded of its request and attempts.
 #[derive(Clone, Debug)]
 pub(crate) struct Journaled {
+    /// The call without its arguments (see `args`).
     pub(crate) call: Call,
+    /// The journaled arguments, inline or in a blob.
+    pub(crate) args: Payload,
+    /// Where the request is in the journal: a change accepted at an effect supersedes the effects after it.
+    pub(crate) seq: Seq,
     /// Highest attempt number journaled as started or re-dispatched (0: never started).
     pub(crate) last_attempt: u32,
     /// Process group of the last journaled start, if the harness reported one.
@@ -50,14 +57,58 @@ pub(crate) struct Journaled {
     pub(crate) resolved: bool,
     /// The journaled task description, kept only for effects that must run again: a replaying host does not
     /// rebuild it.
-    pub(crate) task: Option<tutti_journal::Payload>,
+    pub(crate) task: Option<Payload>,
+}
+
+impl Journaled {
+    /// The journaled call as an error shows it: with its arguments when they are inline.
+    fn shown(&self) -> Call {
+        let args = match &self.args {
+            Payload::Inline(v) => Some(v.clone()),
+            Payload::Blob { .. } => None,
+        };
+        Call { args, ..self.call.clone() }
+    }
+}
+
+/// A changed call taken with `--accept-changes`: the effect, its call as journaled and as the process now
+/// makes it, and what it supersedes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Accepted {
+    pub(crate) effect: EffectId,
+    pub(crate) journaled: Call,
+    pub(crate) old_args: Payload,
+    pub(crate) replayed: Call,
+    pub(crate) new_args: Value,
+    /// The changed effect and every effect the journal requested after it, in journal order.
+    pub(crate) superseded: Vec<EffectId>,
+    /// The superseded effects without a journaled result: (effect, last attempt, process group), for the
+    /// driver to kill what a dead driver may have left of them.
+    pub(crate) unfinished: Vec<(EffectId, u32, Option<u32>)>,
+}
+
+impl Accepted {
+    /// The journal's record of the change: `changes_accepted`.
+    pub(crate) fn event(&self) -> Event {
+        Event::ChangesAccepted {
+            effect: self.effect.clone(),
+            old_task_id: self.journaled.task_id.clone(),
+            old_args: self.old_args.clone(),
+            new_task_id: self.replayed.task_id.clone(),
+            new_args: Payload::Inline(self.new_args.clone()),
+            superseded: self.superseded.clone(),
+        }
+    }
 }
 
 /// The replay state of one resumed run.
+#[derive(Default)]
 pub(crate) struct Replay {
     journaled: HashMap<EffectId, Journaled>,
     deliveries: VecDeque<Delivery>,
     requested: HashSet<EffectId>,
+    /// Effects whose journaled request and result a `changes_accepted` voided: new work when called again.
+    superseded: HashSet<EffectId>,
     /// Messages to members not yet handed to an effect, in journal order.
     mailbox: Vec<Undelivered>,
     /// Members of each group opened so far, and whether the group is persistent.
@@ -71,112 +122,107 @@ pub(crate) struct Replay {
 /// Turn journal records into a replay, consuming them; `load` resolves blob payloads of results.
 pub(crate) fn build(
     records: Vec<Record>,
-    mut load: impl FnMut(&tutti_journal::Payload) -> Result<Value, tutti_journal::Error>,
+    mut load: impl FnMut(&Payload) -> Result<Value, tutti_journal::Error>,
 ) -> Result<Replay, tutti_journal::Error> {
-    let mut journaled: HashMap<EffectId, Journaled> = HashMap::new();
-    let mut deliveries = VecDeque::new();
-    let mut mailbox = Vec::new();
-    let mut groups = HashMap::new();
-    let mut sessions = HashMap::new();
-    let mut member_worktrees = HashMap::new();
+    let mut replay = Replay::default();
     for r in records {
+        replay.read(r, &mut load)?;
+    }
+    for j in replay.journaled.values_mut().filter(|j| j.resolved) {
+        j.task = None;
+    }
+    Ok(replay)
+}
+
+impl Replay {
+    /// Take one journal record into the replay state.
+    fn read(
+        &mut self,
+        r: Record,
+        load: &mut impl FnMut(&Payload) -> Result<Value, tutti_journal::Error>,
+    ) -> Result<(), tutti_journal::Error> {
         match r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, task, args, .. } => {
-                let args = match args {
-                    tutti_journal::Payload::Inline(v) => Some(v),
-                    _ => None,
-                };
-                let call = Call { task_id, digest, callsite, args };
-                let j = Journaled { call, last_attempt: 0, pid: None, resolved: false, task: Some(task) };
-                journaled.insert(effect, j);
+                let call = Call { task_id, digest, callsite, args: None };
+                let j =
+                    Journaled { call, args, seq: r.seq, last_attempt: 0, pid: None, resolved: false, task: Some(task) };
+                self.journaled.insert(effect, j);
             }
             Event::EffectStarted { effect, attempt, pid, .. } => {
-                if let Some(j) = journaled.get_mut(&effect) {
+                if let Some(j) = self.journaled.get_mut(&effect) {
                     j.last_attempt = j.last_attempt.max(attempt);
                     j.pid = pid;
                 }
             }
             Event::EffectRedispatched { effect, attempt, .. } => {
-                if let Some(j) = journaled.get_mut(&effect) {
+                if let Some(j) = self.journaled.get_mut(&effect) {
                     j.last_attempt = j.last_attempt.max(attempt);
                     j.pid = None;
                 }
             }
             Event::EffectResolved { effect, outcome, .. } => {
                 let outcome = match outcome {
-                    tutti_journal::Outcome::Ok { value: tutti_journal::Payload::Inline(v) } => Ok(v),
+                    tutti_journal::Outcome::Ok { value: Payload::Inline(v) } => Ok(v),
                     tutti_journal::Outcome::Ok { value } => Ok(load(&value)?),
                     tutti_journal::Outcome::Error { error } => Err(error),
                 };
-                if let Some(j) = journaled.get_mut(&effect) {
-                    j.resolved = true;
-                }
-                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome, note: None });
+                self.resolved(effect, r.ts_ms, outcome);
             }
             Event::EffectCancelled { effect, reason } => {
                 let error = ErrorInfo::new("Cancelled", format!("effect {effect} was cancelled: {reason}"));
-                if let Some(j) = journaled.get_mut(&effect) {
-                    j.resolved = true;
-                }
-                deliveries.push_back(Delivery { effect, ts_ms: r.ts_ms, outcome: Err(error), note: None });
+                self.resolved(effect, r.ts_ms, Err(error));
             }
+            Event::ChangesAccepted { superseded, .. } => self.forget(&superseded),
             Event::MessageSent { id, from, to, body } => {
                 let body = match body {
-                    tutti_journal::Payload::Inline(v) => v,
+                    Payload::Inline(v) => v,
                     other => load(&other)?,
                 };
                 if to == "coordinator" {
-                    let note = Some(Note::Message { from, body });
-                    deliveries.push_back(Delivery {
-                        effect: EffectId::default(),
-                        ts_ms: r.ts_ms,
-                        outcome: Ok(Value::Null),
-                        note,
-                    });
+                    self.note(r.ts_ms, Note::Message { from, body });
                 } else {
-                    mailbox.push(Undelivered { id, from, to, body });
+                    self.mailbox.push(Undelivered { id, from, to, body });
                 }
             }
-            Event::MessageDelivered { id, .. } => mailbox.retain(|m| m.id != id),
+            Event::MessageDelivered { id, .. } => self.mailbox.retain(|m| m.id != id),
             Event::GroupOpened { group, members, persistent } => {
-                groups.insert(group, (members.into_iter().map(|m| m.name).collect(), persistent));
+                self.groups.insert(group, (members.into_iter().map(|m| m.name).collect(), persistent));
             }
             Event::MemberBound { group, member, session, worktree, branch, .. }
                 if worktree.is_some() || branch.is_some() =>
             {
                 let address = format!("{group}/{member}");
                 if let (Some(path), Some(branch)) = (worktree, branch) {
-                    member_worktrees.insert(address.clone(), (path, branch));
+                    self.member_worktrees.insert(address.clone(), (path, branch));
                 }
                 if !session.is_empty() {
-                    sessions.insert(address.clone(), session.clone());
-                    let note = Some(Note::Bound { member: address, session });
-                    deliveries.push_back(Delivery {
-                        effect: EffectId::default(),
-                        ts_ms: r.ts_ms,
-                        outcome: Ok(Value::Null),
-                        note,
-                    });
+                    self.bound(address, session, r.ts_ms);
                 }
             }
             Event::MemberBound { group, member, session, .. } => {
-                let member = format!("{group}/{member}");
-                sessions.insert(member.clone(), session.clone());
-                let note = Some(Note::Bound { member, session });
-                deliveries.push_back(Delivery {
-                    effect: EffectId::default(),
-                    ts_ms: r.ts_ms,
-                    outcome: Ok(Value::Null),
-                    note,
-                });
+                self.bound(format!("{group}/{member}"), session, r.ts_ms)
             }
             _ => {}
         }
+        Ok(())
     }
-    for j in journaled.values_mut().filter(|j| j.resolved) {
-        j.task = None;
+
+    fn resolved(&mut self, effect: EffectId, ts_ms: i64, outcome: Result<Value, ErrorInfo>) {
+        if let Some(j) = self.journaled.get_mut(&effect) {
+            j.resolved = true;
+        }
+        self.deliveries.push_back(Delivery { effect, ts_ms, outcome, note: None });
     }
-    Ok(Replay { journaled, deliveries, requested: HashSet::new(), mailbox, groups, sessions, member_worktrees })
+
+    fn bound(&mut self, member: String, session: String, ts_ms: i64) {
+        self.sessions.insert(member.clone(), session.clone());
+        self.note(ts_ms, Note::Bound { member, session });
+    }
+
+    fn note(&mut self, ts_ms: i64, note: Note) {
+        let outcome = Ok(Value::Null);
+        self.deliveries.push_back(Delivery { effect: EffectId::default(), ts_ms, outcome, note: Some(note) });
+    }
 }
 
 /// What the driver should do with a request met during replay.
@@ -206,13 +252,10 @@ impl Replay {
             }
             Some(j) => {
                 replayed.args = Some(req.args.clone());
-                Err(Box::new(Nondeterminism::Changed {
-                    effect: req.effect.clone(),
-                    journaled: j.call.clone(),
-                    replayed,
-                }))
+                Err(Box::new(Nondeterminism::Changed { effect: req.effect.clone(), journaled: j.shown(), replayed }))
             }
-            None if self.deliveries.is_empty() => Ok(Verdict::New),
+            // A superseded effect is new work wherever the process calls it again.
+            None if self.deliveries.is_empty() || self.superseded.contains(&req.effect) => Ok(Verdict::New),
             None => {
                 replayed.args = Some(req.args.clone());
                 Err(Box::new(Nondeterminism::Unexpected { effect: req.effect.clone(), replayed }))
@@ -222,11 +265,42 @@ impl Replay {
 
     /// True when the journal holds no effect at all (the driver died before its first commit).
     pub(crate) fn is_empty(&self) -> bool {
-        self.journaled.is_empty() && self.deliveries.is_empty()
+        self.journaled.is_empty() && self.deliveries.is_empty() && self.superseded.is_empty()
+    }
+
+    /// Take the changed call at `effect` (the process now calls `replayed`, which carries its arguments):
+    /// `effect` and every effect the journal requested after it are superseded — any of them may have
+    /// used its result. `None` when the journal has no such effect or the new arguments are unknown.
+    pub(crate) fn accept(&self, effect: &EffectId, replayed: &Call) -> Option<Accepted> {
+        let changed = self.journaled.get(effect)?;
+        let new_args = replayed.args.clone()?;
+        let mut after: Vec<(&EffectId, &Journaled)> =
+            self.journaled.iter().filter(|(_, j)| j.seq >= changed.seq).collect();
+        after.sort_by_key(|(_, j)| j.seq);
+        let unfinished = after.iter().filter(|(_, j)| !j.resolved);
+        Some(Accepted {
+            effect: effect.clone(),
+            journaled: changed.shown(),
+            old_args: changed.args.clone(),
+            replayed: replayed.clone(),
+            new_args,
+            superseded: after.iter().map(|(id, _)| (*id).clone()).collect(),
+            unfinished: unfinished.map(|(id, j)| ((*id).clone(), j.last_attempt, j.pid)).collect(),
+        })
+    }
+
+    /// Forget the journaled requests and results of `superseded` (a `changes_accepted`): from here on the
+    /// journal does not know them, and a call to one of them is new work.
+    pub(crate) fn forget(&mut self, superseded: &[EffectId]) {
+        let gone: HashSet<&EffectId> = superseded.iter().collect();
+        self.journaled.retain(|id, _| !gone.contains(id));
+        self.requested.retain(|id| !gone.contains(id));
+        self.deliveries.retain(|d| d.note.is_some() || !gone.contains(&d.effect));
+        self.superseded.extend(superseded.iter().cloned());
     }
 
     /// The journaled task description of an effect that must run again.
-    pub(crate) fn take_task(&mut self, effect: &str) -> Option<tutti_journal::Payload> {
+    pub(crate) fn take_task(&mut self, effect: &str) -> Option<Payload> {
         self.journaled.get_mut(effect).and_then(|j| j.task.take())
     }
 
@@ -236,7 +310,7 @@ impl Replay {
         if d.note.is_some() || self.requested.contains(&d.effect) {
             return Some(Ok(d));
         }
-        let journaled = self.journaled.get(&d.effect).map(|j| j.call.clone()).unwrap_or(Call {
+        let journaled = self.journaled.get(&d.effect).map(Journaled::shown).unwrap_or(Call {
             task_id: "?".into(),
             digest: "?".into(),
             callsite: None,
@@ -395,5 +469,79 @@ mod tests {
         let mut r = replay(&[requested(&a, 1), started]);
         r.request(&a).unwrap();
         assert_eq!(r.unresolved(), vec![("root/0".into(), 1, None)]);
+    }
+
+    /// a, b and c, each resolved in turn.
+    fn three_resolved() -> (Vec<Record>, [EffectRequest; 3]) {
+        let calls = [req("root/0", "a", json!(1)), req("root/1", "b", json!(2)), req("root/2", "c", json!(3))];
+        let mut records = Vec::new();
+        for (i, call) in calls.iter().enumerate() {
+            records.push(requested(call, 2 * i as u64 + 1));
+            records.push(resolved(&call.effect, 2 * i as u64 + 2));
+        }
+        (records, calls)
+    }
+
+    #[test]
+    fn an_accepted_change_supersedes_the_changed_effect_and_every_later_one() {
+        let (records, [a, _, c]) = three_resolved();
+        let mut r = replay(&records);
+        assert_eq!(r.request(&a), Ok(Verdict::Replayed));
+        let changed = req("root/1", "b", json!(20));
+        let Err(divergence) = r.request(&changed) else { panic!("a changed call must diverge") };
+        let Nondeterminism::Changed { effect, replayed, .. } = *divergence else { panic!("{divergence}") };
+        let accepted = r.accept(&effect, &replayed).expect("acceptable");
+        assert_eq!(accepted.superseded, [EffectId::from("root/1"), "root/2".into()]);
+        assert_eq!((accepted.old_args.clone(), accepted.new_args.clone()), (Payload::Inline(json!(2)), json!(20)));
+        assert!(accepted.unfinished.is_empty(), "all three were resolved");
+
+        // The next pass: a keeps its result; b and c are new work, and their old results never come back.
+        let mut r = replay(&records);
+        r.forget(&accepted.superseded);
+        assert_eq!(r.request(&a), Ok(Verdict::Replayed));
+        assert_eq!(r.request(&changed), Ok(Verdict::New));
+        assert_eq!(r.request(&c), Ok(Verdict::New));
+        assert_eq!(r.next_delivery().unwrap().unwrap().effect, "root/0");
+        assert!(r.next_delivery().is_none());
+    }
+
+    #[test]
+    fn a_journaled_acceptance_replays_the_new_results_not_the_superseded_ones() {
+        let (mut records, [a, b, c]) = three_resolved();
+        let mut r = replay(&records);
+        r.request(&a).unwrap();
+        let changed = req("root/1", "b", json!(20));
+        let replayed = Call { task_id: "b".into(), digest: digest(&json!(20)), callsite: None, args: Some(json!(20)) };
+        let accepted = r.accept(&b.effect, &replayed).expect("acceptable");
+        records.push(Record { seq: 7, ts_ms: 0, event: accepted.event() });
+        records.push(requested(&changed, 8));
+        records.push(Record { seq: 9, ts_ms: 9, ..resolved("root/1", 9) });
+
+        let mut r = replay(&records);
+        assert_eq!(r.request(&a), Ok(Verdict::Replayed));
+        assert_eq!(r.request(&changed), Ok(Verdict::Replayed), "the re-run's request is the journal's now");
+        assert!(matches!(r.request(&b).map_err(|e| *e), Err(Nondeterminism::Changed { .. })), "the old call is gone");
+        let order: Vec<(String, i64)> = std::iter::from_fn(|| r.next_delivery())
+            .map(|d| d.unwrap())
+            .map(|d| (d.effect.to_string(), d.ts_ms))
+            .collect();
+        assert_eq!(order, [("root/0".to_string(), 7), ("root/1".to_string(), 9)]);
+        assert_eq!(r.request(&c), Ok(Verdict::New), "c was superseded and not called again yet");
+    }
+
+    #[test]
+    fn a_superseded_effect_without_a_result_is_named_for_its_leftovers() {
+        let a = req("root/0", "a", json!(1));
+        let started = Record {
+            seq: 2,
+            ts_ms: 0,
+            event: Event::EffectStarted { effect: "root/0".into(), attempt: 2, harness: "shell".into(), pid: Some(77) },
+        };
+        let r = replay(&[requested(&a, 1), started]);
+        let replayed = Call { task_id: "a".into(), digest: "?".into(), callsite: None, args: Some(json!(5)) };
+        let accepted = r.accept(&a.effect, &replayed).expect("acceptable");
+        assert_eq!(accepted.unfinished, [("root/0".into(), 2, Some(77))]);
+        let no_args = Call { args: None, ..replayed };
+        assert!(r.accept(&a.effect, &no_args).is_none(), "no new arguments, nothing to journal");
     }
 }

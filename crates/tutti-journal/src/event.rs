@@ -433,6 +433,19 @@ pub enum Event {
         id: String,
         effect: EffectId,
     },
+    /// `tutti resume --accept-changes`: the edited process calls `effect` with other arguments (or another
+    /// task) than the journal recorded, and the resuming driver took the new call. The journaled requests and
+    /// results of `superseded` — `effect` and every effect requested after it, in journal order — no longer
+    /// count: replay forgets them here, and each runs again when the process calls it (a later
+    /// `effect_requested` for the same id).
+    ChangesAccepted {
+        effect: EffectId,
+        old_task_id: String,
+        old_args: Payload,
+        new_task_id: String,
+        new_args: Payload,
+        superseded: Vec<EffectId>,
+    },
 }
 
 impl Event {
@@ -464,6 +477,7 @@ impl Event {
             Event::MemberBound { .. } => "member_bound",
             Event::MessageSent { .. } => "message_sent",
             Event::MessageDelivered { .. } => "message_delivered",
+            Event::ChangesAccepted { .. } => "changes_accepted",
         }
     }
 
@@ -489,6 +503,7 @@ impl Event {
             Event::GroupCheckpoint { value, .. } => vec![value],
             Event::MessageSent { body, .. } => vec![body],
             Event::EffectTranscript { stdout, .. } => vec![stdout],
+            Event::ChangesAccepted { old_args, new_args, .. } => vec![old_args, new_args],
             Event::RunFailed { .. }
             | Event::RunCancelled { .. }
             | Event::DriverAttached { .. }

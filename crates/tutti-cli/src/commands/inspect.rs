@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tutti_journal::{Blobs, EffectId, Event, Outcome, Record, RunStatus, RunSummary, Usage};
+use tutti_journal::{Blobs, EffectId, Event, Outcome, Payload, Record, RunStatus, RunSummary, Usage};
 
 use crate::commands::{find_run, open_store};
 use crate::config::Config;
@@ -52,6 +52,12 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(EffectId, EffectView)> {
             Event::EffectResolved { effect, outcome: Outcome::Ok { .. }, .. } => set(&mut views, effect, "ok"),
             Event::EffectResolved { effect, outcome: Outcome::Error { .. }, .. } => set(&mut views, effect, "error"),
             Event::EffectCancelled { effect, .. } => set(&mut views, effect, "cancelled"),
+            // Superseded effects count again only once requested again.
+            Event::ChangesAccepted { superseded, .. } => {
+                for effect in superseded {
+                    views.remove(effect);
+                }
+            }
             _ => {}
         }
     }
@@ -438,6 +444,19 @@ fn event_line(r: &Record, t0: i64) -> String {
         Event::EffectResolved { effect, outcome: Outcome::Error { error }, .. } => {
             format!("{effect} error {}: {}", error.name, error.message)
         }
+        Event::ChangesAccepted { effect, old_task_id, old_args, new_task_id, new_args, superseded } => {
+            let task = match old_task_id == new_task_id {
+                true => old_task_id.clone(),
+                false => format!("{old_task_id} -> {new_task_id}"),
+            };
+            let again: Vec<&str> = superseded.iter().map(|e| e.as_str()).collect();
+            format!(
+                "{effect} task={task} args {} -> {}; runs again: {}",
+                shown(old_args),
+                shown(new_args),
+                again.join(", ")
+            )
+        }
         other => {
             let mut v = serde_json::to_value(other).unwrap_or(Value::Null);
             if let Some(m) = v.as_object_mut() {
@@ -447,6 +466,20 @@ fn event_line(r: &Record, t0: i64) -> String {
         }
     };
     format!("{:>6}  +{:>8.3}s  {:<20}  {detail}", r.seq, (r.ts_ms - t0) as f64 / 1000.0, r.event.kind())
+}
+
+/// A journaled value on one line, cut to a screen's width; a value kept out of line by its size.
+fn shown(payload: &Payload) -> String {
+    match payload {
+        Payload::Inline(v) => {
+            let text = v.to_string();
+            match text.char_indices().nth(200) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            }
+        }
+        Payload::Blob { size, .. } => format!("({size} bytes, kept out of line)"),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use tutti_engine::Harnesses;
 use tutti_engine::driver::Faults;
-use tutti_engine::{Driver, NewRun, Options, Platform, RunEnd};
+use tutti_engine::{Changes, Driver, NewRun, Options, Platform, RunEnd};
 use tutti_harness::simulate::{Canned, Simulated};
 use tutti_harness::worktree::{Isolating, Worktrees};
 use tutti_harness::{LinuxPlatform, MergeHarness};
@@ -116,7 +116,8 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let code_hash = host.code_hash();
     let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
-    let end = driver.resume(&code_hash);
+    let changes = if args.accept_changes { Changes::Accept } else { Changes::Refuse };
+    let end = driver.resume(&code_hash, changes);
     drop(observer);
     drop(last.shutdown());
     let end = end?;

@@ -37,6 +37,11 @@ impl JournalBuffer {
         ts_ms
     }
 
+    /// Drop the events recorded and not yet submitted: an abandoned replay pass journals nothing.
+    pub(crate) fn discard(&mut self) {
+        self.buffer.clear();
+    }
+
     /// Whether the buffer is so full that it should be submitted now.
     pub(crate) fn is_full(&self) -> bool {
         self.buffer.len() >= MAX_BUFFER

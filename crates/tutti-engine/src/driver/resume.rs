@@ -1,11 +1,13 @@
 //! Taking over a run: replaying its journal against the re-executed process (every request checked, every
-//! result re-delivered in journal order), locating a divergence, and re-dispatching what was running.
+//! result re-delivered in journal order), locating a divergence, and re-dispatching what was running. Replay
+//! passes that accept a changed call (`--accept-changes`) are in `changes.rs`.
 
 use super::*;
 
 impl Driver<'_> {
-    /// Take over an existing run: replay its journal, then drive it to its end.
-    pub fn resume(mut self, current_code_hash: &str) -> Result<RunEnd, Error> {
+    /// Take over an existing run: replay its journal, then drive it to its end. `changes` says what to do
+    /// with a call the edited process now makes with other arguments than the journal has.
+    pub fn resume(mut self, current_code_hash: &str, changes: Changes) -> Result<RunEnd, Error> {
         if self.store.run(&self.opts.run_id)?.is_none() {
             return Err(Error::UnknownRun(self.opts.run_id.clone()));
         }
@@ -19,21 +21,21 @@ impl Driver<'_> {
         let (inputs, created_ms) = self.created(&records)?;
         self.check_names(&records)?;
         let replayed = records.len();
-        let mut replay = replay::build(records, |p| self.store.load(p))?;
-        self.host.set_replaying(true);
-        let outcome = self.replay(&mut replay, &inputs, created_ms);
+        let outcome = self.replay_changes(records, (&inputs, created_ms), pending_code_change.as_ref(), changes);
         self.host.set_replaying(false);
-        if let Err(Error::Nondeterminism(mut divergence)) = outcome {
-            self.locate(&mut divergence, &inputs, created_ms);
-            return Err(Error::Nondeterminism(divergence));
-        }
-        outcome?;
-        // Replay matched the journal: only now may anything be appended.
-        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: true });
-        if let Some(event) = pending_code_change {
-            self.record(event);
+        let (replay, accepted) = match outcome {
+            Err(Error::Nondeterminism(mut divergence)) => {
+                self.locate(&mut divergence, &inputs, created_ms);
+                return Err(Error::Nondeterminism(divergence));
+            }
+            outcome => outcome?,
+        };
+        // Replay matched the journal: only now may anything be appended (nothing is committed before this).
+        if accepted.is_empty() {
+            self.attach(pending_code_change.as_ref());
         }
         self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: true, replayed });
+        self.supersede(&accepted);
         for effect in std::mem::take(&mut self.deferred_cancels) {
             self.cancel_effect(&effect, "cancelled by the process");
         }
@@ -79,6 +81,10 @@ impl Driver<'_> {
             }
             _ => return,
         };
+        // A pass run past an accepted change records call sites already.
+        if replayed.callsite.is_some() {
+            return;
+        }
         let Ok(records) = self.store.read(&self.opts.run_id, 0) else { return };
         let Ok(mut replay) = replay::build(records, |p| self.store.load(p)) else { return };
         if self.host.restart().is_err() {
@@ -212,12 +218,7 @@ impl Driver<'_> {
             if !internal && (last > 0 || orphans.is_some()) {
                 // The attempt after the last journaled one may have run: the new one is a re-dispatch.
                 let attempt = last.max(1) + 1;
-                let os = &self.opts.platform;
-                let mut killed: Vec<u32> =
-                    pid.filter(|&pid| os.kill_group_of(&self.opts.run_id, &id, pid)).into_iter().collect();
-                if let Some(pids) = orphans {
-                    killed.extend(os.kill_found(&self.opts.run_id, &id, pids));
-                }
+                let killed = self.kill_leftovers(&id, last, pid, &found);
                 let mut reason = match last {
                     0 => "it was running without a journaled start when its driver stopped".to_string(),
                     _ => "its previous driver stopped before journaling a result".to_string(),

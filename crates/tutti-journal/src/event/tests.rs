@@ -119,7 +119,22 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
             harness,
             reason
         }),
+        arb_changes_accepted(),
     ]
+}
+
+fn arb_changes_accepted() -> impl Strategy<Value = Event> {
+    let calls = (arb_text(), arb_payload(), arb_text(), arb_payload());
+    (arb_text(), calls, prop::collection::vec(arb_text(), 0..4)).prop_map(
+        |(effect, (old_task_id, old_args, new_task_id, new_args), superseded)| Event::ChangesAccepted {
+            effect: effect.into(),
+            old_task_id,
+            old_args,
+            new_task_id,
+            new_args,
+            superseded: superseded.into_iter().map(Into::into).collect(),
+        },
+    )
 }
 
 fn arb_actor() -> impl Strategy<Value = Actor> {
@@ -199,6 +214,45 @@ fn wire_format_of_an_effect_resolution_is_pinned() {
     };
     assert_eq!(event, expected);
     assert_eq!(serde_json::to_value(&expected).unwrap(), body);
+}
+
+#[test]
+fn wire_format_of_an_accepted_change_is_pinned() {
+    let body = json!({
+        "type": "changes_accepted",
+        "effect": "root/1",
+        "old_task_id": "t",
+        "old_args": {"inline": {"n": 2}},
+        "new_task_id": "t",
+        "new_args": {"blob": {"hash": "cd", "size": 9000}},
+        "superseded": ["root/1", "root/parallel:0/2"]
+    });
+    let event: Event = serde_json::from_value(body.clone()).unwrap();
+    let expected = Event::ChangesAccepted {
+        effect: "root/1".into(),
+        old_task_id: "t".into(),
+        old_args: Payload::Inline(json!({"n": 2})),
+        new_task_id: "t".into(),
+        new_args: Payload::Blob { hash: "cd".into(), size: 9000 },
+        superseded: vec!["root/1".into(), "root/parallel:0/2".into()],
+    };
+    assert_eq!(event, expected);
+    assert_eq!(serde_json::to_value(&expected).unwrap(), body);
+    assert_eq!(expected.kind(), "changes_accepted");
+}
+
+#[test]
+fn the_arguments_of_an_accepted_change_may_move_out_of_line() {
+    let mut event = Event::ChangesAccepted {
+        effect: "root/1".into(),
+        old_task_id: "t".into(),
+        old_args: Payload::Inline(json!(1)),
+        new_task_id: "t".into(),
+        new_args: Payload::Inline(json!(2)),
+        superseded: vec!["root/1".into()],
+    };
+    let found: Vec<Payload> = event.payloads_mut().into_iter().map(|p| p.clone()).collect();
+    assert_eq!(found, [Payload::Inline(json!(1)), Payload::Inline(json!(2))]);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tutti_journal::{Command, CommandQueue, ErrorInfo, Event, EventLog, NewEvent, Payload, SqliteStore, Writer};
 
-use crate::driver::{Driver, Faults, NewRun, Options, RunEnd};
+use crate::driver::{Changes, Driver, Faults, NewRun, Options, RunEnd};
 use crate::error::Error;
 use crate::harness::{self, Harness, Inbound, Job, Outcome, Reporter, Running};
 use crate::host::{EffectRequest, HostError, HostEvent, ProcessHost};
@@ -153,6 +153,12 @@ impl ProcessHost for Script {
     fn start(&mut self, _run: &str, _inputs: &Value, _seed: u32, _now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
         self.told.clear();
         Ok(self.first.clone())
+    }
+
+    /// A script is its functions: starting again forgets what it was told.
+    fn restart(&mut self) -> Result<(), HostError> {
+        self.told.clear();
+        Ok(())
     }
 
     fn message(&mut self, from: &str, body: &Value, _now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
@@ -461,8 +467,18 @@ impl Rig {
 
     /// Take the run over again, as `tutti resume` does.
     pub(crate) fn resume(&self, host: &mut dyn ProcessHost, harnesses: Vec<Arc<dyn Harness>>) -> Result<RunEnd, Error> {
+        self.resume_with(host, harnesses, Changes::Refuse)
+    }
+
+    /// Take the run over again, as `tutti resume` does, with `--accept-changes` when `changes` says so.
+    pub(crate) fn resume_with(
+        &self,
+        host: &mut dyn ProcessHost,
+        harnesses: Vec<Arc<dyn Harness>>,
+        changes: Changes,
+    ) -> Result<RunEnd, Error> {
         self.shutdown.store(false, Ordering::SeqCst);
-        self.drive(host, harnesses, |d| d.resume("code"))
+        self.drive(host, harnesses, |d| d.resume("code", changes))
     }
 
     pub(crate) fn events(&self) -> Vec<Event> {
