@@ -73,9 +73,14 @@ export async function process(inputs, ctx) {
     let profile = tempfile::tempdir().expect("a browser profile");
     let mut browser = Browser::launch(profile.path()).expect("headless chromium");
     browser.open(&format!("{url}&run={run_id}")).expect("open the dashboard");
-    // A mark on the page's window: it survives only if the page is never reloaded.
+    // A mark on the dashboard's window (not the blank page before it): it survives only if the page is never
+    // reloaded.
     browser
-        .wait_for("the page loads", "document.readyState === 'complete' && (window.__mark = 7)", WITHIN)
+        .wait_for(
+            "the page loads",
+            "location.protocol === 'http:' && document.readyState === 'complete' && (window.__mark = 7)",
+            WITHIN,
+        )
         .expect("load");
 
     let states = "JSON.stringify([...document.querySelectorAll('#groups tr[data-member]')].map(r => \

@@ -88,7 +88,9 @@ impl Harnesses {
             order.push((d.clone(), format!("the default agent harness ({d})")));
         }
         if !requires.is_empty() {
-            for name in self.names().filter(|n| !matches!(*n, "shell" | "node")) {
+            // An external harness (an outer agent) takes a task only when chosen: it qualifies for anything.
+            let external = |n: &str| self.by_name.get(n).is_some_and(|h| h.is_external());
+            for name in self.names().filter(|n| !matches!(*n, "shell" | "node") && !external(n)) {
                 order.push((name.to_string(), format!("has the required capabilities [{}]", requires.join(", "))));
             }
         }
@@ -116,6 +118,9 @@ impl Harnesses {
     /// Why `name` cannot take a task needing `requires`, if it cannot.
     fn qualifies(&self, name: &str, requires: &[String]) -> Result<(), String> {
         let Some(h) = self.by_name.get(name) else { return Err("not configured".into()) };
+        if h.is_external() {
+            return Ok(());
+        }
         let has = h.capabilities();
         let missing: Vec<&str> = requires.iter().filter(|r| !has.contains(r)).map(String::as_str).collect();
         if !missing.is_empty() {
@@ -272,6 +277,30 @@ mod tests {
         assert!(r.harness == "strong" && r.reason.contains("no shell.command"), "{}", r.reason);
         let in_args = h.route(&Kind::Shell, &json!({"kind": "shell"}), &json!({"command": "ls"})).unwrap();
         assert_eq!(in_args.harness, "shell");
+    }
+
+    struct Outside;
+    impl Harness for Outside {
+        fn name(&self) -> &str {
+            "external"
+        }
+        fn is_external(&self) -> bool {
+            true
+        }
+        fn start(&self, _: crate::Job, _: crate::Reporter) -> Result<Box<dyn crate::Running>, crate::harness::Error> {
+            unreachable!("an external harness is never started")
+        }
+    }
+
+    #[test]
+    fn an_external_harness_takes_any_task_when_chosen_and_none_by_capability() {
+        let mut h = set();
+        h.add(Arc::new(Outside));
+        let by_capability = h.route(&Kind::Agent, &json!({"requires": ["edit"]}), &Value::Null).unwrap();
+        assert_eq!(by_capability.harness, "strong");
+        h.set_default_agent(Some("external".into()));
+        let chosen = h.route(&Kind::Agent, &json!({"requires": ["gpu"]}), &Value::Null).unwrap();
+        assert_eq!(chosen.harness, "external");
     }
 
     #[test]

@@ -29,11 +29,6 @@ impl Harness for External {
         true
     }
 
-    fn capabilities(&self) -> Vec<String> {
-        // An outer agent can do whatever a task asks; routing by capability may pick it.
-        ["edit", "shell", "web"].map(String::from).to_vec()
-    }
-
     fn start(&self, job: Job, _: Reporter) -> Result<Box<dyn Running>, Error> {
         // The driver never starts an external harness's jobs; reaching this is a bug in the caller.
         Err(Error::Invalid(format!(
