@@ -37,6 +37,13 @@ pub(crate) enum Cmd {
     /// so that a call's arguments changed, resume fails and shows both values; `--accept-changes` takes the
     /// edit instead.
     Resume(ResumeArgs),
+    /// For an outer agent driving a run (Claude Code, a script): advance it until nothing can happen without
+    /// you, print what waits (`--json`: one object), and exit. TARGET is a run id, or a process file to start
+    /// a run of. With `--harness external` (or `[defaults] harness = "external"`) agent tasks are left to you:
+    /// perform each pending effect, `tutti post RUN EFFECT --value JSON` its result (or `tutti approve` a
+    /// breakpoint), and iterate again; the journal is replayed and the run goes on. Shell and node tasks run
+    /// here unless `--no-exec`.
+    Iterate(IterateArgs),
     /// Show a run: state, effects, pending breakpoints, output (the latest run when RUN is omitted).
     Status {
         run: Option<String>,
@@ -214,6 +221,25 @@ pub(crate) struct ResumeArgs {
     pub(crate) accept_changes: bool,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct IterateArgs {
+    /// A run id (or a unique prefix), or a process file to start a new run of.
+    pub(crate) target: String,
+    /// Inputs of a new run: inline JSON, or a path to a JSON file.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub(crate) inputs: Option<String>,
+    /// Harness for agent tasks of a new run that name none; `external` leaves them to you.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) harness: Option<String>,
+    /// Leave shell and node tasks to you too, instead of running them (kept for the run's later iterations).
+    #[arg(long)]
+    pub(crate) no_exec: bool,
+    /// Print one JSON object: `{ runId, status, pending: [{ effectId, kind, taskId, title, prompt,
+    /// outputSchema, args, task }], output, error }`. `status` is `waiting` while effects wait for you.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -3,10 +3,11 @@
 pub(crate) mod control;
 mod doctor;
 pub(crate) mod inspect;
+mod iterate;
 pub(crate) mod logs;
 mod mcp;
 mod msg;
-mod run;
+pub(crate) mod run;
 mod serve;
 mod summary;
 mod transfer;
@@ -28,6 +29,7 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
     match args.command {
         Cmd::Run(a) => run::run(&config, a),
         Cmd::Resume(a) => run::resume(&config, a),
+        Cmd::Iterate(a) => iterate::iterate(&config, a),
         Cmd::Status { run, json } => inspect::status(&config, run.as_deref(), json),
         Cmd::Ls { json } => inspect::ls(&config, json),
         Cmd::Logs { run, effect, raw, json, follow } => logs::logs(&config, &run, effect.as_deref(), raw, json, follow),

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tutti_engine::Harnesses;
 use tutti_engine::driver::Faults;
 use tutti_engine::{Changes, Driver, NewRun, Options, Platform, RunEnd};
+use tutti_harness::external::External;
 use tutti_harness::simulate::{Canned, Simulated};
 use tutti_harness::worktree::{Isolating, Worktrees};
 use tutti_harness::{LinuxPlatform, MergeHarness};
@@ -28,7 +29,24 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
 }
 
 fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
-    let harnesses = config.harnesses(args.harness.as_deref())?;
+    let json = args.drive.json;
+    let (run_id, end) = start(config, args, shutdown, Mode::default())?;
+    let (merges, origin) = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, origin, json))
+}
+
+/// How `tutti iterate` drives a run, beside what `run` and `resume` do.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mode {
+    /// Let go of the run as soon as only the outside can move it.
+    pub(crate) until_blocked: bool,
+    /// Shell and node tasks wait for a posted result too, instead of running.
+    pub(crate) no_exec: bool,
+}
+
+/// Create a run of `args.process` and drive it until it ends (or, in `mode`, until it is blocked).
+pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<(String, RunEnd)> {
+    let harnesses = with_mode(config.harnesses(args.harness.as_deref())?, mode);
     let simulation = args.simulate.as_ref().map(|file| canned(file.as_deref())).transpose()?;
     let inputs = parse_inputs(args.inputs.as_deref())?;
     let path = std::fs::canonicalize(&args.process)
@@ -49,6 +67,7 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     };
     let mut opts = options(config, &run_id, &args.drive, config.root.clone(), secret.clone());
     opts.simulate = simulation.is_some();
+    opts.until_blocked = mode.until_blocked;
     let new = NewRun {
         process: display(&path),
         inputs,
@@ -62,6 +81,7 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
             "msgSecret": secret,
             "gitBase": git_base,
             "simulate": simulation.as_ref().map(|(file, _)| json!({ "file": file })),
+            "noExec": mode.no_exec,
         }),
     };
     let mut observer = output::observer(&new.process);
@@ -71,9 +91,7 @@ fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<
     drop(observer);
     // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
     drop(last.shutdown());
-    let end = end?;
-    let (merges, origin) = after_run(config, &run_id, &end);
-    Ok(report(&run_id, &end, &merges, origin, args.drive.json))
+    Ok((run_id, end?))
 }
 
 pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
@@ -82,6 +100,19 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
 }
 
 fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
+    let json = args.drive.json;
+    let (run_id, end) = proceed(config, args, shutdown, Mode::default())?;
+    let (merges, origin) = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, origin, json))
+}
+
+/// Replay a run's journal and drive it on, as it was started (its harness, options, simulation, `--no-exec`).
+pub(crate) fn proceed(
+    config: &Config,
+    args: ResumeArgs,
+    shutdown: Arc<AtomicBool>,
+    mode: Mode,
+) -> Result<(String, RunEnd)> {
     let (store, writer) = open_for_driver(config, open_store)?;
     let last = writer.clone();
     let run_id = find_run(store.as_ref(), &args.run)?;
@@ -89,7 +120,8 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let Some(Event::RunCreated { process, options: saved, .. }) = created else {
         anyhow::bail!("run {run_id} has no run_created event: its journal is damaged");
     };
-    let harnesses = config.harnesses(saved.get("harness").and_then(Value::as_str))?;
+    let mode = Mode { no_exec: mode.no_exec || saved.get("noExec") == Some(&Value::Bool(true)), ..mode };
+    let harnesses = with_mode(config.harnesses(saved.get("harness").and_then(Value::as_str))?, mode);
     let simulation = match saved.get("simulate").filter(|s| !s.is_null()) {
         Some(s) => Some(canned(s.get("file").and_then(Value::as_str).map(std::path::Path::new))?),
         None => None,
@@ -113,6 +145,7 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let secret = saved.get("msgSecret").and_then(Value::as_str).unwrap_or(&run_id).to_string();
     let mut opts = options(config, &run_id, &drive, workdir, secret);
     opts.simulate = simulation.is_some();
+    opts.until_blocked = mode.until_blocked;
     let code_hash = host.code_hash();
     let mut observer = output::observer(&process);
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
@@ -120,9 +153,16 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
     let end = driver.resume(&code_hash, changes);
     drop(observer);
     drop(last.shutdown());
-    let end = end?;
-    let (merges, origin) = after_run(config, &run_id, &end);
-    Ok(report(&run_id, &end, &merges, origin, drive.json))
+    Ok((run_id, end?))
+}
+
+/// `--no-exec`: the `shell` and `node` harnesses wait for posted results instead of running anything.
+fn with_mode(mut harnesses: Harnesses, mode: Mode) -> Harnesses {
+    if mode.no_exec {
+        harnesses.add(Arc::new(External::new("shell")));
+        harnesses.add(Arc::new(External::new("node")));
+    }
+    harnesses
 }
 
 /// `--simulate[=FILE]`: the canned answers (none without a file), and the file as journaled.
@@ -207,7 +247,7 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 }
 
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
-fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>) {
+pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>) {
     let records = open_or_create(config).and_then(|store| Ok(store.read(&run_id.to_string(), 0)?)).unwrap_or_default();
     if !end.interrupted
         && let Some(account) = crate::commands::summary::summary(&records)
