@@ -155,3 +155,32 @@ fn a_resume_after_an_accepted_change_replays_the_new_results() {
     assert_eq!(project.read("side.txt").as_deref(), Some("1\n2\n3\n20\n21\n"));
     acceptance(&project, &run);
 }
+
+/// Regression: a run whose driver died before its first commit holds only `run_created`. Resuming it replayed
+/// nothing, yet the host left the task descriptions out of the requests as it does while replaying, so the
+/// first tasks were journaled without them and failed ("has no `shell.command`").
+#[test]
+fn a_run_with_only_its_creation_journaled_resumes_with_its_tasks_described() {
+    let project = Project::new(TUTTI);
+    project.write("p.js", V1);
+    let out = project.run(&["run", "p.js", "--non-interactive"]);
+    assert_eq!(out.code, 0, "{out}");
+    let run = out.run_id();
+    let exported = project.run(&["export", &run]);
+    assert_eq!(exported.code, 0, "{exported}");
+    let mut lines = exported.stdout.lines();
+    let mut header: Value = serde_json::from_str(lines.next().expect("a header")).expect("json");
+    header["run"]["events"] = json!(1);
+    header["run"]["status"] = json!("running");
+    let created = lines.next().expect("run_created");
+    let fresh = Project::new(TUTTI);
+    fresh.write("only-created.ndjson", format!("{header}\n{created}\n"));
+    let imported = fresh.run(&["import", "only-created.ndjson"]);
+    assert_eq!(imported.code, 0, "{imported}");
+    let resumed = fresh.run(&["resume", &run, "--non-interactive"]);
+    assert_eq!(resumed.code, 0, "{resumed}");
+    assert_eq!(resumed.json(), json!(["1", "2"]));
+    let events = fresh.events(&run);
+    let tasks: Vec<&Value> = of_kind(&events, "effect_requested").iter().map(|e| &e["event"]["task"]).collect();
+    assert!(tasks.iter().all(|t| !t["inline"].is_null()), "every request has its task: {tasks:?}");
+}

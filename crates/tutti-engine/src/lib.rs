@@ -14,6 +14,7 @@ pub mod platform;
 pub mod registry;
 mod replay;
 mod schema;
+pub use schema::declared as output_schema;
 
 pub use driver::{Changes, Driver, NewRun, Options, RunEnd};
 pub use error::{Call, Error, Nondeterminism};

@@ -13,11 +13,19 @@ pub(crate) fn of(kind: &crate::kind::Kind, task: &Value) -> Option<Value> {
     declared(task).filter(|s| jsonschema::validator_for(s).is_ok()).cloned()
 }
 
-fn declared(task: &Value) -> Option<&Value> {
-    [task.pointer("/agent/outputSchema"), task.get("outputSchema")]
-        .into_iter()
-        .flatten()
-        .find(|s| s.is_object() || s.is_boolean())
+/// Where a task declares its output schema (valid or not): `agent.outputSchema`, the block named by its kind
+/// (`skill.outputSchema` for a `skill` task), else `outputSchema`.
+pub fn declared(task: &Value) -> Option<&Value> {
+    schema_pointers(task).into_iter().filter_map(|p| task.pointer(&p)).find(|s| s.is_object() || s.is_boolean())
+}
+
+fn schema_pointers(task: &Value) -> Vec<String> {
+    let mut pointers = vec!["/agent/outputSchema".to_string()];
+    if let Some(kind) = task.get("kind").and_then(Value::as_str).filter(|k| *k != "agent" && !k.contains(['/', '~'])) {
+        pointers.push(format!("/{kind}/outputSchema"));
+    }
+    pointers.push("/outputSchema".to_string());
+    pointers
 }
 
 /// Why an agent-like task's declared output schema is not a valid JSON Schema, if it is not.
@@ -32,7 +40,8 @@ pub(crate) fn invalid(kind: &crate::kind::Kind, task: &Value) -> Option<String> 
 /// agent is asked to fit one.
 pub(crate) fn without_invalid(task: &Value) -> Value {
     let mut task = task.clone();
-    for pointer in ["/agent/outputSchema", "/outputSchema"] {
+    for pointer in schema_pointers(&task) {
+        let pointer = pointer.as_str();
         let bad = task
             .pointer(pointer)
             .is_some_and(|s| (s.is_object() || s.is_boolean()) && jsonschema::validator_for(s).is_err());
@@ -105,5 +114,8 @@ mod tests {
         assert_eq!(without_invalid(&nested), json!({"agent": {"prompt": "x"}, "outputSchema": {"type": "object"}}));
         let fine = json!({"outputSchema": {"type": "object"}});
         assert_eq!((invalid(&agent, &fine), without_invalid(&fine)), (None, fine.clone()));
+        let skill =
+            json!({"kind": "skill", "skill": {"name": "x", "outputSchema": {"type": "object", "required": ["a"]}}});
+        assert_eq!(of(&crate::kind::Kind::parse("skill"), &skill), Some(json!({"type": "object", "required": ["a"]})));
     }
 }

@@ -222,9 +222,9 @@ pub(crate) fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// The task's output schema: `task.agent.outputSchema`, else `task.outputSchema`.
+/// The task's output schema, where the engine looks for it (`agent.outputSchema`, its kind's block, the top).
 pub(crate) fn output_schema(task: &Value) -> Option<&Value> {
-    [task.pointer("/agent/outputSchema"), task.get("outputSchema")].into_iter().flatten().find(|v| !v.is_null())
+    tutti_engine::output_schema(task)
 }
 
 /// What the agent is told: this turn's messages, the rendered task, and, with an output schema, how to

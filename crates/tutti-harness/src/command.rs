@@ -189,12 +189,7 @@ impl Extras {
 
 /// The JSON object the program reads on stdin.
 fn stdin_payload(job: &Job) -> Vec<u8> {
-    let output_schema = [job.task.pointer("/agent/outputSchema"), job.task.get("outputSchema")]
-        .into_iter()
-        .flatten()
-        .find(|v| !v.is_null())
-        .cloned()
-        .unwrap_or(Value::Null);
+    let output_schema = tutti_engine::output_schema(&job.task).cloned().unwrap_or(Value::Null);
     let payload = json!({
         "runId": job.run_id,
         "effectId": job.effect,

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 /// "Instructions:" as a numbered list, "Output format:", then any other fields as JSON); without an agent
 /// prompt, the whole description as JSON.
 pub fn render_prompt(task: &Value) -> String {
-    match task.pointer("/agent/prompt") {
+    // A `skill` (or custom kind) task keeps its prompt in the block named by its kind, as `agent` does.
+    let own = task.get("kind").and_then(Value::as_str).and_then(|k| task.get(k)).and_then(|b| b.get("prompt"));
+    match task.pointer("/agent/prompt").or(own) {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Object(fields)) => render_fields(fields),
         Some(Value::Null) | None => format!("{}\n", pretty(task)),
@@ -114,6 +116,12 @@ mod tests {
         let expected = "Role: reviewer\n\nTask: Review the diff\n\nContext:\n{\n  \"files\": [\n    \"a.rs\"\n  ]\n}\
                         \n\nInstructions:\n1. Read it\n2. Comment\n\nOutput format:\nJSON\n\nextra:\n1\n";
         assert_eq!(render_prompt(&task), expected);
+    }
+
+    #[test]
+    fn a_skill_task_prompt_is_read_from_its_own_block() {
+        let task = json!({"kind": "skill", "skill": {"name": "rag", "prompt": {"task": "Index it"}}});
+        assert_eq!(render_prompt(&task), "Task: Index it\n");
     }
 
     #[test]

@@ -92,10 +92,7 @@ impl Harness for Simulated {
 
 /// The smallest answer an agent task could give: from its output schema, else its `io.outputs` hints, else `{}`.
 pub fn smallest_answer(task: &Value) -> Value {
-    let schema = [task.pointer("/agent/outputSchema"), task.get("outputSchema")]
-        .into_iter()
-        .flatten()
-        .find(|s| s.is_object() && jsonschema::validator_for(s).is_ok());
+    let schema = tutti_engine::output_schema(task).filter(|s| s.is_object() && jsonschema::validator_for(s).is_ok());
     if let Some(schema) = schema {
         return smallest(schema, schema, 0);
     }
@@ -251,6 +248,9 @@ mod tests {
         assert_eq!(smallest_answer(&json!({ "kind": "agent" })), json!({}));
         let invalid = json!({ "outputSchema": { "type": "any" } });
         assert_eq!(smallest_answer(&invalid), json!({}), "an invalid schema counts as none");
+        let skill = json!({ "kind": "skill", "skill": { "name": "s", "outputSchema": {
+            "type": "object", "required": ["artifacts"], "properties": { "artifacts": { "type": "array" } } } } });
+        assert_eq!(smallest_answer(&skill), json!({ "artifacts": [] }), "a skill's schema is in its own block");
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn report(store: &dyn Blobs, run_id: &str, end: &RunEnd, records: &[Record]) -> 
             "breakpoint" => args.get("question").and_then(Value::as_str).map_or_else(|| args.to_string(), String::from),
             _ => tutti_harness::render_prompt(&task),
         };
-        let schema = [task.pointer("/agent/outputSchema"), task.get("outputSchema")].into_iter().flatten().next();
+        let schema = tutti_engine::output_schema(&task);
         let answer = match view.kind.as_str() {
             "breakpoint" => format!("tutti approve {run_id} {id} [--reject]"),
             _ => format!("tutti post {run_id} {id} --value JSON"),

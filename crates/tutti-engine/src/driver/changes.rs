@@ -45,8 +45,9 @@ impl Driver<'_> {
                 replay.forget(&a.superseded);
                 self.record(a.event());
             }
-            // After a change the process runs past the journal: its new requests need their tasks and call sites.
-            self.host.set_replaying(accepted.is_empty());
+            // After a change the process runs past the journal, and with nothing journaled it starts afresh:
+            // either way its new requests need their tasks and call sites.
+            self.host.set_replaying(accepted.is_empty() && !replay.is_empty());
             let divergence = match self.replay(&mut replay, start.0, start.1) {
                 Ok(()) => return Ok((replay, accepted)),
                 Err(Error::Nondeterminism(divergence)) => divergence,
