@@ -183,6 +183,7 @@ impl SqliteStore {
     }
 
     fn verify_in(&self) -> Result<()> {
+        const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
         // integrity_check, not quick_check: it also checks that indexes agree with their tables, and the only
         // large table (events) has no secondary index, so it costs about the same.
         let mut stmt = self.conn.prepare("PRAGMA integrity_check(3)")?;
@@ -214,6 +215,26 @@ impl SqliteStore {
             .optional()?;
         if let Some((run, seq)) = unreadable {
             return Err(self.corrupt(format!("event {seq} of run {run} is not valid JSON")));
+        }
+        // Timestamps are plain integers, unchecked by SQLite: a damaged one would be shown as if true. Each
+        // event's lies between its run's creation (allowing a year of clock skew) and its last update, and the
+        // last update is no later than a year past the newest event.
+        let implausible: Option<(String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT r.id, e.seq FROM events e JOIN runs r ON r.id = e.run_id
+                 WHERE typeof(e.ts_ms) != 'integer' OR e.ts_ms < r.created_ms - ?1 OR e.ts_ms > r.updated_ms
+                 UNION ALL
+                 SELECT r.id, 0 FROM runs r JOIN events e ON e.run_id = r.id GROUP BY r.id
+                 HAVING r.updated_ms < r.created_ms OR r.updated_ms > max(e.ts_ms) + ?1
+                 LIMIT 1",
+                [YEAR_MS],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((run, seq)) = implausible {
+            let what = if seq == 0 { "its times".to_string() } else { format!("the time of event {seq}") };
+            return Err(self.corrupt(format!("run {run}: {what} cannot be right")));
         }
         let orphans: Option<String> = self
             .conn

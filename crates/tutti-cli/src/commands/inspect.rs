@@ -109,17 +109,18 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
         .map(|(id, v)| json!({ "effect": id, "title": v.title }))
         .collect();
     let now = crate::commands::now_ms();
+    let shown = shown_status(s, live);
     let running: Vec<Value> = effects
         .iter()
         .filter(|(_, v)| v.state == "running")
         .map(|(id, v)| {
-            let elapsed = v.started_ms.map(|t| (now - t).max(0));
+            // Nothing runs in an interrupted run: no clock ticks for what its driver left in flight.
+            let elapsed = v.started_ms.filter(|_| shown != "interrupted").map(|t| (now - t).max(0));
             let member = id.member().map(|(g, m)| format!("{g}/{m}"));
             json!({ "effect": id, "kind": v.kind, "title": v.title, "harness": v.harness, "member": member,
                     "elapsedMs": elapsed })
         })
         .collect();
-    let shown = shown_status(s, live);
     // Nothing runs in an interrupted run: what the journal has running was stopped with its driver.
     if shown == "interrupted"
         && let Some(n) = counts.remove("running")

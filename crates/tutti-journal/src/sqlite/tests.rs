@@ -180,6 +180,10 @@ fn verify_finds_damage_that_reads_would_stumble_on_later() {
         ("DELETE FROM events WHERE seq = 2", "run r records 3 events but 2 are stored"),
         ("UPDATE runs SET events = 2", "run r records 2 events but 3 are stored, the last numbered 3"),
         ("DELETE FROM runs", "events of run r are stored, but the run is not"),
+        ("UPDATE events SET ts_ms = 96669080179199 WHERE seq = 2", "run r: the time of event 2 cannot be right"),
+        ("UPDATE events SET ts_ms = -96669080179199 WHERE seq = 2", "run r: the time of event 2 cannot be right"),
+        ("UPDATE events SET ts_ms = 'noon' WHERE seq = 2", "run r: the time of event 2 cannot be right"),
+        ("UPDATE runs SET updated_ms = 96669080179199", "run r: its times cannot be right"),
     ];
     for (sql, expected) in damage {
         let mut copy = SqliteStore::open_in_memory().unwrap();
