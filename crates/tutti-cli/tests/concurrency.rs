@@ -75,3 +75,71 @@ fn max_parallel_two_never_runs_a_third_task() {
     let run_created = &of_kind(&events, "run_created")[0];
     assert_eq!(run_created["event"]["options"]["maxParallel"], 2, "the limit is journaled with the run");
 }
+
+/// Group A maps 200 one-second items over 40 members under `--max-parallel 4`, so dozens of its tasks wait.
+/// Requested later, a root task with `priority: 10` goes first and group B's 4 tasks take slots before A's
+/// (the share with the fewest running goes next). A's four slots turn over together each second, so of the
+/// five newcomers four start at the next turnover and the last at the one after: each within two items'
+/// durations of its request. First come first served would put them behind A's ~36 queued items (≥ 9 s).
+#[test]
+fn groups_take_turns_for_the_slots_and_a_priority_task_goes_first() {
+    let project = Project::new(TUTTI);
+    project.write(
+        "fair.js",
+        r#"
+import { defineTask } from "tutti";
+const item = defineTask("item", (a) => ({ kind: "shell", title: `${a.g} ${a.i}`, shell: { command: "sleep 1" } }));
+const quick = defineTask("quick", () => ({ kind: "shell", title: "quick", shell: { command: "true" } }));
+export async function process(inputs, ctx) {
+  const a = ctx.group("A", { members: 40 });
+  const wide = a.map(Array.from({ length: 200 }, (_, i) => i), (i, m) => m.task(item, { g: "A", i }));
+  await ctx.task(quick, {});
+  const b = ctx.group("B", { members: 4 });
+  const [small, urgent] = await Promise.all([
+    b.all((m) => m.task(item, { g: "B", i: m.name })),
+    ctx.task(item, { g: "root", i: 0 }, { priority: 10 }),
+  ]);
+  return { small: small.length, urgent: urgent.success };
+}
+"#,
+    );
+    let out = project.run(&["run", "fair.js", "--max-parallel", "4"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), serde_json::json!({ "small": 4, "urgent": true }));
+    let events = project.events(&out.run_id());
+    let at = |kind_: &str, effect: &str| {
+        events
+            .iter()
+            .find(|e| kind(e) == kind_ && e["event"]["effect"] == effect)
+            .and_then(|e| e["ts_ms"].as_i64())
+            .unwrap_or_else(|| panic!("no {kind_} of {effect}: {}", show(&events)))
+    };
+    let later: Vec<String> = of_kind(&events, "effect_requested")
+        .iter()
+        .filter(|e| e["event"]["title"].as_str().is_some_and(|t| t.starts_with("B ") || t.starts_with("root ")))
+        .filter_map(|e| e["event"]["effect"].as_str().map(String::from))
+        .collect();
+    assert_eq!(later.len(), 5, "{}", show(&events));
+    let waits: Vec<(String, i64)> =
+        later.iter().map(|e| (e.clone(), at("effect_started", e) - at("effect_requested", e))).collect();
+    assert!(waits.iter().all(|(_, w)| *w <= 2_500), "waited behind group A's queue: {waits:?}");
+    let urgent_wait = waits.iter().find(|(e, _)| !e.starts_with("group:")).map(|(_, w)| *w);
+    assert!(urgent_wait.is_some_and(|w| w <= 1_300), "the priority task waits one turnover at most: {waits:?}");
+    let requested = |prefix: &str| {
+        of_kind(&events, "effect_requested")
+            .iter()
+            .filter(|e| e["event"]["effect"].as_str().is_some_and(|id| id.starts_with(prefix)))
+            .count()
+    };
+    assert!(
+        requested("group:A/") < 100,
+        "A was still far from drained: {} of its items requested",
+        requested("group:A/")
+    );
+    let urgent = later.iter().find(|e| !e.starts_with("group:")).expect("the root task");
+    let priority = of_kind(&events, "effect_requested")
+        .iter()
+        .find(|e| e["event"]["effect"] == urgent.as_str())
+        .map(|e| e["event"]["task"]["inline"]["priority"].clone());
+    assert_eq!(priority, Some(serde_json::json!(10)), "the priority is journaled with the task");
+}

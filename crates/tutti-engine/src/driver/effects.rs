@@ -49,7 +49,8 @@ impl Driver<'_> {
         }
         self.effects.insert(id.clone(), effect);
         if queue {
-            self.scheduler.push_back(id);
+            let class = self.effects.get(&id).map(|e| class_of(&e.request)).unwrap_or_default();
+            self.scheduler.push_back(id, &class);
         }
         route.map(|r| (r.harness, r.reason))
     }
@@ -90,7 +91,8 @@ impl Driver<'_> {
                 continue;
             }
             let limit = scheduler::limit_of(&self.harnesses, self.opts.platform.as_ref(), &name);
-            match self.scheduler.admit(id.clone(), &name, limit.as_ref().map(|(n, _)| *n)) {
+            let class = class_of(&e.request);
+            match self.scheduler.admit(id.clone(), &class, &name, limit.as_ref().map(|(n, _)| *n)) {
                 Admission::Start => self.start(&id, &name)?,
                 Admission::RunFull => break,
                 Admission::HarnessFull { first } => {
@@ -151,7 +153,8 @@ impl Driver<'_> {
             }
         };
         self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid });
-        self.scheduler.started(name);
+        let class = self.effects.get(id).map(|e| class_of(&e.request)).unwrap_or_default();
+        self.scheduler.started(name, &class);
         if let Some(e) = self.effects.get_mut(id) {
             e.transition(State::Running { harness: name.to_string() });
         }
@@ -212,7 +215,8 @@ impl Driver<'_> {
         match previous {
             State::Running { harness } => {
                 let ran = if stop { self.executor.stop(id) } else { self.executor.finished(id) };
-                self.scheduler.released(&harness);
+                let class = self.effects.get(id).map(|e| class_of(&e.request)).unwrap_or_default();
+                self.scheduler.released(&harness, &class);
                 ran.unwrap_or_default().as_millis() as u64
             }
             State::Waiting { since, .. } => since.elapsed().as_millis() as u64,
@@ -291,4 +295,12 @@ impl Driver<'_> {
         }
         Ok(())
     }
+}
+
+/// Where an effect stands in the scheduler's line: the `priority` of its task description (set there, by
+/// `ctx.task(def, args, { priority })` or by its group), and the group whose turn it takes, if any.
+pub(super) fn class_of(req: &EffectRequest) -> scheduler::Class {
+    let priority = req.task.get("priority").and_then(|p| p.as_i64().or_else(|| p.as_f64().map(|f| f as i64)));
+    let share = req.effect.as_str().strip_prefix("group:").and_then(|rest| rest.split('/').next()).unwrap_or("");
+    scheduler::Class { priority: priority.unwrap_or(0), share: share.to_string() }
 }

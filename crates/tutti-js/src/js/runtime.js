@@ -152,6 +152,13 @@
     if (info.data !== undefined) e.data = info.data;
     return e;
   }
+  // A priority is a finite number (higher goes first within the run's limits); none is undefined.
+  function checkPriority(p, where) {
+    if (p === undefined || p === null) return undefined;
+    if (typeof p !== "number" || !Number.isFinite(p))
+      throw new TypeError(`${where}: priority must be a number (higher goes first), not ${JSON.stringify(p)}`);
+    return p;
+  }
   function request(scope, def, args, opts, entry) {
     const effectId = scope.nextId();
     const labels = normalizeLabels(opts && (opts.labels || (opts.label ? [opts.label] : undefined)));
@@ -161,6 +168,9 @@
     if (member && member.harness && !replaying) desc = { ...desc, harness: preferFirst(member.harness, desc.harness) };
     // A member of an isolated group works in its own worktree, the same in every round.
     if (member && member._group.isolation && desc.isolation === undefined && !replaying) desc = { ...desc, isolation: member._group.isolation };
+    // Priority: ctx.task's option, else the task's own, else its group's.
+    const priority = checkPriority(opts && opts.priority, `ctx.task("${def.id}")`) ?? checkPriority(desc.priority, `task "${def.id}"`) ?? (member ? member._group.priority : undefined);
+    if (priority !== undefined && !replaying) desc = { ...desc, priority };
     // A merge's resolver works in the worktree that holds the conflicted merge.
     if (opts && typeof opts.worktree === "string" && !replaying) desc = { ...desc, worktree: opts.worktree };
     // The code that awaits the result continues in the caller's scope (a coordinator awaiting a member's task
@@ -329,6 +339,7 @@
         throw e;
       }
       Object.defineProperty(this, "isolation", { value: opts.isolation === "worktree" ? "worktree" : undefined });
+      Object.defineProperty(this, "priority", { value: checkPriority(opts.priority, `ctx.group("${name}")`) });
       this.maxConcurrency = limitOf(opts);
       this.members = Object.freeze(names.map((n, i) => new Member(this, n, harnesses.length ? harnesses[i % harnesses.length] : null)));
       Object.defineProperty(this, "_queue", { value: [] });
