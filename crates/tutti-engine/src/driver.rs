@@ -22,6 +22,7 @@ mod executor;
 mod journal;
 mod members;
 mod resume;
+mod retries;
 mod scheduler;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -348,7 +349,7 @@ impl<'a> Driver<'a> {
         }
         let now_ms = wall_ms();
         for e in self.effects.values() {
-            if let State::Waiting { wake_ms: Some(w), .. } = &e.state {
+            if let State::Waiting { wake_ms: Some(w), .. } | State::Backoff { wake_ms: w, .. } = &e.state {
                 wait = wait.min(Duration::from_millis((w - now_ms).max(0) as u64));
             }
         }
@@ -425,6 +426,14 @@ impl<'a> Driver<'a> {
             }
         }
         match self.check_output(effect, outcome) {
+            Some(Err(failure)) => {
+                let class = crate::retry::FailureClass::of_failure(&failure);
+                let error = failure.into_error();
+                if !self.retry_failed(effect, class, &error, false) {
+                    self.resolve(effect, Err(error), true);
+                }
+                Ok(())
+            }
             Some(outcome) => {
                 self.resolve(effect, outcome.map_err(Failure::into_error), true);
                 Ok(())
@@ -461,7 +470,7 @@ impl<'a> Driver<'a> {
     fn blocked(&self) -> bool {
         self.notices.is_empty()
             && !self.effects.is_empty()
-            && self.effects.values().all(|e| e.state.phase() == Phase::Waiting)
+            && self.effects.values().all(|e| matches!(e.state.phase(), Phase::Waiting | Phase::Backoff))
     }
 
     /// Resolve attempts past their timeout and sleeps past their wake time.
@@ -481,8 +490,14 @@ impl<'a> Driver<'a> {
         }
         due.sort_by(|a, b| a.0.cmp(&b.0));
         for (id, outcome) in due {
+            if let Err(error) = &outcome
+                && self.retry_failed(&id, crate::retry::FailureClass::Timeout, error, true)
+            {
+                continue;
+            }
             self.resolve(&id, outcome, false);
         }
+        self.wake_backoffs(now_ms);
     }
 }
 

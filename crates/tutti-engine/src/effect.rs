@@ -9,6 +9,10 @@
 //! | Running  | harness unavailable, falling back       | Queued   |
 //! | Running  | answer failed its schema: one more turn | Queued   |
 //! | Waiting  | approved, posted, woke, cancelled       | Done     |
+//! | Running  | failed, its retry policy gives another  | Backoff  |
+//! | Queued   | resumed during a journaled backoff      | Backoff  |
+//! | Backoff  | the backoff is over                     | Queued   |
+//! | Backoff  | posted, cancelled, run finished         | Done     |
 //!
 //! `Done` is final. Any other transition is a bug and is refused by [`State::check`].
 
@@ -28,6 +32,11 @@ pub(crate) enum State {
         wake_ms: Option<i64>,
         since: Instant,
     },
+    /// A failed attempt's retry waits until `wake_ms` (wall clock, as journaled in `effect_retrying`).
+    Backoff {
+        wake_ms: i64,
+        since: Instant,
+    },
     Done,
 }
 
@@ -36,6 +45,7 @@ pub(crate) enum Phase {
     Queued,
     Running,
     Waiting,
+    Backoff,
     Done,
 }
 
@@ -45,6 +55,7 @@ impl State {
             State::Queued => Phase::Queued,
             State::Running { .. } => Phase::Running,
             State::Waiting { .. } => Phase::Waiting,
+            State::Backoff { .. } => Phase::Backoff,
             State::Done => Phase::Done,
         }
     }
@@ -60,6 +71,10 @@ pub(crate) fn allowed(from: Phase, to: Phase) -> bool {
             | (Phase::Running, Phase::Done)
             | (Phase::Running, Phase::Queued)
             | (Phase::Waiting, Phase::Done)
+            | (Phase::Running, Phase::Backoff)
+            | (Phase::Queued, Phase::Backoff)
+            | (Phase::Backoff, Phase::Queued)
+            | (Phase::Backoff, Phase::Done)
     )
 }
 
@@ -77,6 +92,8 @@ pub(crate) struct Effect {
     pub(crate) state: State,
     /// Progress notes journaled for the current attempt (capped).
     pub(crate) progress: usize,
+    /// Retries its retry policy has granted so far (journaled as `effect_retrying`).
+    pub(crate) retries: u32,
 }
 
 impl Effect {
@@ -91,6 +108,7 @@ impl Effect {
             corrected: false,
             state: State::Queued,
             progress: 0,
+            retries: 0,
         }
     }
 
@@ -110,9 +128,19 @@ mod tests {
 
     #[test]
     fn transition_table() {
-        let all = [Queued, Running, Waiting, Done];
-        let legal =
-            [(Queued, Running), (Queued, Waiting), (Queued, Done), (Running, Done), (Running, Queued), (Waiting, Done)];
+        let all = [Queued, Running, Waiting, Backoff, Done];
+        let legal = [
+            (Queued, Running),
+            (Queued, Waiting),
+            (Queued, Done),
+            (Running, Done),
+            (Running, Queued),
+            (Waiting, Done),
+            (Running, Backoff),
+            (Queued, Backoff),
+            (Backoff, Queued),
+            (Backoff, Done),
+        ];
         for from in all {
             for to in all {
                 assert_eq!(allowed(from, to), legal.contains(&(from, to)), "{from:?} -> {to:?}");

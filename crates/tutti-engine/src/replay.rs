@@ -55,6 +55,10 @@ pub(crate) struct Journaled {
     /// Process group of the last journaled start, if the harness reported one.
     pub(crate) pid: Option<u32>,
     pub(crate) resolved: bool,
+    /// Retries its retry policy granted (`effect_retrying`), and the one still waiting for its backoff: the
+    /// failed attempt and the wake time, until a later attempt starts.
+    pub(crate) retries: u32,
+    pub(crate) backoff: Option<(u32, i64)>,
     /// The journaled task description, kept only for effects that must run again: a replaying host does not
     /// rebuild it.
     pub(crate) task: Option<Payload>,
@@ -144,20 +148,39 @@ impl Replay {
         match r.event {
             Event::EffectRequested { effect, task_id, digest, callsite, task, args, .. } => {
                 let call = Call { task_id, digest, callsite, args: None };
-                let j =
-                    Journaled { call, args, seq: r.seq, last_attempt: 0, pid: None, resolved: false, task: Some(task) };
+                let j = Journaled {
+                    call,
+                    args,
+                    seq: r.seq,
+                    last_attempt: 0,
+                    pid: None,
+                    resolved: false,
+                    retries: 0,
+                    backoff: None,
+                    task: Some(task),
+                };
                 self.journaled.insert(effect, j);
             }
             Event::EffectStarted { effect, attempt, pid, .. } => {
                 if let Some(j) = self.journaled.get_mut(&effect) {
                     j.last_attempt = j.last_attempt.max(attempt);
                     j.pid = pid;
+                    j.backoff = j.backoff.filter(|(failed, _)| attempt <= *failed);
                 }
             }
             Event::EffectRedispatched { effect, attempt, .. } => {
                 if let Some(j) = self.journaled.get_mut(&effect) {
                     j.last_attempt = j.last_attempt.max(attempt);
                     j.pid = None;
+                    j.backoff = j.backoff.filter(|(failed, _)| attempt <= *failed);
+                }
+            }
+            Event::EffectRetrying { effect, attempt, retry, wake_ms, .. } => {
+                if let Some(j) = self.journaled.get_mut(&effect) {
+                    j.last_attempt = j.last_attempt.max(attempt);
+                    j.pid = None;
+                    j.retries = j.retries.max(retry);
+                    j.backoff = Some((attempt, wake_ms));
                 }
             }
             Event::EffectResolved { effect, outcome, .. } => {
@@ -343,6 +366,11 @@ impl Replay {
 
     /// Effects the journal requested and the replay re-requested, but that never got a result: they must be
     /// dispatched again. Each comes with its last journaled attempt and process group.
+    /// The retries the journal granted `effect`, and its pending backoff (failed attempt, wake time), if any.
+    pub(crate) fn retry_state(&self, effect: &EffectId) -> (u32, Option<(u32, i64)>) {
+        self.journaled.get(effect).map_or((0, None), |j| (j.retries, j.backoff))
+    }
+
     pub(crate) fn unresolved(&self) -> Vec<(EffectId, u32, Option<u32>)> {
         let mut out: Vec<(EffectId, u32, Option<u32>)> = self
             .journaled

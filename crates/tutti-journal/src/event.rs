@@ -446,6 +446,16 @@ pub enum Event {
         new_args: Payload,
         superseded: Vec<EffectId>,
     },
+    /// Attempt `attempt` of `effect` failed with `error`, and its retry policy (`retry` on the task) gives it
+    /// another: retry number `retry` starts no earlier than `wake_ms` (a durable wait: a driver that resumes
+    /// during the backoff waits for the rest of it). A later `effect_started` is that retry.
+    EffectRetrying {
+        effect: EffectId,
+        attempt: u32,
+        retry: u32,
+        wake_ms: i64,
+        error: ErrorInfo,
+    },
 }
 
 impl Event {
@@ -478,6 +488,7 @@ impl Event {
             Event::MessageSent { .. } => "message_sent",
             Event::MessageDelivered { .. } => "message_delivered",
             Event::ChangesAccepted { .. } => "changes_accepted",
+            Event::EffectRetrying { .. } => "effect_retrying",
         }
     }
 
@@ -512,6 +523,7 @@ impl Event {
             | Event::EffectRouted { .. }
             | Event::EffectStarted { .. }
             | Event::EffectRedispatched { .. }
+            | Event::EffectRetrying { .. }
             | Event::EffectResolved { .. }
             | Event::EffectCancelled { .. }
             | Event::ControlApplied { .. }

@@ -49,6 +49,7 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(EffectId, EffectView)> {
                 }
             }
             Event::EffectRedispatched { effect, .. } => set(&mut views, effect, "requested"),
+            Event::EffectRetrying { effect, .. } => set(&mut views, effect, "retrying"),
             Event::EffectResolved { effect, outcome: Outcome::Ok { .. }, .. } => set(&mut views, effect, "ok"),
             Event::EffectResolved { effect, outcome: Outcome::Error { .. }, .. } => set(&mut views, effect, "error"),
             Event::EffectCancelled { effect, .. } => set(&mut views, effect, "cancelled"),
@@ -445,6 +446,12 @@ fn event_line(r: &Record, t0: i64) -> String {
         Event::EffectResolved { effect, outcome: Outcome::Error { error }, .. } => {
             format!("{effect} error {}: {}", error.name, error.message)
         }
+        Event::EffectRetrying { effect, attempt, retry, wake_ms, error } => format!(
+            "{effect} attempt {attempt} failed ({}: {}); retry {retry} at {} UTC",
+            error.name,
+            error.message.lines().next().unwrap_or(""),
+            utc(*wake_ms)
+        ),
         Event::ChangesAccepted { effect, old_task_id, old_args, new_task_id, new_args, superseded } => {
             let task = match old_task_id == new_task_id {
                 true => old_task_id.clone(),

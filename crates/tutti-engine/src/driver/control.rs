@@ -26,8 +26,10 @@ impl Driver<'_> {
                 }
             }
             Command::Resolve { effect, outcome, by } => {
-                let pending =
-                    self.effects.get(&effect).filter(|e| matches!(e.state.phase(), Phase::Waiting | Phase::Running));
+                let pending = self
+                    .effects
+                    .get(&effect)
+                    .filter(|e| matches!(e.state.phase(), Phase::Waiting | Phase::Running | Phase::Backoff));
                 if let Some(e) = pending {
                     if let Some(by) = by {
                         let action = control_action(&e.request.kind, &outcome).to_string();

@@ -33,8 +33,15 @@ impl Driver<'_> {
             task: Payload::Inline(req.task.clone()),
         });
         let effect = req.effect.clone();
+        let bad_retry = crate::retry::Policy::of(&req.task).err().map(|why| {
+            let at = req.callsite.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+            ErrorInfo::new("InvalidRetry", format!("task \"{}\"{at}: {why}", req.task_id))
+        });
         if let Some((harness, reason)) = self.register(req, 1, true) {
-            self.record(Event::EffectRouted { effect, harness, reason });
+            self.record(Event::EffectRouted { effect: effect.clone(), harness, reason });
+        }
+        if let Some(error) = bad_retry {
+            self.resolve(&effect, Err(error), false);
         }
     }
 
@@ -219,7 +226,7 @@ impl Driver<'_> {
                 self.scheduler.released(&harness, &class);
                 ran.unwrap_or_default().as_millis() as u64
             }
-            State::Waiting { since, .. } => since.elapsed().as_millis() as u64,
+            State::Waiting { since, .. } | State::Backoff { since, .. } => since.elapsed().as_millis() as u64,
             State::Queued | State::Done => 0,
         }
     }

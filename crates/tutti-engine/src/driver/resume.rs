@@ -214,6 +214,10 @@ impl Driver<'_> {
         let unstarted = again.iter().any(|(_, last, _, internal)| *last == 0 && !internal);
         let found = if unstarted { self.opts.platform.processes_of(&self.opts.run_id) } else { HashMap::new() };
         for (id, last, pid, internal) in again.into_iter().rev() {
+            let (retries, backoff) = replay.retry_state(&id);
+            if self.restore_backoff(&id, retries, backoff) {
+                continue;
+            }
             let orphans = found.get(id.as_str()).filter(|_| last == 0);
             if !internal && (last > 0 || orphans.is_some()) {
                 // The attempt after the last journaled one may have run: the new one is a re-dispatch.

@@ -120,6 +120,15 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
             reason
         }),
         arb_changes_accepted(),
+        (arb_text(), any::<u32>(), any::<u32>(), any::<i64>(), arb_text()).prop_map(
+            |(effect, attempt, retry, wake_ms, message)| Event::EffectRetrying {
+                effect: effect.into(),
+                attempt,
+                retry,
+                wake_ms,
+                error: ErrorInfo::new("HarnessError", message),
+            }
+        ),
     ]
 }
 

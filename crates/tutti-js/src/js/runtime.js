@@ -171,6 +171,8 @@
     // Priority: ctx.task's option, else the task's own, else its group's.
     const priority = checkPriority(opts && opts.priority, `ctx.task("${def.id}")`) ?? checkPriority(desc.priority, `task "${def.id}"`) ?? (member ? member._group.priority : undefined);
     if (priority !== undefined && !replaying) desc = { ...desc, priority };
+    // A retry policy given with the call overrides the task's own.
+    if (opts && opts.retry !== undefined && !replaying) desc = { ...desc, retry: opts.retry };
     // A merge's resolver works in the worktree that holds the conflicted merge.
     if (opts && typeof opts.worktree === "string" && !replaying) desc = { ...desc, worktree: opts.worktree };
     // The code that awaits the result continues in the caller's scope (a coordinator awaiting a member's task

@@ -113,6 +113,7 @@ fn timeline(records: &[Record], shown: &str) -> Value {
                 end(&mut bars, effect, Some(*attempt), r.ts_ms, state);
             }
             Event::EffectCancelled { effect, .. } => end(&mut bars, effect, None, r.ts_ms, "cancelled"),
+            Event::EffectRetrying { effect, attempt, .. } => end(&mut bars, effect, Some(*attempt), r.ts_ms, "error"),
             Event::EffectRedispatched { effect, .. } => end(&mut bars, effect, None, r.ts_ms, "interrupted"),
             Event::DriverDetached { interrupted, .. } => {
                 for effect in interrupted {
