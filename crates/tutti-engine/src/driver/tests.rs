@@ -4,6 +4,7 @@
 
 mod changes;
 mod kit;
+mod strategies;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
