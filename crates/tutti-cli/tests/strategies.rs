@@ -65,6 +65,9 @@ fn a_driver_killed_during_a_backoff_waits_for_the_rest_of_it_on_resume() {
     driver.signal(libc::SIGKILL);
     drop(driver.wait(Duration::from_secs(30)));
     let wake_ms = second["event"]["wake_ms"].as_i64().expect("a wake time");
+    let status = project.run(&["status", &run]);
+    assert!(status.stdout.contains("queued   root/0 \"flaky ask\" [agent]: retrying: its backoff ends at"), "{status}");
+    assert_eq!(project.status(&run)["queued"][0]["effect"], "root/0");
 
     let out = project.run(&["resume", &run]);
     assert_eq!(out.code, 0, "{out}");

@@ -144,9 +144,44 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
         "usage": usage,
         "runId": s.id, "status": shown, "process": s.process, "createdMs": s.created_ms,
         "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
-        "running": running, "waiting": waiting, "output": output, "error": error,
+        "running": running, "waiting": waiting, "queued": queued(store, records, &effects, s)?,
+        "output": output, "error": error,
         "resume": (shown == "interrupted").then(|| format!("tutti resume {}", s.id)),
     }))
+}
+
+/// Effects waiting to start, highest priority first, each with why it waits: for a slot (the run's
+/// `max_parallel` or its harness's limit), or for the end of a retry's backoff.
+fn queued(store: &dyn Blobs, records: &[Record], effects: &[(EffectId, EffectView)], s: &RunSummary) -> Result<Value> {
+    let max = records.first().and_then(|r| match &r.event {
+        Event::RunCreated { options, .. } => options.get("maxParallel").and_then(Value::as_u64),
+        _ => None,
+    });
+    let mut list = Vec::new();
+    for (id, v) in effects.iter().filter(|(_, v)| matches!(v.state, "requested" | "retrying") && v.kind != "breakpoint") {
+        let mut priority = 0;
+        let mut wake = None;
+        for r in records {
+            match &r.event {
+                Event::EffectRequested { effect, task, .. } if effect == id => {
+                    priority = store.load(task)?.get("priority").and_then(Value::as_i64).unwrap_or(0);
+                }
+                Event::EffectRetrying { effect, wake_ms, .. } if effect == id => wake = Some(*wake_ms),
+                _ => {}
+            }
+        }
+        let why = match (v.state, wake) {
+            ("retrying", Some(ms)) => format!("retrying: its backoff ends at {} UTC", utc(ms)),
+            _ if s.status != RunStatus::Running => "its run is not running".to_string(),
+            _ => match max {
+                Some(n) => format!("waiting for a free slot (the run's {n}, or its harness's limit)"),
+                None => "waiting for a free slot".to_string(),
+            },
+        };
+        list.push(json!({ "effect": id, "kind": v.kind, "title": v.title, "priority": priority, "why": why }));
+    }
+    list.sort_by_key(|q| std::cmp::Reverse(q["priority"].as_i64().unwrap_or(0)));
+    Ok(Value::Array(list))
 }
 
 /// What a run's state is, honestly: a run the journal calls running but that no live driver holds (Ctrl-C, kill
@@ -219,6 +254,16 @@ fn status_text(r: &Value) -> String {
     for w in r["waiting"].as_array().into_iter().flatten() {
         let e = w["effect"].as_str().unwrap_or("");
         out.push_str(&format!("\nwaiting  {e} — `tutti approve {} {e}`", r["runId"].as_str().unwrap_or("")));
+    }
+    for q in r["queued"].as_array().into_iter().flatten() {
+        let title = q["title"].as_str().map(|t| format!(" \"{}\"", output::escape_controls(t))).unwrap_or_default();
+        let priority = q["priority"].as_i64().filter(|p| *p != 0).map(|p| format!(" priority {p}")).unwrap_or_default();
+        out.push_str(&format!(
+            "\nqueued   {}{title} [{}]{priority}: {}",
+            q["effect"].as_str().unwrap_or(""),
+            q["kind"].as_str().unwrap_or(""),
+            q["why"].as_str().unwrap_or("")
+        ));
     }
     let interrupted = r["status"] == "interrupted";
     for w in r["running"].as_array().into_iter().flatten() {
