@@ -138,6 +138,10 @@ impl Config {
                 ),
                 HarnessConfig::Agent { cli, config } => agent_harness(cli, name, config),
             };
+            if let Some(retry) = harness.retry() {
+                tutti_engine::retry::check(&retry)
+                    .map_err(|why| UserError::new(format!("tutti.toml: [harness.{name}] retry: {why}")))?;
+            }
             set.add(harness);
         }
         let default = choice.map(String::from).or_else(|| self.default_harness.clone());

@@ -95,3 +95,23 @@ fn a_bad_retry_policy_fails_its_task_naming_the_field() {
     );
     assert!(project.read("count").is_none(), "nothing ran");
 }
+
+#[test]
+fn a_harness_retry_default_covers_its_tasks_that_set_none_and_a_bad_one_is_refused() {
+    let project = Project::new(TUTTI);
+    project.write("tutti.toml", format!("{FLAKY}retry = {{ max = 2, backoffMs = 100 }}\n"));
+    project.write("p.js", PROCESS.replace("\n  retry: { max: 3, backoffMs: 500, factor: 2 } }));", " }));"));
+    assert!(!project.read("p.js").unwrap_or_default().contains("retry"), "the task sets no policy of its own");
+    let out = project.run(&["run", "p.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), serde_json::json!({ "ok": true, "attempt": 3 }));
+    assert_eq!(of_kind(&project.events(&out.run_id()), "effect_retrying").len(), 2);
+
+    project.write("tutti.toml", format!("{FLAKY}retry = {{ max = 2, on = [\"sometimes\"] }}\n"));
+    let bad = project.run(&["run", "p.js"]);
+    assert_eq!(bad.code, 2, "{bad}");
+    assert!(
+        bad.stderr.contains("tutti.toml: [harness.flaky] retry:") && bad.stderr.contains("not a failure class"),
+        "{bad}"
+    );
+}

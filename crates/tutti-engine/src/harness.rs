@@ -279,6 +279,11 @@ pub trait Harness: Send + Sync {
         false
     }
 
+    /// The retry policy for its tasks that set none (`[harness.NAME] retry`), in the form of a task's `retry`.
+    fn retry(&self) -> Option<Value> {
+        None
+    }
+
     /// The most attempts this harness runs at once (`max_parallel` in `tutti.toml`); `None` means only the
     /// run's global limit applies.
     fn max_parallel(&self) -> Option<usize> {

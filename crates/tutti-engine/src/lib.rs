@@ -13,7 +13,7 @@ pub mod observer;
 pub mod platform;
 pub mod registry;
 mod replay;
-mod retry;
+pub mod retry;
 mod schema;
 pub use schema::declared as output_schema;
 

@@ -114,6 +114,11 @@ impl Policy {
     }
 }
 
+/// Why `retry` (a policy in the form of a task's `retry`) is not a valid policy, if it is not.
+pub fn check(retry: &Value) -> Result<(), String> {
+    Policy::of(&serde_json::json!({ "retry": retry })).map(drop)
+}
+
 fn class_named(name: &Value) -> Result<FailureClass, String> {
     let all = [FailureClass::Environmental, FailureClass::Timeout, FailureClass::Error];
     all.into_iter()

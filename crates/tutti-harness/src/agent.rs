@@ -69,6 +69,9 @@ pub struct AgentConfig {
     /// since, for this long; it fails as environmental, so the task may fall back (default
     /// [`UNREACHABLE_AFTER`]).
     pub unreachable_after_ms: Option<u64>,
+    /// The retry policy for its tasks that set none, as a task's `retry` (`{ max, backoffMs, ... }`).
+    #[serde(default)]
+    pub retry: Option<Value>,
 }
 
 /// How long a CLI that reports it cannot reach its model may go on retrying before the turn is given up.

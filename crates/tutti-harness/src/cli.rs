@@ -159,6 +159,10 @@ impl<C: Cli> Harness for AgentHarness<C> {
         self.config.max_parallel
     }
 
+    fn retry(&self) -> Option<serde_json::Value> {
+        self.config.retry.clone()
+    }
+
     fn capabilities(&self) -> Vec<String> {
         if self.config.capabilities.is_empty() {
             C::CAPABILITIES.iter().map(|c| c.to_string()).collect()

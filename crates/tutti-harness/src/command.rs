@@ -40,6 +40,9 @@ pub struct CommandConfig {
     /// as many at once as the machine's available memory fits.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// The retry policy for its tasks that set none, as a task's `retry` (`{ max, backoffMs, ... }`).
+    #[serde(default)]
+    pub retry: Option<Value>,
 }
 
 /// Why a command harness's configuration is unusable.
@@ -127,6 +130,10 @@ impl Harness for CommandHarness {
 
     fn max_parallel(&self) -> Option<usize> {
         self.config.max_parallel
+    }
+
+    fn retry(&self) -> Option<Value> {
+        self.config.retry.clone()
     }
 
     fn capabilities(&self) -> Vec<String> {

@@ -206,6 +206,10 @@ impl Harness for Isolating {
         self.inner.is_external()
     }
 
+    fn retry(&self) -> Option<serde_json::Value> {
+        self.inner.retry()
+    }
+
     fn max_parallel(&self) -> Option<usize> {
         self.inner.max_parallel()
     }

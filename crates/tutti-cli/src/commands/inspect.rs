@@ -158,7 +158,8 @@ fn queued(store: &dyn Blobs, records: &[Record], effects: &[(EffectId, EffectVie
         _ => None,
     });
     let mut list = Vec::new();
-    for (id, v) in effects.iter().filter(|(_, v)| matches!(v.state, "requested" | "retrying") && v.kind != "breakpoint") {
+    for (id, v) in effects.iter().filter(|(_, v)| matches!(v.state, "requested" | "retrying") && v.kind != "breakpoint")
+    {
         let mut priority = 0;
         let mut wake = None;
         for r in records {

@@ -12,7 +12,14 @@ impl Driver<'_> {
     /// harness has already finished it.
     pub(super) fn retry_failed(&mut self, id: &EffectId, class: FailureClass, error: &ErrorInfo, stop: bool) -> bool {
         let Some(e) = self.effects.get(id).filter(|e| e.state.phase() == Phase::Running) else { return false };
-        let Ok(Some(policy)) = Policy::of(&e.request.task) else { return false };
+        // The task's own policy, else its harness's default.
+        let default = || e.harness.as_ref().and_then(|h| self.harnesses.get(h)).and_then(|h| h.retry());
+        let policy = match Policy::of(&e.request.task) {
+            Ok(Some(policy)) => Some(policy),
+            Ok(None) => default().and_then(|retry| Policy::of(&serde_json::json!({ "retry": retry })).ok().flatten()),
+            Err(_) => None,
+        };
+        let Some(policy) = policy else { return false };
         if !policy.allows(class, e.retries) {
             return false;
         }
