@@ -148,8 +148,10 @@ pub(crate) fn note(text: &str) {
 
 /// The observer for a run: a live view on a terminal, plain lines otherwise. `process` is announced with the
 /// run id once the run exists in the journal.
-pub(crate) fn observer(process: &str) -> Box<dyn Observer> {
-    let process = process.to_string();
+/// `go_on` is the command that continues the run if this driver lets go (`resume`, or `iterate` for an outer
+/// agent's loop).
+pub(crate) fn observer(process: &str, go_on: &'static str) -> Box<dyn Observer> {
+    let process = Intro { process: process.to_string(), go_on };
     if std::io::stderr().is_terminal() {
         Box::new(Live::new(process))
     } else {
@@ -157,9 +159,16 @@ pub(crate) fn observer(process: &str) -> Box<dyn Observer> {
     }
 }
 
-pub(super) fn announce(p: &Progress, process: &str) {
+/// What the first line of a run says: its process, and how to continue it.
+pub(super) struct Intro {
+    process: String,
+    go_on: &'static str,
+}
+
+pub(super) fn announce(p: &Progress, intro: &Intro) {
     if let Progress::Attached { run_id, .. } = p {
-        note(&format!("run {run_id} of {process} (resume with `tutti resume {run_id}`)"));
+        let (process, go_on) = (&intro.process, intro.go_on);
+        note(&format!("run {run_id} of {process} ({go_on} with `tutti {go_on} {run_id}`)"));
     }
 }
 
@@ -221,7 +230,7 @@ pub(super) fn permanent_line(p: &Progress) -> Option<String> {
 /// Plain lines with a time offset, for logs and pipes.
 struct Plain {
     started: Instant,
-    process: String,
+    process: Intro,
 }
 
 impl Observer for Plain {

@@ -84,7 +84,7 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
             "noExec": mode.no_exec,
         }),
     };
-    let mut observer = output::observer(&new.process);
+    let mut observer = output::observer(&new.process, if mode.until_blocked { "iterate" } else { "resume" });
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let end = driver.create(new);
     // The live view goes before the end is reported: nothing stale stays on screen.
@@ -147,7 +147,7 @@ pub(crate) fn proceed(
     opts.simulate = simulation.is_some();
     opts.until_blocked = mode.until_blocked;
     let code_hash = host.code_hash();
-    let mut observer = output::observer(&process);
+    let mut observer = output::observer(&process, if mode.until_blocked { "iterate" } else { "resume" });
     let driver = Driver::new(opts, writer, store, harnesses, &mut host, observer.as_mut(), shutdown);
     let changes = if args.accept_changes { Changes::Accept } else { Changes::Refuse };
     let end = driver.resume(&code_hash, changes);

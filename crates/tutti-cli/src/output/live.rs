@@ -36,7 +36,7 @@ struct Member {
 }
 
 pub(super) struct Live {
-    process: String,
+    process: super::Intro,
     running: BTreeMap<String, Running>,
     members: BTreeMap<String, Member>,
     /// Usage of effects outside any group, by effect, and of the whole run.
@@ -72,7 +72,7 @@ fn spent(u: &Usage) -> String {
 }
 
 impl Live {
-    pub(super) fn new(process: String) -> Live {
+    pub(super) fn new(process: super::Intro) -> Live {
         Live {
             process,
             running: BTreeMap::new(),
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn members_keep_a_line_with_their_spend_and_the_header_sums_the_run() {
-        let mut live = Live::new("p.js".into());
+        let mut live = Live::new(crate::output::Intro { process: "p.js".into(), go_on: "resume" });
         live.apply(&started("group:crew/ann/0", "claude"));
         live.apply(&started("group:crew/ben/0", "codex"));
         live.apply(&started("root/3", "sh"));
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn nothing_is_drawn_when_nothing_runs() {
-        let mut live = Live::new("p.js".into());
+        let mut live = Live::new(crate::output::Intro { process: "p.js".into(), go_on: "resume" });
         live.apply(&started("root/0", "sh"));
         live.apply(&Progress::Finished { effect: "root/0".into(), title: None, elapsed_ms: 5, error: None });
         assert!(live.lines().is_empty());

@@ -115,6 +115,15 @@ fn timeline(records: &[Record], shown: &str) -> Value {
             Event::EffectCancelled { effect, .. } => end(&mut bars, effect, None, r.ts_ms, "cancelled"),
             Event::EffectRetrying { effect, attempt, .. } => end(&mut bars, effect, Some(*attempt), r.ts_ms, "error"),
             Event::EffectRedispatched { effect, .. } => end(&mut bars, effect, None, r.ts_ms, "interrupted"),
+            // `--accept-changes`: the attempts of superseded effects no longer count; their re-runs get new bars.
+            Event::ChangesAccepted { superseded, .. } => {
+                for b in bars.iter_mut().filter(|b| superseded.iter().any(|s| b["effect"] == s.as_str())) {
+                    if b["end"].is_null() {
+                        b["end"] = json!(r.ts_ms);
+                    }
+                    b["state"] = json!("superseded");
+                }
+            }
             Event::DriverDetached { interrupted, .. } => {
                 for effect in interrupted {
                     end(&mut bars, effect, None, r.ts_ms, "interrupted");
@@ -215,6 +224,22 @@ mod tests {
             ]
         );
         assert_eq!(bars[2]["member"], "g/a");
+        let mut changed = records.clone();
+        changed.push(record(
+            8,
+            210,
+            Event::ChangesAccepted {
+                effect: "root/0".into(),
+                old_task_id: "t".into(),
+                old_args: Payload::Inline(json!(1)),
+                new_task_id: "t".into(),
+                new_args: Payload::Inline(json!(2)),
+                superseded: vec!["root/0".into(), "root/1".into()],
+            },
+        ));
+        let states: Vec<Value> =
+            timeline(&changed, "running").as_array().into_iter().flatten().map(|b| b["state"].clone()).collect();
+        assert_eq!(states, [json!("superseded"), json!("superseded"), json!("ok"), json!("superseded")]);
         let stopped = timeline(&records, "interrupted");
         assert_eq!((stopped[3]["end"].clone(), stopped[3]["state"].clone()), (json!(200), json!("interrupted")));
     }
