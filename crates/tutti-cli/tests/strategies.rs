@@ -86,7 +86,7 @@ fn a_driver_killed_during_a_backoff_waits_for_the_rest_of_it_on_resume() {
 #[test]
 fn a_bad_retry_policy_fails_its_task_naming_the_field() {
     let project = project();
-    project.write("bad.js", &PROCESS.replace("max: 3", "max: -1"));
+    project.write("bad.js", PROCESS.replace("max: 3", "max: -1"));
     let out = project.run(&["run", "bad.js"]);
     assert_eq!(out.code, 1, "{out}");
     assert!(
