@@ -23,7 +23,7 @@ mod journal;
 mod members;
 mod resume;
 mod retries;
-mod scheduler;
+pub(crate) mod scheduler;
 #[cfg(test)]
 pub(crate) mod tests;
 

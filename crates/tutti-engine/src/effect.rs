@@ -94,6 +94,8 @@ pub(crate) struct Effect {
     pub(crate) progress: usize,
     /// Retries its retry policy has granted so far (journaled as `effect_retrying`).
     pub(crate) retries: u32,
+    /// Its place in the scheduler's line (priority, group share), fixed by its request.
+    pub(crate) class: crate::driver::scheduler::Class,
 }
 
 impl Effect {
@@ -109,6 +111,7 @@ impl Effect {
             state: State::Queued,
             progress: 0,
             retries: 0,
+            class: Default::default(),
         }
     }
 

@@ -12,11 +12,10 @@ impl Driver<'_> {
         if let Some(why) = crate::schema::invalid(&req.kind, &req.task)
             && self.warned_schemas.insert(req.task_id.clone())
         {
-            let at = req.callsite.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
             let message = format!(
-                "warning: task \"{}\"{at}: its outputSchema is not a valid JSON Schema ({why}); its answers are taken \
-                 without a schema",
-                req.task_id
+                "warning: {}: its outputSchema is not a valid JSON Schema ({why}); its answers are taken without a \
+                 schema",
+                named(&req)
             );
             self.observer.progress(Progress::Log { scope: "warning".into(), message: message.clone() });
             self.record(Event::Log { scope: "warning".into(), message });
@@ -33,10 +32,9 @@ impl Driver<'_> {
             task: Payload::Inline(req.task.clone()),
         });
         let effect = req.effect.clone();
-        let bad_retry = crate::retry::Policy::of(&req.task).err().map(|why| {
-            let at = req.callsite.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
-            ErrorInfo::new("InvalidRetry", format!("task \"{}\"{at}: {why}", req.task_id))
-        });
+        let bad_retry = crate::retry::Policy::of(&req.task)
+            .err()
+            .map(|why| ErrorInfo::new("InvalidRetry", format!("{}: {why}", named(&req))));
         if let Some((harness, reason)) = self.register(req, 1, true) {
             self.record(Event::EffectRouted { effect: effect.clone(), harness, reason });
         }
@@ -50,15 +48,16 @@ impl Driver<'_> {
         let id = req.effect.clone();
         let route =
             if req.kind.is_internal() { None } else { self.harnesses.route(&req.kind, &req.task, &req.args).ok() };
+        let class = class_of(&req);
         let mut effect = Effect::new(req, attempt, route.as_ref().map(|r| r.harness.clone()));
         if let Some(r) = &route {
             effect.fallbacks = r.fallbacks.iter().cloned().collect();
         }
-        self.effects.insert(id.clone(), effect);
         if queue {
-            let class = self.effects.get(&id).map(|e| class_of(&e.request)).unwrap_or_default();
-            self.scheduler.push_back(id, &class);
+            self.scheduler.push_back(id.clone(), &class);
         }
+        effect.class = class;
+        self.effects.insert(id, effect);
         route.map(|r| (r.harness, r.reason))
     }
 
@@ -98,7 +97,7 @@ impl Driver<'_> {
                 continue;
             }
             let limit = scheduler::limit_of(&self.harnesses, self.opts.platform.as_ref(), &name);
-            let class = class_of(&e.request);
+            let class = e.class.clone();
             match self.scheduler.admit(id.clone(), &class, &name, limit.as_ref().map(|(n, _)| *n)) {
                 Admission::Start => self.start(&id, &name)?,
                 Admission::RunFull => break,
@@ -160,8 +159,8 @@ impl Driver<'_> {
             }
         };
         self.record(Event::EffectStarted { effect: id.clone(), attempt, harness: name.to_string(), pid });
-        let class = self.effects.get(id).map(|e| class_of(&e.request)).unwrap_or_default();
-        self.scheduler.started(name, &class);
+        let class = self.effects.get(id).map(|e| e.class.clone()).unwrap_or_default();
+        self.scheduler.started(id, name, &class);
         if let Some(e) = self.effects.get_mut(id) {
             e.transition(State::Running { harness: name.to_string() });
         }
@@ -222,8 +221,7 @@ impl Driver<'_> {
         match previous {
             State::Running { harness } => {
                 let ran = if stop { self.executor.stop(id) } else { self.executor.finished(id) };
-                let class = self.effects.get(id).map(|e| class_of(&e.request)).unwrap_or_default();
-                self.scheduler.released(&harness, &class);
+                self.scheduler.released(id, &harness);
                 ran.unwrap_or_default().as_millis() as u64
             }
             State::Waiting { since, .. } | State::Backoff { since, .. } => since.elapsed().as_millis() as u64,
@@ -304,9 +302,15 @@ impl Driver<'_> {
     }
 }
 
+/// A request as messages name it: `task "ID" (FILE:LINE:COL)`.
+fn named(req: &EffectRequest) -> String {
+    let at = req.callsite.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+    format!("task \"{}\"{at}", req.task_id)
+}
+
 /// Where an effect stands in the scheduler's line: the `priority` of its task description (set there, by
 /// `ctx.task(def, args, { priority })` or by its group), and the group whose turn it takes, if any.
-pub(super) fn class_of(req: &EffectRequest) -> scheduler::Class {
+fn class_of(req: &EffectRequest) -> scheduler::Class {
     let priority = req.task.get("priority").and_then(|p| p.as_i64().or_else(|| p.as_f64().map(|f| f as i64)));
     let share = req.effect.as_str().strip_prefix("group:").and_then(|rest| rest.split('/').next()).unwrap_or("");
     scheduler::Class { priority: priority.unwrap_or(0), share: share.to_string() }

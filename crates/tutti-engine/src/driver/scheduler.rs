@@ -95,6 +95,8 @@ pub(crate) struct Scheduler {
     running: usize,
     running_by_harness: HashMap<String, usize>,
     running_by_share: HashMap<String, usize>,
+    /// The share of each running attempt, so that its end is counted where its start was.
+    share_of: HashMap<EffectId, String>,
 }
 
 impl Scheduler {
@@ -107,6 +109,7 @@ impl Scheduler {
             running: 0,
             running_by_harness: HashMap::new(),
             running_by_share: HashMap::new(),
+            share_of: HashMap::new(),
         }
     }
 
@@ -150,21 +153,21 @@ impl Scheduler {
         Admission::Start
     }
 
-    /// An attempt of `class` started on `harness`.
-    pub(crate) fn started(&mut self, harness: &str, class: &Class) {
+    /// An attempt of `id`, of `class`, started on `harness`.
+    pub(crate) fn started(&mut self, id: &EffectId, harness: &str, class: &Class) {
         self.running += 1;
         *self.running_by_harness.entry(harness.to_string()).or_default() += 1;
         *self.running_by_share.entry(class.share.clone()).or_default() += 1;
+        self.share_of.insert(id.clone(), class.share.clone());
     }
 
-    /// An attempt on `harness` ended: its slot is free, and the next effect waiting for one (by priority and
-    /// turn) goes first.
-    pub(crate) fn released(&mut self, harness: &str, class: &Class) {
+    /// The attempt of `id` on `harness` ended: its slot is free, and the next effect waiting for one (by
+    /// priority and turn) goes first.
+    pub(crate) fn released(&mut self, id: &EffectId, harness: &str) {
         self.running = self.running.saturating_sub(1);
-        for n in [self.running_by_harness.get_mut(harness), self.running_by_share.get_mut(&class.share)]
-            .into_iter()
-            .flatten()
-        {
+        let share = self.share_of.remove(id);
+        let by_share = share.and_then(|s| self.running_by_share.get_mut(&s));
+        for n in [self.running_by_harness.get_mut(harness), by_share].into_iter().flatten() {
             *n = n.saturating_sub(1);
         }
         if let Some(id) = self.blocked.get_mut(harness).and_then(|q| q.pop(&self.running_by_share)) {
@@ -228,18 +231,22 @@ mod tests {
     #[test]
     fn the_share_with_the_fewest_running_goes_next() {
         let mut s = Scheduler::new(10);
-        for _ in 0..3 {
-            s.started("shell", &class(0, "wide"));
+        for w in ["w0", "w1", "w2"] {
+            s.started(&id(w), "shell", &class(0, "wide"));
         }
-        s.started("shell", &class(0, "small"));
+        s.started(&id("s0"), "shell", &class(0, "small"));
         s.push_back(id("a"), &class(0, "wide"));
         s.push_back(id("b"), &class(0, "small"));
         s.push_back(id("c"), &class(0, "small"));
         assert_eq!(s.pop(), Some(id("b")), "small runs 1, wide runs 3");
-        s.started("shell", &class(0, "small"));
+        s.started(&id("b"), "shell", &class(0, "small"));
         assert_eq!(s.pop(), Some(id("c")), "small runs 2, still fewer than wide");
-        s.released("shell", &class(0, "small"));
-        assert_eq!(s.pop(), Some(id("a")));
+        s.started(&id("c"), "shell", &class(0, "small"));
+        // Two of wide's attempts end: each end counts against the share its start counted for.
+        s.released(&id("w0"), "shell");
+        s.released(&id("w1"), "shell");
+        s.push_back(id("d"), &class(0, "small"));
+        assert_eq!(s.pop(), Some(id("a")), "wide runs 1 now, small runs 3");
     }
 
     #[test]
@@ -255,15 +262,15 @@ mod tests {
     #[test]
     fn a_full_harness_lets_its_waiting_effects_go_by_priority_and_turn() {
         let mut s = Scheduler::new(10);
-        s.started("claude", &root());
+        s.started(&id("x"), "claude", &root());
         s.admit(id("a0"), &class(0, "wide"), "claude", Some(1));
         s.admit(id("a1"), &class(0, "wide"), "claude", Some(1));
         s.admit(id("b0"), &class(0, "small"), "claude", Some(1));
         s.admit(id("p"), &class(3, "wide"), "claude", Some(1));
         let mut order = Vec::new();
         for _ in 0..4 {
-            s.released("claude", &root());
-            s.started("claude", &root());
+            s.released(&id("x"), "claude");
+            s.started(&id("x"), "claude", &root());
             order.extend(s.pop().map(|e| e.to_string()));
         }
         assert_eq!(order, ["p", "a0", "b0", "a1"]);
@@ -276,7 +283,7 @@ mod tests {
         s.push_back(id("b"), &root());
         let a = s.pop().expect("a");
         assert_eq!(s.admit(a, &root(), "shell", None), Admission::Start);
-        s.started("shell", &root());
+        s.started(&id("x"), "shell", &root());
         let b = s.pop().expect("b");
         assert_eq!(s.admit(b, &root(), "shell", None), Admission::RunFull);
         assert_eq!(s.pop(), Some(id("b")), "b waits at the head, not behind later effects");
@@ -285,7 +292,7 @@ mod tests {
     #[test]
     fn a_full_harness_blocks_only_its_own_effects() {
         let mut s = Scheduler::new(10);
-        s.started("claude", &root());
+        s.started(&id("x"), "claude", &root());
         assert_eq!(s.admit(id("a"), &root(), "claude", Some(1)), Admission::HarnessFull { first: true });
         assert_eq!(s.admit(id("b"), &root(), "claude", Some(1)), Admission::HarnessFull { first: false });
         assert_eq!(s.admit(id("c"), &root(), "codex", Some(1)), Admission::Start, "another harness is not held up");
@@ -295,11 +302,11 @@ mod tests {
     #[test]
     fn a_freed_slot_lets_the_oldest_blocked_effect_go_first() {
         let mut s = Scheduler::new(10);
-        s.started("claude", &root());
+        s.started(&id("x"), "claude", &root());
         s.admit(id("a"), &root(), "claude", Some(1));
         s.admit(id("b"), &root(), "claude", Some(1));
         s.push_back(id("z"), &root());
-        s.released("claude", &root());
+        s.released(&id("x"), "claude");
         assert_eq!(s.running(), 0);
         assert_eq!(s.pop(), Some(id("a")), "the oldest blocked effect goes ahead of the queue");
         assert_eq!(s.pop(), Some(id("z")));
@@ -309,10 +316,10 @@ mod tests {
     #[test]
     fn releasing_another_harness_unblocks_nothing() {
         let mut s = Scheduler::new(10);
-        s.started("claude", &root());
-        s.started("codex", &root());
+        s.started(&id("x"), "claude", &root());
+        s.started(&id("y"), "codex", &root());
         s.admit(id("a"), &root(), "claude", Some(1));
-        s.released("codex", &root());
+        s.released(&id("y"), "codex");
         assert_eq!(s.pop(), None);
         assert_eq!(s.queued().count(), 0);
     }
