@@ -157,20 +157,28 @@ fn queued(store: &dyn Blobs, records: &[Record], effects: &[(EffectId, EffectVie
         Event::RunCreated { options, .. } => options.get("maxParallel").and_then(Value::as_u64),
         _ => None,
     });
-    let mut list = Vec::new();
-    for (id, v) in effects.iter().filter(|(_, v)| matches!(v.state, "requested" | "retrying") && v.kind != "breakpoint")
-    {
-        let mut priority = 0;
-        let mut wake = None;
-        for r in records {
-            match &r.event {
-                Event::EffectRequested { effect, task, .. } if effect == id => {
-                    priority = store.load(task)?.get("priority").and_then(Value::as_i64).unwrap_or(0);
-                }
-                Event::EffectRetrying { effect, wake_ms, .. } if effect == id => wake = Some(*wake_ms),
-                _ => {}
+    let waiting: Vec<&(EffectId, EffectView)> =
+        effects.iter().filter(|(_, v)| matches!(v.state, "requested" | "retrying") && v.kind != "breakpoint").collect();
+    let is_waiting: std::collections::BTreeSet<&EffectId> = waiting.iter().map(|(id, _)| id).collect();
+    // One pass over the journal: each waiting effect's task (for its priority) and latest retry wake time.
+    let mut tasks = BTreeMap::new();
+    let mut wakes = BTreeMap::new();
+    for r in records {
+        match &r.event {
+            Event::EffectRequested { effect, task, .. } if is_waiting.contains(effect) => {
+                tasks.insert(effect, task);
             }
+            Event::EffectRetrying { effect, wake_ms, .. } if is_waiting.contains(effect) => {
+                wakes.insert(effect, *wake_ms);
+            }
+            _ => {}
         }
+    }
+    let mut list = Vec::new();
+    for (id, v) in waiting {
+        let task = tasks.get(&id).map(|t| store.load(t)).transpose()?.unwrap_or(Value::Null);
+        let priority = task.get("priority").and_then(Value::as_i64).unwrap_or(0);
+        let wake = wakes.get(&id).copied();
         let why = match (v.state, wake) {
             ("retrying", Some(ms)) => format!("retrying: its backoff ends at {} UTC", utc(ms)),
             _ if s.status != RunStatus::Running => "its run is not running".to_string(),
