@@ -54,6 +54,8 @@ fn a_script_drives_a_run_through_iterate_and_post_and_a_kill_9_loses_nothing() {
     );
     assert_eq!(first["pending"][0]["outputSchema"]["required"], json!(["answer"]));
     assert_eq!(first["pending"][0]["args"], json!({ "n": 1 }));
+    let status = project.run(&["status", &run]);
+    assert!(status.stdout.contains("waits for its result from outside: `tutti post"), "{status}");
 
     // The outer agent answers both; the next iteration runs the shell task, and is killed while it does.
     for (effect, answer) in [("root/parallel:0/0", "one"), ("root/parallel:1/0", "two")] {

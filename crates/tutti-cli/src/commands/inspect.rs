@@ -153,16 +153,21 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
 /// Effects waiting to start, highest priority first, each with why it waits: for a slot (the run's
 /// `max_parallel` or its harness's limit), or for the end of a retry's backoff.
 fn queued(store: &dyn Blobs, records: &[Record], effects: &[(EffectId, EffectView)], s: &RunSummary) -> Result<Value> {
-    let max = records.first().and_then(|r| match &r.event {
-        Event::RunCreated { options, .. } => options.get("maxParallel").and_then(Value::as_u64),
+    let options = records.first().and_then(|r| match &r.event {
+        Event::RunCreated { options, .. } => Some(options),
         _ => None,
     });
+    let max = options.and_then(|o| o.get("maxParallel")).and_then(Value::as_u64);
+    let no_exec = options.and_then(|o| o.get("noExec")) == Some(&Value::Bool(true));
+    // Harnesses whose effects wait for a result posted from outside (`tutti iterate` and `tutti post`).
+    let external = |h: &str| h == "external" || (no_exec && matches!(h, "shell" | "node"));
     let waiting: Vec<&(EffectId, EffectView)> =
         effects.iter().filter(|(_, v)| matches!(v.state, "requested" | "retrying") && v.kind != "breakpoint").collect();
     let is_waiting: std::collections::BTreeSet<&EffectId> = waiting.iter().map(|(id, _)| id).collect();
     // One pass over the journal: each waiting effect's task (for its priority) and latest retry wake time.
     let mut tasks = BTreeMap::new();
     let mut wakes = BTreeMap::new();
+    let mut routed = BTreeMap::new();
     for r in records {
         match &r.event {
             Event::EffectRequested { effect, task, .. } if is_waiting.contains(effect) => {
@@ -170,6 +175,9 @@ fn queued(store: &dyn Blobs, records: &[Record], effects: &[(EffectId, EffectVie
             }
             Event::EffectRetrying { effect, wake_ms, .. } if is_waiting.contains(effect) => {
                 wakes.insert(effect, *wake_ms);
+            }
+            Event::EffectRouted { effect, harness, .. } if is_waiting.contains(effect) => {
+                routed.insert(effect, harness.as_str());
             }
             _ => {}
         }
@@ -181,6 +189,9 @@ fn queued(store: &dyn Blobs, records: &[Record], effects: &[(EffectId, EffectVie
         let wake = wakes.get(&id).copied();
         let why = match (v.state, wake) {
             ("retrying", Some(ms)) => format!("retrying: its backoff ends at {} UTC", utc(ms)),
+            _ if routed.get(&id).is_some_and(|h| external(h)) => {
+                format!("waits for its result from outside: `tutti post {} {id} --value JSON`", s.id)
+            }
             _ if s.status != RunStatus::Running => "its run is not running".to_string(),
             _ => match max {
                 Some(n) => format!("waiting for a free slot (the run's {n}, or its harness's limit)"),
