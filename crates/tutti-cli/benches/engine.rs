@@ -228,6 +228,7 @@ impl Env {
             agent_env: Vec::new(),
             msg_secret: String::new(),
             detach_reason: || "interrupted",
+            prices: tutti_engine::prices::Prices::default(),
             run_id: run_id.to_string(),
             workdir: self.dir.clone(),
             max_parallel: 1_000_000,

@@ -99,6 +99,7 @@ fn drive(
         agent_env: Vec::new(),
         msg_secret: String::new(),
         detach_reason: || "interrupted",
+        prices: tutti_engine::prices::Prices::default(),
     };
     let new = NewRun {
         process: process.display().to_string(),

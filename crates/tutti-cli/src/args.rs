@@ -206,6 +206,51 @@ pub(crate) struct RunArgs {
     /// The run is journaled as simulated. For trying a process file, and testing one in CI.
     #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
     pub(crate) simulate: Option<Option<PathBuf>>,
+    #[command(flatten)]
+    pub(crate) budget: BudgetArgs,
+}
+
+/// The run's budget (each over `[budget]` in tutti.toml). When the run reaches one, nothing new starts: each
+/// effect that cannot start fails with `BudgetExceeded`, which the process can catch; running attempts finish
+/// (`on_exceed = "cancel"` in `[budget]` stops them). Spend is journaled and survives `tutti resume`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub(crate) struct BudgetArgs {
+    /// Most US dollars the run may spend: the CLI's reported cost, else its tokens at the price table's
+    /// prices (`[prices."MODEL"]` in tutti.toml; `tutti doctor` lists them).
+    #[arg(long, value_name = "USD", value_parser = usd)]
+    pub(crate) budget_usd: Option<f64>,
+    /// Most tokens the run may spend (input, output and cache reads and writes, priced or not).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64))]
+    pub(crate) budget_tokens: Option<u64>,
+    /// Most attempts the run may start (agent turns, retries and commands alike).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64))]
+    pub(crate) budget_turns: Option<u64>,
+    /// Most wall-clock time from the run's start, restarts included: 2h, 90m, 1h30m, 45s.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) budget_time: Option<u64>,
+}
+
+impl BudgetArgs {
+    pub(crate) fn limits(&self) -> tutti_engine::budget::Limits {
+        tutti_engine::budget::Limits {
+            usd: self.budget_usd,
+            tokens: self.budget_tokens,
+            turns: self.budget_turns,
+            time_ms: self.budget_time,
+            ..Default::default()
+        }
+    }
+}
+
+fn usd(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .ok_or_else(|| format!("{text:?} is not an amount of US dollars: give a number of at least 0, like 5 or 0.50"))
+}
+
+fn duration(text: &str) -> Result<u64, String> {
+    crate::config::parse_duration(text)
 }
 
 #[derive(clap::Args, Debug)]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use tutti_engine::budget::Limits;
+use tutti_engine::prices::{Price, Prices};
 use tutti_engine::{Harness, Harnesses};
 use tutti_harness::external::External;
 use tutti_harness::{
@@ -32,6 +34,23 @@ struct File {
     /// Read as tables first: whether one is a command or an agent CLI depends on its fields.
     #[serde(default)]
     harness: BTreeMap<String, toml::Table>,
+    /// `[budget]`: the run's budget (`usd`, `tokens`, `turns`, `time`, `on_exceed`).
+    budget: Option<toml::Table>,
+    /// `[prices."MODEL"]`: US dollars per million tokens, over the default price table.
+    #[serde(default)]
+    prices: BTreeMap<String, PriceTable>,
+}
+
+/// `[prices."MODEL"]`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PriceTable {
+    input: f64,
+    output: f64,
+    #[serde(default)]
+    cache_read: f64,
+    #[serde(default)]
+    cache_write: f64,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -73,6 +92,12 @@ pub(crate) struct Config {
     /// `[worktrees] keep`.
     pub(crate) keep_worktrees: Keep,
     harness: BTreeMap<String, HarnessConfig>,
+    /// `[budget]`, checked.
+    pub(crate) budget: Limits,
+    /// Each harness's `budget_*` limits and `reserve_*` expected cost per attempt.
+    harness_budgets: BTreeMap<String, (Limits, Option<f64>, Option<u64>)>,
+    /// The default price table with `[prices."MODEL"]` over it.
+    pub(crate) prices: Prices,
 }
 
 /// One `[harness.NAME]` table.
@@ -99,13 +124,32 @@ impl Config {
         if max_parallel == 0 {
             return Err(UserError::new("tutti.toml: [defaults] max_parallel must be at least 1").into());
         }
+        let budget = match &file.budget {
+            Some(table) => budget_table(table).map_err(|e| UserError::new(format!("tutti.toml: [budget]: {e}")))?,
+            None => Limits::default(),
+        };
+        let mut prices = Prices::default();
+        for (model, p) in &file.prices {
+            let price = Price { input: p.input, output: p.output, cache_read: p.cache_read, cache_write: p.cache_write };
+            if [price.input, price.output, price.cache_read, price.cache_write].iter().any(|x| !x.is_finite() || *x < 0.0) {
+                let message = format!("tutti.toml: [prices.\"{model}\"]: prices must be numbers of at least 0 (US dollars per million tokens)");
+                return Err(UserError::new(message).into());
+            }
+            prices.set(model, price, format!("tutti.toml [prices.\"{model}\"]"));
+        }
         let mut harness = BTreeMap::new();
-        for (name, table) in file.harness {
+        let mut harness_budgets = BTreeMap::new();
+        for (name, mut table) in file.harness {
             if BUILT_IN.contains(&name.as_str()) {
                 return Err(UserError::new(format!(
                     "tutti.toml: [harness.{name}]: \"{name}\" is a built-in harness name"
                 ))
                 .into());
+            }
+            let budgets = harness_budget(&mut table)
+                .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {e}")))?;
+            if let Some(budgets) = budgets {
+                harness_budgets.insert(name.clone(), budgets);
             }
             let config = harness_config(&name, table)
                 .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {}", e.trim_end())))?;
@@ -119,6 +163,9 @@ impl Config {
             max_parallel,
             keep_worktrees: file.worktrees.keep.unwrap_or_default(),
             harness,
+            budget,
+            harness_budgets,
+            prices,
         })
     }
 
@@ -160,6 +207,31 @@ impl Config {
 }
 
 impl Config {
+    /// The budgets a new run journals in its options (`budget: { run, harness, reserve }`), `run` being
+    /// `[budget]` with `flags` over it; `None` when nothing has a budget.
+    pub(crate) fn run_budgets(&self, flags: &Limits) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let mut run = self.budget.clone();
+        run.usd = flags.usd.or(run.usd);
+        run.tokens = flags.tokens.or(run.tokens);
+        run.turns = flags.turns.or(run.turns);
+        run.time_ms = flags.time_ms.or(run.time_ms);
+        let mut harness = serde_json::Map::new();
+        let mut reserve = serde_json::Map::new();
+        for (name, (limits, usd, tokens)) in &self.harness_budgets {
+            if !limits.is_empty() {
+                harness.insert(name.clone(), limits.to_json());
+            }
+            if usd.is_some() || tokens.is_some() {
+                reserve.insert(name.clone(), json!({ "usd": usd, "tokens": tokens }));
+            }
+        }
+        if run.is_empty() && harness.is_empty() && reserve.is_empty() {
+            return None;
+        }
+        Some(json!({ "run": (!run.is_empty()).then(|| run.to_json()), "harness": harness, "reserve": reserve }))
+    }
+
     /// The configuration in effect of harness `name` as `tutti doctor` shows it: its kind, and for an agent
     /// CLI where its binary is found, its gateway, model and key variable (whether set, never its value);
     /// for a command harness its command line. Built-in harnesses have no table.
@@ -195,6 +267,86 @@ impl Config {
     pub(crate) fn has_gateway_for(&self, cli: &str) -> bool {
         self.harness.values().any(|h| matches!(h, HarnessConfig::Agent { cli: c, config } if c == cli && (config.base_url.is_some() || config.api_key_env.is_some())))
     }
+}
+
+/// `[budget]`: `usd`, `tokens`, `turns`, `time` (`"2h"`, `"90m"`, or milliseconds) and `on_exceed`.
+fn budget_table(table: &toml::Table) -> Result<Limits, String> {
+    let mut json = serde_json::Map::new();
+    for (key, value) in table {
+        let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+        match key.as_str() {
+            "time" => {
+                let ms = match &value {
+                    serde_json::Value::String(text) => parse_duration(text)?,
+                    other => other.as_u64().ok_or_else(|| format!("time must be a duration like \"2h\" or \"90m\", not {other}"))?,
+                };
+                json.insert("timeMs".into(), ms.into());
+            }
+            "on_exceed" => {
+                json.insert("onExceed".into(), value);
+            }
+            "timeMs" | "onExceed" => return Err(format!("`{key}`: in tutti.toml write `{}`", if key == "timeMs" { "time" } else { "on_exceed" })),
+            _ => {
+                json.insert(key.clone(), value);
+            }
+        }
+    }
+    Limits::parse(&serde_json::Value::Object(json), "budget").map_err(|e| e.trim_start_matches("budget.").to_string())
+}
+
+/// Take a harness table's budget fields out of it: `budget_usd`, `budget_tokens`, `budget_turns` (its limits
+/// over the whole run) and `reserve_usd`, `reserve_tokens` (what one attempt is expected to spend).
+fn harness_budget(table: &mut toml::Table) -> Result<Option<(Limits, Option<f64>, Option<u64>)>, String> {
+    let mut json = serde_json::Map::new();
+    for (field, key) in [("budget_usd", "usd"), ("budget_tokens", "tokens"), ("budget_turns", "turns")] {
+        if let Some(v) = table.remove(field) {
+            json.insert(key.to_string(), serde_json::to_value(v).map_err(|e| e.to_string())?);
+        }
+    }
+    let limits = Limits::parse(&serde_json::Value::Object(json), "budget")
+        .map_err(|e| e.replacen("budget.", "budget_", 1))?;
+    let number = |v: toml::Value, field: &str| {
+        let f = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+        f.filter(|f| f.is_finite() && *f >= 0.0).ok_or_else(|| format!("{field} must be a number of at least 0, not {v}"))
+    };
+    let reserve_usd = table.remove("reserve_usd").map(|v| number(v, "reserve_usd")).transpose()?;
+    let reserve_tokens = table.remove("reserve_tokens").map(|v| number(v, "reserve_tokens").map(|f| f as u64)).transpose()?;
+    let any = !limits.is_empty() || reserve_usd.is_some() || reserve_tokens.is_some();
+    Ok(any.then_some((limits, reserve_usd, reserve_tokens)))
+}
+
+/// A duration: `2h`, `90m`, `45s`, `1h30m`, `500ms`, or a plain number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a duration: write it like 2h, 90m, 45s, 1h30m or 500ms");
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds * 1000);
+    }
+    let (mut total, mut number) = (0u64, String::new());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        let unit = match c {
+            'h' => 3_600_000,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            'm' => 60_000,
+            's' => 1000,
+            _ => return Err(bad()),
+        };
+        total += n * unit;
+    }
+    if !number.is_empty() || total == 0 && !text.starts_with('0') {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 /// The adapter for agent CLI `cli` (one of [`AGENT_CLIS`], checked when the table was read).

@@ -14,6 +14,7 @@
 //! A step never re-enters the process host: resolving an effect journals it and queues a notice; the loop
 //! hands notices to the host one at a time, in journal order, and acts on what each one wakes.
 
+mod budgets;
 mod changes;
 mod control;
 mod effects;
@@ -96,6 +97,8 @@ pub struct Options {
     pub msg_secret: String,
     /// Why the driver lets go when its shutdown flag turns true (Ctrl-C, a closed terminal), for the journal.
     pub detach_reason: fn() -> &'static str,
+    /// Prices per model, for usage whose harness reported tokens but no cost.
+    pub prices: crate::prices::Prices,
 }
 
 /// Where a crash test kills the driver (with SIGKILL, through [`Platform::crash`]). Without the
@@ -185,6 +188,10 @@ pub struct Driver<'a> {
     attempt_sessions: HashMap<EffectId, String>,
     /// Task ids whose invalid output schema was already reported: once per task, not per call.
     warned_schemas: std::collections::HashSet<String>,
+    /// Every budgeted scope's spend, kept from the events this driver records (and, on resume, the journal's).
+    ledger: crate::budget::Ledger,
+    /// Effects that would fit their budgets once attempts running in the same scope have ended.
+    budget_waiting: Vec<EffectId>,
     end: Option<End>,
     last_housekeeping: Instant,
     last_renew: Instant,
@@ -227,6 +234,8 @@ impl<'a> Driver<'a> {
             member_worktrees: HashMap::new(),
             attempt_sessions: HashMap::new(),
             warned_schemas: std::collections::HashSet::new(),
+            ledger: crate::budget::Ledger::default(),
+            budget_waiting: Vec::new(),
             end: None,
             last_housekeeping: Instant::now(),
             last_renew: Instant::now(),
@@ -267,7 +276,9 @@ impl<'a> Driver<'a> {
     }
 
     fn record(&mut self, event: Event) -> i64 {
-        self.journal.record(event)
+        let ts_ms = wall_ms();
+        self.ledger.observe(&event, ts_ms);
+        self.journal.record_at(event, ts_ms)
     }
 
     // ---- the loop ----
@@ -362,8 +373,10 @@ impl<'a> Driver<'a> {
             Msg::Harness(HarnessEvent::Usage { effect, attempt, usage }) => {
                 if let Some(e) = self.effects.get(&effect).filter(|e| e.attempt == attempt) {
                     let harness = e.harness.clone().unwrap_or_default();
+                    let usage = self.opts.prices.price(usage);
                     self.observer.progress(Progress::Usage { effect: effect.clone(), usage: usage.clone() });
-                    self.record(Event::EffectUsage { effect, attempt, harness, usage });
+                    self.record(Event::EffectUsage { effect: effect.clone(), attempt, harness, usage });
+                    self.enforce_budgets(Some(&effect));
                 }
                 Ok(())
             }
@@ -449,6 +462,9 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         self.expire();
+        if self.ledger.is_active() {
+            self.enforce_budgets(None);
+        }
         if self.scheduler.running() > 0 {
             self.observer.progress(Progress::Tick);
         }

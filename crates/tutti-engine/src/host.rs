@@ -38,10 +38,13 @@ pub enum HostEvent {
     Cancel {
         effect: EffectId,
     },
+    /// `ctx.group(name, opts)`: `budget` and `member_budget` as the process gave them (checked by the driver).
     GroupOpened {
         group: String,
         members: Vec<tutti_journal::event::MemberInfo>,
         persistent: bool,
+        budget: Option<Value>,
+        member_budget: Option<Value>,
     },
     /// Partial fan-in results, or an explicit `ctx.checkpoint` (empty group).
     Checkpoint {

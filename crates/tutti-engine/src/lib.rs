@@ -2,6 +2,7 @@
 //! through the [`Harness`] trait and journals every fact. It does not run JavaScript itself (that is
 //! `tutti-js`, behind the [`ProcessHost`] trait) nor any subprocess (that is `tutti-harness`).
 
+pub mod budget;
 pub mod driver;
 mod effect;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod identity;
 pub mod kind;
 pub mod observer;
 pub mod platform;
+pub mod prices;
 pub mod registry;
 mod replay;
 pub mod retry;

@@ -208,7 +208,7 @@ impl Replay {
                 }
             }
             Event::MessageDelivered { id, .. } => self.mailbox.retain(|m| m.id != id),
-            Event::GroupOpened { group, members, persistent } => {
+            Event::GroupOpened { group, members, persistent, .. } => {
                 self.groups.insert(group, (members.into_iter().map(|m| m.name).collect(), persistent));
             }
             Event::MemberBound { group, member, session, worktree, branch, .. }

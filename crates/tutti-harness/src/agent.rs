@@ -290,6 +290,8 @@ pub(crate) struct Turn {
     /// How long the CLI may retry an unreachable model, and where that model is (for the message).
     pub(crate) unreachable_after: Duration,
     pub(crate) base_url: Option<String>,
+    /// The model the harness names (`model`), for usage whose stream does not say which model ran.
+    pub(crate) model: Option<String>,
 }
 
 impl Turn {
@@ -311,6 +313,7 @@ impl Turn {
             sessions: None,
             unreachable_after: config.unreachable_after_ms.map_or(UNREACHABLE_AFTER, Duration::from_millis),
             base_url: config.base_url.clone(),
+            model: config.model.clone(),
         }
     }
 
@@ -397,7 +400,7 @@ pub(crate) fn finish_env(command: &mut Command, job: &Job, config: &AgentConfig,
 /// Start `turn` (stdin from `/dev/null` or the turn's input, then closed; its own process group); the session it ran in, its usage and its
 /// outcome go to `reporter` when it ends.
 pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, StartError> {
-    let Turn { harness, command, stdin, timeout, schema, parse, sessions, unreachable_after, base_url } = turn;
+    let Turn { harness, command, stdin, timeout, schema, parse, sessions, unreachable_after, base_url, model } = turn;
     let what = format!("harness {harness} (`{}`)", command.get_program().to_string_lossy());
     let contact = Arc::new(Mutex::new(Contact::default()));
     let on_line = progress_sink(reporter.clone(), Arc::clone(&contact));
@@ -413,7 +416,10 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
             }
             reporter.session(session);
         }
-        if let Some(usage) = transcript.usage.clone() {
+        if let Some(mut usage) = transcript.usage.clone() {
+            if usage.model.is_none() {
+                usage.model.clone_from(&model);
+            }
             reporter.usage(usage);
         }
         if let Ok(e) = &exit {

@@ -87,9 +87,13 @@ fn parse(stdout: &str) -> Transcript {
     let mut transcript = Transcript::default();
     let mut retrying = None;
     let mut ended = false;
+    let mut init_model = None;
     for event in agent::events(stdout) {
         if let Some(id) = event["session_id"].as_str() {
             transcript.session = Some(id.to_string());
+        }
+        if event["type"] == "system" && event["subtype"] == "init" {
+            init_model = event["model"].as_str().map(String::from);
         }
         if event["type"] == "system" && event["subtype"] == "api_retry" {
             retrying = Some(retry_message(&event));
@@ -105,6 +109,9 @@ fn parse(stdout: &str) -> Transcript {
         }
         transcript.answer = text;
         transcript.usage = Some(usage(&event));
+    }
+    if let (Some(u), Some(model)) = (transcript.usage.as_mut(), init_model) {
+        u.model.get_or_insert(model);
     }
     if !ended {
         transcript.error = retrying;
@@ -131,6 +138,9 @@ fn usage(result: &Value) -> Usage {
         cache_read_tokens: count(u, "cache_read_input_tokens"),
         cache_write_tokens: count(u, "cache_creation_input_tokens"),
         cost_usd: result["total_cost_usd"].as_f64(),
+        // The model that did the work: the first of `modelUsage` (claude prices each model itself).
+        model: result["modelUsage"].as_object().and_then(|m| m.keys().next().cloned()),
+        priced: None,
     }
 }
 

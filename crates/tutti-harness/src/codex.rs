@@ -176,6 +176,8 @@ fn usage(u: &Value) -> Usage {
         cache_read_tokens: cache_read,
         cache_write_tokens: cache_write,
         cost_usd: None,
+        model: None,
+        priced: None,
     }
 }
 
@@ -186,6 +188,8 @@ fn minus(total: &Usage, before: &Usage) -> Usage {
         cache_read_tokens: total.cache_read_tokens.saturating_sub(before.cache_read_tokens),
         cache_write_tokens: total.cache_write_tokens.saturating_sub(before.cache_write_tokens),
         cost_usd: None,
+        model: None,
+        priced: None,
     }
 }
 

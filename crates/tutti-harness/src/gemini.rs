@@ -99,15 +99,19 @@ fn parse(stdout: &str) -> Transcript {
     let mut answer = String::new();
     let mut last_error = None;
     let mut succeeded = false;
+    let mut model = None;
     for event in agent::events(stdout) {
         match event["type"].as_str().unwrap_or("") {
-            "init" => transcript.session = event["session_id"].as_str().map(String::from),
+            "init" => {
+                transcript.session = event["session_id"].as_str().map(String::from);
+                model = event["model"].as_str().map(String::from);
+            }
             "message" if event["role"] == "assistant" => answer.push_str(event["content"].as_str().unwrap_or("")),
             // Text before a tool call is narration; the answer is what the model says after the last one.
             "tool_use" | "tool_result" => answer.clear(),
             "error" if event["severity"] == "error" => last_error = event["message"].as_str().map(String::from),
             "result" => {
-                transcript.usage = Some(usage(&event["stats"]));
+                transcript.usage = Some(Usage { model: model.clone(), ..usage(&event["stats"]) });
                 if event["status"] == "success" {
                     succeeded = true;
                 } else {
@@ -135,6 +139,8 @@ fn usage(stats: &Value) -> Usage {
         cache_read_tokens: cached,
         cache_write_tokens: 0,
         cost_usd: None,
+        model: None,
+        priced: None,
     }
 }
 

@@ -98,7 +98,11 @@ fn parse(stdout: &str) -> Transcript {
             "session" => transcript.session = event["id"].as_str().map(String::from),
             "message_end" if event["message"]["role"] == "assistant" => {
                 let message = &event["message"];
-                add(total.get_or_insert_with(Usage::default), &message["usage"]);
+                let total = total.get_or_insert_with(Usage::default);
+                add(total, &message["usage"]);
+                if total.model.is_none() {
+                    total.model = message["model"].as_str().map(String::from);
+                }
                 let stop = message["stopReason"].as_str().unwrap_or("");
                 if stop == "error" || stop == "aborted" {
                     let error = message["errorMessage"].as_str().unwrap_or("the model request failed");

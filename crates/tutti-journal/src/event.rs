@@ -240,9 +240,17 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     #[serde(default)]
     pub cache_write_tokens: u64,
-    /// Cost in US dollars, when the harness reports one.
+    /// Cost in US dollars: as the harness reported it, or from the price table (then `priced` says which).
+    /// `None` with tokens is unpriced usage, never $0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// The model the attempt used, when the harness knows it (the price table is per model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Where `cost_usd` came from when the harness did not report it: the price table's entry, e.g.
+    /// `default prices (2026-12-01)` or `tutti.toml [prices."gpt-5.5"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priced: Option<String>,
 }
 
 impl Usage {
@@ -255,6 +263,14 @@ impl Usage {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
         };
+        if self.model.is_none() {
+            self.model.clone_from(&other.model);
+        }
+    }
+
+    /// Every token the model processed: input, output, and cache reads and writes.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
     }
 }
 
@@ -393,11 +409,16 @@ pub enum Event {
         scope: String,
         message: String,
     },
-    /// A named group with its members; the same names give the same identities after a restart.
+    /// A named group with its members; the same names give the same identities after a restart. `budget`
+    /// bounds the group's spend, `member_budget` each member's (`{ usd, tokens, turns, timeMs, onExceed }`).
     GroupOpened {
         group: String,
         members: Vec<MemberInfo>,
         persistent: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member_budget: Option<Value>,
     },
     /// Partial results of a fan-in (`checkpointEvery`), or an explicit `ctx.checkpoint` (group empty).
     GroupCheckpoint {
@@ -456,6 +477,29 @@ pub enum Event {
         wake_ms: i64,
         error: ErrorInfo,
     },
+    /// Attempt `attempt` of `effect` may start: every budgeted scope it counts against (`scopes`, e.g. `run`,
+    /// `group reviewers`, `member reviewers/alice`, `harness claude`, `task root/3`) has room for what it is
+    /// expected to spend, `usd` and `tokens`, held until the attempt ends.
+    BudgetReserved {
+        effect: EffectId,
+        attempt: u32,
+        scopes: Vec<String>,
+        usd: f64,
+        tokens: u64,
+    },
+    /// A budget decision: `scope` reached its limit of `measure` (`usd`, `tokens`, `turns` or `timeMs`) with
+    /// `spent` against `limit`. `action` is `refused` (`effect` could not start and fails with
+    /// `BudgetExceeded`), `finish` (the scope's running attempts are left to finish) or `cancel` (they are
+    /// stopped at once).
+    BudgetExceeded {
+        scope: String,
+        measure: String,
+        limit: f64,
+        spent: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        effect: Option<EffectId>,
+        action: String,
+    },
 }
 
 impl Event {
@@ -489,6 +533,8 @@ impl Event {
             Event::MessageDelivered { .. } => "message_delivered",
             Event::ChangesAccepted { .. } => "changes_accepted",
             Event::EffectRetrying { .. } => "effect_retrying",
+            Event::BudgetReserved { .. } => "budget_reserved",
+            Event::BudgetExceeded { .. } => "budget_exceeded",
         }
     }
 
@@ -524,6 +570,8 @@ impl Event {
             | Event::EffectStarted { .. }
             | Event::EffectRedispatched { .. }
             | Event::EffectRetrying { .. }
+            | Event::BudgetReserved { .. }
+            | Event::BudgetExceeded { .. }
             | Event::EffectResolved { .. }
             | Event::EffectCancelled { .. }
             | Event::ControlApplied { .. }

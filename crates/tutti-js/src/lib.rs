@@ -353,6 +353,10 @@ struct WireGroup {
     group: String,
     members: Vec<tutti_journal::event::MemberInfo>,
     persistent: bool,
+    #[serde(default)]
+    budget: Option<serde_json::Value>,
+    #[serde(default, rename = "memberBudget")]
+    member_budget: Option<serde_json::Value>,
 }
 
 fn push_group(shared: &Shared, json: &str) {
@@ -361,6 +365,8 @@ fn push_group(shared: &Shared, json: &str) {
             group: g.group,
             members: g.members,
             persistent: g.persistent,
+            budget: g.budget,
+            member_budget: g.member_budget,
         }),
         Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed group ({e}): {json}")),
     }

@@ -375,7 +375,7 @@ fn groups_json(records: &[Record]) -> Value {
     let mut groups: Vec<Value> = Vec::new();
     for r in records {
         match &r.event {
-            Event::GroupOpened { group, members, persistent } => {
+            Event::GroupOpened { group, members, persistent, .. } => {
                 let members: Vec<Value> =
                     members.iter().map(|m| json!({ "name": m.name, "harness": m.harness, "session": null })).collect();
                 groups.push(json!({ "group": group, "persistent": persistent, "closed": false, "members": members }));

@@ -82,6 +82,7 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
             "gitBase": git_base,
             "simulate": simulation.as_ref().map(|(file, _)| json!({ "file": file })),
             "noExec": mode.no_exec,
+            "budget": config.run_budgets(&args.budget.limits()),
         }),
     };
     let mut observer = output::observer(&new.process, if mode.until_blocked { "iterate" } else { "resume" });
@@ -207,6 +208,7 @@ fn options(config: &Config, run_id: &str, drive: &DriveArgs, workdir: PathBuf, m
         holder: LinuxPlatform.lease_holder(),
         platform: Arc::new(LinuxPlatform),
         faults: faults(),
+        prices: config.prices.clone(),
     }
 }
 

@@ -34,7 +34,8 @@ impl Driver<'_> {
         let effect = req.effect.clone();
         let bad_retry = crate::retry::Policy::of(&req.task)
             .err()
-            .map(|why| ErrorInfo::new("InvalidRetry", format!("{}: {why}", named(&req))));
+            .map(|why| ErrorInfo::new("InvalidRetry", format!("{}: {why}", named(&req))))
+            .or_else(|| budgets::task_budget(&req.task, &named(&req)).err());
         if let Some((harness, reason)) = self.register(req, 1, true) {
             self.record(Event::EffectRouted { effect: effect.clone(), harness, reason });
         }
@@ -98,8 +99,12 @@ impl Driver<'_> {
             }
             let limit = scheduler::limit_of(&self.harnesses, self.opts.platform.as_ref(), &name);
             let class = e.class.clone();
+            let Some(reservation) = self.budget_check(&id, &name) else { continue };
             match self.scheduler.admit(id.clone(), &class, &name, limit.as_ref().map(|(n, _)| *n)) {
-                Admission::Start => self.start(&id, &name)?,
+                Admission::Start => {
+                    self.reserve(&id, reservation);
+                    self.start(&id, &name)?
+                }
                 Admission::RunFull => break,
                 Admission::HarnessFull { first } => {
                     if let Some((_, reason)) = limit.filter(|_| first) {
@@ -222,6 +227,7 @@ impl Driver<'_> {
             State::Running { harness } => {
                 let ran = if stop { self.executor.stop(id) } else { self.executor.finished(id) };
                 self.scheduler.released(id, &harness);
+                self.requeue_budget_waiting();
                 ran.unwrap_or_default().as_millis() as u64
             }
             State::Waiting { since, .. } | State::Backoff { since, .. } => since.elapsed().as_millis() as u64,
@@ -251,8 +257,10 @@ impl Driver<'_> {
                     let from = if inside.member().is_some() { inside.address() } else { "coordinator".to_string() };
                     self.send(from, to, body);
                 }
-                HostEvent::GroupOpened { group, members, persistent } => {
+                HostEvent::GroupOpened { group, members, persistent, budget, member_budget } => {
                     check_group_names(&group, members.iter().map(|m| m.name.as_str()))
+                        .map_err(|message| HostError { message })?;
+                    budgets::group_budgets(&group, budget.as_ref(), member_budget.as_ref())
                         .map_err(|message| HostError { message })?;
                     self.groups.insert(group.clone(), (members.iter().map(|m| m.name.clone()).collect(), persistent));
                     let names: Vec<String> = members
@@ -261,7 +269,7 @@ impl Driver<'_> {
                         .collect();
                     let message = format!("group opened: {}", names.join(", "));
                     self.observer.progress(Progress::Log { scope: format!("group:{group}"), message });
-                    self.record(Event::GroupOpened { group, members, persistent });
+                    self.record(Event::GroupOpened { group, members, persistent, budget, member_budget });
                 }
                 HostEvent::Checkpoint { group, completed, value } => {
                     self.record(Event::GroupCheckpoint { group, completed, value: Payload::Inline(value) });

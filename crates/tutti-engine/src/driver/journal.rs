@@ -31,8 +31,13 @@ impl JournalBuffer {
     }
 
     /// Buffer an event for the next commit; returns its timestamp.
+    #[cfg(test)]
     pub(crate) fn record(&mut self, event: Event) -> i64 {
-        let ts_ms = super::wall_ms();
+        self.record_at(event, super::wall_ms())
+    }
+
+    /// Record `event` stamped `ts_ms` (the dispatcher's clock, read once for the event and its ledger).
+    pub(crate) fn record_at(&mut self, event: Event, ts_ms: i64) -> i64 {
         self.buffer.push(NewEvent { ts_ms, event });
         ts_ms
     }

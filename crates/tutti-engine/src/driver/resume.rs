@@ -17,6 +17,7 @@ impl Driver<'_> {
             self.release();
             return Ok(end);
         }
+        self.restore_ledger(&records);
         let pending_code_change = self.code_change(&records, current_code_hash);
         let (inputs, created_ms) = self.created(&records)?;
         self.check_names(&records)?;

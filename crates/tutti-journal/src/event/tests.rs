@@ -129,6 +129,32 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
                 error: ErrorInfo::new("HarnessError", message),
             }
         ),
+        arb_budget_event(),
+    ]
+}
+
+fn arb_budget_event() -> impl Strategy<Value = Event> {
+    let amount = 0.0f64..1e9;
+    prop_oneof![
+        (arb_text(), any::<u32>(), prop::collection::vec(arb_text(), 0..4), amount.clone(), any::<u64>()).prop_map(
+            |(effect, attempt, scopes, usd, tokens)| Event::BudgetReserved {
+                effect: effect.into(),
+                attempt,
+                scopes,
+                usd,
+                tokens
+            }
+        ),
+        (arb_text(), arb_text(), amount.clone(), amount, prop::option::of(arb_text()), arb_text()).prop_map(
+            |(scope, measure, limit, spent, effect, action)| Event::BudgetExceeded {
+                scope,
+                measure,
+                limit,
+                spent,
+                effect: effect.map(Into::into),
+                action
+            }
+        ),
     ]
 }
 
@@ -154,8 +180,14 @@ fn arb_actor() -> impl Strategy<Value = Actor> {
 fn arb_group_event() -> impl Strategy<Value = Event> {
     let member = (arb_text(), prop::option::of(arb_text())).prop_map(|(name, harness)| MemberInfo { name, harness });
     prop_oneof![
-        (arb_text(), prop::collection::vec(member, 0..4), any::<bool>())
-            .prop_map(|(group, members, persistent)| Event::GroupOpened { group, members, persistent }),
+        (arb_text(), prop::collection::vec(member, 0..4), any::<bool>(), prop::option::of(arb_value()))
+            .prop_map(|(group, members, persistent, budget)| Event::GroupOpened {
+                group,
+                members,
+                persistent,
+                member_budget: budget.clone(),
+                budget
+            }),
         (arb_text(), any::<u64>(), arb_payload()).prop_map(|(group, completed, value)| Event::GroupCheckpoint {
             group,
             completed,

@@ -150,6 +150,9 @@
     const e = new Error(info.message);
     e.name = info.name || "Error";
     if (info.data !== undefined) e.data = info.data;
+    // A budget refusal carries its scope, limit and spend on the error itself, for a coordinator to act on.
+    if (e.name === "BudgetExceeded" && info.data && typeof info.data === "object")
+      for (const k of ["scope", "measure", "limit", "spent"]) e[k] = info.data[k];
     return e;
   }
   // A priority is a finite number (higher goes first within the run's limits); none is undefined.
@@ -171,8 +174,9 @@
     // Priority: ctx.task's option, else the task's own, else its group's.
     const priority = checkPriority(opts && opts.priority, `ctx.task("${def.id}")`) ?? checkPriority(desc.priority, `task "${def.id}"`) ?? (member ? member._group.priority : undefined);
     if (priority !== undefined && !replaying) desc = { ...desc, priority };
-    // A retry policy given with the call overrides the task's own.
+    // A retry policy given with the call overrides the task's own; so does a budget.
     if (opts && opts.retry !== undefined && !replaying) desc = { ...desc, retry: opts.retry };
+    if (opts && opts.budget !== undefined && !replaying) desc = { ...desc, budget: opts.budget };
     // A merge's resolver works in the worktree that holds the conflicted merge.
     if (opts && typeof opts.worktree === "string" && !replaying) desc = { ...desc, worktree: opts.worktree };
     // The code that awaits the result continues in the caller's scope (a coordinator awaiting a member's task
@@ -352,6 +356,8 @@
         group: name,
         members: this.members.map((m) => ({ name: m.name, harness: m.harness })),
         persistent: this.persistent,
+        budget: opts.budget,
+        memberBudget: opts.memberBudget,
       }));
     }
     member(name) {

@@ -429,6 +429,7 @@ impl Rig {
             agent_env: Vec::new(),
             msg_secret: "secret".into(),
             detach_reason: || "interrupted by the test",
+            prices: crate::prices::Prices::default(),
         }
     }
 
