@@ -158,6 +158,34 @@ fn coordinator_reassigns_every_failed_job() {
 }
 
 #[test]
+fn budget_fallback_gives_the_cheap_member_what_the_expensive_harness_has_no_room_for() {
+    let project = Project::with_examples(TUTTI);
+    let (output, events) = run_group_example(&project, "budget-fallback.js");
+    let by = |who: &str| json!(who);
+    assert_eq!(
+        output,
+        json!({ "parser.rs": by("senior"), "lexer.rs": by("senior"), "eval.rs": by("junior"), "gc.rs": by("junior"),
+                "repl.rs": by("junior") }),
+        "$0.40 a turn: two fit in $1.00, a third would not"
+    );
+    let refusals = of_kind(&events, "budget_exceeded");
+    assert_eq!(refusals.len(), 3, "{}", show(&events));
+    for r in &refusals {
+        assert_eq!((r["event"]["scope"].as_str(), r["event"]["action"].as_str()), (Some("harness pricey"), Some("refused")));
+    }
+    let pricey: f64 = of_kind(&events, "effect_usage")
+        .iter()
+        .filter(|e| e["event"]["harness"] == "pricey")
+        .filter_map(|e| e["event"]["usage"]["cost_usd"].as_f64())
+        .sum();
+    assert!((pricey - 0.8).abs() < 1e-9, "the expensive harness spent {pricey}, within its $1.00");
+    let logs: Vec<&str> = of_kind(&events, "log").iter().filter_map(|e| e["event"]["message"].as_str()).collect();
+    assert!(logs.iter().any(|l| l.starts_with("eval.rs: harness pricey has spent $0.80 of $1.00")), "{logs:?}");
+    let status = project.run(&["status"]);
+    assert!(status.stdout.contains("harness pricey") && status.stdout.contains("$0.80 of $1.00 (80%)"), "{status}");
+}
+
+#[test]
 fn background_effects_overlap_and_races_cancel_the_loser() {
     let project = Project::with_examples(TUTTI);
     let (output, events) = run_group_example(&project, "background.js");

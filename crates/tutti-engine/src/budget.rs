@@ -13,7 +13,7 @@
 //! times, so a restart does not reset it). Before an attempt starts, its scopes' spend plus what running
 //! attempts are still expected to spend plus its own expected cost (a harness's `reserve_usd`, else the mean
 //! of its last turns) must fit; the reservation is journaled as `budget_reserved` and held until the attempt
-//! ends.
+//! ends. While a harness's cost is unknown, a budgeted scope runs one of its attempts at a time.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -580,16 +580,21 @@ impl Ledger {
     }
 
     /// What an attempt on `harness` is expected to spend: its configured reservation, else the mean of its
-    /// last attempts in this run, else nothing.
-    pub fn expected(&self, harness: &str) -> (f64, u64) {
+    /// last attempts in this run; `None` while neither is known.
+    pub fn expected(&self, harness: &str) -> Option<(f64, u64)> {
         let configured = self.reserve.get(harness).copied().unwrap_or_default();
         let recent = self.recent.get(harness).filter(|r| !r.is_empty());
         let mean = recent.map(|r| {
             let n = r.len() as f64;
             (r.iter().map(|x| x.0).sum::<f64>() / n, (r.iter().map(|x| x.1 as f64).sum::<f64>() / n) as u64)
         });
-        let (usd, tokens) = mean.unwrap_or_default();
-        (configured.0.unwrap_or(usd), configured.1.unwrap_or(tokens))
+        match (configured, mean) {
+            ((None, None), None) => None,
+            ((usd, tokens), mean) => {
+                let (mean_usd, mean_tokens) = mean.unwrap_or_default();
+                Some((usd.unwrap_or(mean_usd), tokens.unwrap_or(mean_tokens)))
+            }
+        }
     }
 
     /// What running attempts in `scope` are still expected to spend beyond what they have reported.
@@ -600,13 +605,16 @@ impl Ledger {
         })
     }
 
-    /// May an attempt of `effect` start on `harness` at `now_ms`?
+    /// May an attempt of `effect` start on `harness` at `now_ms`? While the harness's cost per attempt is
+    /// unknown (no `reserve_usd`, no attempt of it ended yet), a scope that limits money or tokens runs one
+    /// attempt at a time, so that it can overshoot by one attempt at most.
     pub fn check(&self, effect: &EffectId, harness: &str, now_ms: i64) -> Check {
         let scopes = self.scopes_of(effect, Some(harness));
         if scopes.is_empty() {
             return Check::Admit(Reservation::default());
         }
-        let (want_usd, want_tokens) = self.expected(harness);
+        let known = self.expected(harness);
+        let (want_usd, want_tokens) = known.unwrap_or_default();
         let mut wait = None;
         for scope in &scopes {
             let Some(account) = self.accounts.get(scope) else { continue };
@@ -624,12 +632,14 @@ impl Ledger {
                 if spent >= limit || (measure == Measure::Turns && spent + want > limit) {
                     return Check::Refuse(refuse(None));
                 }
-                if matches!(measure, Measure::Usd | Measure::Tokens) && spent + outstanding + want > limit {
-                    if outstanding > 0.0 {
-                        wait.get_or_insert_with(|| scope.clone());
-                    } else {
-                        return Check::Refuse(refuse(Some(want)));
-                    }
+                if !matches!(measure, Measure::Usd | Measure::Tokens) {
+                    continue;
+                }
+                let busy = self.running.values().any(|a| a.harness.is_some() && a.scopes.contains(scope));
+                if known.is_none() && busy || spent + outstanding + want > limit && outstanding > 0.0 {
+                    wait.get_or_insert_with(|| scope.clone());
+                } else if spent + outstanding + want > limit {
+                    return Check::Refuse(refuse(Some(want)));
                 }
             }
         }

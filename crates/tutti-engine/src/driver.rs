@@ -252,6 +252,7 @@ impl<'a> Driver<'a> {
             modules: new.modules,
             options: new.options,
         };
+        self.ledger.observe(&created, now);
         self.store.create_run(&self.opts.run_id, &[NewEvent { ts_ms: now, event: created }])?;
         self.acquire_lease()?;
         self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });

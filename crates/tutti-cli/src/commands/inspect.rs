@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
+use tutti_engine::budget::Scope;
 use tutti_journal::{Blobs, EffectId, Event, Outcome, Payload, Record, RunStatus, RunSummary, Usage};
 
 use crate::commands::{find_run, open_store};
@@ -139,9 +140,13 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
     }
     let usage = usage_json(records);
     let simulated = records.first().is_some_and(|r| is_simulated(&r.event));
+    // A budget's clock stops with its run.
+    let budget_now = if s.status.is_terminal() { s.updated_ms } else { now };
+    let budgets = tutti_engine::budget::Ledger::of(records).to_json(budget_now);
     Ok(json!({
         "simulated": simulated,
         "usage": usage,
+        "budgets": budgets,
         "runId": s.id, "status": shown, "process": s.process, "createdMs": s.created_ms,
         "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
         "running": running, "waiting": waiting, "queued": queued(store, records, &effects, s)?,
@@ -229,14 +234,60 @@ fn usage_json(records: &[Record]) -> Value {
     let mut total = Usage::default();
     let mut by_harness: BTreeMap<String, Usage> = BTreeMap::new();
     let mut by_effect: BTreeMap<String, Usage> = BTreeMap::new();
+    let mut unpriced: BTreeMap<String, u64> = BTreeMap::new();
     for r in records {
         if let Event::EffectUsage { effect, harness, usage, .. } = &r.event {
             total.add(usage);
             by_harness.entry(harness.clone()).or_default().add(usage);
             by_effect.entry(effect.to_string()).or_default().add(usage);
+            if usage.cost_usd.is_none() && usage.tokens() > 0 {
+                for key in ["", harness.as_str(), effect.as_str()] {
+                    *unpriced.entry(key.to_string()).or_default() += usage.tokens();
+                }
+            }
         }
     }
-    json!({ "total": total, "byHarness": by_harness, "byEffect": by_effect })
+    // Usage with no known price: its tokens, said apart, never counted as $0.
+    let with_unpriced = |u: &Usage, key: &str| {
+        let mut v = json!(u);
+        if let Some(n) = unpriced.get(key) {
+            v["unpriced_tokens"] = json!(n);
+        }
+        v
+    };
+    let by_harness: BTreeMap<&String, Value> = by_harness.iter().map(|(k, u)| (k, with_unpriced(u, k))).collect();
+    let by_effect: BTreeMap<&String, Value> = by_effect.iter().map(|(k, u)| (k, with_unpriced(u, k))).collect();
+    json!({ "total": with_unpriced(&total, ""), "byHarness": by_harness, "byEffect": by_effect })
+}
+
+/// A budget as `--json` shows it, in one line: `$0.62 of $1.00 (62%), 3 of 10 turns; ...`.
+pub(crate) fn budget_line(b: &Value) -> String {
+    use tutti_engine::budget::Measure;
+    let mut parts = Vec::new();
+    for m in Measure::ALL {
+        let Some(limit) = b["limits"][m.name()].as_f64() else { continue };
+        let spent = b["spent"][m.name()].as_f64().unwrap_or(0.0);
+        let pct = if limit > 0.0 { format!(" ({:.0}%)", spent / limit * 100.0) } else { String::new() };
+        parts.push(format!("{} of {}{pct}", m.show(spent), m.show(limit)));
+    }
+    let unpriced = b["spent"]["unpricedTokens"].as_u64().unwrap_or(0);
+    if unpriced > 0 {
+        parts.push(format!("{} unpriced", Measure::Tokens.show(unpriced as f64)));
+    }
+    let reruns = b["spent"]["rerunTurns"].as_u64().unwrap_or(0);
+    if reruns > 0 {
+        let usd = Measure::Usd.show(b["spent"]["rerunUsd"].as_f64().unwrap_or(0.0));
+        parts.push(format!("{reruns} re-run attempt(s) costing {usd} included"));
+    }
+    let mut line = parts.join(", ");
+    if let Some(measure) = b["exceeded"]["measure"].as_str() {
+        let then = if b["exceeded"]["action"] == "cancel" { "running attempts cancelled" } else { "nothing new starts" };
+        line.push_str(&format!("; REACHED its {measure} limit: {then}"));
+    }
+    if let Some(n) = b["refused"].as_u64().filter(|n| *n > 0) {
+        line.push_str(&format!("; {n} effect(s) refused (BudgetExceeded)"));
+    }
+    line
 }
 
 fn usage_line(u: &Value) -> String {
@@ -245,8 +296,11 @@ fn usage_line(u: &Value) -> String {
     if n("cache_read_tokens") + n("cache_write_tokens") > 0 {
         line.push_str(&format!(", {} cache read, {} cache write", n("cache_read_tokens"), n("cache_write_tokens")));
     }
-    if let Some(usd) = u["cost_usd"].as_f64() {
-        line.push_str(&format!(", ${usd:.4}"));
+    match (u["cost_usd"].as_f64(), u["unpriced_tokens"].as_u64().unwrap_or(0)) {
+        (Some(usd), 0) => line.push_str(&format!(", ${usd:.4}")),
+        (Some(usd), n) => line.push_str(&format!(", ${usd:.4} + {n} tokens unpriced")),
+        (None, n) if n > 0 => line.push_str(", unpriced"),
+        (None, _) => {}
     }
     line
 }
@@ -312,6 +366,10 @@ fn status_text(r: &Value) -> String {
             out.push_str(&format!("\n  {effect:<14} {}", usage_line(u)));
         }
     }
+    for (i, b) in r["budgets"].as_array().into_iter().flatten().enumerate() {
+        let label = if i == 0 { "budgets" } else { "" };
+        out.push_str(&format!("\n{label:<8} {:<22} {}", b["scope"].as_str().unwrap_or(""), budget_line(b)));
+    }
     if !r["output"].is_null() {
         out.push_str(&format!("\noutput   {}", r["output"]));
     }
@@ -341,6 +399,9 @@ pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i
     for g in report.as_array().into_iter().flatten() {
         let closed = if g["closed"] == true { " (closed)" } else { "" };
         output::data(&format!("group {}{closed}", g["group"].as_str().unwrap_or("")));
+        if !g["budget"].is_null() {
+            output::data(&format!("  budget           {}", budget_line(&g["budget"])));
+        }
         for m in g["members"].as_array().into_iter().flatten() {
             output::data(&format!(
                 "  {:<16} {:<14} {:<8} tasks {} (ok {}, error {}, cancelled {})",
@@ -352,6 +413,9 @@ pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i
                 m["error"],
                 m["cancelled"],
             ));
+            if !m["budget"].is_null() {
+                output::data(&format!("    budget         {}", budget_line(&m["budget"])));
+            }
         }
     }
     Ok(EXIT_OK)
@@ -403,8 +467,15 @@ fn groups_json(records: &[Record]) -> Value {
         }
     }
     let all = effects(records);
+    let ledger = tutti_engine::budget::Ledger::of(records);
+    let now = match records.last() {
+        Some(r) if r.event.terminal_status().is_some() => r.ts_ms,
+        _ => now_ms(),
+    };
+    let budget = |scope: Scope| ledger.account(&scope).map(|a| a.to_json(&scope, now)).unwrap_or(Value::Null);
     for g in &mut groups {
         let name = g["group"].as_str().unwrap_or("").to_string();
+        g["budget"] = budget(Scope::Group(name.clone()));
         for m in g["members"].as_array_mut().into_iter().flatten() {
             let prefix = format!("group:{name}/{}/", m["name"].as_str().unwrap_or(""));
             let mine: Vec<&EffectView> = all.iter().filter(|(id, _)| id.starts_with(&prefix)).map(|(_, v)| v).collect();
@@ -419,6 +490,7 @@ fn groups_json(records: &[Record]) -> Value {
                 }
             }
             m["usage"] = json!(usage);
+            m["budget"] = budget(Scope::Member(format!("{name}/{}", m["name"].as_str().unwrap_or(""))));
             m["tasks"] = json!(mine.len());
             m["ok"] = json!(count("ok"));
             m["error"] = json!(count("error"));

@@ -31,8 +31,8 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
 fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let json = args.drive.json;
     let (run_id, end) = start(config, args, shutdown, Mode::default())?;
-    let (merges, origin) = after_run(config, &run_id, &end);
-    Ok(report(&run_id, &end, &merges, origin, json))
+    let (merges, origin, budgets) = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, origin, budgets, json))
 }
 
 /// How `tutti iterate` drives a run, beside what `run` and `resume` do.
@@ -103,8 +103,8 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
 fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let json = args.drive.json;
     let (run_id, end) = proceed(config, args, shutdown, Mode::default())?;
-    let (merges, origin) = after_run(config, &run_id, &end);
-    Ok(report(&run_id, &end, &merges, origin, json))
+    let (merges, origin, budgets) = after_run(config, &run_id, &end);
+    Ok(report(&run_id, &end, &merges, origin, budgets, json))
 }
 
 /// Replay a run's journal and drive it on, as it was started (its harness, options, simulation, `--no-exec`).
@@ -249,7 +249,7 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 }
 
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
-pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>) {
+pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>, Value) {
     let records = open_or_create(config).and_then(|store| Ok(store.read(&run_id.to_string(), 0)?)).unwrap_or_default();
     if !end.interrupted
         && let Some(account) = crate::commands::summary::summary(&records)
@@ -257,7 +257,8 @@ pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktre
         output::note(&account);
     }
     let origin = end.error.as_ref().and_then(|e| origin_of(e, &records));
-    (after_merges(config, run_id, end, records), origin)
+    let budgets = tutti_engine::budget::Ledger::of(&records).to_json(crate::commands::now_ms());
+    (after_merges(config, run_id, end, records), origin, budgets)
 }
 
 /// The effect whose failure ended the run, and where the process asked for it: `effect root/3 (p.js:12:7)`.
@@ -293,10 +294,17 @@ fn after_merges(config: &Config, run_id: &str, end: &RunEnd, records: Vec<tutti_
 
 /// Error names that mean the user must fix something before running again (exit 2), not that a task failed.
 const USAGE_ERRORS: &[&str] =
-    &["NoHarness", "IsolationError", "NotAGitRepository", "NoCommit", "BranchExists", "MergeTarget"];
+    &["NoHarness", "IsolationError", "NotAGitRepository", "NoCommit", "BranchExists", "MergeTarget", "InvalidBudget"];
 
 /// Print the run's end and choose the exit code.
-fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, origin: Option<String>, json: bool) -> i32 {
+fn report(
+    run_id: &str,
+    end: &RunEnd,
+    merges: &worktrees::Merges,
+    origin: Option<String>,
+    budgets: Value,
+    json: bool,
+) -> i32 {
     if end.interrupted {
         let why = signals::reason();
         output::note(&format!("{why}: running effects were stopped. Continue with `tutti resume {run_id}`"));
@@ -309,6 +317,7 @@ fn report(run_id: &str, end: &RunEnd, merges: &worktrees::Merges, origin: Option
             "output": end.output,
             "error": end.error,
             "merges": merges.to_json(),
+            "budgets": budgets,
         }));
     } else if let Some(out) = &end.output {
         output::json(out);

@@ -21,16 +21,21 @@ pub(crate) fn summary(records: &[Record]) -> Option<String> {
     for (_, v) in &views {
         *counts.entry(v.state).or_default() += 1;
     }
-    let mut by_harness: BTreeMap<String, Usage> = BTreeMap::new();
-    let mut by_member: BTreeMap<String, Usage> = BTreeMap::new();
+    let mut by_harness: BTreeMap<String, (Usage, u64)> = BTreeMap::new();
+    let mut by_member: BTreeMap<String, (Usage, u64)> = BTreeMap::new();
     let mut started: BTreeMap<String, i64> = BTreeMap::new();
     let mut took: Vec<(i64, String)> = Vec::new();
     for r in records {
         match &r.event {
             Event::EffectUsage { effect, harness, usage, .. } => {
-                by_harness.entry(harness.clone()).or_default().add(usage);
+                let unpriced = if usage.cost_usd.is_none() { usage.tokens() } else { 0 };
+                let add = |entry: &mut (Usage, u64)| {
+                    entry.0.add(usage);
+                    entry.1 += unpriced;
+                };
+                add(by_harness.entry(harness.clone()).or_default());
                 if let Some((g, m)) = effect.member() {
-                    by_member.entry(format!("{g}/{m}")).or_default().add(usage);
+                    add(by_member.entry(format!("{g}/{m}")).or_default());
                 }
             }
             Event::EffectStarted { effect, .. } => {
@@ -46,8 +51,14 @@ pub(crate) fn summary(records: &[Record]) -> Option<String> {
     }
     let states: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
     let mut out = format!("summary: {wall:.1}s wall, {} effects ({})", views.len(), states.join(", "));
-    let line = |u: &Usage| {
-        let cost = u.cost_usd.map(|usd| format!(", ${usd:.4}")).unwrap_or_default();
+    // Tokens with no known price are said apart, never counted as $0.
+    let line = |(u, unpriced): &(Usage, u64)| {
+        let cost = match (u.cost_usd, unpriced) {
+            (Some(usd), 0) => format!(", ${usd:.4}"),
+            (Some(usd), n) => format!(", ${usd:.4} + {n} tokens unpriced"),
+            (None, n) if *n > 0 => ", unpriced".to_string(),
+            (None, _) => String::new(),
+        };
         format!("{} in / {} out tokens{cost}", u.input_tokens, u.output_tokens)
     };
     for (name, u) in &by_harness {
@@ -55,6 +66,10 @@ pub(crate) fn summary(records: &[Record]) -> Option<String> {
     }
     for (name, u) in &by_member {
         out.push_str(&format!("\n  member  {name:<12} {}", line(u)));
+    }
+    let end = records.last().map_or(0, |r| r.ts_ms);
+    for (scope, account) in tutti_engine::budget::Ledger::of(records).accounts() {
+        out.push_str(&format!("\n  budget  {:<12} {}", scope.to_string(), account.describe(end)));
     }
     took.sort_by(|a, b| b.cmp(a));
     let slowest: Vec<String> = took.iter().take(3).map(|(ms, e)| format!("{e} {:.1}s", *ms as f64 / 1000.0)).collect();

@@ -104,12 +104,15 @@ fn spend_counts_in_every_nested_scope_and_only_there() {
 fn an_attempt_waits_while_running_ones_hold_the_room_and_is_refused_when_none_is_left() {
     let mut l = Ledger::default();
     feed(&mut l, [group("g", &["a", "b", "c"], json!({ "usd": 1.0 }), None)]);
-    // No history: nothing expected, so the first attempts start.
+    // No history: the cost is unknown, so the first attempt runs alone.
     assert_eq!(l.check(&id("group:g/a/0"), "h", 0), Check::Admit(Reservation { scopes: vec![Scope::Group("g".into())], usd: 0.0, tokens: 0 }));
-    for i in 0..4 {
+    feed(&mut l, [started("group:g/a/0", 1, "h")]);
+    assert_eq!(l.check(&id("group:g/b/0"), "h", 0), Check::Wait(Scope::Group("g".into())));
+    feed(&mut l, [usage("group:g/a/0", 1, "h", Some(0.15), 100), resolved("group:g/a/0", 1)]);
+    for i in 1..4 {
         feed(&mut l, ran(&format!("group:g/a/{i}"), "h", 0.15));
     }
-    assert_eq!(l.expected("h"), (0.15, 100), "the mean of the harness's last attempts");
+    assert_eq!(l.expected("h"), Some((0.15, 100)), "the mean of the harness's last attempts");
     // $0.60 spent: one attempt expected at $0.15 runs, a second fits beside it, a third must wait for them.
     feed(&mut l, [reserved("group:g/b/0", 1, &["group g"], 0.15), started("group:g/b/0", 1, "h")]);
     feed(&mut l, [reserved("group:g/c/0", 1, &["group g"], 0.15), started("group:g/c/0", 1, "h")]);
@@ -132,7 +135,8 @@ fn an_attempt_waits_while_running_ones_hold_the_room_and_is_refused_when_none_is
 fn turns_time_and_tokens_limit_too_and_a_configured_reservation_wins() {
     let mut l = Ledger::default();
     feed(&mut l, [created(json!({ "run": { "turns": 2, "timeMs": 5000, "tokens": 1000 }, "reserve": { "h": { "usd": 0.5, "tokens": 300 } } }))]);
-    assert_eq!(l.expected("h"), (0.5, 300));
+    assert_eq!(l.expected("h"), Some((0.5, 300)));
+    assert_eq!(l.expected("other"), None);
     feed(&mut l, ran("root/0", "h", 0.0));
     assert!(matches!(l.check(&id("root/1"), "h", 2_000), Check::Admit(_)));
     // The run began at 1,000 (journal time): at 6,000 its five seconds are spent.

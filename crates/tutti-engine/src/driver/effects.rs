@@ -260,8 +260,11 @@ impl Driver<'_> {
                 HostEvent::GroupOpened { group, members, persistent, budget, member_budget } => {
                     check_group_names(&group, members.iter().map(|m| m.name.as_str()))
                         .map_err(|message| HostError { message })?;
-                    budgets::group_budgets(&group, budget.as_ref(), member_budget.as_ref())
-                        .map_err(|message| HostError { message })?;
+                    // A bad budget ends the run before anything of the group starts (the user's to fix).
+                    if let Err(message) = budgets::group_budgets(&group, budget.as_ref(), member_budget.as_ref()) {
+                        self.end_with(End::Finished(Err(ErrorInfo::new("InvalidBudget", message))));
+                        continue;
+                    }
                     self.groups.insert(group.clone(), (members.iter().map(|m| m.name.clone()).collect(), persistent));
                     let names: Vec<String> = members
                         .iter()
