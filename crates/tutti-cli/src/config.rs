@@ -291,7 +291,8 @@ fn budget_table(table: &toml::Table) -> Result<Limits, String> {
             }
         }
     }
-    Limits::parse(&serde_json::Value::Object(json), "budget").map_err(|e| e.trim_start_matches("budget.").to_string())
+    Limits::parse(&serde_json::Value::Object(json), "budget")
+        .map_err(|e| e.trim_start_matches("budget.").replace("timeMs, onExceed", "time, on_exceed"))
 }
 
 /// Take a harness table's budget fields out of it: `budget_usd`, `budget_tokens`, `budget_turns` (its limits
