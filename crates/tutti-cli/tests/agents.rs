@@ -26,6 +26,8 @@ struct Cli {
     /// The usage of one model request as the adapter reports it (the mock's counts in the CLI's terms).
     per_request: [u64; 4],
     reports_cost: bool,
+    /// tutti's default price table has the model: its tokens are priced when the CLI reports no cost.
+    priced: bool,
     /// More lines for the harness's table in `tutti.toml`.
     extra_toml: &'static str,
 }
@@ -37,6 +39,7 @@ const CLAUDE: Cli = Cli {
     // The mock's default usage: 11 uncached, 7 out, 5 cache reads, 3 cache writes.
     per_request: [11, 7, 5, 3],
     reports_cost: true,
+    priced: false,
     extra_toml: "",
 };
 
@@ -47,6 +50,7 @@ const CODEX: Cli = Cli {
     // The Responses API has no cache-write count: the mock's 3 cache writes are part of the uncached input.
     per_request: [14, 7, 5, 0],
     reports_cost: false,
+    priced: true,
     extra_toml: "",
 };
 
@@ -58,6 +62,7 @@ const GEMINI: Cli = Cli {
     api_path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
     per_request: [14, 7, 5, 0],
     reports_cost: false,
+    priced: true,
     extra_toml: "",
 };
 
@@ -68,6 +73,7 @@ const PI: Cli = Cli {
     api_path: "/v1/chat/completions",
     per_request: [14, 7, 5, 0],
     reports_cost: false,
+    priced: false,
     extra_toml: "",
 };
 
@@ -77,6 +83,7 @@ const OPENCODE: Cli = Cli {
     api_path: "/v1/chat/completions",
     per_request: [14, 7, 5, 0],
     reports_cost: false,
+    priced: false,
     extra_toml: "",
 };
 
@@ -142,14 +149,20 @@ fn usage(cli: &Cli, requests: u64) -> Value {
     json!({ "input_tokens": input, "output_tokens": output, "cache_read_tokens": read, "cache_write_tokens": write })
 }
 
-/// The journaled usage of an effect (its only `effect_usage` event) without the cost, and the cost.
+/// The journaled usage of an effect (its only `effect_usage` event) without its cost, model and price source;
+/// and its cost.
 fn journaled_usage(events: &[Value], effect: &str) -> (Value, Option<f64>) {
     let reports: Vec<_> =
         of_kind(events, "effect_usage").into_iter().filter(|e| e["event"]["effect"] == effect).collect();
     assert_eq!(reports.len(), 1, "one usage report for {effect}: {}", show(events));
     let mut usage = reports[0]["event"]["usage"].clone();
-    let cost = usage.as_object_mut().and_then(|fields| fields.remove("cost_usd")).and_then(|usd| usd.as_f64());
-    (usage, cost)
+    let fields = usage.as_object_mut();
+    let cost = fields.and_then(|fields| {
+        fields.remove("model");
+        fields.remove("priced");
+        fields.remove("cost_usd")
+    });
+    (usage, cost.and_then(|usd| usd.as_f64()))
 }
 
 fn writes_a_file_in_the_working_directory(cli: &Cli) {
@@ -185,7 +198,10 @@ fn writes_a_file_in_the_working_directory(cli: &Cli) {
     let events = project.events(&out.run_id());
     let (used, cost) = journaled_usage(&events, "group:team/dev/0");
     assert_eq!(used, usage(cli, 2), "a tool call and the answer after it");
-    assert_eq!(cost.is_some_and(|usd| usd > 0.0), cli.reports_cost, "{}", show(&events));
+    assert_eq!(cost.is_some_and(|usd| usd > 0.0), cli.reports_cost || cli.priced, "{}", show(&events));
+    let report = &of_kind(&events, "effect_usage")[0]["event"]["usage"];
+    assert_eq!(report["model"], cli.model, "the model that ran is journaled with its usage: {report}");
+    assert_eq!(report["priced"].is_string(), cli.priced, "priced from the table only when the CLI gave no cost: {report}");
     let bound = of_kind(&events, "member_bound");
     assert_eq!(bound.len(), 1, "{}", show(&events));
     assert_eq!(bound[0]["event"]["harness"], cli.name);
@@ -938,4 +954,104 @@ export async function process(inputs, ctx) { return (await ctx.task(ask, { harne
     let both = project.run(&["run", "p.js", "--inputs", r#"{"harness": ["codex", "backup"]}"#]);
     assert_eq!(both.code, 0, "{both}");
     assert_eq!(both.json(), "backup");
+}
+
+/// Three members on three CLIs take turns in rounds until none may start another.
+const BUDGET_ROUNDS: &str = r#"
+import { defineTask } from "tutti";
+const ask = defineTask("ask", (a) => ({ kind: "agent", title: a.prompt, agent: { prompt: a.prompt } }));
+export async function process(inputs, ctx) {
+  const team = ctx.group("mixed", { members: ["c", "x", "p"], harness: ["claude", "codex", "pi"] });
+  const rounds = [];
+  for (let r = 0; r < 6; r++) {
+    const asks = team.members.map((m) => m.task(ask, { prompt: `Round ${r} for ${m.name}.` }));
+    const round = (await Promise.allSettled(asks)).map((s) => (s.status === "fulfilled" ? "ok" : s.reason.name));
+    rounds.push(round);
+    if (round.every((x) => x === "BudgetExceeded")) break;
+  }
+  return rounds;
+}
+"#;
+
+/// claude prices its turns itself; codex's tokens are priced by tutti's default table (gpt-5.5) and pi's by
+/// `[prices."mock-model"]`. A run budget over the three stops new turns at its limit.
+#[test]
+fn a_run_budget_over_three_clis_prices_each_and_stops_new_turns_at_the_limit() {
+    // 100,000 tokens in and 10,000 out per request: $0.45 on claude-sonnet-4-5, $0.80 on gpt-5.5, and $0.30 on
+    // mock-model at $2 / $10 per million.
+    let big = tutti_testkit::mock_model::Usage { input: 100_000, output: 10_000, cache_read: 0, cache_write: 0 };
+    let mock = MockModel::start(Script::new().with_usage(big));
+    let project = Project::new(TUTTI);
+    let tables: Vec<String> = [&CLAUDE, &CODEX, &PI].iter().map(|cli| table(cli, &mock.base_url(), 150_000)).collect();
+    project.write("tutti.toml", format!("{}\n[prices.\"mock-model\"]\ninput = 2.0\noutput = 10.0\n", tables.join("\n")));
+    project.write("rounds.js", BUDGET_ROUNDS);
+    let out = project.spawn(&["run", "rounds.js", "--budget-usd", "2.5"]).wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let rounds: Vec<Vec<String>> = serde_json::from_value(out.json()).expect("rounds");
+    assert_eq!(rounds[0], ["ok", "ok", "ok"], "{rounds:?}");
+    assert!(rounds.last().is_some_and(|r| r.iter().all(|x| x == "BudgetExceeded")), "it stops: {rounds:?}");
+
+    let events = project.events(&out.run_id());
+    let usage = of_kind(&events, "effect_usage");
+    // claude's cost is its own (its catalog's price for this prompt size), journaled as it reported it.
+    let claude: Vec<&Value> = usage.iter().map(|e| &e["event"]).filter(|e| e["harness"] == "claude").collect();
+    assert!(!claude.is_empty(), "claude ran: {}", show(&events));
+    for r in &claude {
+        assert!(r["usage"]["cost_usd"].as_f64().is_some_and(|usd| usd > 0.1), "{r}");
+        assert!(r["usage"].get("priced").is_none(), "claude's own cost, not the table's: {r}");
+    }
+    // codex's and pi's cost is their tokens at the table's price for their model.
+    for (harness, [input, output, read, write], priced) in [
+        ("codex", [5.0, 30.0, 0.5, 0.0], json!("default prices (2026-12-02)")),
+        ("pi", [2.0, 10.0, 0.0, 0.0], json!("tutti.toml [prices.\"mock-model\"]")),
+    ] {
+        let reports: Vec<&Value> = usage.iter().map(|e| &e["event"]).filter(|e| e["harness"] == harness).collect();
+        assert!(!reports.is_empty(), "{harness} ran: {}", show(&events));
+        for r in reports {
+            let u = &r["usage"];
+            let n = |k: &str| u[k].as_f64().unwrap_or(0.0);
+            let list = (n("input_tokens") * input
+                + n("output_tokens") * output
+                + n("cache_read_tokens") * read
+                + n("cache_write_tokens") * write)
+                / 1e6;
+            let cost = u["cost_usd"].as_f64().unwrap_or(-1.0);
+            assert!(list > 0.1 && (cost - list).abs() < 1e-6, "{harness}: ${cost}, at list price ${list}: {u}");
+            assert_eq!(u["priced"], priced, "{harness}: {u}");
+        }
+    }
+    // Each admitted turn fit: spend so far, plus what running turns were expected to spend, plus its own
+    // expected cost. A turn may still cost more than expected (claude's resumed turns did), so the run ends
+    // within its limit plus one turn's cost; and once the limit is reached, no turn starts.
+    let costs: Vec<f64> = usage.iter().filter_map(|e| e["event"]["usage"]["cost_usd"].as_f64()).collect();
+    let total: f64 = costs.iter().sum();
+    let largest = costs.iter().copied().fold(0.0, f64::max);
+    assert!(total <= 2.5 + largest + 1e-9, "the run spent ${total} of its $2.50: {}", show(&events));
+    let (mut spent, mut held) = (0.0, std::collections::HashMap::new());
+    for e in &events {
+        let ev = &e["event"];
+        match ev["type"].as_str() {
+            Some("effect_usage") => spent += ev["usage"]["cost_usd"].as_f64().unwrap_or(0.0),
+            Some("effect_resolved") => drop(held.remove(ev["effect"].as_str().unwrap_or(""))),
+            Some("budget_reserved") => {
+                let outstanding: f64 = held.values().sum();
+                let usd = ev["usd"].as_f64().unwrap_or(0.0);
+                assert!(spent + outstanding + usd <= 2.5 + 1e-9, "admitted without room: {ev}\n{}", show(&events));
+                held.insert(ev["effect"].as_str().unwrap_or("").to_string(), usd);
+            }
+            _ => {}
+        }
+    }
+    let first_no = events.iter().position(|e| e["event"]["type"] == "budget_exceeded").expect("a refusal");
+    assert!(
+        events[first_no..].iter().all(|e| e["event"]["type"] != "effect_started"),
+        "no turn starts once the limit is reached: {}",
+        show(&events)
+    );
+    let refused = of_kind(&events, "budget_exceeded");
+    assert!(refused.len() >= 3 && refused.iter().all(|r| r["event"]["scope"] == "run"), "{}", show(&events));
+    assert_eq!(of_kind(&events, "effect_started").len(), usage.len(), "every started turn was paid: {}", show(&events));
+    let status = project.run(&["status", &out.run_id()]);
+    assert!(status.stdout.contains(&format!("run                    ${total:.2} of $2.50")), "{status}");
+    assert!(status.stdout.contains("REACHED its usd limit"), "{status}");
 }
