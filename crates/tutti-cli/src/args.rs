@@ -147,7 +147,8 @@ pub(crate) enum Cmd {
         port: u16,
     },
     /// Which harnesses this project can use: capabilities, limits, availability, and the agent CLIs tutti
-    /// knows, found or not, with the fix for what is missing.
+    /// knows, found or not, with the fix for what is missing; and the price table that costs usage a CLI
+    /// reports without a price (dated defaults, `[prices."MODEL"]` over them).
     Doctor {
         #[arg(long)]
         json: bool,

@@ -234,3 +234,19 @@ fn bad_budgets_are_refused_with_exit_2_before_anything_starts() {
     project.write("tutti.toml", format!("{TOML}budget_usd = \"x\"\n"));
     no_run(&["run", "group.js", "--inputs", &group(json!(null))], "[harness.worker]: budget_usd must be a number of at least 0");
 }
+
+#[test]
+fn doctor_lists_the_price_table_with_where_each_price_comes_from() {
+    let project = project();
+    project.write("tutti.toml", format!("{TOML}\n[prices.\"gpt-5.5\"]\ninput = 1.5\noutput = 6\n\n[prices.\"local-llm\"]\ninput = 0\noutput = 0\n"));
+    let report = project.run(&["doctor", "--json"]).json();
+    let price = |model: &str| report["prices"].as_array().and_then(|p| p.iter().find(|p| p["model"] == model)).cloned();
+    let gpt = price("gpt-5.5").expect("gpt-5.5 priced");
+    assert_eq!((gpt["input"].as_f64(), gpt["output"].as_f64()), (Some(1.5), Some(6.0)), "{gpt}");
+    assert_eq!(gpt["source"], "tutti.toml [prices.\"gpt-5.5\"]");
+    assert_eq!(price("local-llm").map(|p| p["source"].clone()), Some(json!("tutti.toml [prices.\"local-llm\"]")));
+    let opus = price("claude-opus-5-5").expect("claude's default model has a default price");
+    assert_eq!(opus["source"], "default prices (2026-12-02)");
+    let text = project.run(&["doctor"]);
+    assert!(text.stdout.contains("gpt-5.5            1.5 / 6 / 0 / 0  (tutti.toml [prices.\"gpt-5.5\"])"), "{text}");
+}

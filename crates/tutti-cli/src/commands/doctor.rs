@@ -47,7 +47,17 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
             .collect();
         asks.into_iter().map(|a| a.join().unwrap_or(Value::Null)).collect()
     });
-    let report = json!({ "root": config.root.display().to_string(), "harnesses": configured, "clis": clis });
+    // The price table usage without a reported cost is priced from (US dollars per million tokens).
+    let prices: Vec<Value> = config
+        .prices
+        .iter()
+        .map(|(model, p, source)| {
+            json!({ "model": model, "input": p.input, "output": p.output, "cacheRead": p.cache_read,
+                    "cacheWrite": p.cache_write, "source": source })
+        })
+        .collect();
+    let report = json!({ "root": config.root.display().to_string(), "harnesses": configured, "clis": clis,
+                         "prices": prices });
     if json {
         output::json(&report);
     } else {
@@ -141,6 +151,19 @@ fn text(report: &Value) -> String {
         for m in c["missing"].as_array().into_iter().flatten() {
             out.push_str(&format!("\n  {:<12}   - {}", "", m.as_str().unwrap_or("")));
         }
+    }
+    out.push_str("\n\nprices (US dollars per million tokens: input / output / cache read / cache write; used when a CLI reports no cost)");
+    for p in report["prices"].as_array().into_iter().flatten() {
+        let n = |k: &str| p[k].as_f64().unwrap_or(0.0);
+        out.push_str(&format!(
+            "\n  {:<18} {} / {} / {} / {}  ({})",
+            p["model"].as_str().unwrap_or(""),
+            n("input"),
+            n("output"),
+            n("cacheRead"),
+            n("cacheWrite"),
+            p["source"].as_str().unwrap_or("")
+        ));
     }
     out
 }
