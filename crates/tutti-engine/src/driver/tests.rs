@@ -2,6 +2,7 @@
 //! (fallback, corrective turns), the run's end, messages and resume bookkeeping — driven through a scripted
 //! process host, a probe harness and a real SQLite journal (`tests/kit.rs`).
 
+mod budgets;
 mod changes;
 mod kit;
 mod strategies;

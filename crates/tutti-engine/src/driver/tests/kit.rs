@@ -207,6 +207,8 @@ pub(crate) enum Act {
     Refuse(String),
     /// Report this many progress notes, then this outcome, from inside `start`.
     Chatty(usize, Outcome),
+    /// After a while, report this usage and then this outcome (unless stopped first).
+    Costs(Duration, tutti_journal::Usage, Outcome),
 }
 
 /// What a probe saw.
@@ -361,6 +363,15 @@ impl Harness for Probe {
                     drop(reporter);
                 });
             }
+            Act::Costs(after, usage, outcome) => {
+                std::thread::spawn(move || {
+                    if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(after) {
+                        ended(&seen);
+                        reporter.usage(usage);
+                        reporter.finish(outcome);
+                    }
+                });
+            }
             Act::Refuse(_) | Act::Chatty(..) => {}
         }
         Ok(handle)
@@ -398,6 +409,9 @@ pub(crate) struct Rig {
     pub max_parallel: usize,
     pub non_interactive: bool,
     pub faults: Faults,
+    /// The run's journaled options (a budget, say).
+    pub run_options: Value,
+    pub prices: crate::prices::Prices,
 }
 
 impl Rig {
@@ -412,6 +426,8 @@ impl Rig {
             max_parallel: 16,
             non_interactive: false,
             faults: Faults::default(),
+            run_options: json!({}),
+            prices: crate::prices::Prices::default(),
         }
     }
 
@@ -429,7 +445,7 @@ impl Rig {
             agent_env: Vec::new(),
             msg_secret: "secret".into(),
             detach_reason: || "interrupted by the test",
-            prices: crate::prices::Prices::default(),
+            prices: self.prices.clone(),
         }
     }
 
@@ -461,7 +477,7 @@ impl Rig {
             inputs: Value::Null,
             code_hash: "code".into(),
             modules: Vec::new(),
-            options: json!({}),
+            options: self.run_options.clone(),
         };
         self.drive(host, harnesses, |d| d.create(new)).expect("run")
     }
