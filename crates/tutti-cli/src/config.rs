@@ -95,10 +95,14 @@ pub(crate) struct Config {
     /// `[budget]`, checked.
     pub(crate) budget: Limits,
     /// Each harness's `budget_*` limits and `reserve_*` expected cost per attempt.
-    harness_budgets: BTreeMap<String, (Limits, Option<f64>, Option<u64>)>,
+    harness_budgets: BTreeMap<String, HarnessBudget>,
     /// The default price table with `[prices."MODEL"]` over it.
     pub(crate) prices: Prices,
 }
+
+/// A harness's budget (`budget_usd`, `budget_tokens`, `budget_turns`) and expected cost per attempt
+/// (`reserve_usd`, `reserve_tokens`).
+type HarnessBudget = (Limits, Option<f64>, Option<u64>);
 
 /// One `[harness.NAME]` table.
 #[derive(Debug)]
@@ -130,9 +134,15 @@ impl Config {
         };
         let mut prices = Prices::default();
         for (model, p) in &file.prices {
-            let price = Price { input: p.input, output: p.output, cache_read: p.cache_read, cache_write: p.cache_write };
-            if [price.input, price.output, price.cache_read, price.cache_write].iter().any(|x| !x.is_finite() || *x < 0.0) {
-                let message = format!("tutti.toml: [prices.\"{model}\"]: prices must be numbers of at least 0 (US dollars per million tokens)");
+            let price =
+                Price { input: p.input, output: p.output, cache_read: p.cache_read, cache_write: p.cache_write };
+            if [price.input, price.output, price.cache_read, price.cache_write]
+                .iter()
+                .any(|x| !x.is_finite() || *x < 0.0)
+            {
+                let message = format!(
+                    "tutti.toml: [prices.\"{model}\"]: prices must be numbers of at least 0 (US dollars per million tokens)"
+                );
                 return Err(UserError::new(message).into());
             }
             prices.set(model, price, format!("tutti.toml [prices.\"{model}\"]"));
@@ -146,8 +156,8 @@ impl Config {
                 ))
                 .into());
             }
-            let budgets = harness_budget(&mut table)
-                .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {e}")))?;
+            let budgets =
+                harness_budget(&mut table).map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {e}")))?;
             if let Some(budgets) = budgets {
                 harness_budgets.insert(name.clone(), budgets);
             }
@@ -278,14 +288,21 @@ fn budget_table(table: &toml::Table) -> Result<Limits, String> {
             "time" => {
                 let ms = match &value {
                     serde_json::Value::String(text) => parse_duration(text)?,
-                    other => other.as_u64().ok_or_else(|| format!("time must be a duration like \"2h\" or \"90m\", not {other}"))?,
+                    other => other
+                        .as_u64()
+                        .ok_or_else(|| format!("time must be a duration like \"2h\" or \"90m\", not {other}"))?,
                 };
                 json.insert("timeMs".into(), ms.into());
             }
             "on_exceed" => {
                 json.insert("onExceed".into(), value);
             }
-            "timeMs" | "onExceed" => return Err(format!("`{key}`: in tutti.toml write `{}`", if key == "timeMs" { "time" } else { "on_exceed" })),
+            "timeMs" | "onExceed" => {
+                return Err(format!(
+                    "`{key}`: in tutti.toml write `{}`",
+                    if key == "timeMs" { "time" } else { "on_exceed" }
+                ));
+            }
             _ => {
                 json.insert(key.clone(), value);
             }
@@ -297,21 +314,23 @@ fn budget_table(table: &toml::Table) -> Result<Limits, String> {
 
 /// Take a harness table's budget fields out of it: `budget_usd`, `budget_tokens`, `budget_turns` (its limits
 /// over the whole run) and `reserve_usd`, `reserve_tokens` (what one attempt is expected to spend).
-fn harness_budget(table: &mut toml::Table) -> Result<Option<(Limits, Option<f64>, Option<u64>)>, String> {
+fn harness_budget(table: &mut toml::Table) -> Result<Option<HarnessBudget>, String> {
     let mut json = serde_json::Map::new();
     for (field, key) in [("budget_usd", "usd"), ("budget_tokens", "tokens"), ("budget_turns", "turns")] {
         if let Some(v) = table.remove(field) {
             json.insert(key.to_string(), serde_json::to_value(v).map_err(|e| e.to_string())?);
         }
     }
-    let limits = Limits::parse(&serde_json::Value::Object(json), "budget")
-        .map_err(|e| e.replacen("budget.", "budget_", 1))?;
+    let limits =
+        Limits::parse(&serde_json::Value::Object(json), "budget").map_err(|e| e.replacen("budget.", "budget_", 1))?;
     let number = |v: toml::Value, field: &str| {
         let f = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
-        f.filter(|f| f.is_finite() && *f >= 0.0).ok_or_else(|| format!("{field} must be a number of at least 0, not {v}"))
+        f.filter(|f| f.is_finite() && *f >= 0.0)
+            .ok_or_else(|| format!("{field} must be a number of at least 0, not {v}"))
     };
     let reserve_usd = table.remove("reserve_usd").map(|v| number(v, "reserve_usd")).transpose()?;
-    let reserve_tokens = table.remove("reserve_tokens").map(|v| number(v, "reserve_tokens").map(|f| f as u64)).transpose()?;
+    let reserve_tokens =
+        table.remove("reserve_tokens").map(|v| number(v, "reserve_tokens").map(|f| f as u64)).transpose()?;
     let any = !limits.is_empty() || reserve_usd.is_some() || reserve_tokens.is_some();
     Ok(any.then_some((limits, reserve_usd, reserve_tokens)))
 }

@@ -201,7 +201,11 @@ fn writes_a_file_in_the_working_directory(cli: &Cli) {
     assert_eq!(cost.is_some_and(|usd| usd > 0.0), cli.reports_cost || cli.priced, "{}", show(&events));
     let report = &of_kind(&events, "effect_usage")[0]["event"]["usage"];
     assert_eq!(report["model"], cli.model, "the model that ran is journaled with its usage: {report}");
-    assert_eq!(report["priced"].is_string(), cli.priced, "priced from the table only when the CLI gave no cost: {report}");
+    assert_eq!(
+        report["priced"].is_string(),
+        cli.priced,
+        "priced from the table only when the CLI gave no cost: {report}"
+    );
     let bound = of_kind(&events, "member_bound");
     assert_eq!(bound.len(), 1, "{}", show(&events));
     assert_eq!(bound[0]["event"]["harness"], cli.name);
@@ -983,7 +987,8 @@ fn a_run_budget_over_three_clis_prices_each_and_stops_new_turns_at_the_limit() {
     let mock = MockModel::start(Script::new().with_usage(big));
     let project = Project::new(TUTTI);
     let tables: Vec<String> = [&CLAUDE, &CODEX, &PI].iter().map(|cli| table(cli, &mock.base_url(), 150_000)).collect();
-    project.write("tutti.toml", format!("{}\n[prices.\"mock-model\"]\ninput = 2.0\noutput = 10.0\n", tables.join("\n")));
+    project
+        .write("tutti.toml", format!("{}\n[prices.\"mock-model\"]\ninput = 2.0\noutput = 10.0\n", tables.join("\n")));
     project.write("rounds.js", BUDGET_ROUNDS);
     let out = project.spawn(&["run", "rounds.js", "--budget-usd", "2.5"]).wait(DEADLINE);
     assert_eq!(out.code, 0, "{out}");

@@ -100,7 +100,10 @@ fn a_group_budget_holds_over_four_parallel_members_and_the_tasks_over_it_fail_wi
 
     let status = project.run(&["status", &run]);
     let line = format!("group team             ${:.2} of $1.00", total);
-    assert!(status.stdout.contains(&line) && status.stdout.contains(&format!("{refused} effect(s) refused")), "{status}");
+    assert!(
+        status.stdout.contains(&line) && status.stdout.contains(&format!("{refused} effect(s) refused")),
+        "{status}"
+    );
     let json = project.status(&run);
     assert_eq!(json["budgets"][0]["scope"], "group team", "{json}");
     assert_eq!(json["budgets"][0]["limits"]["usd"], 1.0);
@@ -216,29 +219,50 @@ fn bad_budgets_are_refused_with_exit_2_before_anything_starts() {
     no_run(&["run", "group.js", "--budget-usd=-1"], "is not an amount of US dollars");
     no_run(&["run", "group.js", "--budget-usd", "five"], "is not an amount of US dollars");
     no_run(&["run", "group.js", "--budget-time", "soon"], "is not a duration");
-    no_run(&["run", "group.js", "--inputs", &group(json!({ "eur": 5 }))], "budget.eur: budgets are in US dollars; use `usd`");
+    no_run(
+        &["run", "group.js", "--inputs", &group(json!({ "eur": 5 }))],
+        "budget.eur: budgets are in US dollars; use `usd`",
+    );
     no_run(&["run", "group.js", "--inputs", &group(json!({ "usd": -1 }))], "budget.usd must be a number of at least 0");
     project.write("member.js", GROUP.replace("budget: inputs.budget", "budget: { usd: 1 }, memberBudget: { usd: 2 }"));
-    no_run(&["run", "member.js", "--inputs", &group(json!(null))], "memberBudget.usd ($2.00) is larger than the group's budget.usd ($1.00)");
-    project.write("task.js", SEQUENTIAL.replace("{ name: `i${i}`, usd: 0.2, seconds: 0.4 }", "{ name: `i${i}` }, { budget: { usd: \"lots\" } }"));
+    no_run(
+        &["run", "member.js", "--inputs", &group(json!(null))],
+        "memberBudget.usd ($2.00) is larger than the group's budget.usd ($1.00)",
+    );
+    project.write(
+        "task.js",
+        SEQUENTIAL
+            .replace("{ name: `i${i}`, usd: 0.2, seconds: 0.4 }", "{ name: `i${i}` }, { budget: { usd: \"lots\" } }"),
+    );
     no_run(&["run", "task.js"], "budget.usd must be a number of at least 0, not \"lots\"");
     for (toml, says) in [
         ("[budget]\nusd = -3\n", "tutti.toml: [budget]: usd must be a number of at least 0"),
         ("[budget]\npounds = 3\n", "tutti.toml: [budget]: pounds is not a budget field"),
         ("[budget]\ntime = \"forever\"\n", "is not a duration"),
-        ("[prices.\"m\"]\ninput = -1\noutput = 2\n", "tutti.toml: [prices.\"m\"]: prices must be numbers of at least 0"),
+        (
+            "[prices.\"m\"]\ninput = -1\noutput = 2\n",
+            "tutti.toml: [prices.\"m\"]: prices must be numbers of at least 0",
+        ),
     ] {
         project.write("tutti.toml", format!("{TOML}{toml}"));
         no_run(&["run", "group.js", "--inputs", &group(json!(null))], says);
     }
     project.write("tutti.toml", format!("{TOML}budget_usd = \"x\"\n"));
-    no_run(&["run", "group.js", "--inputs", &group(json!(null))], "[harness.worker]: budget_usd must be a number of at least 0");
+    no_run(
+        &["run", "group.js", "--inputs", &group(json!(null))],
+        "[harness.worker]: budget_usd must be a number of at least 0",
+    );
 }
 
 #[test]
 fn doctor_lists_the_price_table_with_where_each_price_comes_from() {
     let project = project();
-    project.write("tutti.toml", format!("{TOML}\n[prices.\"gpt-5.5\"]\ninput = 1.5\noutput = 6\n\n[prices.\"local-llm\"]\ninput = 0\noutput = 0\n"));
+    project.write(
+        "tutti.toml",
+        format!(
+            "{TOML}\n[prices.\"gpt-5.5\"]\ninput = 1.5\noutput = 6\n\n[prices.\"local-llm\"]\ninput = 0\noutput = 0\n"
+        ),
+    );
     let report = project.run(&["doctor", "--json"]).json();
     let price = |model: &str| report["prices"].as_array().and_then(|p| p.iter().find(|p| p["model"] == model)).cloned();
     let gpt = price("gpt-5.5").expect("gpt-5.5 priced");

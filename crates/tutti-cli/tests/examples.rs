@@ -171,7 +171,10 @@ fn budget_fallback_gives_the_cheap_member_what_the_expensive_harness_has_no_room
     let refusals = of_kind(&events, "budget_exceeded");
     assert_eq!(refusals.len(), 3, "{}", show(&events));
     for r in &refusals {
-        assert_eq!((r["event"]["scope"].as_str(), r["event"]["action"].as_str()), (Some("harness pricey"), Some("refused")));
+        assert_eq!(
+            (r["event"]["scope"].as_str(), r["event"]["action"].as_str()),
+            (Some("harness pricey"), Some("refused"))
+        );
     }
     let pricey: f64 = of_kind(&events, "effect_usage")
         .iter()

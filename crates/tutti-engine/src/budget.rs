@@ -688,7 +688,11 @@ impl Ledger {
                 let spent = account.spent_of(m, now_ms);
                 if spent >= WARN_AT * limit && account.warned.insert(m) && account.exceeded.is_none() {
                     let pct = spent / limit * 100.0;
-                    out.push(format!("{scope} has spent {} of its {} budget ({pct:.0}%)", m.show(spent), m.show(limit)));
+                    out.push(format!(
+                        "{scope} has spent {} of its {} budget ({pct:.0}%)",
+                        m.show(spent),
+                        m.show(limit)
+                    ));
                 }
             }
         }
@@ -706,7 +710,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

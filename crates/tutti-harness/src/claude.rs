@@ -172,6 +172,8 @@ mod tests {
             cache_read_tokens: 10,
             cache_write_tokens: 6,
             cost_usd: Some(0.0003015),
+            model: Some("claude-sonnet-4-5".into()),
+            priced: None,
         };
         assert_eq!(transcript.usage, Some(usage));
     }

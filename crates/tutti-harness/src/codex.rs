@@ -246,15 +246,14 @@ mod tests {
                 output_tokens: 14,
                 cache_read_tokens: 10,
                 cache_write_tokens: 0,
-                cost_usd: None
+                ..Usage::default()
             })
         );
     }
 
     #[test]
     fn a_resumed_thread_reports_only_this_turns_usage() {
-        let before =
-            Usage { input_tokens: 10, output_tokens: 7, cache_read_tokens: 5, cache_write_tokens: 0, cost_usd: None };
+        let before = Usage { input_tokens: 10, output_tokens: 7, cache_read_tokens: 5, ..Usage::default() };
         let usage = parse(STREAM, before).usage.unwrap();
         assert_eq!((usage.input_tokens, usage.output_tokens, usage.cache_read_tokens), (18, 7, 5));
     }

@@ -167,8 +167,13 @@ mod tests {
         let transcript = parse(STREAM);
         assert_eq!(transcript.session.as_deref(), Some("b50f7a6a"));
         assert_eq!((transcript.answer.as_deref(), transcript.error.as_deref()), (Some("done"), None));
-        let usage =
-            Usage { input_tokens: 28, output_tokens: 14, cache_read_tokens: 10, cache_write_tokens: 0, cost_usd: None };
+        let usage = Usage {
+            input_tokens: 28,
+            output_tokens: 14,
+            cache_read_tokens: 10,
+            model: Some("gemini-2.5-flash".into()),
+            ..Usage::default()
+        };
         assert_eq!(transcript.usage, Some(usage));
     }
 

@@ -151,6 +151,7 @@ mod tests {
             cache_read_tokens: 10,
             cache_write_tokens: 0,
             cost_usd: Some(0.25),
+            ..Usage::default()
         };
         assert_eq!(transcript.usage, Some(usage));
     }

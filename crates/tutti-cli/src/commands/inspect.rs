@@ -281,7 +281,8 @@ pub(crate) fn budget_line(b: &Value) -> String {
     }
     let mut line = parts.join(", ");
     if let Some(measure) = b["exceeded"]["measure"].as_str() {
-        let then = if b["exceeded"]["action"] == "cancel" { "running attempts cancelled" } else { "nothing new starts" };
+        let then =
+            if b["exceeded"]["action"] == "cancel" { "running attempts cancelled" } else { "nothing new starts" };
         line.push_str(&format!("; REACHED its {measure} limit: {then}"));
     }
     if let Some(n) = b["refused"].as_u64().filter(|n| *n > 0) {

@@ -63,7 +63,10 @@ fn ran(effect: &str, harness: &str, usd: f64) -> Vec<Event> {
 #[test]
 fn budgets_parse_with_clear_errors() {
     let limits = Limits::parse(&json!({ "usd": 1.5, "tokens": 2000, "turns": 3, "timeMs": 60000 }), "b").unwrap();
-    assert_eq!((limits.usd, limits.tokens, limits.turns, limits.time_ms), (Some(1.5), Some(2000), Some(3), Some(60000)));
+    assert_eq!(
+        (limits.usd, limits.tokens, limits.turns, limits.time_ms),
+        (Some(1.5), Some(2000), Some(3), Some(60000))
+    );
     let err = |v: Value| Limits::parse(&v, "ctx.group(\"g\"): budget").unwrap_err();
     assert_eq!(err(json!({ "usd": -1 })), "ctx.group(\"g\"): budget.usd must be a number of at least 0, not -1");
     assert_eq!(err(json!({ "usd": "5" })), "ctx.group(\"g\"): budget.usd must be a number of at least 0, not \"5\"");
@@ -81,10 +84,13 @@ fn budgets_parse_with_clear_errors() {
 #[test]
 fn spend_counts_in_every_nested_scope_and_only_there() {
     let mut l = Ledger::default();
-    feed(&mut l, [
-        created(json!({ "run": { "usd": 10 }, "harness": { "claude": { "usd": 5 } } })),
-        group("g", &["a", "b"], json!({ "usd": 1 }), Some(json!({ "usd": 0.5 }))),
-    ]);
+    feed(
+        &mut l,
+        [
+            created(json!({ "run": { "usd": 10 }, "harness": { "claude": { "usd": 5 } } })),
+            group("g", &["a", "b"], json!({ "usd": 1 }), Some(json!({ "usd": 0.5 }))),
+        ],
+    );
     feed(&mut l, ran("group:g/a/0", "claude", 0.25));
     feed(&mut l, ran("root/1", "codex", 1.0));
     let usd = |s: Scope| l.account(&s).map(|a| a.spent.usd);
@@ -105,7 +111,10 @@ fn an_attempt_waits_while_running_ones_hold_the_room_and_is_refused_when_none_is
     let mut l = Ledger::default();
     feed(&mut l, [group("g", &["a", "b", "c"], json!({ "usd": 1.0 }), None)]);
     // No history: the cost is unknown, so the first attempt runs alone.
-    assert_eq!(l.check(&id("group:g/a/0"), "h", 0), Check::Admit(Reservation { scopes: vec![Scope::Group("g".into())], usd: 0.0, tokens: 0 }));
+    assert_eq!(
+        l.check(&id("group:g/a/0"), "h", 0),
+        Check::Admit(Reservation { scopes: vec![Scope::Group("g".into())], usd: 0.0, tokens: 0 })
+    );
     feed(&mut l, [started("group:g/a/0", 1, "h")]);
     assert_eq!(l.check(&id("group:g/b/0"), "h", 0), Check::Wait(Scope::Group("g".into())));
     feed(&mut l, [usage("group:g/a/0", 1, "h", Some(0.15), 100), resolved("group:g/a/0", 1)]);
@@ -126,7 +135,11 @@ fn an_attempt_waits_while_running_ones_hold_the_room_and_is_refused_when_none_is
     let error = exceeded.error(&id("group:g/a/9"));
     assert_eq!(error.name, "BudgetExceeded");
     assert_eq!(error.data.as_ref().and_then(|d| d["scope"].as_str()), Some("group g"));
-    assert!(error.message.contains("$0.90 of $1.00 spent, and the next attempt is expected to spend about $0.15"), "{}", error.message);
+    assert!(
+        error.message.contains("$0.90 of $1.00 spent, and the next attempt is expected to spend about $0.15"),
+        "{}",
+        error.message
+    );
     // An effect outside the group is not held back by it.
     assert!(matches!(l.check(&id("root/5"), "h", 0), Check::Admit(_)));
 }
@@ -134,7 +147,12 @@ fn an_attempt_waits_while_running_ones_hold_the_room_and_is_refused_when_none_is
 #[test]
 fn turns_time_and_tokens_limit_too_and_a_configured_reservation_wins() {
     let mut l = Ledger::default();
-    feed(&mut l, [created(json!({ "run": { "turns": 2, "timeMs": 5000, "tokens": 1000 }, "reserve": { "h": { "usd": 0.5, "tokens": 300 } } }))]);
+    feed(
+        &mut l,
+        [created(
+            json!({ "run": { "turns": 2, "timeMs": 5000, "tokens": 1000 }, "reserve": { "h": { "usd": 0.5, "tokens": 300 } } }),
+        )],
+    );
     assert_eq!(l.expected("h"), Some((0.5, 300)));
     assert_eq!(l.expected("other"), None);
     feed(&mut l, ran("root/0", "h", 0.0));
@@ -168,7 +186,9 @@ fn a_crossing_is_reported_once_and_cancel_names_the_running_attempts() {
     };
     feed(&mut l, [event]);
     assert!(l.crossed(1_000).is_empty(), "journaled once");
-    assert!(l.account(&Scope::Group("g".into())).is_some_and(|a| a.describe(1_000).contains("running attempts cancelled")));
+    assert!(
+        l.account(&Scope::Group("g".into())).is_some_and(|a| a.describe(1_000).contains("running attempts cancelled"))
+    );
 }
 
 #[test]
@@ -198,12 +218,15 @@ fn a_rebuild_from_the_journal_keeps_spend_and_counts_a_real_rerun_as_one() {
     assert!((run(&l).usd - 0.6).abs() < 1e-9, "the spend before the crash counts");
     // Nothing runs after a rebuild: the dead attempt holds no room.
     assert!(matches!(l.check(&id("root/3"), "h", 1_000), Check::Admit(_)));
-    feed(&mut l, [
-        Event::EffectRedispatched { effect: id("root/2"), attempt: 2, reason: "died".into() },
-        started("root/2", 2, "h"),
-        usage("root/2", 2, "h", Some(0.3), 10),
-        resolved("root/2", 2),
-    ]);
+    feed(
+        &mut l,
+        [
+            Event::EffectRedispatched { effect: id("root/2"), attempt: 2, reason: "died".into() },
+            started("root/2", 2, "h"),
+            usage("root/2", 2, "h", Some(0.3), 10),
+            resolved("root/2", 2),
+        ],
+    );
     let spent = run(&l);
     assert!((spent.usd - 0.9).abs() < 1e-9);
     assert_eq!((spent.turns, spent.rerun_turns), (4, 1));
@@ -222,7 +245,13 @@ fn unpriced_usage_counts_tokens_never_dollars() {
 
 #[test]
 fn scopes_read_back_as_written() {
-    for s in [Scope::Run, Scope::Task(id("root/3")), Scope::Member("g/a".into()), Scope::Group("g".into()), Scope::Harness("claude".into())] {
+    for s in [
+        Scope::Run,
+        Scope::Task(id("root/3")),
+        Scope::Member("g/a".into()),
+        Scope::Group("g".into()),
+        Scope::Harness("claude".into()),
+    ] {
         assert_eq!(Scope::parse(&s.to_string()), Some(s));
     }
     assert_eq!(thousands(2_000_000), "2,000,000");

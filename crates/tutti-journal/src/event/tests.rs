@@ -180,14 +180,15 @@ fn arb_actor() -> impl Strategy<Value = Actor> {
 fn arb_group_event() -> impl Strategy<Value = Event> {
     let member = (arb_text(), prop::option::of(arb_text())).prop_map(|(name, harness)| MemberInfo { name, harness });
     prop_oneof![
-        (arb_text(), prop::collection::vec(member, 0..4), any::<bool>(), prop::option::of(arb_value()))
-            .prop_map(|(group, members, persistent, budget)| Event::GroupOpened {
+        (arb_text(), prop::collection::vec(member, 0..4), any::<bool>(), prop::option::of(arb_value())).prop_map(
+            |(group, members, persistent, budget)| Event::GroupOpened {
                 group,
                 members,
                 persistent,
                 member_budget: budget.clone(),
                 budget
-            }),
+            }
+        ),
         (arb_text(), any::<u64>(), arb_payload()).prop_map(|(group, completed, value)| Event::GroupCheckpoint {
             group,
             completed,

@@ -24,7 +24,8 @@ fn a_run_budget_prices_usage_admits_what_fits_and_refuses_the_rest_without_start
     prices.set("m", Price { input: 3.0, output: 0.0, cache_read: 0.0, cache_write: 0.0 }, "test prices");
     rig.prices = prices;
     let (probe, seen) = metered();
-    let requests = (1..=6).map(|i| request(&format!("root/{i}"), "agent", json!(i), json!({ "harness": "a" }))).collect();
+    let requests =
+        (1..=6).map(|i| request(&format!("root/{i}"), "agent", json!(i), json!({ "harness": "a" }))).collect();
     let mut host = Script::fan_out(requests);
     let end = rig.run(&mut host, vec![probe]);
     let output = end.output.expect("an output");
@@ -45,9 +46,15 @@ fn a_run_budget_prices_usage_admits_what_fits_and_refuses_the_rest_without_start
         })
         .collect();
     assert_eq!(priced.len(), 3);
-    assert!(priced.iter().all(|(usd, source)| usd.is_some_and(|u| (u - 0.3).abs() < 1e-9) && source.as_deref() == Some("test prices")));
-    let reserved: Vec<f64> =
-        events.iter().filter_map(|e| if let Event::BudgetReserved { usd, .. } = e { Some(*usd) } else { None }).collect();
+    assert!(
+        priced.iter().all(
+            |(usd, source)| usd.is_some_and(|u| (u - 0.3).abs() < 1e-9) && source.as_deref() == Some("test prices")
+        )
+    );
+    let reserved: Vec<f64> = events
+        .iter()
+        .filter_map(|e| if let Event::BudgetReserved { usd, .. } = e { Some(*usd) } else { None })
+        .collect();
     assert_eq!(reserved.len(), 3, "{events:?}");
     assert_eq!(reserved[0], 0.0, "nothing was known of the first attempt's cost");
     assert!(reserved[1..].iter().all(|usd| (usd - 0.3).abs() < 1e-9), "then the mean of what ran: {reserved:?}");
