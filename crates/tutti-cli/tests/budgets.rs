@@ -21,6 +21,8 @@ children = [subprocess.Popen(["sleep", "60"]).pid] if args.get("child") else []
 with open(f"pids/{name}", "w") as f:
     f.write(" ".join(str(p) for p in [os.getpid(), *children]))
 time.sleep(args.get("seconds", 0.2))
+if args.get("fail"):
+    sys.exit("failed on purpose")
 with open(os.environ["TUTTI_USAGE_FILE"], "w") as f:
     json.dump({"input_tokens": 1000, "output_tokens": 100, "cost_usd": args.get("usd", 0.15)}, f)
 with open("done.log", "a") as f:
@@ -273,4 +275,29 @@ fn doctor_lists_the_price_table_with_where_each_price_comes_from() {
     assert_eq!(opus["source"], "default prices (2026-12-02)");
     let text = project.run(&["doctor"]);
     assert!(text.stdout.contains("gpt-5.5            1.5 / 6 / 0 / 0  (tutti.toml [prices.\"gpt-5.5\"])"), "{text}");
+}
+
+/// A task with a long description (kept out of line in the journal) and a budget of one turn.
+const TASK_BUDGET: &str = r#"
+import { defineTask } from "tutti";
+const big = defineTask("big", (args) => ({ kind: "agent", harness: "worker", title: "big", agent: { prompt: "x".repeat(6000) },
+  budget: { turns: 1 }, retry: { max: 3, backoffMs: 10 } }));
+export async function process(inputs, ctx) {
+  try { await ctx.task(big, { name: "big", fail: true }); } catch (e) { return { name: e.name, scope: e.scope, spent: e.spent }; }
+}
+"#;
+
+#[test]
+fn a_task_budget_stops_its_retries_and_is_read_back_from_a_task_kept_out_of_line() {
+    let project = project();
+    project.write("big.js", TASK_BUDGET);
+    let out = project.run(&["run", "big.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), json!({ "name": "BudgetExceeded", "scope": "task root/0", "spent": 1 }), "{out}");
+    let run = out.run_id();
+    let events = project.events(&run);
+    assert_eq!(of_kind(&events, "effect_started").len(), 1, "its retry was refused: {}", show(&events));
+    let status = project.status(&run);
+    assert_eq!(status["budgets"][0]["scope"], "task root/0", "the budget of a task stored as a blob: {status}");
+    assert_eq!(status["budgets"][0]["spent"]["turns"], 1);
 }

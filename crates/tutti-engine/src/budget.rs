@@ -405,6 +405,24 @@ impl Ledger {
         ledger
     }
 
+    /// As [`Ledger::of`], reading the task descriptions the journal keeps out of line (a large task's
+    /// `budget` is in its blob).
+    pub fn of_loading(records: &[Record], blobs: &dyn tutti_journal::Blobs) -> Self {
+        let mut ledger = Self::default();
+        for r in records {
+            match &r.event {
+                Event::EffectRequested { effect, task: task @ Payload::Blob { .. }, .. } => {
+                    if let Ok(task) = blobs.load(task) {
+                        ledger.open_task(effect, &task, r.ts_ms);
+                    }
+                }
+                event => ledger.observe(event, r.ts_ms),
+            }
+        }
+        ledger.running.clear();
+        ledger
+    }
+
     /// Whether any scope has a budget.
     pub fn is_active(&self) -> bool {
         !self.accounts.is_empty()
@@ -433,11 +451,7 @@ impl Ledger {
                     }
                 }
             }
-            Event::EffectRequested { effect, task: Payload::Inline(task), .. } => {
-                if let Some(limits) = task.get("budget").and_then(|b| Limits::parse(b, "budget").ok()) {
-                    self.open(Scope::Task(effect.clone()), limits, ts_ms);
-                }
-            }
+            Event::EffectRequested { effect, task: Payload::Inline(task), .. } => self.open_task(effect, task, ts_ms),
             Event::BudgetReserved { effect, attempt, scopes, usd, tokens } => {
                 self.close(effect);
                 let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
@@ -521,6 +535,13 @@ impl Ledger {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A task's own budget, from its description.
+    fn open_task(&mut self, effect: &EffectId, task: &Value, ts_ms: i64) {
+        if let Some(limits) = task.get("budget").and_then(|b| Limits::parse(b, "budget").ok()) {
+            self.open(Scope::Task(effect.clone()), limits, ts_ms);
         }
     }
 

@@ -142,7 +142,7 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
     let simulated = records.first().is_some_and(|r| is_simulated(&r.event));
     // A budget's clock stops with its run.
     let budget_now = if s.status.is_terminal() { s.updated_ms } else { now };
-    let budgets = tutti_engine::budget::Ledger::of(records).to_json(budget_now);
+    let budgets = tutti_engine::budget::Ledger::of_loading(records, store).to_json(budget_now);
     Ok(json!({
         "simulated": simulated,
         "usage": usage,

@@ -250,14 +250,19 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
 pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>, Value) {
-    let records = open_or_create(config).and_then(|store| Ok(store.read(&run_id.to_string(), 0)?)).unwrap_or_default();
+    let store = open_or_create(config).ok();
+    let records = store.as_ref().and_then(|store| store.read(&run_id.to_string(), 0).ok()).unwrap_or_default();
+    let ledger = match &store {
+        Some(store) => tutti_engine::budget::Ledger::of_loading(&records, store.as_ref()),
+        None => tutti_engine::budget::Ledger::of(&records),
+    };
     if !end.interrupted
-        && let Some(account) = crate::commands::summary::summary(&records)
+        && let Some(account) = crate::commands::summary::summary(&records, &ledger)
     {
         output::note(&account);
     }
     let origin = end.error.as_ref().and_then(|e| origin_of(e, &records));
-    let budgets = tutti_engine::budget::Ledger::of(&records).to_json(crate::commands::now_ms());
+    let budgets = ledger.to_json(records.last().map_or_else(crate::commands::now_ms, |r| r.ts_ms));
     (after_merges(config, run_id, end, records), origin, budgets)
 }
 

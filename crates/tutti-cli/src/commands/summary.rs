@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use tutti_engine::budget::Ledger;
 use tutti_journal::{Event, Record, Usage};
 
 use crate::commands::inspect::effects;
 
 /// The run's account, or `None` when it ran no effect.
-pub(crate) fn summary(records: &[Record]) -> Option<String> {
+pub(crate) fn summary(records: &[Record], ledger: &Ledger) -> Option<String> {
     let views = effects(records);
     if views.is_empty() {
         return None;
@@ -68,7 +69,7 @@ pub(crate) fn summary(records: &[Record]) -> Option<String> {
         out.push_str(&format!("\n  member  {name:<12} {}", line(u)));
     }
     let end = records.last().map_or(0, |r| r.ts_ms);
-    for (scope, account) in tutti_engine::budget::Ledger::of(records).accounts() {
+    for (scope, account) in ledger.accounts() {
         out.push_str(&format!("\n  budget  {:<12} {}", scope.to_string(), account.describe(end)));
     }
     took.sort_by(|a, b| b.cmp(a));

@@ -101,7 +101,7 @@ impl Driver<'_> {
 
     /// Rebuild spend from the journal a resuming driver read; warnings already due are not given again.
     pub(super) fn restore_ledger(&mut self, records: &[Record]) {
-        self.ledger = crate::budget::Ledger::of(records);
+        self.ledger = crate::budget::Ledger::of_loading(records, self.store.as_ref());
         self.ledger.warnings(wall_ms());
     }
 }
