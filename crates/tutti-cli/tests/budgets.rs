@@ -301,3 +301,25 @@ fn a_task_budget_stops_its_retries_and_is_read_back_from_a_task_kept_out_of_line
     assert_eq!(status["budgets"][0]["scope"], "task root/0", "the budget of a task stored as a blob: {status}");
     assert_eq!(status["budgets"][0]["spent"]["turns"], 1);
 }
+
+#[test]
+fn a_money_budget_runs_shell_tasks_side_by_side_once_one_has_shown_they_cost_nothing() {
+    let project = Project::with_examples(TUTTI);
+    let out = project.run(&["run", "fanout.js", "--budget-usd", "5"]);
+    assert_eq!(out.code, 0, "{out}");
+    let events = project.events(&out.run_id());
+    let (mut running, mut most) = (0i32, 0i32);
+    for e in &events {
+        match e["event"]["type"].as_str() {
+            Some("effect_started") => running += 1,
+            Some("effect_resolved") => running -= 1,
+            _ => continue,
+        }
+        most = most.max(running);
+    }
+    assert!(most >= 4, "the fan-out ran at most {most} at once under a budget:\n{}", show(&events));
+    assert_eq!(of_kind(&events, "budget_exceeded").len(), 0);
+    let budgets = project.status(&out.run_id())["budgets"].clone();
+    let run = budgets.as_array().and_then(|b| b.iter().find(|b| b["scope"] == "run")).cloned().unwrap_or_default();
+    assert_eq!((run["spent"]["usd"].as_f64(), run["spent"]["turns"].as_u64()), (Some(0.0), Some(24)), "{budgets}");
+}

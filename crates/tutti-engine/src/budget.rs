@@ -367,6 +367,8 @@ pub struct Reservation {
 #[derive(Debug)]
 struct Attempt {
     attempt: u32,
+    /// Its start is journaled (it counts in `busy`).
+    started: bool,
     harness: Option<String>,
     scopes: Vec<Scope>,
     reserved_usd: f64,
@@ -390,6 +392,10 @@ pub struct Ledger {
     /// What each harness's last attempts spent.
     recent: HashMap<String, VecDeque<(f64, u64)>>,
     running: HashMap<EffectId, Attempt>,
+    /// Per scope: what its running attempts are still expected to spend, and how many have started — kept
+    /// as attempts come and go, so that a check costs the same with ten thousand attempts running.
+    held: HashMap<Scope, (f64, u64)>,
+    busy: HashMap<Scope, usize>,
     /// Attempts that run again after their driver died.
     reruns: HashSet<(EffectId, u32)>,
 }
@@ -401,7 +407,7 @@ impl Ledger {
         for r in records {
             ledger.observe(&r.event, r.ts_ms);
         }
-        ledger.running.clear();
+        ledger.forget_running();
         ledger
     }
 
@@ -419,7 +425,7 @@ impl Ledger {
                 event => ledger.observe(event, r.ts_ms),
             }
         }
-        ledger.running.clear();
+        ledger.forget_running();
         ledger
     }
 
@@ -453,10 +459,12 @@ impl Ledger {
             }
             Event::EffectRequested { effect, task: Payload::Inline(task), .. } => self.open_task(effect, task, ts_ms),
             Event::BudgetReserved { effect, attempt, scopes, usd, tokens } => {
-                self.close(effect);
-                let scopes = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+                self.close(effect, false);
+                let scopes: Vec<Scope> = scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+                self.adjust(&scopes, *usd, *tokens as i64);
                 let a = Attempt {
                     attempt: *attempt,
+                    started: false,
                     harness: None,
                     scopes,
                     reserved_usd: *usd,
@@ -467,8 +475,8 @@ impl Ledger {
                 self.running.insert(effect.clone(), a);
             }
             Event::EffectStarted { effect, attempt, harness, .. } => {
-                if self.running.get(effect).is_some_and(|a| a.attempt != *attempt) {
-                    self.close(effect);
+                if self.running.get(effect).is_some_and(|a| a.attempt != *attempt || a.started) {
+                    self.close(effect, false);
                 }
                 let scopes = self.scopes_of(effect, Some(harness));
                 let rerun = self.reruns.contains(&(effect.clone(), *attempt));
@@ -480,18 +488,23 @@ impl Ledger {
                 }
                 let a = self.running.entry(effect.clone()).or_insert_with(|| Attempt {
                     attempt: *attempt,
+                    started: false,
                     harness: None,
-                    scopes: Vec::new(),
+                    scopes: scopes.clone(),
                     reserved_usd: 0.0,
                     reserved_tokens: 0,
                     used_usd: 0.0,
                     used_tokens: 0,
                 });
                 a.harness = Some(harness.clone());
-                a.scopes = scopes;
+                a.started = true;
+                // Its reservation was held against the scopes it was admitted in; it runs in those.
+                for scope in &a.scopes {
+                    *self.busy.entry(scope.clone()).or_default() += 1;
+                }
             }
             Event::EffectRedispatched { effect, attempt, .. } => {
-                self.close(effect);
+                self.close(effect, false);
                 self.reruns.insert((effect.clone(), *attempt));
             }
             Event::EffectUsage { effect, attempt, harness, usage } => {
@@ -510,14 +523,18 @@ impl Ledger {
                     }
                 }
                 if let Some(a) = self.running.get_mut(effect).filter(|a| a.attempt == *attempt) {
+                    let before = a.outstanding();
                     a.used_usd += usd.unwrap_or(0.0);
                     a.used_tokens += tokens;
+                    let after = a.outstanding();
+                    let scopes = a.scopes.clone();
+                    self.adjust(&scopes, after.0 - before.0, after.1 as i64 - before.1 as i64);
                 }
             }
-            Event::EffectResolved { effect, .. }
-            | Event::EffectCancelled { effect, .. }
-            | Event::EffectRetrying { effect, .. }
-            | Event::EffectRouted { effect, .. } => self.close(effect),
+            // An attempt that ended with a result tells what its harness costs (nothing, for a shell command);
+            // one cancelled, fallen back or cut short by a crash does not.
+            Event::EffectResolved { effect, .. } | Event::EffectRetrying { effect, .. } => self.close(effect, true),
+            Event::EffectCancelled { effect, .. } | Event::EffectRouted { effect, .. } => self.close(effect, false),
             Event::BudgetExceeded { scope, measure, effect, action, .. } => {
                 let (Some(scope), Some(measure)) = (Scope::parse(scope), Measure::parse(measure)) else { return };
                 let Some(account) = self.accounts.get_mut(&scope) else { return };
@@ -569,17 +586,46 @@ impl Ledger {
         }
     }
 
-    /// The attempt of `effect` ended: what it used joins its harness's recent history, and its reservation
-    /// is released.
-    fn close(&mut self, effect: &EffectId) {
+    /// The attempt of `effect` ended: its reservation is released and, when it ended with a result
+    /// (`sample`), what it used joins its harness's recent history.
+    fn close(&mut self, effect: &EffectId, sample: bool) {
         let Some(a) = self.running.remove(effect) else { return };
-        if let Some(h) = a.harness.filter(|_| a.used_tokens > 0 || a.used_usd > 0.0) {
+        let (usd, tokens) = a.outstanding();
+        self.adjust(&a.scopes, -usd, -(tokens as i64));
+        if a.started {
+            for scope in &a.scopes {
+                let busy = self.busy.entry(scope.clone()).or_default();
+                *busy = busy.saturating_sub(1);
+                if *busy == 0 {
+                    // Nothing runs in it: nothing is held either (no rounding left over).
+                    self.held.remove(scope);
+                }
+            }
+        }
+        if let Some(h) = a.harness.filter(|_| sample && a.started) {
             let recent = self.recent.entry(h).or_default();
             recent.push_back((a.used_usd, a.used_tokens));
             if recent.len() > RECENT {
                 recent.pop_front();
             }
         }
+    }
+
+    /// Add `usd` and `tokens` (either may be negative) to what `scopes` hold for running attempts.
+    fn adjust(&mut self, scopes: &[Scope], usd: f64, tokens: i64) {
+        for scope in scopes {
+            let held = self.held.entry(scope.clone()).or_default();
+            held.0 = (held.0 + usd).max(0.0);
+            held.1 = held.1.saturating_add_signed(tokens);
+        }
+    }
+
+    /// Forget the attempts in flight: after a rebuild from the journal, none runs (a resuming driver
+    /// re-dispatches them, and their new starts are journaled).
+    fn forget_running(&mut self) {
+        self.running.clear();
+        self.held.clear();
+        self.busy.clear();
     }
 
     /// The budgeted scopes an attempt of `effect` on `harness` counts against, narrowest first.
@@ -620,10 +666,7 @@ impl Ledger {
 
     /// What running attempts in `scope` are still expected to spend beyond what they have reported.
     fn outstanding(&self, scope: &Scope) -> (f64, u64) {
-        self.running.values().filter(|a| a.scopes.contains(scope)).fold((0.0, 0), |(u, t), a| {
-            let (du, dt) = a.outstanding();
-            (u + du, t + dt)
-        })
+        self.held.get(scope).copied().unwrap_or_default()
     }
 
     /// May an attempt of `effect` start on `harness` at `now_ms`? While the harness's cost per attempt is
@@ -656,7 +699,7 @@ impl Ledger {
                 if !matches!(measure, Measure::Usd | Measure::Tokens) {
                     continue;
                 }
-                let busy = self.running.values().any(|a| a.harness.is_some() && a.scopes.contains(scope));
+                let busy = self.busy.get(scope).is_some_and(|n| *n > 0);
                 if known.is_none() && busy || spent + outstanding + want > limit && outstanding > 0.0 {
                     wait.get_or_insert_with(|| scope.clone());
                 } else if spent + outstanding + want > limit {

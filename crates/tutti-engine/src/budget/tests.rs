@@ -257,3 +257,34 @@ fn scopes_read_back_as_written() {
     assert_eq!(thousands(2_000_000), "2,000,000");
     assert_eq!(Measure::Time.show(5_400_000.0), "1h 30m");
 }
+
+#[test]
+fn a_harness_that_reports_no_usage_costs_nothing_once_one_of_its_attempts_has_ended() {
+    let mut l = Ledger::default();
+    feed(&mut l, [created(json!({ "run": { "usd": 1.0 } }))]);
+    feed(&mut l, [started("root/0", 1, "shell")]);
+    assert_eq!(l.check(&id("root/1"), "shell", 0), Check::Wait(Scope::Run), "its cost is not known yet");
+    feed(&mut l, [resolved("root/0", 1)]);
+    assert_eq!(l.expected("shell"), Some((0.0, 0)));
+    feed(&mut l, [started("root/1", 1, "shell")]);
+    assert!(matches!(l.check(&id("root/2"), "shell", 0), Check::Admit(_)), "then its attempts run side by side");
+    // An attempt that was cancelled says nothing of what its harness costs.
+    feed(&mut l, [started("root/9", 1, "claude"), Event::EffectCancelled { effect: id("root/9"), reason: "x".into() }]);
+    assert_eq!(l.expected("claude"), None);
+}
+
+#[test]
+fn what_running_attempts_hold_shrinks_as_they_report_and_is_released_when_they_end() {
+    let mut l = Ledger::default();
+    feed(&mut l, [created(json!({ "run": { "usd": 1.0 }, "reserve": { "h": { "usd": 0.4 } } }))]);
+    feed(&mut l, [reserved("root/0", 1, &["run"], 0.4), started("root/0", 1, "h")]);
+    feed(&mut l, [reserved("root/1", 1, &["run"], 0.4), started("root/1", 1, "h")]);
+    // $0.80 held: a third attempt expected at $0.40 waits.
+    assert_eq!(l.check(&id("root/2"), "h", 0), Check::Wait(Scope::Run));
+    // root/0 reports $0.10 so far (its turn is not over): it still holds $0.30, so $0.10 + $0.70 + $0.40 > $1.
+    feed(&mut l, [usage("root/0", 1, "h", Some(0.1), 10)]);
+    assert_eq!(l.check(&id("root/2"), "h", 0), Check::Wait(Scope::Run));
+    feed(&mut l, [resolved("root/0", 1)]);
+    // $0.10 spent, $0.40 held by root/1: $0.90 with the next one fits.
+    assert!(matches!(l.check(&id("root/2"), "h", 0), Check::Admit(_)));
+}
