@@ -15,6 +15,8 @@
 //! - `chain-durable`: the same chain on an in-process no-op harness that is *not* pure, so the driver must
 //!   commit (fsync) the request before every start: the cost a real subprocess chain pays per step.
 //! - `fanout`: `ctx.parallel.map` over N echo effects (target ≥ 20,000 effects/s).
+//! - `fanout-budget`: the fan-out under a run budget that is never reached: the cost of checking and
+//!   journaling a budget before every start.
 //! - `fanout-limited`: the fan-out through a pure harness with `max_parallel = 4`, at N/2 and N (no target:
 //!   it shows how the driver walks its queue of effects waiting for a harness slot).
 //! - `breakdown`: the JS host alone (start + deliver, no driver, no journal) and the journal alone (read and
@@ -260,6 +262,17 @@ struct Outcome {
 
 /// Create a run of `inputs` and drive it to its end (or until it detaches).
 fn create(env: &Env, inputs: Value, non_interactive: bool, detach_on_wait: bool) -> Result<(String, Outcome)> {
+    create_with(env, inputs, non_interactive, detach_on_wait, json!({}))
+}
+
+/// [`create`] with the run's journaled `options` (a budget, say).
+fn create_with(
+    env: &Env,
+    inputs: Value,
+    non_interactive: bool,
+    detach_on_wait: bool,
+    options: Value,
+) -> Result<(String, Outcome)> {
     let run_id = ulid::Ulid::new().to_string();
     let start = Usage::now();
     let mut host = JsHost::load(&env.process)?;
@@ -272,7 +285,7 @@ fn create(env: &Env, inputs: Value, non_interactive: bool, detach_on_wait: bool)
         inputs,
         code_hash: host.code_hash(),
         modules: host.modules().to_vec(),
-        options: json!({}),
+        options,
     };
     let drive_start = Instant::now();
     let driver =
@@ -402,6 +415,21 @@ fn chain(root: &Path, n: usize, durable: bool, rep: usize) -> Result<Row> {
 
 fn fanout(root: &Path, n: usize, rep: usize) -> Result<Row> {
     fanout_run(root, n, &format!("fanout-{rep}"), false)
+}
+
+/// The fan-out under a run budget (USD, tokens and turns, none reached): what checking and journaling a
+/// budget before every start costs.
+fn fanout_budget(root: &Path, n: usize) -> Result<Row> {
+    let env = Env::new(root, "fanout-budget")?;
+    reset_peak_rss();
+    let budget = json!({ "budget": { "run": { "usd": 1000.0, "tokens": 1_000_000_000u64, "turns": 1_000_000u64 } } });
+    let (run_id, o) = create_with(&env, json!({ "mode": "fanout", "n": n, "limited": false }), true, false, budget)?;
+    expect_completed(&o.end, "fanout-budget")?;
+    let rss_mb = peak_rss_mb();
+    let events = env.events(&run_id)?;
+    let rate = n as f64 / o.total.as_secs_f64();
+    let verdict = (format!("{rate:.0} effects/s"), "none (compare with fanout)".to_string(), None);
+    Ok(Row::of("fanout-budget", n, events, &o, rss_mb, verdict, (env.db.clone(), run_id)))
 }
 
 /// A fan-out through a harness limited to 4 running jobs: how the queue of waiting effects is handled.
@@ -618,6 +646,9 @@ fn main() -> Result<()> {
         if wanted("fanout") {
             rows.push(fanout(root, n, rep)?);
         }
+    }
+    if wanted("fanout-budget") {
+        rows.push(fanout_budget(root, n)?);
     }
     if wanted("chain-durable") {
         rows.push(chain(root, n, true, 0)?);

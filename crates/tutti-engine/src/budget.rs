@@ -396,6 +396,9 @@ pub struct Ledger {
     /// as attempts come and go, so that a check costs the same with ten thousand attempts running.
     held: HashMap<Scope, (f64, u64)>,
     busy: HashMap<Scope, usize>,
+    /// Which kinds of scope have a budget at all (task, member, group, harness), so that an effect's scopes
+    /// are found without building the names of kinds that have none.
+    kinds: [bool; 4],
     /// Attempts that run again after their driver died.
     reruns: HashSet<(EffectId, u32)>,
 }
@@ -582,6 +585,9 @@ impl Ledger {
 
     fn open(&mut self, scope: Scope, limits: Limits, ts_ms: i64) {
         if !limits.is_empty() {
+            if let Some(kind) = kind_of(&scope) {
+                self.kinds[kind] = true;
+            }
             self.accounts.entry(scope).or_insert_with(|| Account::new(limits, ts_ms));
         }
     }
@@ -633,12 +639,20 @@ impl Ledger {
         if self.accounts.is_empty() {
             return Vec::new();
         }
-        let mut scopes = vec![Scope::Task(effect.clone())];
-        if let Some((group, member)) = effect.member() {
-            scopes.push(Scope::Member(format!("{group}/{member}")));
-            scopes.push(Scope::Group(group.to_string()));
+        let mut scopes = Vec::with_capacity(2);
+        let [task, member, group, harnesses] = self.kinds;
+        if task {
+            scopes.push(Scope::Task(effect.clone()));
         }
-        if let Some(h) = harness {
+        if let Some((g, m)) = effect.member().filter(|_| member || group) {
+            if member {
+                scopes.push(Scope::Member(format!("{g}/{m}")));
+            }
+            if group {
+                scopes.push(Scope::Group(g.to_string()));
+            }
+        }
+        if let Some(h) = harness.filter(|_| harnesses) {
             scopes.push(Scope::Harness(h.to_string()));
         }
         scopes.push(Scope::Run);
@@ -766,6 +780,17 @@ impl Ledger {
     /// Every account as `--json` shows it.
     pub fn to_json(&self, now_ms: i64) -> Value {
         Value::Array(self.accounts.iter().map(|(s, a)| a.to_json(s, now_ms)).collect())
+    }
+}
+
+/// The index in [`Ledger::kinds`] of a scope's kind (the run has none: it is always looked up).
+fn kind_of(scope: &Scope) -> Option<usize> {
+    match scope {
+        Scope::Task(_) => Some(0),
+        Scope::Member(_) => Some(1),
+        Scope::Group(_) => Some(2),
+        Scope::Harness(_) => Some(3),
+        Scope::Run => None,
     }
 }
 

@@ -17,11 +17,14 @@ impl Driver<'_> {
         match self.ledger.check(id, harness, wall_ms()) {
             Check::Admit(reservation) => Some(reservation),
             Check::Wait(scope) => {
-                if !self.budget_waiting.contains(id) {
-                    self.budget_waiting.push(id.clone());
-                    let reason = format!("waits for attempts running in {scope} to end: its budget has no room yet");
+                // Told once per wave: a wide fan-out waiting on the first attempt's cost is one line.
+                if self.budget_waiting.is_empty() {
+                    let reason = format!(
+                        "waits for attempts running in {scope} to end: their cost decides whether it fits its budget"
+                    );
                     self.observer.progress(Progress::Queued { effect: id.clone(), reason });
                 }
+                self.budget_waiting.push(id.clone());
                 None
             }
             Check::Refuse(exceeded) => {
