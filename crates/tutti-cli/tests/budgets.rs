@@ -323,3 +323,22 @@ fn a_money_budget_runs_shell_tasks_side_by_side_once_one_has_shown_they_cost_not
     let run = budgets.as_array().and_then(|b| b.iter().find(|b| b["scope"] == "run")).cloned().unwrap_or_default();
     assert_eq!((run["spent"]["usd"].as_f64(), run["spent"]["turns"].as_u64()), (Some(0.0), Some(24)), "{budgets}");
 }
+
+#[test]
+fn a_time_budget_is_wall_clock_from_the_runs_start_and_refuses_what_would_start_after_it() {
+    let project = project();
+    project.write("seq.js", SEQUENTIAL);
+    let out = project.run(&["run", "seq.js", "--budget-time", "1s", "--budget-usd", "100"]);
+    assert_eq!(out.code, 0, "{out}");
+    let result = out.json();
+    assert_eq!(result["refused"]["scope"], "run", "{result}");
+    let done = result["done"].as_array().map_or(0, Vec::len);
+    assert!((1..=3).contains(&done), "0.4 s a task: a few fit in one second: {result}");
+    let events = project.events(&out.run_id());
+    let refusal = of_kind(&events, "budget_exceeded").into_iter().find(|e| e["event"]["effect"].is_string());
+    let refusal = refusal.unwrap_or_else(|| panic!("a refusal: {}", show(&events)));
+    assert_eq!(refusal["event"]["measure"], "timeMs");
+    assert_eq!(refusal["event"]["limit"], 1000.0);
+    let created = events[0]["ts_ms"].as_i64().unwrap_or(0);
+    assert!(refusal["ts_ms"].as_i64().unwrap_or(0) - created >= 1000, "refused only once the second had passed");
+}
