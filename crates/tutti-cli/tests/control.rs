@@ -323,7 +323,7 @@ export async function process(inputs, ctx) {{
 
 /// The agent's attempt is refused, the run keeps waiting, and a person's approval completes it, journaled
 /// with who gave it.
-fn assert_only_a_person_passes_the_gate(prelude: &str, caught_by: &str) {
+fn assert_only_a_person_passes_the_gate(prelude: &str, caught_by: &[&str]) {
     let project = Project::new(TUTTI);
     project.write("gate.js", self_approval(prelude));
     let driver = project.spawn(&["run", "gate.js"]);
@@ -333,7 +333,7 @@ fn assert_only_a_person_passes_the_gate(prelude: &str, caught_by: &str) {
     });
     let stdout = tried["event"]["outcome"]["value"]["inline"]["stdout"].as_str().unwrap_or_default().to_string();
     assert!(stdout.contains("refused") && stdout.contains("rc=2"), "the agent is refused with exit 2:\n{tried}");
-    assert!(stdout.contains(caught_by), "caught by {caught_by:?}:\n{stdout}");
+    assert!(caught_by.iter().any(|by| stdout.contains(by)), "caught by one of {caught_by:?}:\n{stdout}");
     let status = project.status(&run);
     assert_eq!(status["waiting"][0]["effect"], "root/0", "the gate still waits:\n{status}");
     let events = project.events(&run);
@@ -358,14 +358,22 @@ fn assert_only_a_person_passes_the_gate(prelude: &str, caught_by: &str) {
 
 #[test]
 fn an_agent_cannot_approve_the_breakpoint_its_run_waits_on() {
-    assert_only_a_person_passes_the_gate("", "its environment says so");
+    assert_only_a_person_passes_the_gate("", &["its environment says so"]);
 }
 
 #[test]
 fn an_agent_that_unsets_tuttis_variables_still_cannot_approve() {
+    // An agent takes a moment before it acts; by then its start is journaled (an attempt's start waits at
+    // most 20 ms for the next commit), so its own process tree gives it away.
+    assert_only_a_person_passes_the_gate(
+        r#"sleep 0.3; for v in $(env | grep -o '^TUTTI_[A-Z_]*'); do unset "$v"; done;"#,
+        &["the process tree of an attempt"],
+    );
+    // One that acts at once, before its start is journaled, is still the driver's descendant (on a slow
+    // machine its start may be journaled first: either way its ancestry gives it away).
     assert_only_a_person_passes_the_gate(
         r#"for v in $(env | grep -o '^TUTTI_[A-Z_]*'); do unset "$v"; done;"#,
-        "the process tree of an attempt",
+        &["started by the tutti driver", "the process tree of an attempt"],
     );
 }
 

@@ -60,6 +60,9 @@ pub use changes::Changes;
 const LEASE_TTL_MS: i64 = 10_000;
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How long attempts' starts may wait in the buffer for the next commit before they get one of their own
+/// (so that `tutti status` shows a long attempt as running almost at once).
+const LAZY_COMMIT: Duration = Duration::from_millis(20);
 /// How long stopped attempts get to exit on their own when the run ends, before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -309,7 +312,16 @@ impl<'a> Driver<'a> {
             let mut idle = false;
             let first = match self.rx.try_recv() {
                 Ok(msg) => Some(msg),
-                Err(_) => {
+                // Only attempts' starts are buffered: they ride with the next commit (a quick attempt's result
+                // and the request after it) unless nothing happens for a moment, so a step costs one commit.
+                Err(_) if self.journal.holds_only_starts() => {
+                    self.rx.recv_timeout(LAZY_COMMIT.min(self.wait_time())).ok()
+                }
+                Err(_) => None,
+            };
+            let first = match first {
+                Some(msg) => Some(msg),
+                None => {
                     self.journal.flush()?;
                     match self.rx.recv_timeout(self.wait_time()) {
                         Ok(msg) => Some(msg),

@@ -47,6 +47,13 @@ impl JournalBuffer {
         self.buffer.clear();
     }
 
+    /// Whether everything buffered is attempts' starts: facts a crash may lose without harm (a resuming
+    /// driver finds an attempt whose start never reached the journal by its process, and kills it), so
+    /// they may wait for the next commit instead of costing one of their own.
+    pub(crate) fn holds_only_starts(&self) -> bool {
+        !self.buffer.is_empty() && self.buffer.iter().all(|e| matches!(e.event, Event::EffectStarted { .. }))
+    }
+
     /// Whether the buffer is so full that it should be submitted now.
     pub(crate) fn is_full(&self) -> bool {
         self.buffer.len() >= MAX_BUFFER
