@@ -138,7 +138,7 @@ impl Repo {
     /// Opens the repository whose work tree contains `dir`. Fails with [`GitError::NotARepository`] outside one
     /// (or in a bare repository) and [`GitError::NoCommit`] when it has no commit yet.
     pub fn open(dir: &Path) -> Result<Repo, GitError> {
-        if !dir.is_dir() {
+        if !dir.is_dir() || !in_a_repository(dir) {
             return Err(GitError::NotARepository { dir: dir.to_path_buf() });
         }
         let args = ["rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"];
@@ -476,6 +476,24 @@ fn git<S: AsRef<str>>(dir: &Path, args: &[S]) -> Result<String, GitError> {
 /// Runs `git -C dir args...` with no terminal, no stdin, the C locale and none of the repository variables of
 /// tutti's own environment. A run that failed on one of git's own lock files (`index.lock`, a ref's `.lock`)
 /// is run again after a pause, a few times, before its failure is returned.
+/// Whether `dir` or one of its ancestors holds a `.git` (a directory, or a worktree's file): where git looks
+/// when no `GIT_*` variable points it elsewhere (tutti removes them). Without one git would only say "not a
+/// git repository", so nothing is spawned to hear it.
+pub(crate) fn in_a_repository(dir: &Path) -> bool {
+    dir.ancestors().any(|d| d.join(".git").exists())
+}
+
+/// The commit `HEAD` of the repository around `dir` names, if it is one with a commit: one `git` spawn, none
+/// outside a repository.
+pub(crate) fn head_of(dir: &Path) -> Option<String> {
+    if !dir.is_dir() || !in_a_repository(dir) {
+        return None;
+    }
+    let output = run(dir, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).ok()?;
+    let commit = output.stdout.trim();
+    (output.code == Some(0) && !commit.is_empty()).then(|| commit.to_string())
+}
+
 fn run<S: AsRef<str>>(dir: &Path, args: &[S]) -> Result<Output, GitError> {
     let mut pause = LOCK_BACKOFF;
     let mut attempt = 1;

@@ -25,8 +25,8 @@ use crate::git::{GitError, Repo};
 pub struct Worktrees {
     project: PathBuf,
     run: String,
-    /// The run's base commit, or why the project cannot have worktrees (not a git repository, no commit).
-    base: Result<String, GitError>,
+    /// The run's base commit (`None`: the project was no git repository with a commit when the run started).
+    base: Option<String>,
     /// Whether the user was told (once, at the first isolated effect) that uncommitted changes are not in the
     /// worktrees.
     warned: AtomicBool,
@@ -45,20 +45,13 @@ impl Worktrees {
     /// The worktrees of run `run` in `project`, from `base` (the run's journaled base commit; `None` when the
     /// project was no git repository with a commit when the run started).
     pub fn new(project: &Path, run: &str, base: Option<String>) -> Self {
-        let base = match base {
-            Some(commit) => Ok(commit),
-            None => Err(match Repo::open(project) {
-                Err(e) => e,
-                Ok(_) => GitError::NoCommit { dir: project.to_path_buf() },
-            }),
-        };
         Self { project: project.to_path_buf(), run: run.to_string(), base, warned: AtomicBool::new(false) }
     }
 
     /// The base commit of a new run in `project`: HEAD; `None` when the project is not a git repository with a
     /// commit (isolated tasks then fail naming why). Cheap: it does not ask for the tree's status.
     pub fn base_of(project: &Path) -> Option<String> {
-        Repo::open(project).and_then(|repo| repo.head_commit()).ok()
+        crate::git::head_of(project)
     }
 
     pub fn run(&self) -> &str {
@@ -72,8 +65,9 @@ impl Worktrees {
 
     /// The repository and the base commit, or the error an isolated task fails with.
     pub(crate) fn repo(&self) -> Result<(Repo, String), GitError> {
-        let base = self.base.clone()?;
-        Ok((Repo::open(&self.project)?, base))
+        let repo = Repo::open(&self.project)?;
+        let base = self.base.clone().ok_or_else(|| GitError::NoCommit { dir: self.project.clone() })?;
+        Ok((repo, base))
     }
 
     /// Where `job` works, if its task asks for a worktree.
