@@ -73,6 +73,12 @@ pub(crate) fn open_or_create(config: &Config) -> Result<Box<dyn Store>> {
     Ok(Box::new(store))
 }
 
+/// Open the journal a driver of this command checked when it started, without checking it again (reading
+/// back what the run just wrote, for its summary).
+pub(crate) fn reopen(config: &Config) -> Result<Box<dyn Store>> {
+    Ok(Box::new(SqliteStore::open(&config.db)?))
+}
+
 /// Open the journal for a driver: a reading connection and the group-commit writer. `open` is
 /// [`open_store`] or [`open_or_create`].
 pub(crate) fn open_for_driver(

@@ -250,7 +250,8 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
 pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>, Value) {
-    let store = open_or_create(config).ok();
+    // The driver checked the journal for damage when it started; what it wrote since needs no second check.
+    let store = crate::commands::reopen(config).ok();
     let records = store.as_ref().and_then(|store| store.read(&run_id.to_string(), 0).ok()).unwrap_or_default();
     let ledger = match &store {
         Some(store) => tutti_engine::budget::Ledger::of_loading(&records, store.as_ref()),
