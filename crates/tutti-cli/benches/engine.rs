@@ -15,6 +15,8 @@
 //! - `chain-durable`: the same chain on an in-process no-op harness that is *not* pure, so the driver must
 //!   commit (fsync) the request before every start: the cost a real subprocess chain pays per step.
 //! - `fanout`: `ctx.parallel.map` over N echo effects (target ≥ 20,000 effects/s).
+//! - `shell-chain`: N/10 sequential real `sh -c 'echo I'` steps through the real shell harness: step time and
+//!   hand-off p50/p99, commits per step, tutti's own CPU per step (target ≤ 1.2 ms and ≤ 0.4 ms).
 //! - `fanout-budget`: the fan-out under a run budget that is never reached: the cost of checking and
 //!   journaling a budget before every start.
 //! - `fanout-limited`: the fan-out through a pure harness with `max_parallel = 4`, at N/2 and N (no target:
@@ -64,10 +66,12 @@ export const noop = defineTask("noop", () => ({ kind: "agent" }));
 export const durable = defineTask("durable", () => ({ kind: "agent", harness: "durable" }));
 // Routed to a pure no-op harness that runs at most 4 jobs at once (`max_parallel` in tutti.toml).
 export const limited = defineTask("limited", () => ({ kind: "agent", harness: "limited" }));
+// A real subprocess: `sh -c 'echo I'`.
+export const shell = defineTask("shell", (a) => ({ kind: "shell", shell: { command: `echo ${a.i}` } }));
 
 export async function process(inputs, ctx) {
   const n = inputs.n;
-  const task = inputs.durable ? durable : inputs.limited ? limited : noop;
+  const task = inputs.shell ? shell : inputs.durable ? durable : inputs.limited ? limited : noop;
   let last = null;
   if (inputs.mode === "chain") {
     let v = { i: -1 };
@@ -135,6 +139,7 @@ impl Harness for Limited {
 fn harnesses() -> Harnesses {
     let mut h = Harnesses::new();
     h.add(Arc::new(EchoHarness::new()));
+    h.add(Arc::new(tutti_harness::ShellHarness::new()));
     h.add(Arc::new(Durable));
     h.add(Arc::new(Limited));
     h.set_default_agent(Some("echo".into()));
@@ -150,6 +155,9 @@ struct Clock {
     first_start_after_attach: Option<Instant>,
     /// Set when the process blocks on a breakpoint: asks the driver to detach.
     detach_on_wait: Option<Arc<AtomicBool>>,
+    /// When each attempt started and each effect finished, in order (for the step latencies of a chain).
+    starts: Vec<Instant>,
+    finishes: Vec<Instant>,
 }
 
 impl Observer for Clock {
@@ -159,9 +167,14 @@ impl Observer for Clock {
                 self.attached = Some(Instant::now());
                 self.replayed = replayed;
             }
-            Progress::Started { .. } if self.attached.is_some() && self.first_start_after_attach.is_none() => {
-                self.first_start_after_attach = Some(Instant::now());
+            Progress::Started { .. } => {
+                let now = Instant::now();
+                if self.attached.is_some() && self.first_start_after_attach.is_none() {
+                    self.first_start_after_attach = Some(now);
+                }
+                self.starts.push(now);
             }
+            Progress::Finished { .. } => self.finishes.push(Instant::now()),
             Progress::Waiting { .. } => {
                 if let Some(flag) = &self.detach_on_wait {
                     flag.store(true, Ordering::SeqCst);
@@ -432,6 +445,46 @@ fn fanout_budget(root: &Path, n: usize) -> Result<Row> {
     Ok(Row::of("fanout-budget", n, events, &o, rss_mb, verdict, (env.db.clone(), run_id)))
 }
 
+/// A chain of `n` real `sh -c 'echo I'` steps: each step's request committed (one fsync) before its spawn.
+/// Reports the step time (one start to the next), the hand-off (an effect's end, as the driver learns it, to
+/// the next spawn), commits per step and tutti's own CPU per step (the children's CPU is not in
+/// `RUSAGE_SELF`).
+fn shell_chain(root: &Path, n: usize) -> Result<Row> {
+    let env = Env::new(root, "shell-chain")?;
+    reset_peak_rss();
+    let (run_id, o) = create(&env, json!({ "mode": "chain", "n": n, "shell": true }), true, false)?;
+    expect_completed(&o.end, "shell-chain")?;
+    let rss_mb = peak_rss_mb();
+    let events = env.events(&run_id)?;
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let mut steps: Vec<f64> = o.clock.starts.windows(2).map(|w| micros(w[1] - w[0])).collect();
+    let mut handoffs: Vec<f64> = o
+        .clock
+        .finishes
+        .iter()
+        .zip(o.clock.starts.iter().skip(1))
+        .map(|(f, s)| micros(s.saturating_duration_since(*f)))
+        .collect();
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0)
+    };
+    let (p50, p99) = (pct(&mut steps, 0.5), pct(&mut steps, 0.99));
+    let (h50, h99) = (pct(&mut handoffs, 0.5), pct(&mut handoffs, 0.99));
+    let cpu_per_step = micros(o.cpu) / n as f64;
+    let headline = format!(
+        "step p50 {:.0} µs p99 {:.0} µs; hand-off p50 {:.0} µs p99 {:.0} µs; {:.2} commits/step; tutti CPU {:.0} µs/step",
+        p50,
+        p99,
+        h50,
+        h99,
+        o.commits as f64 / n as f64,
+        cpu_per_step
+    );
+    let verdict = (headline, "≤ 1.2 ms/step, ≤ 0.4 ms CPU".to_string(), Some(p50 <= 1200.0 && cpu_per_step <= 400.0));
+    Ok(Row::of("shell-chain", n, events, &o, rss_mb, verdict, (env.db.clone(), run_id)))
+}
+
 /// A fan-out through a harness limited to 4 running jobs: how the queue of waiting effects is handled.
 fn fanout_limited(root: &Path, n: usize) -> Result<Row> {
     fanout_run(root, n, &format!("fanout-limited-{n}"), true)
@@ -646,6 +699,9 @@ fn main() -> Result<()> {
         if wanted("fanout") {
             rows.push(fanout(root, n, rep)?);
         }
+    }
+    if wanted("shell-chain") {
+        rows.push(shell_chain(root, n / 10)?);
     }
     if wanted("fanout-budget") {
         rows.push(fanout_budget(root, n)?);
