@@ -461,6 +461,40 @@ mod tests {
     }
 
     #[test]
+    fn durations_read_as_people_write_them_and_anything_else_is_refused() {
+        let ok = |text: &str| parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(ok("2h"), 7_200_000);
+        assert_eq!(ok("90m"), 5_400_000);
+        assert_eq!(ok("1h30m"), 5_400_000);
+        assert_eq!(ok("45s"), 45_000);
+        assert_eq!(ok("500ms"), 500);
+        assert_eq!(ok("30"), 30_000, "a plain number is seconds");
+        assert_eq!(ok("0s"), 0);
+        for bad in ["soon", "2d", "h", "1.5h", "-1h", "2h30", ""] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("is not a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn budget_and_harness_budget_tables_are_checked_field_by_field() {
+        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        let limits = budget_table(&table("usd = 5\ntokens = 2000000\ntime = \"2h\"\non_exceed = \"cancel\"")).unwrap();
+        assert_eq!((limits.usd, limits.tokens, limits.time_ms), (Some(5.0), Some(2_000_000), Some(7_200_000)));
+        assert_eq!(limits.on_exceed, tutti_engine::budget::OnExceed::Cancel);
+        let err = budget_table(&table("eur = 5")).unwrap_err();
+        assert_eq!(err, "eur: budgets are in US dollars; use `usd`");
+        let err = budget_table(&table("pounds = 5")).unwrap_err();
+        assert!(err.ends_with("(known: usd, tokens, turns, time, on_exceed)"), "{err}");
+        let mut harness = table("command = [\"x\"]\nbudget_usd = 2\nreserve_usd = 0.5");
+        let (limits, reserve_usd, reserve_tokens) = harness_budget(&mut harness).unwrap().expect("a budget");
+        assert_eq!((limits.usd, reserve_usd, reserve_tokens), (Some(2.0), Some(0.5), None));
+        assert!(!harness.contains_key("budget_usd") && harness.contains_key("command"), "taken out of the table");
+        let err = harness_budget(&mut table("budget_tokens = -1")).unwrap_err();
+        assert!(err.starts_with("budget_tokens must be a whole number of at least 0"), "{err}");
+    }
+
+    #[test]
     fn bad_toml_names_the_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tutti.toml"), "[defaults]\nharnes = \"x\"\n").unwrap();
