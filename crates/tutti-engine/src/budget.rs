@@ -260,39 +260,6 @@ impl Account {
         }
     }
 
-    /// `$0.62 of $1.00 (62%), 3 of 10 turns; exceeded (usd), 4 refused` — each limited measure, then its state.
-    pub fn describe(&self, now_ms: i64) -> String {
-        let mut parts = Vec::new();
-        for m in Measure::ALL {
-            let Some(limit) = self.limits.limit(m) else { continue };
-            let spent = self.spent_of(m, now_ms);
-            let pct = if limit > 0.0 { format!(" ({:.0}%)", spent / limit * 100.0) } else { String::new() };
-            let part = match m {
-                Measure::Usd => format!("{} of {}{pct}", m.show(spent), m.show(limit)),
-                Measure::Tokens => format!("{} of {}{pct}", thousands(spent as u64), m.show(limit)),
-                Measure::Turns => format!("{} of {}{pct}", spent as u64, m.show(limit)),
-                Measure::Time => format!("{} of {}{pct}", m.show(spent), m.show(limit)),
-            };
-            parts.push(part);
-        }
-        if self.spent.unpriced_tokens > 0 {
-            parts.push(format!("{} unpriced", Measure::Tokens.show(self.spent.unpriced_tokens as f64)));
-        }
-        if self.spent.rerun_turns > 0 {
-            let usd = Measure::Usd.show(self.spent.rerun_usd);
-            parts.push(format!("{} re-run attempt(s) costing {usd} included", self.spent.rerun_turns));
-        }
-        let mut text = parts.join(", ");
-        if let Some((m, action)) = &self.exceeded {
-            let then = if action == "cancel" { "running attempts cancelled" } else { "nothing new starts" };
-            text.push_str(&format!("; reached its {} limit: {then}", m.name()));
-        }
-        if self.refused > 0 {
-            text.push_str(&format!("; {} effect(s) refused", self.refused));
-        }
-        text
-    }
-
     /// As `--json` shows it.
     pub fn to_json(&self, scope: &Scope, now_ms: i64) -> Value {
         let spent = json!({
@@ -338,9 +305,13 @@ impl Exceeded {
     /// The error an effect that may not start fails with; the process can catch it (`e.name`, `e.scope`,
     /// `e.limit`, `e.spent`).
     pub fn error(&self, effect: &EffectId) -> ErrorInfo {
-        ErrorInfo::new("BudgetExceeded", format!("effect {effect} cannot start: {}", self.describe())).with_data(
-            json!({ "scope": self.scope.to_string(), "measure": self.measure.name(), "limit": self.limit, "spent": self.spent }),
-        )
+        ErrorInfo::new("BudgetExceeded", format!("effect {effect} cannot start: {}", self.describe()))
+            .with_data(self.data())
+    }
+
+    /// What a `BudgetExceeded` error carries: `{ scope, measure, limit, spent }`.
+    pub fn data(&self) -> Value {
+        json!({ "scope": self.scope.to_string(), "measure": self.measure.name(), "limit": self.limit, "spent": self.spent })
     }
 }
 
@@ -792,6 +763,43 @@ fn kind_of(scope: &Scope) -> Option<usize> {
         Scope::Harness(_) => Some(3),
         Scope::Run => None,
     }
+}
+
+/// A budget as [`Account::to_json`] shows it, in one line for people: `$0.62 of $1.00 (62%), 3 of 10 turns;
+/// REACHED its usd limit: nothing new starts; 4 effect(s) refused (BudgetExceeded)`. One renderer for
+/// `status`, `groups` and the end-of-run summary.
+pub fn describe(b: &Value) -> String {
+    let mut parts = Vec::new();
+    for m in Measure::ALL {
+        let Some(limit) = b["limits"][m.name()].as_f64() else { continue };
+        let spent = b["spent"][m.name()].as_f64().unwrap_or(0.0);
+        let pct = if limit > 0.0 { format!(" ({:.0}%)", spent / limit * 100.0) } else { String::new() };
+        let shown = match m {
+            Measure::Tokens => thousands(spent as u64),
+            Measure::Turns => (spent as u64).to_string(),
+            Measure::Usd | Measure::Time => m.show(spent),
+        };
+        parts.push(format!("{shown} of {}{pct}", m.show(limit)));
+    }
+    let unpriced = b["spent"]["unpricedTokens"].as_u64().unwrap_or(0);
+    if unpriced > 0 {
+        parts.push(format!("{} unpriced", Measure::Tokens.show(unpriced as f64)));
+    }
+    let reruns = b["spent"]["rerunTurns"].as_u64().unwrap_or(0);
+    if reruns > 0 {
+        let usd = Measure::Usd.show(b["spent"]["rerunUsd"].as_f64().unwrap_or(0.0));
+        parts.push(format!("{reruns} re-run attempt(s) costing {usd} included"));
+    }
+    let mut line = parts.join(", ");
+    if let Some(measure) = b["exceeded"]["measure"].as_str() {
+        let then =
+            if b["exceeded"]["action"] == "cancel" { "running attempts cancelled" } else { "nothing new starts" };
+        line.push_str(&format!("; REACHED its {measure} limit: {then}"));
+    }
+    if let Some(n) = b["refused"].as_u64().filter(|n| *n > 0) {
+        line.push_str(&format!("; {n} effect(s) refused (BudgetExceeded)"));
+    }
+    line
 }
 
 /// `2000000` → `2,000,000`.

@@ -260,37 +260,6 @@ fn usage_json(records: &[Record]) -> Value {
     json!({ "total": with_unpriced(&total, ""), "byHarness": by_harness, "byEffect": by_effect })
 }
 
-/// A budget as `--json` shows it, in one line: `$0.62 of $1.00 (62%), 3 of 10 turns; ...`.
-pub(crate) fn budget_line(b: &Value) -> String {
-    use tutti_engine::budget::Measure;
-    let mut parts = Vec::new();
-    for m in Measure::ALL {
-        let Some(limit) = b["limits"][m.name()].as_f64() else { continue };
-        let spent = b["spent"][m.name()].as_f64().unwrap_or(0.0);
-        let pct = if limit > 0.0 { format!(" ({:.0}%)", spent / limit * 100.0) } else { String::new() };
-        parts.push(format!("{} of {}{pct}", m.show(spent), m.show(limit)));
-    }
-    let unpriced = b["spent"]["unpricedTokens"].as_u64().unwrap_or(0);
-    if unpriced > 0 {
-        parts.push(format!("{} unpriced", Measure::Tokens.show(unpriced as f64)));
-    }
-    let reruns = b["spent"]["rerunTurns"].as_u64().unwrap_or(0);
-    if reruns > 0 {
-        let usd = Measure::Usd.show(b["spent"]["rerunUsd"].as_f64().unwrap_or(0.0));
-        parts.push(format!("{reruns} re-run attempt(s) costing {usd} included"));
-    }
-    let mut line = parts.join(", ");
-    if let Some(measure) = b["exceeded"]["measure"].as_str() {
-        let then =
-            if b["exceeded"]["action"] == "cancel" { "running attempts cancelled" } else { "nothing new starts" };
-        line.push_str(&format!("; REACHED its {measure} limit: {then}"));
-    }
-    if let Some(n) = b["refused"].as_u64().filter(|n| *n > 0) {
-        line.push_str(&format!("; {n} effect(s) refused (BudgetExceeded)"));
-    }
-    line
-}
-
 fn usage_line(u: &Value) -> String {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let mut line = format!("{} in / {} out tokens", n("input_tokens"), n("output_tokens"));
@@ -369,7 +338,11 @@ fn status_text(r: &Value) -> String {
     }
     for (i, b) in r["budgets"].as_array().into_iter().flatten().enumerate() {
         let label = if i == 0 { "budgets" } else { "" };
-        out.push_str(&format!("\n{label:<8} {:<22} {}", b["scope"].as_str().unwrap_or(""), budget_line(b)));
+        out.push_str(&format!(
+            "\n{label:<8} {:<22} {}",
+            b["scope"].as_str().unwrap_or(""),
+            tutti_engine::budget::describe(b)
+        ));
     }
     if !r["output"].is_null() {
         out.push_str(&format!("\noutput   {}", r["output"]));
@@ -401,7 +374,7 @@ pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i
         let closed = if g["closed"] == true { " (closed)" } else { "" };
         output::data(&format!("group {}{closed}", g["group"].as_str().unwrap_or("")));
         if !g["budget"].is_null() {
-            output::data(&format!("  budget           {}", budget_line(&g["budget"])));
+            output::data(&format!("  budget           {}", tutti_engine::budget::describe(&g["budget"])));
         }
         for m in g["members"].as_array().into_iter().flatten() {
             output::data(&format!(
@@ -415,7 +388,7 @@ pub(crate) fn groups(config: &Config, run: Option<&str>, json: bool) -> Result<i
                 m["cancelled"],
             ));
             if !m["budget"].is_null() {
-                output::data(&format!("    budget         {}", budget_line(&m["budget"])));
+                output::data(&format!("    budget         {}", tutti_engine::budget::describe(&m["budget"])));
             }
         }
     }

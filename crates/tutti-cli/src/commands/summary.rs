@@ -70,7 +70,11 @@ pub(crate) fn summary(records: &[Record], ledger: &Ledger) -> Option<String> {
     }
     let end = records.last().map_or(0, |r| r.ts_ms);
     for (scope, account) in ledger.accounts() {
-        out.push_str(&format!("\n  budget  {:<12} {}", scope.to_string(), account.describe(end)));
+        out.push_str(&format!(
+            "\n  budget  {:<12} {}",
+            scope.to_string(),
+            tutti_engine::budget::describe(&account.to_json(scope, end))
+        ));
     }
     took.sort_by(|a, b| b.cmp(a));
     let slowest: Vec<String> = took.iter().take(3).map(|(ms, e)| format!("{e} {:.1}s", *ms as f64 / 1000.0)).collect();

@@ -186,9 +186,9 @@ fn a_crossing_is_reported_once_and_cancel_names_the_running_attempts() {
     };
     feed(&mut l, [event]);
     assert!(l.crossed(1_000).is_empty(), "journaled once");
-    assert!(
-        l.account(&Scope::Group("g".into())).is_some_and(|a| a.describe(1_000).contains("running attempts cancelled"))
-    );
+    assert!(l.account(&Scope::Group("g".into())).is_some_and(|a| {
+        describe(&a.to_json(&Scope::Group("g".into()), 1_000)).contains("running attempts cancelled")
+    }));
 }
 
 #[test]
@@ -240,7 +240,8 @@ fn unpriced_usage_counts_tokens_never_dollars() {
     feed(&mut l, [started("root/0", 1, "h"), usage("root/0", 1, "h", None, 400), resolved("root/0", 1)]);
     let a = l.account(&Scope::Run).cloned().expect("run");
     assert_eq!((a.spent.usd, a.spent.tokens, a.spent.unpriced_tokens), (0.0, 400, 400));
-    assert!(a.describe(1_000).contains("400 tokens unpriced"), "{}", a.describe(1_000));
+    let line = describe(&a.to_json(&Scope::Run, 1_000));
+    assert!(line.contains("400 tokens unpriced"), "{line}");
 }
 
 #[test]

@@ -85,12 +85,7 @@ impl Driver<'_> {
                         "BudgetExceeded",
                         format!("effect {id} was stopped: {} (onExceed: \"cancel\")", exceeded.describe()),
                     )
-                    .with_data(json!({
-                        "scope": exceeded.scope.to_string(),
-                        "measure": exceeded.measure.name(),
-                        "limit": exceeded.limit,
-                        "spent": exceeded.spent,
-                    }));
+                    .with_data(exceeded.data());
                     self.resolve(&id, Err(error), false);
                 }
             }
