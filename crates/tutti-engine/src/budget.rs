@@ -52,6 +52,16 @@ impl Measure {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
 
+    /// An amount beside a limit that gives its unit: `$0.15`, `2,000,000`, `10`, `1h 30m` (as in
+    /// `3 of 10 turns`).
+    pub fn bare(self, amount: f64) -> String {
+        match self {
+            Measure::Tokens => thousands(amount as u64),
+            Measure::Turns => (amount as u64).to_string(),
+            Measure::Usd | Measure::Time => self.show(amount),
+        }
+    }
+
     /// An amount of this measure as people read it: `$0.15`, `2,000,000 tokens`, `10 turns`, `1h 30m`.
     pub fn show(self, amount: f64) -> String {
         match self {
@@ -295,7 +305,7 @@ pub struct Exceeded {
 impl Exceeded {
     pub fn describe(&self) -> String {
         let m = self.measure;
-        let mut text = format!("the budget of {}: {} of {} spent", self.scope, m.show(self.spent), m.show(self.limit));
+        let mut text = format!("the budget of {}: {} of {} spent", self.scope, m.bare(self.spent), m.show(self.limit));
         if let Some(expected) = self.expected {
             text.push_str(&format!(", and the next attempt is expected to spend about {}", m.show(expected)));
         }
@@ -739,7 +749,7 @@ impl Ledger {
                     let pct = spent / limit * 100.0;
                     out.push(format!(
                         "{scope} has spent {} of its {} budget ({pct:.0}%)",
-                        m.show(spent),
+                        m.bare(spent),
                         m.show(limit)
                     ));
                 }
@@ -774,12 +784,7 @@ pub fn describe(b: &Value) -> String {
         let Some(limit) = b["limits"][m.name()].as_f64() else { continue };
         let spent = b["spent"][m.name()].as_f64().unwrap_or(0.0);
         let pct = if limit > 0.0 { format!(" ({:.0}%)", spent / limit * 100.0) } else { String::new() };
-        let shown = match m {
-            Measure::Tokens => thousands(spent as u64),
-            Measure::Turns => (spent as u64).to_string(),
-            Measure::Usd | Measure::Time => m.show(spent),
-        };
-        parts.push(format!("{shown} of {}{pct}", m.show(limit)));
+        parts.push(format!("{} of {}{pct}", m.bare(spent), m.show(limit)));
     }
     let unpriced = b["spent"]["unpricedTokens"].as_u64().unwrap_or(0);
     if unpriced > 0 {
