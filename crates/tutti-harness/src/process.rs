@@ -2,32 +2,35 @@
 //! waiting for it without hanging on grandchildren that keep its pipes open, and stopping the whole tree. It
 //! knows nothing of tasks, jobs or outcomes; the harnesses turn an [`Exit`] into those.
 //!
-//! Lifecycle of one process:
-//! 1. spawn in a new process group (group id = the child's pid); stdin is `/dev/null` or a pipe fed from a
-//!    thread; stdout and stderr are read by a thread each, keeping only the last [`OUTPUT_CAP`] bytes.
-//! 2. a waiter thread waits for the direct child to exit *without reaping it* (`waitid` with `WNOWAIT`), so
-//!    the group id cannot be reused by another process while we may still signal it;
-//! 3. it gives the readers [`READER_GRACE`] to reach end of file, then sends `SIGKILL` to the group: whatever
+//! Lifecycle of one process (steps 2–4 run on one watcher thread for all processes, `process/reactor.rs`):
+//! 1. spawn in a new process group (group id = the child's pid); stdin is `/dev/null` or a pipe the watcher
+//!    feeds; the watcher reads stdout and stderr, keeping only the last [`OUTPUT_CAP`] bytes of each.
+//! 2. the watcher learns that the direct child exited from a pidfd, *without reaping it*, so the group id
+//!    cannot be reused by another process while we may still signal it;
+//! 3. it gives the pipes [`READER_GRACE`] to reach end of file, then sends `SIGKILL` to the group: whatever
 //!    the task left running in the background ends with the task, and pipes held open by it close;
 //! 4. it marks the group released (no signal is sent to that id after this), reaps the child, waits a little
-//!    more for the readers, and hands the [`Exit`] to the caller's callback.
+//!    more for the pipes, and hands the [`Exit`] to the caller's callback on a pooled worker thread
+//!    (`process/workers.rs`), so a slow callback holds up neither the watcher nor other callbacks.
 //!
 //! Stopping (cancel or timeout) sends `SIGTERM` to the group, so agents can clean up, and `SIGKILL` after
 //! [`STOP_GRACE`] if the direct child is still there; once the child exits, step 3 kills the rest at once.
 
-use std::io::{self, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
+mod reactor;
+mod workers;
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tutti_engine::Running;
 
 /// The most bytes kept per output stream; earlier bytes are dropped and counted.
 pub const OUTPUT_CAP: usize = 1 << 20;
-/// How long the readers may take to reach end of file after the direct child exits.
+/// How long the pipes may take to reach end of file after the direct child exits.
 pub const READER_GRACE: Duration = Duration::from_millis(200);
 /// How long a stopped process has between `SIGTERM` and `SIGKILL`.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -96,15 +99,22 @@ where
 {
     let stdin = if options.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
     command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn()?;
+    let child = command.spawn()?;
     let group = Arc::new(Group::new(child.id()));
-    match watch(&mut child, &group, options) {
-        Ok(readers) => start_waiter(child, Arc::clone(&group), readers, on_exit)?,
-        Err(err) => {
-            group.release();
-            let _ = child.wait();
-            return Err(err);
-        }
+    let Options { stdin, timeout, output_cap, on_line } = options;
+    let watch = reactor::Watch {
+        child,
+        group: Arc::clone(&group),
+        stdin,
+        output_cap,
+        on_line,
+        timeout,
+        on_exit: Box::new(on_exit),
+    };
+    if let Err(err) = reactor::watch(watch) {
+        // Nothing can watch the child; do not leave it running unobserved.
+        group.release();
+        return Err(err);
     }
     Ok(ProcessHandle { group })
 }
@@ -194,47 +204,6 @@ impl Running for ProcessHandle {
     }
 }
 
-/// Start the stdin feeder, the output readers and the timeout watch for a freshly spawned child.
-fn watch(child: &mut Child, group: &Arc<Group>, options: Options) -> io::Result<Readers> {
-    let readers = Readers::start(child, options.output_cap, options.on_line)?;
-    if let (Some(pipe), Some(input)) = (child.stdin.take(), options.stdin) {
-        named_thread("tutti-stdin", move || feed(pipe, &input))?;
-    }
-    if let Some(timeout) = options.timeout {
-        let group = Arc::clone(group);
-        named_thread("tutti-timeout", move || group.stop_unless_released_within(timeout, Stop::TimedOut))?;
-    }
-    Ok(readers)
-}
-
-fn start_waiter<F>(child: Child, group: Arc<Group>, readers: Readers, on_exit: F) -> io::Result<()>
-where
-    F: FnOnce(io::Result<Exit>) + Send + 'static,
-{
-    let pgid = group.pgid;
-    let started = named_thread("tutti-wait", move || on_exit(wait(child, &group, readers)));
-    if started.is_err() {
-        // The child cannot be watched; do not leave it running unobserved.
-        // SAFETY: kill(2) with a negative pid signals that process group; the child is not reaped yet, so
-        // the group id is still ours.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    }
-    started
-}
-
-/// The waiter thread's body: steps 2–4 of the module's lifecycle.
-fn wait(mut child: Child, group: &Group, mut readers: Readers) -> io::Result<Exit> {
-    let exited = wait_exited(group.pgid);
-    readers.wait(READER_GRACE);
-    group.release();
-    let status = child.wait();
-    readers.wait(DRAIN_GRACE);
-    exited?;
-    let status = status?;
-    let (stdout, stderr) = readers.take();
-    Ok(Exit { code: status.code(), signal: status.signal(), stdout, stderr, stopped: group.stopped() })
-}
-
 /// Block until the child has exited, leaving it a zombie so that its pid (and group id) stays reserved.
 fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
     let id = libc::id_t::try_from(pid).map_err(io::Error::other)?;
@@ -251,15 +220,6 @@ fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
             return Err(err);
         }
     }
-}
-
-fn feed(mut pipe: ChildStdin, input: &[u8]) {
-    // A child that exits without reading its input makes this fail with EPIPE; that is its business.
-    let _ = pipe.write_all(input);
-}
-
-fn named_thread(name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<()> {
-    thread::Builder::new().name(name.to_owned()).spawn(body).map(drop)
 }
 
 /// A process group and whether it may still be signalled.
@@ -299,28 +259,21 @@ impl Group {
 
     /// `SIGTERM` now, `SIGKILL` after [`STOP_GRACE`] unless the leader has exited by then.
     fn stop(self: &Arc<Self>, why: Stop) {
-        let mut state = self.lock();
-        if state.released || state.stopped.is_some() {
-            return;
-        }
-        state.stopped = Some(why);
-        self.signal(&state, libc::SIGTERM);
-        drop(state);
-        let group = Arc::clone(self);
-        if named_thread("tutti-kill", move || group.kill_unless_released_within(STOP_GRACE)).is_err() {
+        if self.begin_stop(why) && reactor::kill_later(Arc::clone(self)).is_err() {
             self.signal(&self.lock(), libc::SIGKILL);
         }
     }
 
-    fn stop_unless_released_within(self: &Arc<Self>, timeout: Duration, why: Stop) {
-        if !self.wait_released(timeout) {
-            self.stop(why);
+    /// Send `SIGTERM` and remember why; false (and nothing sent) when the group was already stopped or
+    /// released. The caller arranges the `SIGKILL` after [`STOP_GRACE`].
+    fn begin_stop(&self, why: Stop) -> bool {
+        let mut state = self.lock();
+        if state.released || state.stopped.is_some() {
+            return false;
         }
-    }
-
-    fn kill_unless_released_within(&self, grace: Duration) {
-        let state = self.wait_for_release(grace);
-        self.signal(&state, libc::SIGKILL);
+        state.stopped = Some(why);
+        self.signal(&state, libc::SIGTERM);
+        true
     }
 
     fn wait_released(&self, timeout: Duration) -> bool {
@@ -377,97 +330,8 @@ impl Capture {
     }
 }
 
-/// The two reader threads of one child.
-struct Readers {
-    stdout: Arc<Mutex<Capture>>,
-    stderr: Arc<Mutex<Capture>>,
-    done: Receiver<()>,
-    pending: usize,
-}
-
-impl Readers {
-    fn start(child: &mut Child, cap: usize, on_line: Option<LineSink>) -> io::Result<Self> {
-        let (tx, done) = mpsc::channel();
-        let stdout = Arc::new(Mutex::new(Capture::new(cap)));
-        let stderr = Arc::new(Mutex::new(Capture::new(cap)));
-        let mut pending = 0;
-        if let Some(pipe) = child.stdout.take() {
-            start_reader("tutti-stdout", pipe, &stdout, &tx, on_line)?;
-            pending += 1;
-        }
-        if let Some(pipe) = child.stderr.take() {
-            start_reader("tutti-stderr", pipe, &stderr, &tx, None)?;
-            pending += 1;
-        }
-        Ok(Self { stdout, stderr, done, pending })
-    }
-
-    /// Wait until both readers reached end of file, or `grace` has passed.
-    fn wait(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        while self.pending > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.done.recv_timeout(left) {
-                Ok(()) => self.pending -= 1,
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// What was read so far (all of it, when the readers finished).
-    fn take(self) -> (String, String) {
-        let render = |c: &Mutex<Capture>| c.lock().unwrap_or_else(PoisonError::into_inner).render();
-        (render(&self.stdout), render(&self.stderr))
-    }
-}
-
-fn start_reader(
-    name: &str,
-    pipe: impl Read + Send + 'static,
-    sink: &Arc<Mutex<Capture>>,
-    done: &Sender<()>,
-    on_line: Option<LineSink>,
-) -> io::Result<()> {
-    let (sink, done) = (Arc::clone(sink), done.clone());
-    named_thread(name, move || {
-        read_into(pipe, &sink, on_line);
-        let _ = done.send(());
-    })
-}
-
 /// The longest line handed to a line sink; a longer one is cut (it is still captured whole).
 const LINE_CAP: usize = 256 * 1024;
-
-fn read_into(mut pipe: impl Read, sink: &Mutex<Capture>, mut on_line: Option<LineSink>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::new();
-    loop {
-        match pipe.read(&mut buf) {
-            Ok(0) => {
-                if let Some(f) = on_line.as_mut().filter(|_| !line.is_empty()) {
-                    f(&String::from_utf8_lossy(&line));
-                }
-                return;
-            }
-            Ok(n) => {
-                sink.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]);
-                if let Some(f) = on_line.as_mut() {
-                    for chunk in buf[..n].split_inclusive(|b| *b == b'\n') {
-                        if line.len() < LINE_CAP {
-                            line.extend_from_slice(&chunk[..chunk.len().min(LINE_CAP - line.len())]);
-                        }
-                        if chunk.ends_with(b"\n") {
-                            f(String::from_utf8_lossy(&line).trim_end());
-                            line.clear();
-                        }
-                    }
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -475,6 +339,8 @@ mod tests {
     use crate::testutil::{alive, gone_within, recv_within, sh};
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
+    use std::thread;
+    use std::time::Instant;
 
     #[test]
     fn captures_stdout_stderr_and_exit_code() {
@@ -490,6 +356,60 @@ mod tests {
         let options = Options { stdin: Some(b"hello\n".to_vec()), ..Options::default() };
         let exit = run(sh("cat; echo done"), options).unwrap();
         assert_eq!(exit.stdout, "hello\ndone\n");
+    }
+
+    #[test]
+    fn input_larger_than_a_pipe_buffer_is_fed_whole() {
+        let input = vec![b'x'; 3 << 20];
+        let exit = run(sh("wc -c"), Options { stdin: Some(input), ..Options::default() }).unwrap();
+        assert_eq!(exit.stdout.trim(), (3 << 20).to_string());
+    }
+
+    #[test]
+    fn lines_reach_the_line_sink_as_they_arrive_and_the_last_one_without_a_newline() {
+        let (tx, rx) = mpsc::channel();
+        let on_line: LineSink = Box::new(move |line| tx.send(line.to_owned()).unwrap());
+        let options = Options { on_line: Some(on_line), ..Options::default() };
+        let exit = run(sh("echo one; echo two; printf three"), options).unwrap();
+        assert_eq!(exit.stdout, "one\ntwo\nthree");
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn starting_process_after_process_creates_no_thread() {
+        // The first run starts the watcher and one exit worker; later runs reuse both. The thread list is
+        // read while each process runs, when per-process threads would show.
+        run(sh("echo warm"), Options::default()).unwrap();
+        let before = threads();
+        for i in 0..20 {
+            let (tx, rx) = mpsc::channel();
+            let script = format!("sleep 0.02; echo {i}; echo {i} >&2");
+            let options = Options { stdin: Some(b"input".to_vec()), ..Options::default() };
+            spawn(sh(&script), options, move |e| tx.send(e).unwrap()).unwrap();
+            assert_eq!(threads(), before, "thread ids changed while process {i} ran");
+            let exit = recv_within(&rx, Duration::from_secs(30)).unwrap();
+            assert_eq!(exit.stdout, format!("{i}\n"));
+        }
+        assert_eq!(threads(), before, "thread ids changed while running 20 processes one after another");
+    }
+
+    #[test]
+    fn many_processes_at_once_each_get_their_own_exit() {
+        let (tx, rx) = mpsc::channel();
+        for i in 0..200 {
+            let tx = tx.clone();
+            spawn(sh(&format!("sleep 0.2; echo {i}")), Options::default(), move |e| tx.send((i, e)).unwrap()).unwrap();
+        }
+        let mut seen: Vec<usize> = (0..200)
+            .map(|_| {
+                let (i, exit) = recv_within(&rx, Duration::from_secs(60));
+                let exit = exit.unwrap();
+                assert_eq!(exit.stdout, format!("{i}\n"));
+                i
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
     }
 
     #[test]
@@ -574,6 +494,16 @@ mod tests {
         assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
         assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
         assert_eq!(signal_name(63), "SIG63");
+    }
+
+    /// The ids of this test process's threads.
+    fn threads() -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// Read "PID PID" from the fifo, on a thread so that a script that never writes fails the test.
