@@ -405,7 +405,13 @@ pub(crate) fn start(turn: Turn, reporter: Reporter) -> Result<ProcessHandle, Sta
     let contact = Arc::new(Mutex::new(Contact::default()));
     let on_line = progress_sink(reporter.clone(), Arc::clone(&contact));
     let watched = Arc::clone(&contact);
-    let options = Options { stdin, timeout: Some(timeout), output_cap: EVENT_STREAM_CAP, on_line: Some(on_line) };
+    let options = Options {
+        stdin,
+        timeout: Some(timeout),
+        output_cap: EVENT_STREAM_CAP,
+        on_line: Some(on_line),
+        ..Options::default()
+    };
     let on_exit = move |exit: io::Result<Exit>| {
         let transcript = exit.as_ref().map(|e| parse(&e.stdout)).unwrap_or_default();
         if let Some(session) = transcript.session.clone() {

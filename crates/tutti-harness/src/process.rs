@@ -49,6 +49,9 @@ pub struct Options {
     /// Called with each complete line of standard output as it arrives, on the reader's thread (an agent CLI's
     /// event stream, read while the turn runs).
     pub on_line: Option<LineSink>,
+    /// The exit callback is quick (no disk or network work, no waiting): run it on the watcher thread, which
+    /// saves a thread hand-off per process. Slow callbacks run on a pooled worker.
+    pub quick_exit: bool,
 }
 
 /// What [`Options::on_line`] calls.
@@ -56,7 +59,7 @@ pub type LineSink = Box<dyn FnMut(&str) + Send>;
 
 impl Default for Options {
     fn default() -> Self {
-        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP, on_line: None }
+        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP, on_line: None, quick_exit: false }
     }
 }
 
@@ -67,6 +70,7 @@ impl std::fmt::Debug for Options {
             .field("timeout", &self.timeout)
             .field("output_cap", &self.output_cap)
             .field("on_line", &self.on_line.is_some())
+            .field("quick_exit", &self.quick_exit)
             .finish()
     }
 }
@@ -101,7 +105,7 @@ where
     command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = command.spawn()?;
     let group = Arc::new(Group::new(child.id()));
-    let Options { stdin, timeout, output_cap, on_line } = options;
+    let Options { stdin, timeout, output_cap, on_line, quick_exit } = options;
     let watch = reactor::Watch {
         child,
         group: Arc::clone(&group),
@@ -109,6 +113,7 @@ where
         output_cap,
         on_line,
         timeout,
+        quick_exit,
         on_exit: Box::new(on_exit),
     };
     if let Err(err) = reactor::watch(watch) {
@@ -391,6 +396,21 @@ mod tests {
             assert_eq!(exit.stdout, format!("{i}\n"));
         }
         assert_eq!(threads(), before, "thread ids changed while running 20 processes one after another");
+    }
+
+    #[test]
+    fn a_quick_exit_callback_may_start_the_next_process() {
+        fn next(left: u32, tx: mpsc::Sender<u32>) {
+            let options = Options { quick_exit: true, ..Options::default() };
+            spawn(sh(&format!("echo {left}")), options, move |exit| {
+                let left: u32 = exit.unwrap().stdout.trim().parse().unwrap();
+                if left == 0 { tx.send(left).unwrap() } else { next(left - 1, tx) }
+            })
+            .unwrap();
+        }
+        let (tx, rx) = mpsc::channel();
+        next(5, tx);
+        assert_eq!(recv_within(&rx, Duration::from_secs(30)), 0);
     }
 
     #[test]

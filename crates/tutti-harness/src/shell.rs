@@ -34,7 +34,8 @@ impl ShellHarness {
         let mut command = Command::new("/bin/sh");
         command.arg("-c").arg(&spec.command).current_dir(job.workdir.join(&spec.cwd));
         command.envs(spec.env.iter().cloned()).envs(job_env(job));
-        let options = Options { timeout: spec.timeout, ..Options::default() };
+        // Building the outcome is quick: it runs on the process watcher's thread.
+        let options = Options { timeout: spec.timeout, quick_exit: true, ..Options::default() };
         let what = format!("shell command `{}`", shorten(&spec.command));
         let on_exit = {
             let what = what.clone();

@@ -3,8 +3,9 @@
 //! stop) and hands each finished [`Exit`] to a worker. All of it on one `epoll` loop, so starting a process
 //! creates no thread.
 //!
-//! Other threads talk to the loop through its inbox (a new process to watch, a group to kill at a deadline)
-//! and an `eventfd` that wakes it.
+//! The watched processes live in one table behind a mutex. The thread that spawns a process enters it in the
+//! table and registers its fds itself, so a spawn costs the loop no wake-up; an `eventfd` wakes the loop only
+//! when a new deadline may come before the one it sleeps towards (a process with a timeout, a stop).
 
 use std::collections::HashMap;
 use std::io;
@@ -12,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,26 +30,32 @@ pub(super) struct Watch {
     pub(super) output_cap: usize,
     pub(super) on_line: Option<LineSink>,
     pub(super) timeout: Option<Duration>,
+    pub(super) quick_exit: bool,
     pub(super) on_exit: OnExit,
 }
 
-enum Message {
-    Watch(Box<Watch>),
-    /// `SIGKILL` the group at this time, unless it was released by then.
-    Kill(Arc<Group>, Instant),
-    /// The child of this process exited (from a waiter thread, where pidfds are missing).
-    Exited(u64),
+/// The loop's shared half: the epoll instance, the table of watched processes and the `eventfd` that wakes it.
+struct Shared {
+    epoll: OwnedFd,
+    wake: OwnedFd,
+    table: Mutex<Table>,
 }
 
-/// The loop's shared half: its inbox and the `eventfd` that wakes it.
-struct Shared {
-    inbox: Mutex<Vec<Message>>,
-    wake: OwnedFd,
+#[derive(Default)]
+struct Table {
+    procs: HashMap<u64, Proc>,
+    next: u64,
+    /// Groups to `SIGKILL` at a time, unless they were released by then.
+    kills: Vec<(Instant, Arc<Group>)>,
 }
 
 impl Shared {
-    fn send(&self, message: Message) {
-        self.inbox.lock().unwrap_or_else(PoisonError::into_inner).push(message);
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wake the loop, so that it recomputes its next deadline.
+    fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writing 8 bytes from a valid u64 to an eventfd we own. It fails only when the counter would
         // overflow, and then the loop is awake anyway.
@@ -79,22 +86,32 @@ fn start() -> Result<Shared, String> {
     // SAFETY: as above.
     let wake = unsafe { OwnedFd::from_raw_fd(wake) };
     register(&epoll, wake.as_raw_fd(), WAKE, libc::EPOLLIN as u32).map_err(|e| e.to_string())?;
-    let loop_wake = wake.try_clone().map_err(|e| e.to_string())?;
-    let lp =
-        Loop { epoll, wake: loop_wake, procs: HashMap::new(), next: 0, kills: Vec::new(), buf: vec![0; 64 * 1024] };
-    thread::Builder::new().name("tutti-processes".to_owned()).spawn(move || lp.run()).map_err(|e| e.to_string())?;
-    Ok(Shared { inbox: Mutex::new(Vec::new()), wake })
+    thread::Builder::new().name("tutti-processes".to_owned()).spawn(run).map_err(|e| e.to_string())?;
+    Ok(Shared { epoll, wake, table: Mutex::new(Table::default()) })
 }
 
-/// Hand a spawned child to the loop.
+/// Start watching a freshly spawned child: enter it in the table, register its pipes and its pidfd, write
+/// what of its input fits.
 pub(super) fn watch(watch: Watch) -> io::Result<()> {
-    shared()?.send(Message::Watch(Box::new(watch)));
+    let shared = shared()?;
+    let mut table = shared.table();
+    let id = table.next;
+    table.next += 1;
+    let proc = Proc::start(&shared.epoll, id, watch);
+    let wake = proc.timeout_at.is_some();
+    table.procs.insert(id, proc);
+    drop(table);
+    if wake {
+        shared.wake();
+    }
     Ok(())
 }
 
 /// Have the loop `SIGKILL` `group` after [`STOP_GRACE`] unless it was released by then.
 pub(super) fn kill_later(group: Arc<Group>) -> io::Result<()> {
-    shared()?.send(Message::Kill(group, Instant::now() + STOP_GRACE));
+    let shared = shared()?;
+    shared.table().kills.push((Instant::now() + STOP_GRACE, group));
+    shared.wake();
     Ok(())
 }
 
@@ -107,15 +124,6 @@ const SLOT_IN: u64 = 3;
 
 /// The most bytes read from one pipe per wake-up, so that one flooding process cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
-
-struct Loop {
-    epoll: OwnedFd,
-    wake: OwnedFd,
-    procs: HashMap<u64, Proc>,
-    next: u64,
-    kills: Vec<(Instant, Arc<Group>)>,
-    buf: Vec<u8>,
-}
 
 /// Where a watched process is in its life (the module docs of `process` give the steps).
 #[derive(Clone, Copy, PartialEq)]
@@ -138,6 +146,7 @@ struct Proc {
     phase: Phase,
     timeout_at: Option<Instant>,
     status: Option<io::Result<ExitStatus>>,
+    quick_exit: bool,
     on_exit: Option<OnExit>,
 }
 
@@ -155,138 +164,66 @@ struct Feed {
     written: usize,
 }
 
-impl Loop {
-    fn run(mut self) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        loop {
-            let timeout = self.next_deadline().map_or(-1, |at| {
-                let left = at.saturating_duration_since(Instant::now());
-                // Round up, so that a deadline 0.3 ms away does not spin.
-                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-            });
-            let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
-            // SAFETY: `events` is a valid buffer of `capacity` epoll_event values.
-            let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), capacity, timeout) };
-            let n = usize::try_from(n).unwrap_or(0);
-            let mut touched = Vec::with_capacity(n);
-            for event in &events[..n] {
-                let (token, flags) = (event.u64, event.events);
-                if token == WAKE {
-                    self.drain_inbox(&mut touched);
-                } else {
-                    self.on_event(token >> 2, token & 3, flags);
-                    touched.push(token >> 2);
-                }
+/// The loop's body: wait for events and deadlines, then move every process they touched along.
+fn run() {
+    // `start` runs this thread while it initialises `shared()`, which blocks here until it has finished.
+    let Ok(shared) = shared() else { return };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let deadline = shared.table().next_deadline();
+        let timeout = deadline.map_or(-1, |at| {
+            let left = at.saturating_duration_since(Instant::now());
+            // Round up, so that a deadline 0.3 ms away does not spin.
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        });
+        let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        // SAFETY: `events` is a valid buffer of `capacity` epoll_event values.
+        let n = unsafe { libc::epoll_wait(shared.epoll.as_raw_fd(), events.as_mut_ptr(), capacity, timeout) };
+        let n = usize::try_from(n).unwrap_or(0);
+        let mut table = shared.table();
+        let mut touched = Vec::with_capacity(n);
+        for event in &events[..n] {
+            let (token, flags) = (event.u64, event.events);
+            if token == WAKE {
+                let mut count = [0u8; 8];
+                // SAFETY: reading 8 bytes into a valid buffer from our non-blocking eventfd (resets it).
+                unsafe { libc::read(shared.wake.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+            } else {
+                table.on_event(token >> 2, token & 3, flags, &mut buf);
+                touched.push(token >> 2);
             }
-            self.on_timers(&mut touched);
-            touched.sort_unstable();
-            touched.dedup();
-            for id in touched {
-                self.advance(id);
-            }
+        }
+        table.on_timers(&mut touched);
+        touched.sort_unstable();
+        touched.dedup();
+        let finished: Vec<Proc> = touched.into_iter().filter_map(|id| table.advance(id)).collect();
+        drop(table);
+        // Exit callbacks run with the table unlocked: a quick one may well start the next process.
+        for proc in finished {
+            proc.finish();
         }
     }
+}
 
-    fn drain_inbox(&mut self, touched: &mut Vec<u64>) {
-        let mut count = [0u8; 8];
-        // SAFETY: reading 8 bytes into a valid buffer from our non-blocking eventfd (resets its counter).
-        unsafe { libc::read(self.wake.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
-        let Ok(shared) = shared() else { return };
-        let messages = std::mem::take(&mut *shared.inbox.lock().unwrap_or_else(PoisonError::into_inner));
-        for message in messages {
-            match message {
-                Message::Watch(watch) => touched.push(self.add(*watch)),
-                Message::Kill(group, at) => self.kills.push((at, group)),
-                Message::Exited(id) => {
-                    self.exited(id);
-                    touched.push(id);
-                }
-            }
-        }
-    }
-
-    /// Start watching a child: register its pipes and its pidfd, write what of its input fits.
-    fn add(&mut self, watch: Watch) -> u64 {
-        let Watch { mut child, group, stdin, output_cap, on_line, timeout, on_exit } = watch;
-        let id = self.next;
-        self.next += 1;
-        let stdout = child.stdout.take().map(|p| Stream { fd: p.into(), on_line, line: Vec::new() });
-        let stderr = child.stderr.take().map(|p| Stream { fd: p.into(), on_line: None, line: Vec::new() });
-        let feed = child.stdin.take().zip(stdin).map(|(p, data)| Feed { fd: p.into(), data, written: 0 });
-        let mut proc = Proc {
-            pidfd: None,
-            stdout: None,
-            stderr: None,
-            stdin: None,
-            captured: [Capture::new(output_cap), Capture::new(output_cap)],
-            phase: Phase::Running,
-            timeout_at: timeout.map(|t| Instant::now() + t),
-            status: None,
-            on_exit: Some(on_exit),
-            child,
-            group,
-        };
-        let token = |slot| id << 2 | slot;
-        let readable = (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-        for (slot, stream) in [(SLOT_OUT, stdout), (SLOT_ERR, stderr)] {
-            let Some(stream) = stream else { continue };
-            // A pipe that cannot be watched is dropped: the child sees EPIPE and its output is lost, but
-            // the loop and every other process go on.
-            if nonblocking(stream.fd.as_raw_fd())
-                .and_then(|()| register(&self.epoll, stream.fd.as_raw_fd(), token(slot), readable))
-                .is_ok()
-            {
-                *proc.stream(slot) = Some(stream);
-            }
-        }
-        if let Some(feed) = feed
-            && nonblocking(feed.fd.as_raw_fd()).is_ok()
-        {
-            proc.stdin = Some(feed);
-            if proc.feed() && register(&self.epoll, proc.stdin_fd(), token(SLOT_IN), libc::EPOLLOUT as u32).is_err() {
-                proc.stdin = None;
-            }
-        }
-        match pidfd_open(proc.child.id()) {
-            Ok(fd) if register(&self.epoll, fd.as_raw_fd(), token(SLOT_PID), libc::EPOLLIN as u32).is_ok() => {
-                proc.pidfd = Some(fd);
-            }
-            _ => wait_on_a_thread(id, proc.group.pgid),
-        }
-        self.procs.insert(id, proc);
-        id
-    }
-
-    fn on_event(&mut self, id: u64, slot: u64, flags: u32) {
-        if slot == SLOT_PID {
-            self.exited(id);
-            return;
-        }
+impl Table {
+    fn on_event(&mut self, id: u64, slot: u64, flags: u32, buf: &mut [u8]) {
         let Some(proc) = self.procs.get_mut(&id) else { return };
-        if slot == SLOT_IN {
-            if !proc.feed() || flags & (libc::EPOLLERR as u32) != 0 {
-                proc.stdin = None;
+        match slot {
+            SLOT_PID => proc.exited(),
+            SLOT_IN => {
+                if !proc.feed() || flags & (libc::EPOLLERR as u32) != 0 {
+                    proc.stdin = None;
+                }
             }
-            return;
-        }
-        let buf = &mut self.buf;
-        let index = usize::from(slot == SLOT_ERR);
-        let (streams, captured) =
-            (if index == 0 { &mut proc.stdout } else { &mut proc.stderr }, &mut proc.captured[index]);
-        let Some(stream) = streams.as_mut() else { return };
-        if stream.read(buf, captured) {
-            // End of file (or a broken pipe): the stream is done; dropping the fd deregisters it.
-            *streams = None;
-        }
-    }
-
-    /// The child of `id` exited: give its readers [`READER_GRACE`].
-    fn exited(&mut self, id: u64) {
-        if let Some(proc) = self.procs.get_mut(&id)
-            && proc.phase == Phase::Running
-        {
-            proc.phase = Phase::Exited(Instant::now() + READER_GRACE);
-            proc.pidfd = None;
+            _ => {
+                let index = usize::from(slot == SLOT_ERR);
+                let stream = if index == 0 { &mut proc.stdout } else { &mut proc.stderr };
+                // At end of file (or a broken pipe) the stream is done; dropping the fd deregisters it.
+                if stream.as_mut().is_some_and(|s| s.read(buf, &mut proc.captured[index])) {
+                    *stream = None;
+                }
+            }
         }
     }
 
@@ -317,10 +254,10 @@ impl Loop {
     }
 
     /// Move `id` along its life as far as it can go now: release and reap an exited child whose readers are
-    /// done or out of time, and finish a reaped one whose readers drained or ran out of time.
-    fn advance(&mut self, id: u64) {
+    /// done or out of time, and take out a reaped one whose readers drained or ran out of time.
+    fn advance(&mut self, id: u64) -> Option<Proc> {
         let now = Instant::now();
-        let Some(proc) = self.procs.get_mut(&id) else { return };
+        let proc = self.procs.get_mut(&id)?;
         let drained = proc.stdout.is_none() && proc.stderr.is_none();
         if let Phase::Exited(at) = proc.phase
             && (drained || at <= now)
@@ -329,11 +266,9 @@ impl Loop {
             proc.status = Some(proc.child.wait());
             proc.phase = Phase::Reaped(now + DRAIN_GRACE);
         }
-        if let Phase::Reaped(at) = proc.phase
-            && (drained || at <= now)
-            && let Some(proc) = self.procs.remove(&id)
-        {
-            proc.finish();
+        match proc.phase {
+            Phase::Reaped(at) if drained || at <= now => self.procs.remove(&id),
+            _ => None,
         }
     }
 
@@ -347,6 +282,64 @@ impl Loop {
 }
 
 impl Proc {
+    /// A process's entry, with its fds registered under `id`.
+    fn start(epoll: &OwnedFd, id: u64, watch: Watch) -> Self {
+        let Watch { mut child, group, stdin, output_cap, on_line, timeout, quick_exit, on_exit } = watch;
+        let stdout = child.stdout.take().map(|p| Stream { fd: p.into(), on_line, line: Vec::new() });
+        let stderr = child.stderr.take().map(|p| Stream { fd: p.into(), on_line: None, line: Vec::new() });
+        let feed = child.stdin.take().zip(stdin).map(|(p, data)| Feed { fd: p.into(), data, written: 0 });
+        let mut proc = Self {
+            pidfd: None,
+            stdout: None,
+            stderr: None,
+            stdin: None,
+            captured: [Capture::new(output_cap), Capture::new(output_cap)],
+            phase: Phase::Running,
+            timeout_at: timeout.map(|t| Instant::now() + t),
+            status: None,
+            quick_exit,
+            on_exit: Some(on_exit),
+            child,
+            group,
+        };
+        let token = |slot| id << 2 | slot;
+        let readable = (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        for (slot, stream) in [(SLOT_OUT, stdout), (SLOT_ERR, stderr)] {
+            let Some(stream) = stream else { continue };
+            // A pipe that cannot be watched is dropped: the child sees EPIPE and its output is lost, but
+            // the loop and every other process go on.
+            let fd = stream.fd.as_raw_fd();
+            if nonblocking(fd).and_then(|()| register(epoll, fd, token(slot), readable)).is_ok() {
+                *proc.stream(slot) = Some(stream);
+            }
+        }
+        if let Some(feed) = feed
+            && nonblocking(feed.fd.as_raw_fd()).is_ok()
+        {
+            proc.stdin = Some(feed);
+            if proc.feed() && register(epoll, proc.stdin_fd(), token(SLOT_IN), libc::EPOLLOUT as u32).is_err() {
+                proc.stdin = None;
+            }
+        }
+        match pidfd_open(proc.child.id()) {
+            Ok(fd) if register(epoll, fd.as_raw_fd(), token(SLOT_PID), libc::EPOLLIN as u32).is_ok() => {
+                proc.pidfd = Some(fd);
+            }
+            _ if wait_on_a_thread(id, proc.group.pgid) => {}
+            // Nothing can watch this child: kill its group and reap it now, rather than leave it unwatched.
+            _ => proc.exited(),
+        }
+        proc
+    }
+
+    /// The child exited: give its readers [`READER_GRACE`].
+    fn exited(&mut self) {
+        if self.phase == Phase::Running {
+            self.phase = Phase::Exited(Instant::now() + READER_GRACE);
+            self.pidfd = None;
+        }
+    }
+
     fn stream(&mut self, slot: u64) -> &mut Option<Stream> {
         if slot == SLOT_OUT { &mut self.stdout } else { &mut self.stderr }
     }
@@ -377,9 +370,9 @@ impl Proc {
         false
     }
 
-    /// Hand the [`Exit`] to a worker.
+    /// Hand the [`Exit`] to its callback: right here when it is quick, else on a worker.
     fn finish(self) {
-        let Self { status, captured: [out, err], group, on_exit, .. } = self;
+        let Self { status, captured: [out, err], group, on_exit, quick_exit, .. } = self;
         let exit = status.unwrap_or_else(|| Err(io::Error::other("the process was never reaped"))).map(|status| Exit {
             code: status.code(),
             signal: status.signal(),
@@ -387,8 +380,12 @@ impl Proc {
             stderr: err.render(),
             stopped: group.stopped(),
         });
-        if let Some(on_exit) = on_exit {
-            workers::run(Box::new(move || on_exit(exit)));
+        match on_exit {
+            Some(on_exit) if quick_exit => {
+                let _ = catch_unwind(AssertUnwindSafe(move || on_exit(exit)));
+            }
+            Some(on_exit) => workers::run(Box::new(move || on_exit(exit))),
+            None => {}
         }
     }
 }
@@ -480,19 +477,17 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Where pidfds are missing (Linux before 5.3): wait for the child on a thread of its own, which tells the
-/// loop when it exited.
-fn wait_on_a_thread(id: u64, pid: libc::pid_t) {
+/// Where pidfds are missing (Linux before 5.3): wait for the child on a thread of its own, which marks it
+/// exited and wakes the loop. False when no thread could start.
+fn wait_on_a_thread(id: u64, pid: libc::pid_t) -> bool {
     let wait = move || {
         let _ = super::wait_exited(pid);
         if let Ok(shared) = shared() {
-            shared.send(Message::Exited(id));
+            if let Some(proc) = shared.table().procs.get_mut(&id) {
+                proc.exited();
+            }
+            shared.wake();
         }
     };
-    if thread::Builder::new().name("tutti-wait".to_owned()).spawn(wait).is_err()
-        && let Ok(shared) = shared()
-    {
-        // Nothing can watch this child: treat it as exited, which kills its group and reaps it.
-        shared.send(Message::Exited(id));
-    }
+    thread::Builder::new().name("tutti-wait".to_owned()).spawn(wait).is_ok()
 }
