@@ -1,10 +1,11 @@
-//! Group commit: one thread owns the [`Store`] and commits whatever callers queued while the previous commit
-//! ran in one transaction (one fsync), then acknowledges each caller. It does not read; readers open their
-//! own store.
+//! Group commit: one thread commits whatever callers queued while the previous commit ran in one transaction
+//! (one fsync), then acknowledges each caller. A caller that would only block on that thread may instead
+//! commit on its own thread ([`WriterHandle::append_now`]), saving two thread hand-offs; the [`Store`] sits
+//! behind a mutex for that. It does not read; readers open their own store.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,9 +24,16 @@ struct Request {
 
 /// The writer thread's state. Start it with [`Writer::spawn`]; talk to it through [`WriterHandle`].
 pub struct Writer {
-    store: Box<dyn Store>,
+    store: SharedStore,
     requests: Receiver<Request>,
     commits: Arc<AtomicU64>,
+}
+
+type SharedStore = Arc<Mutex<Box<dyn Store>>>;
+
+fn lock(store: &SharedStore) -> MutexGuard<'_, Box<dyn Store>> {
+    // A panic while committing leaves a rolled-back transaction at worst; the store stays usable.
+    store.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A cheap, cloneable way to append through the writer. The thread stops when every handle is gone.
@@ -33,8 +41,9 @@ pub struct Writer {
 pub struct WriterHandle {
     requests: Sender<Request>,
     commits: Arc<AtomicU64>,
+    store: SharedStore,
     /// Shared by all handles; whoever shuts down last joins the thread.
-    thread: Arc<JoinHandle<Box<dyn Store>>>,
+    thread: Arc<JoinHandle<()>>,
 }
 
 /// An append that was queued and not yet acknowledged.
@@ -48,15 +57,16 @@ impl Writer {
     pub fn spawn(store: Box<dyn Store>) -> Result<WriterHandle> {
         let (requests, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = Writer { store, requests: receiver, commits: Arc::clone(&commits) };
+        let store = Arc::new(Mutex::new(store));
+        let writer = Writer { store: Arc::clone(&store), requests: receiver, commits: Arc::clone(&commits) };
         let thread = std::thread::Builder::new()
             .name("tutti-journal-writer".into())
             .spawn(move || writer.run())
             .map_err(Error::Spawn)?;
-        Ok(WriterHandle { requests, commits, thread: Arc::new(thread) })
+        Ok(WriterHandle { requests, commits, store, thread: Arc::new(thread) })
     }
 
-    fn run(mut self) -> Box<dyn Store> {
+    fn run(mut self) {
         let mut last_checkpoint = Instant::now();
         while let Ok(first) = self.requests.recv() {
             let mut group = vec![first];
@@ -65,18 +75,18 @@ impl Writer {
             // A long run that writes little would otherwise keep its whole journal in the log file.
             if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                 // Best effort: a failed checkpoint loses nothing, the log still holds every commit.
-                let _ = self.store.checkpoint(false);
+                let _ = lock(&self.store).checkpoint(false);
                 last_checkpoint = Instant::now();
             }
         }
         // The last handle is gone: the driver has ended or let go. Leave the journal in its main file.
-        let _ = self.store.checkpoint(true);
-        self.store
+        let _ = lock(&self.store).checkpoint(true);
     }
 
     fn commit(&mut self, group: Vec<Request>) {
         let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|r| ((r.run, r.events), r.reply)).unzip();
-        match self.store.append(&batches) {
+        let result = lock(&self.store).append(&batches);
+        match result {
             Ok(seqs) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 for (reply, seq) in replies.into_iter().zip(seqs) {
@@ -95,7 +105,7 @@ impl Writer {
 
     fn commit_one_by_one(&mut self, batches: Vec<(RunId, Vec<NewEvent>)>, replies: Vec<SyncSender<Result<Seq>>>) {
         for (batch, reply) in batches.into_iter().zip(replies) {
-            let result = self.store.append(std::slice::from_ref(&batch));
+            let result = lock(&self.store).append(std::slice::from_ref(&batch));
             if result.is_ok() {
                 self.commits.fetch_add(1, Ordering::Relaxed);
             }
@@ -108,6 +118,16 @@ impl WriterHandle {
     /// Appends `events` to `run` and blocks until they are committed; returns the run's last seq.
     pub fn append(&self, run: RunId, events: Vec<NewEvent>) -> Result<Seq> {
         self.submit(run, events)?.wait()
+    }
+
+    /// Commits `events` on the calling thread (after a commit the writer has under way) and returns the run's
+    /// last seq. For a caller that would otherwise block on the writer: the same transaction and fsync,
+    /// without waking the writer's thread and being woken by it. Appends this caller queued earlier must
+    /// have been confirmed ([`Pending::wait`]), or this one could overtake them.
+    pub fn append_now(&self, run: RunId, events: Vec<NewEvent>) -> Result<Seq> {
+        let seqs = lock(&self.store).append(&[(run, events)])?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(seqs.first().copied().unwrap_or_default())
     }
 
     /// Queues `events` for the next commit without waiting for it.
@@ -125,9 +145,10 @@ impl WriterHandle {
     /// Drops this handle. If it was the last one, waits for the thread to commit what is queued and returns
     /// the store; otherwise (or if the thread panicked) returns `None`.
     pub fn shutdown(self) -> Option<Box<dyn Store>> {
-        let WriterHandle { requests, thread, .. } = self;
+        let WriterHandle { requests, thread, store, .. } = self;
         drop(requests);
-        Arc::into_inner(thread)?.join().ok()
+        Arc::into_inner(thread)?.join().ok()?;
+        Arc::into_inner(store).map(|store| store.into_inner().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

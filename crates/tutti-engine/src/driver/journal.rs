@@ -59,10 +59,17 @@ impl JournalBuffer {
         self.buffer.len() >= MAX_BUFFER
     }
 
-    /// Make everything recorded so far durable: called before anything leaves the driver.
+    /// Make everything recorded so far durable: called before anything leaves the driver. The driver would
+    /// only wait for the writer here, so it commits on its own thread.
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
-        self.submit()?;
-        self.confirm()
+        self.confirm()?;
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.buffer);
+        self.writer.append_now(self.run_id.clone(), events)?;
+        self.committed();
+        Ok(())
     }
 
     /// Hand the buffer to the writer without waiting for its commit (at most one commit in flight), so the
@@ -81,11 +88,16 @@ impl JournalBuffer {
     pub(crate) fn confirm(&mut self) -> Result<(), Error> {
         let Some(pending) = self.in_flight.take() else { return Ok(()) };
         pending.wait()?;
+        self.committed();
+        Ok(())
+    }
+
+    /// Count a confirmed commit; the crash fault fires after the configured one.
+    fn committed(&mut self) {
         self.commits += 1;
         if cfg!(feature = "fault-injection") && self.faults.kill_after_commits == Some(self.commits) {
             self.platform.crash();
         }
-        Ok(())
     }
 
     /// Commits confirmed so far.

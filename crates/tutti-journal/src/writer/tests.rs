@@ -233,3 +233,31 @@ fn the_last_handle_leaves_the_journal_in_the_main_file() {
     assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
     drop(store);
 }
+
+#[test]
+fn append_now_commits_on_the_callers_thread_after_the_commit_under_way() {
+    let (mut store, appends) = counting(2);
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    store.gate = Some((entered_tx, release_rx));
+    let handle = Writer::spawn(Box::new(store)).unwrap();
+
+    let queued = handle.submit(run_id(0), vec![log("queued".into())]).unwrap();
+    entered.recv().unwrap(); // the writer is now inside that commit
+    let now = {
+        let handle = handle.clone();
+        std::thread::spawn(move || handle.append_now(run_id(1), vec![log("now".into()), log("now".into())]))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!now.is_finished(), "append_now waits for the commit under way");
+    release.send(()).unwrap();
+    assert_eq!(queued.wait().unwrap(), 2);
+    assert_eq!(now.join().unwrap().unwrap(), 3);
+    assert_eq!((appends.load(Ordering::SeqCst), handle.commits()), (2, 2));
+
+    // An append_now of an unknown run fails alone, and the writer goes on.
+    assert!(handle.append_now(run_id(9), vec![log("lost".into())]).is_err());
+    assert_eq!(handle.append(run_id(0), vec![log("after".into())]).unwrap(), 3);
+    let store = handle.shutdown().expect("the last handle gets the store back");
+    assert_eq!(store.run(&run_id(1)).unwrap().unwrap().events, 3);
+}
