@@ -472,17 +472,41 @@ fn shell_chain(root: &Path, n: usize) -> Result<Row> {
     let (p50, p99) = (pct(&mut steps, 0.5), pct(&mut steps, 0.99));
     let (h50, h99) = (pct(&mut handoffs, 0.5), pct(&mut handoffs, 0.99));
     let cpu_per_step = micros(o.cpu) / n as f64;
+    let mut floor = spawn_floor(&env.dir, n)?;
     let headline = format!(
-        "step p50 {:.0} µs p99 {:.0} µs; hand-off p50 {:.0} µs p99 {:.0} µs; {:.2} commits/step; tutti CPU {:.0} µs/step",
+        "step p50 {:.0} µs p99 {:.0} µs; hand-off p50 {:.0} µs p99 {:.0} µs; {:.2} commits/step; tutti CPU {:.0} µs/step; bare spawn+wait p50 {:.0} µs",
         p50,
         p99,
         h50,
         h99,
         o.commits as f64 / n as f64,
-        cpu_per_step
+        cpu_per_step,
+        pct(&mut floor, 0.5),
     );
     let verdict = (headline, "≤ 1.2 ms/step, ≤ 0.4 ms CPU".to_string(), Some(p50 <= 1200.0 && cpu_per_step <= 400.0));
     Ok(Row::of("shell-chain", n, events, &o, rss_mb, verdict, (env.db.clone(), run_id)))
+}
+
+/// The floor under a shell step: `n` times `sh -c 'echo I'` spawned in its own process group with piped
+/// output, read and waited for, one after another, straight from this thread; each one's time in µs.
+fn spawn_floor(dir: &Path, n: usize) -> Result<Vec<f64>> {
+    use std::os::unix::process::CommandExt;
+    (0..n)
+        .map(|i| {
+            let started = Instant::now();
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("echo {i}"))
+                .current_dir(dir)
+                .process_group(0)
+                .stdin(std::process::Stdio::null())
+                .output()?;
+            if out.stdout != format!("{i}\n").as_bytes() {
+                bail!("spawn floor: `echo {i}` printed {:?}", String::from_utf8_lossy(&out.stdout));
+            }
+            Ok(started.elapsed().as_secs_f64() * 1e6)
+        })
+        .collect()
 }
 
 /// A fan-out through a harness limited to 4 running jobs: how the queue of waiting effects is handled.
