@@ -97,13 +97,33 @@ pub struct Exit {
 }
 
 /// Spawn `command` in its own process group; `on_exit` is called once, from another thread, when it ends.
-pub fn spawn<F>(mut command: Command, options: Options, on_exit: F) -> io::Result<ProcessHandle>
+pub fn spawn<F>(command: Command, options: Options, on_exit: F) -> io::Result<ProcessHandle>
 where
     F: FnOnce(io::Result<Exit>) + Send + 'static,
 {
-    let stdin = if options.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
-    command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = command.spawn()?;
+    spawn_first(vec![command], options, on_exit)
+}
+
+/// Spawn the first of `commands` that starts (a fast path, then its fallback), like [`spawn`]. When none
+/// starts, the error is the last one's.
+pub fn spawn_first<F>(commands: Vec<Command>, options: Options, on_exit: F) -> io::Result<ProcessHandle>
+where
+    F: FnOnce(io::Result<Exit>) + Send + 'static,
+{
+    let mut failure = io::Error::other("nothing to run");
+    let mut started = None;
+    for mut command in commands {
+        let stdin = if options.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+        command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        match command.spawn() {
+            Ok(child) => {
+                started = Some(child);
+                break;
+            }
+            Err(err) => failure = err,
+        }
+    }
+    let child = started.ok_or(failure)?;
     let group = Arc::new(Group::new(child.id()));
     let Options { stdin, timeout, output_cap, on_line, quick_exit } = options;
     let watch = reactor::Watch {

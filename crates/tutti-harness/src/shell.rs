@@ -31,17 +31,19 @@ impl ShellHarness {
     /// Start `job`; `done` receives its outcome, from another thread.
     pub fn launch(&self, job: &Job, done: impl FnOnce(Outcome) + Send + 'static) -> Result<ProcessHandle, Error> {
         let spec = ShellSpec::from_job(job)?;
-        let mut command = Command::new("/bin/sh");
-        command.arg("-c").arg(&spec.command).current_dir(job.workdir.join(&spec.cwd));
-        command.envs(spec.env.iter().cloned()).envs(job_env(job));
-        // Building the outcome is quick: it runs on the process watcher's thread.
-        let options = Options { timeout: spec.timeout, quick_exit: true, ..Options::default() };
         let what = format!("shell command `{}`", shorten(&spec.command));
         let on_exit = {
-            let what = what.clone();
-            move |exit| done(exit_outcome(&what, exit, spec.expected, spec.timeout))
+            let (what, expected, timeout) = (what.clone(), spec.expected, spec.timeout);
+            move |exit| done(exit_outcome(&what, exit, expected, timeout))
         };
-        process::spawn(command, options, on_exit).map_err(|source| Error::Spawn { what, source })
+        // A simple command runs without the shell, as make does: the same program, arguments and exit, one
+        // exec fewer. Should that fail to start (not found, not a binary), the shell runs it and says why.
+        let mut commands: Vec<Command> =
+            simple_command(&spec.command).map(|argv| spec.command_of(job, argv[0], &argv[1..])).into_iter().collect();
+        commands.push(spec.command_of(job, "/bin/sh", &["-c", &spec.command]));
+        // Building the outcome is quick: it runs on the process watcher's thread.
+        let options = Options { timeout: spec.timeout, quick_exit: true, ..Options::default() };
+        process::spawn_first(commands, options, on_exit).map_err(|source| Error::Spawn { what, source })
     }
 }
 
@@ -56,6 +58,28 @@ impl Harness for ShellHarness {
     }
 }
 
+/// The words of `command` when it is a simple command: one program and its arguments, with nothing the shell
+/// would interpret (quotes, variables, globs, redirections, operators, `~`, comments, assignments) and a
+/// program that is neither a shell builtin nor a keyword, nor a relative path (which the shell resolves from
+/// the task's directory). GNU make takes the same shortcut.
+fn simple_command(command: &str) -> Option<Vec<&str>> {
+    const BUILTINS: &[&str] = &[
+        ".", ":", "[", "alias", "bg", "break", "case", "cd", "chdir", "command", "continue", "do", "done", "echo",
+        "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg", "fi", "for", "function",
+        "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd", "read", "readonly", "return", "set",
+        "shift", "test", "then", "time", "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset",
+        "until", "wait", "while",
+    ];
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./,:+@=% \t".contains(c);
+    if !command.chars().all(plain) {
+        return None;
+    }
+    let words: Vec<&str> = command.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
+    let program = *words.first()?;
+    let relative = program.contains('/') && !program.starts_with('/');
+    (!relative && !program.contains('=') && !BUILTINS.contains(&program)).then_some(words)
+}
+
 /// A `shell` task's description, validated.
 #[derive(Debug)]
 struct ShellSpec {
@@ -67,6 +91,14 @@ struct ShellSpec {
 }
 
 impl ShellSpec {
+    /// `program args` in the task's directory, with its environment.
+    fn command_of(&self, job: &Job, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command.args(args).current_dir(job.workdir.join(&self.cwd));
+        command.envs(self.env.iter().cloned()).envs(job_env(job));
+        command
+    }
+
     fn from_job(job: &Job) -> Result<Self, Error> {
         let block = job.task.get("shell").unwrap_or(&Value::Null);
         let command = [block.get("command"), job.task.get("command"), job.args.get("command")]
@@ -247,6 +279,67 @@ mod tests {
         let value = run_in(&job("shell", task, json!({}), dir.path())).unwrap();
         let sub = dir.path().join("sub").canonicalize().unwrap();
         assert_eq!(value["stdout"], json!(format!("{}\nhello run-1 effect-1 task-1\n", sub.display())));
+    }
+
+    #[test]
+    fn only_simple_commands_skip_the_shell() {
+        assert_eq!(simple_command("sleep 1"), Some(vec!["sleep", "1"]));
+        assert_eq!(simple_command("  git  log --format=%H -n 2 "), Some(vec!["git", "log", "--format=%H", "-n", "2"]));
+        assert_eq!(simple_command("/usr/bin/env A=1"), Some(vec!["/usr/bin/env", "A=1"]));
+        for shell in [
+            "echo hi",
+            "cd sub",
+            "exit 4",
+            "true",
+            "kill -KILL 1",
+            "sleep 1; echo",
+            "sleep $N",
+            "ls *.rs",
+            "cat <in",
+            "a && b",
+            "a | b",
+            "ls ~",
+            "grep 'x y' f",
+            "A=1 env",
+            "./build.sh",
+            "sub/tool x",
+            "echo \\n",
+            "sleep 1 # c",
+            "",
+            "   ",
+            "ls é",
+        ] {
+            assert_eq!(simple_command(shell), None, "{shell:?} needs the shell");
+        }
+    }
+
+    #[test]
+    fn a_simple_command_runs_directly_with_its_directory_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/file"), "x").unwrap();
+        let task = json!({"shell": {"command": "env", "cwd": "sub", "env": {"GREETING": "hello"}}});
+        let value = run_in(&job("shell", task, json!({}), dir.path())).unwrap();
+        let stdout = value["stdout"].as_str().unwrap();
+        assert!(stdout.lines().any(|l| l == "GREETING=hello"), "{stdout}");
+        assert!(stdout.lines().any(|l| l == "TUTTI_EFFECT_ID=effect-1"), "{stdout}");
+        let listed = run_in(&job("shell", json!({"shell": {"command": "ls", "cwd": "sub"}}), json!({}), dir.path()));
+        assert_eq!(listed.unwrap()["stdout"], json!("file\n"));
+    }
+
+    #[test]
+    fn a_simple_command_that_cannot_start_gets_the_shells_answer() {
+        let value = run_shell(json!({"shell": {"command": "tutti-no-such-program --flag"}}), json!({})).unwrap();
+        assert_eq!(value["exitCode"], json!(127));
+        let stderr = value["stderr"].as_str().unwrap();
+        assert!(stderr.contains("tutti-no-such-program") && stderr.contains("not found"), "{stderr}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("script"), "echo from a script without a shebang\n").unwrap();
+        let path = dir.path().join("script");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let command = path.display().to_string();
+        let value = run_in(&job("shell", json!({"shell": {"command": command}}), json!({}), dir.path())).unwrap();
+        assert_eq!(value["stdout"], json!("from a script without a shebang\n"));
     }
 
     #[test]
