@@ -38,8 +38,15 @@ impl ShellHarness {
         };
         // A simple command runs without the shell, as make does: the same program, arguments and exit, one
         // exec fewer. Should that fail to start (not found, not a binary), the shell runs it and says why.
-        let mut commands: Vec<Command> =
-            simple_command(&spec.command).map(|argv| spec.command_of(job, argv[0], &argv[1..])).into_iter().collect();
+        let env = job_env(job);
+        let mut commands: Vec<Command> = simple_command(&spec.command)
+            .and_then(|argv| {
+                let path = spec.env.iter().chain(&env).rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+                let program = find_program(argv[0], path.or_else(|| std::env::var("PATH").ok()).as_deref())?;
+                Some(spec.command_of(job, &program.to_string_lossy(), &argv[1..]))
+            })
+            .into_iter()
+            .collect();
         commands.push(spec.command_of(job, "/bin/sh", &["-c", &spec.command]));
         // Building the outcome is quick: it runs on the process watcher's thread.
         let options = Options { timeout: spec.timeout, quick_exit: true, ..Options::default() };
@@ -80,6 +87,28 @@ fn simple_command(command: &str) -> Option<Vec<&str>> {
     (!relative && !program.contains('=') && !BUILTINS.contains(&program)).then_some(words)
 }
 
+/// Where `program` lives, searched along `path` as the shell would; `None` when it is not there or `path`
+/// has a relative entry (which the shell resolves from the task's directory). An absolute path lets the
+/// process start without a `fork` of tutti (the standard library searches a changed `PATH` only that way).
+fn find_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.starts_with('/') {
+        return Some(PathBuf::from(program));
+    }
+    for dir in path?.split(':') {
+        if !dir.starts_with('/') {
+            return None;
+        }
+        let candidate = std::path::Path::new(dir).join(program);
+        if runnable(&candidate) {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
 /// A `shell` task's description, validated.
 #[derive(Debug)]
 struct ShellSpec {
@@ -91,7 +120,7 @@ struct ShellSpec {
 }
 
 impl ShellSpec {
-    /// `program args` in the task's directory, with its environment.
+    /// `program args` in the task's directory, with its environment (the engine's variables last).
     fn command_of(&self, job: &Job, program: &str, args: &[&str]) -> Command {
         let mut command = Command::new(program);
         command.args(args).current_dir(job.workdir.join(&self.cwd));
@@ -311,6 +340,10 @@ mod tests {
         ] {
             assert_eq!(simple_command(shell), None, "{shell:?} needs the shell");
         }
+        assert_eq!(find_program("sh", Some("/nonexistent:/bin")), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(find_program("sh", Some("bin:/bin")), None, "a relative entry is the shell's to resolve");
+        assert_eq!(find_program("tutti-no-such-program", Some("/bin:/usr/bin")), None);
+        assert_eq!(find_program("/any/absolute", None), Some(PathBuf::from("/any/absolute")));
     }
 
     #[test]
