@@ -69,7 +69,10 @@ pub(crate) fn data(text: &str) {
 /// One line on stderr, control characters escaped. A failed write (a closed terminal after SIGHUP) is ignored:
 /// the driver must go on to stop its effects and journal, not panic.
 fn stderr_line(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(text));
+    // One write per line: stderr is unbuffered, and `writeln!` would write the text and the newline apart.
+    let mut line = escape_controls(text).into_owned();
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// What a person needs to see of a failure beyond its message, one line each, indented by `indent`: what the

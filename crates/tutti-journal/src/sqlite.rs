@@ -159,11 +159,20 @@ impl SqliteStore {
         result.map_err(|e| classify(&self.path, e))
     }
 
+    /// Run `f` in a write transaction and commit it; roll back if either fails. `BEGIN` and `COMMIT` are
+    /// cached statements: this is every commit's path, and parsing them each time showed in profiles.
     fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let conn = &self.conn;
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let result = f(conn).and_then(|value| {
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(value)
+        });
+        if result.is_err() && !conn.is_autocommit() {
+            // Best effort: a rollback that fails leaves the transaction to end with the connection.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 
     fn create_run_in(conn: &Connection, run: &RunId, events: &[NewEvent]) -> Result<()> {
