@@ -300,6 +300,17 @@ impl EventLog for SqliteStore {
         self.checked(result)
     }
 
+    /// The log is written but not fsynced (`synchronous = NORMAL` for this one transaction): the OS holds it
+    /// for readers and survives tutti's death, and the next synced commit's fsync of the log covers it.
+    fn append_unsynced(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
+        self.conn.prepare_cached("PRAGMA synchronous = NORMAL")?.execute([])?;
+        let result = self.append(batches);
+        let restored = self.conn.prepare_cached("PRAGMA synchronous = FULL").and_then(|mut s| s.execute([]));
+        let seqs = result?;
+        restored?;
+        Ok(seqs)
+    }
+
     fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
         self.checked(self.read_in(run, after, None))
     }

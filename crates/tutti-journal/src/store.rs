@@ -133,6 +133,13 @@ pub trait EventLog: Send {
     /// limit are moved to the blob store. Returns the last sequence number of each batch, in order.
     fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>>;
 
+    /// Append like [`EventLog::append`], but the commit need only survive the process's death, not the
+    /// machine's: a backend may skip its flush to stable storage (SQLite: no fsync). Any later
+    /// [`EventLog::append`] makes it stable too. For facts a crash of the machine may lose without harm.
+    fn append_unsynced(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
+        self.append(batches)
+    }
+
     /// Events of `run` with `seq > after`, in order. Blob payloads are returned as references.
     fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>>;
 

@@ -46,6 +46,15 @@ pub struct WriterHandle {
     thread: Arc<JoinHandle<()>>,
 }
 
+/// How durable [`WriterHandle::append_now`] makes its events before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On stable storage: they survive a crash of the machine.
+    Stable,
+    /// Handed to the OS: they survive tutti's death (kill -9), and the next stable commit makes them stable.
+    Process,
+}
+
 /// An append that was queued and not yet acknowledged.
 #[must_use = "an append is durable only once `wait` returns"]
 pub struct Pending {
@@ -124,8 +133,14 @@ impl WriterHandle {
     /// last seq. For a caller that would otherwise block on the writer: the same transaction and fsync,
     /// without waking the writer's thread and being woken by it. Appends this caller queued earlier must
     /// have been confirmed ([`Pending::wait`]), or this one could overtake them.
-    pub fn append_now(&self, run: RunId, events: Vec<NewEvent>) -> Result<Seq> {
-        let seqs = lock(&self.store).append(&[(run, events)])?;
+    pub fn append_now(&self, run: RunId, events: Vec<NewEvent>, durability: Durability) -> Result<Seq> {
+        let batches = [(run, events)];
+        let mut store = lock(&self.store);
+        let seqs = match durability {
+            Durability::Stable => store.append(&batches)?,
+            Durability::Process => store.append_unsynced(&batches)?,
+        };
+        drop(store);
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(seqs.first().copied().unwrap_or_default())
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tutti_journal::{Event, NewEvent, Pending, RunId, WriterHandle};
+use tutti_journal::{Durability, Event, NewEvent, Pending, RunId, WriterHandle};
 
 use super::Faults;
 use crate::error::Error;
@@ -60,14 +60,17 @@ impl JournalBuffer {
     }
 
     /// Make everything recorded so far durable: called before anything leaves the driver. The driver would
-    /// only wait for the writer here, so it commits on its own thread.
+    /// only wait for the writer here, so it commits on its own thread. A buffer of attempts' starts alone
+    /// (the next start of a fan-out) is made durable against tutti's death but not fsynced: the machine's
+    /// crash may lose such facts without harm (see [`JournalBuffer::holds_only_starts`]).
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
         self.confirm()?;
         if self.buffer.is_empty() {
             return Ok(());
         }
+        let durability = if self.holds_only_starts() { Durability::Process } else { Durability::Stable };
         let events = std::mem::take(&mut self.buffer);
-        self.writer.append_now(self.run_id.clone(), events)?;
+        self.writer.append_now(self.run_id.clone(), events, durability)?;
         self.committed();
         Ok(())
     }

@@ -243,3 +243,22 @@ fn identical_blobs_are_stored_once() {
     let blobs: i64 = store.conn.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0)).unwrap();
     assert_eq!(blobs, 1);
 }
+
+#[test]
+fn an_unsynced_append_is_visible_at_once_and_leaves_commits_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&"run-a".to_string(), &[created(0)]).unwrap();
+    let synchronous = |s: &SqliteStore| s.conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(synchronous(&store), 2, "FULL by default");
+
+    let seqs = store.append_unsynced(&[("run-a".to_string(), vec![log(1, "started".into())])]).unwrap();
+    assert_eq!(seqs, vec![2]);
+    assert_eq!(synchronous(&store), 2, "back to FULL for the next commit");
+    let reader = SqliteStore::open(&path).unwrap();
+    assert_eq!(reader.read(&"run-a".to_string(), 0).unwrap().len(), 2, "another connection sees it");
+
+    assert!(store.append_unsynced(&[("run-b".to_string(), vec![log(2, "lost".into())])]).is_err());
+    assert_eq!(synchronous(&store), 2, "a failed unsynced append also restores FULL");
+}

@@ -246,7 +246,9 @@ fn append_now_commits_on_the_callers_thread_after_the_commit_under_way() {
     entered.recv().unwrap(); // the writer is now inside that commit
     let now = {
         let handle = handle.clone();
-        std::thread::spawn(move || handle.append_now(run_id(1), vec![log("now".into()), log("now".into())]))
+        std::thread::spawn(move || {
+            handle.append_now(run_id(1), vec![log("now".into()), log("now".into())], Durability::Stable)
+        })
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(!now.is_finished(), "append_now waits for the commit under way");
@@ -256,7 +258,7 @@ fn append_now_commits_on_the_callers_thread_after_the_commit_under_way() {
     assert_eq!((appends.load(Ordering::SeqCst), handle.commits()), (2, 2));
 
     // An append_now of an unknown run fails alone, and the writer goes on.
-    assert!(handle.append_now(run_id(9), vec![log("lost".into())]).is_err());
+    assert!(handle.append_now(run_id(9), vec![log("lost".into())], Durability::Process).is_err());
     assert_eq!(handle.append(run_id(0), vec![log("after".into())]).unwrap(), 3);
     let store = handle.shutdown().expect("the last handle gets the store back");
     assert_eq!(store.run(&run_id(1)).unwrap().unwrap().events, 3);
