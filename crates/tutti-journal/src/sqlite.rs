@@ -80,6 +80,17 @@ impl SqliteStore {
         Self::init(conn, ":memory:".into())
     }
 
+    /// Check the journal like [`EventLog::verify`], unless it is sealed: its main file is exactly as a tutti
+    /// process left it when it last emptied the log at a clean end, and no log holds anything since. A
+    /// journal checked once is then not read whole again by every command; a file changed by anything else
+    /// (its size, time or inode differ), a crash (a log left behind) or a missing seal means a full check.
+    pub fn verify_unless_sealed(&self) -> Result<()> {
+        if seal::holds(Path::new(&self.path)) {
+            return Ok(());
+        }
+        self.verify()
+    }
+
     /// Where the journal lives, as shown in errors.
     pub fn path(&self) -> &str {
         &self.path
@@ -332,11 +343,20 @@ impl EventLog for SqliteStore {
         self.checked(result)
     }
 
+    /// A checkpoint that empties the log (`truncate`) also seals the journal (see [`SqliteStore::verify_unless_sealed`]):
+    /// the main file now holds everything, as this process wrote it.
     fn checkpoint(&mut self, truncate: bool) -> Result<()> {
         let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
-        // The result row says whether readers kept some frames in the log; the next checkpoint moves them.
-        let result = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
-        self.checked(result.map_err(Error::from))
+        // The result row says whether readers kept some frames in the log (busy = 1, or frames left over);
+        // the next checkpoint moves them.
+        let result = self.conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        });
+        let (busy, frames) = self.checked(result.map_err(Error::from))?;
+        if truncate && busy == 0 && frames == 0 {
+            seal::write(Path::new(&self.path));
+        }
+        Ok(())
     }
 }
 
@@ -526,6 +546,7 @@ fn to_sql_seq(seq: Seq) -> i64 {
 }
 
 mod damage;
+mod seal;
 use damage::{classify, corrupt, is_corruption};
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `tutti doctor`: which harnesses this project can use — each configured harness with its capabilities,
 //! limits and availability, and each agent CLI tutti knows, found or not, with the command that fixes what
-//! is missing.
+//! is missing — and the whole journal checked for damage (other commands skip that check while tutti's seal
+//! on the journal holds).
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -56,14 +57,35 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
                     "cacheWrite": p.cache_write, "source": source })
         })
         .collect();
+    let journal = journal(config);
+    let damaged = journal["damage"].is_string();
     let report = json!({ "root": config.root.display().to_string(), "harnesses": configured, "clis": clis,
-                         "prices": prices });
+                         "prices": prices, "journal": journal });
     if json {
         output::json(&report);
     } else {
         output::data(&text(&report));
     }
-    Ok(EXIT_OK)
+    Ok(if damaged { output::EXIT_USAGE } else { EXIT_OK })
+}
+
+/// The project's journal checked whole, whether or not it is sealed: its path, runs and events, and the
+/// damage found (`null` when none), or `null` when the project has no journal yet.
+fn journal(config: &Config) -> Value {
+    use tutti_journal::EventLog;
+    if !config.db.exists() {
+        return Value::Null;
+    }
+    let path = config.db.display().to_string();
+    let checked = tutti_journal::SqliteStore::open(&config.db).and_then(|store| {
+        store.verify()?;
+        store.runs()
+    });
+    match checked {
+        Ok(runs) => json!({ "path": path, "runs": runs.len(), "events": runs.iter().map(|r| r.events).sum::<u64>(),
+                            "damage": null }),
+        Err(err) => json!({ "path": path, "damage": err.to_string() }),
+    }
 }
 
 /// A known CLI as its adapter sees it with no configuration: installed or not, version, capabilities.
@@ -151,6 +173,14 @@ fn text(report: &Value) -> String {
         for m in c["missing"].as_array().into_iter().flatten() {
             out.push_str(&format!("\n  {:<12}   - {}", "", m.as_str().unwrap_or("")));
         }
+    }
+    let journal = &report["journal"];
+    if let Some(path) = journal["path"].as_str() {
+        let state = match journal["damage"].as_str() {
+            Some(damage) => format!("DAMAGED: {damage}"),
+            None => format!("checked whole: {} runs, {} events, no damage", journal["runs"], journal["events"]),
+        };
+        out.push_str(&format!("\n\njournal\n  {path}: {state}"));
     }
     out.push_str("\n\nprices (US dollars per million tokens: input / output / cache read / cache write; used when a CLI reports no cost)");
     for p in report["prices"].as_array().into_iter().flatten() {

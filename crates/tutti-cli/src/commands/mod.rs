@@ -65,11 +65,12 @@ pub(crate) fn open_store(config: &Config) -> Result<Box<dyn Store>> {
     open_or_create(config)
 }
 
-/// Open the project's journal, making the folder a project if it is not one yet, checked for damage first.
+/// Open the project's journal, making the folder a project if it is not one yet, checked for damage first
+/// (the whole journal, unless tutti sealed it at its last clean end and nothing else has touched it).
 pub(crate) fn open_or_create(config: &Config) -> Result<Box<dyn Store>> {
     prepare_state_dir(config)?;
     let store = SqliteStore::open(&config.db)?;
-    store.verify()?;
+    store.verify_unless_sealed()?;
     Ok(Box::new(store))
 }
 

@@ -262,3 +262,47 @@ fn an_unsynced_append_is_visible_at_once_and_leaves_commits_synced() {
     assert!(store.append_unsynced(&[("run-b".to_string(), vec![log(2, "lost".into())])]).is_err());
     assert_eq!(synchronous(&store), 2, "a failed unsynced append also restores FULL");
 }
+
+#[test]
+fn a_sealed_journal_is_not_checked_again_until_something_else_touches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    write_sample(&path);
+    let seal = dir.path().join("tutti.db-sealed");
+    assert!(!seal.exists(), "closing without emptying the log seals nothing");
+
+    // Damage one event's JSON in place, keeping the file's size, inode and time: only a full check sees it.
+    let damage = |path: &Path| {
+        let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        let modified = fs::metadata(path).unwrap().modified().unwrap();
+        let bytes = fs::read(path).unwrap();
+        let at = bytes.windows(9).position(|w| w == b"event 250").unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, b"\"", at as u64).unwrap();
+        file.set_modified(modified).unwrap();
+    };
+
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.verify_unless_sealed().unwrap();
+    store.checkpoint(true).unwrap();
+    drop(store);
+    assert!(seal.exists(), "a clean end that empties the log seals the journal");
+    damage(&path);
+    let store = SqliteStore::open(&path).unwrap();
+    store.verify_unless_sealed().expect("the seal holds: the whole journal is not read");
+    assert!(matches!(store.verify(), Err(Error::Corrupt { .. })), "a full check finds the damage");
+    drop(store);
+
+    // Any other change breaks the seal, and the next open checks everything.
+    write_sample(&dir.path().join("other.db"));
+    let mut store = SqliteStore::open(&dir.path().join("other.db")).unwrap();
+    store.checkpoint(true).unwrap();
+    drop(store);
+    let other = dir.path().join("other.db");
+    let bytes = fs::read(&other).unwrap();
+    let at = bytes.windows(9).position(|w| w == b"event 250").unwrap();
+    let mut damaged = bytes.clone();
+    damaged[at] = b'"';
+    fs::write(&other, damaged).unwrap();
+    let store = SqliteStore::open(&other).unwrap();
+    assert!(matches!(store.verify_unless_sealed(), Err(Error::Corrupt { .. })), "a rewritten file is checked");
+}
