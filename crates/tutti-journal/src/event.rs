@@ -415,9 +415,10 @@ pub enum Event {
         group: String,
         members: Vec<MemberInfo>,
         persistent: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Absent when `None`; a `null` written by the process is kept as `Some(Value::Null)`.
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
         budget: Option<Value>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
         member_budget: Option<Value>,
     },
     /// Partial results of a fan-in (`checkpointEvery`), or an explicit `ctx.checkpoint` (group empty).

@@ -437,7 +437,16 @@ impl CommandQueue for SqliteStore {
         self.checked(result)
     }
 
+    /// A read first: a driver asks after every step, and there is rarely anything; a write transaction
+    /// (its locks and its commit) only when there is.
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
+        let any = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM commands WHERE run_id = ?1 AND taken = 0)")
+            .and_then(|mut stmt| stmt.query_row([run], |row| row.get::<_, bool>(0)));
+        if !self.checked(any.map_err(Error::from))? {
+            return Ok(Vec::new());
+        }
         let result = self.write(|conn| Self::take_in(conn, run));
         self.checked(result)
     }
