@@ -10,6 +10,8 @@
 #                per step (`strace -f -c`: fsync and clone3 calls, minus each child's own clone3 and minus a
 #                zero-task run's), median wall of 3 without strace.
 #   chain-load   the same chain while two busy loops are pinned to both cores (`taskset`), median of 3.
+#   floor        the same 1,000 `sh -c 'echo I'` spawned and waited for from Python, one after another (its
+#                own process group, piped output), quiet and under the same load: what no orchestrator beats.
 #   binary       the size of the binary.
 #
 # Usage (from the repository root):  bench/cli-figures.sh   or   TUTTI=/path/to/tutti bench/cli-figures.sh
@@ -121,11 +123,20 @@ threads = (counts["clone"] - base["clone"] - n) / n
 print(f"chain: {n} × echo: median {walls[1]/n*1e3:.2f} ms per step end to end; {fsyncs:.2f} fsyncs per step, "
       f"{threads:.3f} threads created per step beyond a zero-task run (targets ≤ 1.2 ms, 1 fsync, 0 threads)")
 
+def floor():
+    t = time.perf_counter()
+    for i in range(n):
+        subprocess.run(["/bin/sh", "-c", f"echo {i}"], capture_output=True, process_group=0, check=True)
+    return (time.perf_counter() - t) / n * 1e3
+
+quiet_floor = floor()
 busy = [subprocess.Popen(["taskset", "-c", str(c), "sh", "-c", "while :; do :; done"]) for c in range(os.cpu_count() or 2)]
 try:
     walls = sorted(run(project(f"load{i}"), "chain.js", "--inputs", f'{{"n":{n}}}', check_out=str(n - 1)) for i in range(3))
+    load_floor = floor()
 finally:
     for p in busy:
         p.kill()
 print(f"chain-load: {n} × echo with {len(busy)} busy loops pinned to the cores: median {walls[1]/n*1e3:.2f} ms per step (target ≤ 3 ms)")
+print(f"floor: {n} × sh -c echo from Python: {quiet_floor:.2f} ms per step quiet, {load_floor:.2f} ms under the same load")
 PY
