@@ -577,8 +577,13 @@ fn decode_all(run: &RunId, raw: Vec<(Seq, i64, String)>) -> Result<Vec<Record>> 
             })
             .collect()
     };
+    if raw.len() < PARALLEL_FROM {
+        return decode(&raw);
+    }
+    // Asked only for a long journal: finding the cores reads cgroup files, which costs more than decoding a
+    // short run's events.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if raw.len() < PARALLEL_FROM || threads < 2 {
+    if threads < 2 {
         return decode(&raw);
     }
     let chunk = raw.len().div_ceil(threads);

@@ -30,7 +30,7 @@ fn iterate_run(config: &Config, args: IterateArgs, shutdown: Arc<AtomicBool>) ->
     let mode = Mode { until_blocked: true, no_exec: args.no_exec };
     let drive = DriveArgs { max_parallel: None, non_interactive: false, json: args.json };
     let existing = if config.is_project { find_run(open_store(config)?.as_ref(), &args.target).ok() } else { None };
-    let (run_id, end) = match existing {
+    let (run_id, end, journal) = match existing {
         Some(run) => {
             if args.inputs.is_some() || args.harness.is_some() {
                 return Err(UserError::new(format!(
@@ -64,7 +64,7 @@ fn iterate_run(config: &Config, args: IterateArgs, shutdown: Arc<AtomicBool>) ->
         return Ok(signals::exit_code());
     }
     if !end.interrupted {
-        run::after_run(config, &run_id, &end);
+        run::after_run(config, &run_id, &end, journal);
     }
     // The run may just have made this folder a project.
     let store = crate::commands::open_or_create(config)?;

@@ -30,8 +30,8 @@ pub(crate) fn run(config: &Config, args: RunArgs) -> Result<i32> {
 
 fn run_new(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let json = args.drive.json;
-    let (run_id, end) = start(config, args, shutdown, Mode::default())?;
-    let (merges, origin, budgets) = after_run(config, &run_id, &end);
+    let (run_id, end, journal) = start(config, args, shutdown, Mode::default())?;
+    let (merges, origin, budgets) = after_run(config, &run_id, &end, journal);
     Ok(report(&run_id, &end, &merges, origin, budgets, json))
 }
 
@@ -45,7 +45,11 @@ pub(crate) struct Mode {
 }
 
 /// Create a run of `args.process` and drive it until it ends (or, in `mode`, until it is blocked).
-pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<(String, RunEnd)> {
+/// What driving a run leaves: its id, how it ended, and the journal's connection the writer used (for the
+/// summary, without opening the journal again).
+pub(crate) type Driven = (String, RunEnd, Option<Box<dyn tutti_journal::Store>>);
+
+pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<Driven> {
     let harnesses = with_mode(config.harnesses(args.harness.as_deref())?, mode);
     let simulation = args.simulate.as_ref().map(|file| canned(file.as_deref())).transpose()?;
     let inputs = parse_inputs(args.inputs.as_deref())?;
@@ -91,8 +95,8 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
     // The live view goes before the end is reported: nothing stale stays on screen.
     drop(observer);
     // The driver has let go of its handle: join the writer, which leaves the journal in tutti.db.
-    drop(last.shutdown());
-    Ok((run_id, end?))
+    let journal = last.shutdown();
+    Ok((run_id, end?, journal))
 }
 
 pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
@@ -102,8 +106,8 @@ pub(crate) fn resume(config: &Config, args: ResumeArgs) -> Result<i32> {
 
 fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> Result<i32> {
     let json = args.drive.json;
-    let (run_id, end) = proceed(config, args, shutdown, Mode::default())?;
-    let (merges, origin, budgets) = after_run(config, &run_id, &end);
+    let (run_id, end, journal) = proceed(config, args, shutdown, Mode::default())?;
+    let (merges, origin, budgets) = after_run(config, &run_id, &end, journal);
     Ok(report(&run_id, &end, &merges, origin, budgets, json))
 }
 
@@ -113,7 +117,7 @@ pub(crate) fn proceed(
     args: ResumeArgs,
     shutdown: Arc<AtomicBool>,
     mode: Mode,
-) -> Result<(String, RunEnd)> {
+) -> Result<Driven> {
     let (store, writer) = open_for_driver(config, open_store)?;
     let last = writer.clone();
     let run_id = find_run(store.as_ref(), &args.run)?;
@@ -153,8 +157,8 @@ pub(crate) fn proceed(
     let changes = if args.accept_changes { Changes::Accept } else { Changes::Refuse };
     let end = driver.resume(&code_hash, changes);
     drop(observer);
-    drop(last.shutdown());
-    Ok((run_id, end?))
+    let journal = last.shutdown();
+    Ok((run_id, end?, journal))
 }
 
 /// `--no-exec`: the `shell` and `node` harnesses wait for posted results instead of running anything.
@@ -249,9 +253,14 @@ fn parse_inputs(given: Option<&str>) -> Result<Value> {
 }
 
 /// What a run's end leaves to do about its worktrees: the merge queue's account, and cleaning up.
-pub(crate) fn after_run(config: &Config, run_id: &str, end: &RunEnd) -> (worktrees::Merges, Option<String>, Value) {
+pub(crate) fn after_run(
+    config: &Config,
+    run_id: &str,
+    end: &RunEnd,
+    journal: Option<Box<dyn tutti_journal::Store>>,
+) -> (worktrees::Merges, Option<String>, Value) {
     // The driver checked the journal for damage when it started; what it wrote since needs no second check.
-    let store = crate::commands::reopen(config).ok();
+    let store = journal.or_else(|| crate::commands::reopen(config).ok());
     let records = store.as_ref().and_then(|store| store.read(&run_id.to_string(), 0).ok()).unwrap_or_default();
     let ledger = match &store {
         Some(store) => tutti_engine::budget::Ledger::of_loading(&records, store.as_ref()),
