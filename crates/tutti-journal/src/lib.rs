@@ -18,4 +18,4 @@ pub use event::{
 };
 pub use sqlite::SqliteStore;
 pub use store::{Blobs, Command, CommandQueue, Error, EventLog, LeaseHolder, LeaseOutcome, Leases, RunSummary, Store};
-pub use writer::{Durability, Pending, Writer, WriterHandle};
+pub use writer::{Durability, Pending, Writer, WriterHandle, WriterStore};

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::event::{NewEvent, RunId, Seq};
-use crate::store::{Error, Result, Store};
+use crate::event::{NewEvent, Payload, Record, RunId, Seq};
+use crate::store::{
+    Blobs, Command, CommandQueue, Error, EventLog, LeaseHolder, LeaseOutcome, Leases, Result, RunSummary, Store,
+};
 
 /// How often a busy writer moves committed events from the log into the main database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
@@ -152,6 +154,12 @@ impl WriterHandle {
         Ok(Pending { reply: receiver })
     }
 
+    /// The writer's own store, for everything else a driver does with the journal (reads, leases, commands):
+    /// one connection per driver instead of two, each call taking the store while no commit runs.
+    pub fn store(&self) -> WriterStore {
+        WriterStore { store: Arc::clone(&self.store) }
+    }
+
     /// Commits made so far (each one transaction, one fsync).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
@@ -171,6 +179,88 @@ impl Pending {
     /// Blocks until the append is committed; returns the run's last seq.
     pub fn wait(self) -> Result<Seq> {
         self.reply.recv().map_err(|_| Error::WriterGone)?
+    }
+}
+
+/// The writer's store, shared with its thread ([`WriterHandle::store`]). Every call waits for a commit under
+/// way, then runs on the caller's thread.
+pub struct WriterStore {
+    store: SharedStore,
+}
+
+impl EventLog for WriterStore {
+    fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()> {
+        lock(&self.store).create_run(run, events)
+    }
+    fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
+        lock(&self.store).append(batches)
+    }
+    fn append_unsynced(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
+        lock(&self.store).append_unsynced(batches)
+    }
+    fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
+        lock(&self.store).read(run, after)
+    }
+    fn first_event(&self, run: &RunId) -> Result<Option<Record>> {
+        lock(&self.store).first_event(run)
+    }
+    fn runs(&self) -> Result<Vec<RunSummary>> {
+        lock(&self.store).runs()
+    }
+    fn run(&self, run: &RunId) -> Result<Option<RunSummary>> {
+        lock(&self.store).run(run)
+    }
+    fn verify(&self) -> Result<()> {
+        lock(&self.store).verify()
+    }
+    fn checkpoint(&mut self, truncate: bool) -> Result<()> {
+        lock(&self.store).checkpoint(truncate)
+    }
+}
+
+impl Blobs for WriterStore {
+    fn put_blob(&mut self, bytes: &[u8]) -> Result<String> {
+        lock(&self.store).put_blob(bytes)
+    }
+    fn get_blob(&self, hash: &str) -> Result<Vec<u8>> {
+        lock(&self.store).get_blob(hash)
+    }
+    fn load(&self, payload: &Payload) -> Result<serde_json::Value> {
+        lock(&self.store).load(payload)
+    }
+}
+
+impl Leases for WriterStore {
+    fn acquire_lease(
+        &mut self,
+        run: &RunId,
+        me: &LeaseHolder,
+        now_ms: i64,
+        ttl_ms: i64,
+        is_stale: &dyn Fn(&LeaseHolder) -> bool,
+    ) -> Result<LeaseOutcome> {
+        lock(&self.store).acquire_lease(run, me, now_ms, ttl_ms, is_stale)
+    }
+    fn renew_lease(&mut self, run: &RunId, me: &LeaseHolder, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        lock(&self.store).renew_lease(run, me, now_ms, ttl_ms)
+    }
+    fn release_lease(&mut self, run: &RunId, me: &LeaseHolder) -> Result<()> {
+        lock(&self.store).release_lease(run, me)
+    }
+    fn lease(&self, run: &RunId, now_ms: i64) -> Result<Option<LeaseHolder>> {
+        lock(&self.store).lease(run, now_ms)
+    }
+}
+
+impl CommandQueue for WriterStore {
+    fn post_command(&mut self, run: &RunId, command: &Command) -> Result<()> {
+        lock(&self.store).post_command(run, command)
+    }
+    fn queued_commands(&self, run: &RunId) -> Result<Vec<Command>> {
+        lock(&self.store).queued_commands(run)
+    }
+    fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
+        lock(&self.store).take_commands(run)
     }
 }
 

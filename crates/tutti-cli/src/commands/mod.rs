@@ -80,15 +80,14 @@ pub(crate) fn reopen(config: &Config) -> Result<Box<dyn Store>> {
     Ok(Box::new(SqliteStore::open(&config.db)?))
 }
 
-/// Open the journal for a driver: a reading connection and the group-commit writer. `open` is
-/// [`open_store`] or [`open_or_create`].
+/// Open the journal for a driver: one connection, owned by the group-commit writer and lent to the driver
+/// for its reads, leases and commands. `open` is [`open_store`] or [`open_or_create`].
 pub(crate) fn open_for_driver(
     config: &Config,
     open: fn(&Config) -> Result<Box<dyn Store>>,
 ) -> Result<(Box<dyn Store>, WriterHandle)> {
-    let store = open(config)?;
-    let writer = Writer::spawn(Box::new(SqliteStore::open(&config.db)?))?;
-    Ok((store, writer))
+    let writer = Writer::spawn(open(config)?)?;
+    Ok((Box::new(writer.store()), writer))
 }
 
 /// `.tutti/` holds the journal, agent sessions and logs: private to the user (mode 0700) and kept out of
