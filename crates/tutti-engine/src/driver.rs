@@ -256,8 +256,11 @@ impl<'a> Driver<'a> {
             options: new.options,
         };
         self.ledger.observe(&created, now);
-        self.store.create_run(&self.opts.run_id, &[NewEvent { ts_ms: now, event: created }])?;
-        self.acquire_lease()?;
+        let first = [NewEvent { ts_ms: now, event: created }];
+        let (run, holder) = (&self.opts.run_id, &self.opts.holder);
+        if !self.store.create_run_holding(run, &first, holder, wall_ms(), LEASE_TTL_MS)? {
+            self.acquire_lease()?;
+        }
         self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });
         self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: false, replayed: 0 });
         let events = match self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now) {

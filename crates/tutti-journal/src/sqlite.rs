@@ -303,6 +303,22 @@ impl EventLog for SqliteStore {
         self.checked(result)
     }
 
+    fn create_run_holding(
+        &mut self,
+        run: &RunId,
+        events: &[NewEvent],
+        holder: &LeaseHolder,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        let result = self.write(|conn| {
+            Self::create_run_in(conn, run, events)?;
+            // A new run has no lease yet, so nobody else can hold it.
+            Self::acquire_in(conn, run, holder, (now_ms, ttl_ms), &|_| false)
+        });
+        self.checked(result).map(|outcome| outcome == LeaseOutcome::Acquired)
+    }
+
     fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
         let result = self.write(|conn| {
             let mut writer = EventWriter::new(conn)?;

@@ -129,6 +129,21 @@ pub trait EventLog: Send {
     /// Create a run whose first events are `events` (at least `RunCreated`), in one transaction.
     fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()>;
 
+    /// Create a run like [`EventLog::create_run`] and, where the backend can, take its lease for `holder`
+    /// (until `now_ms + ttl_ms`) in the same transaction: one commit where two would do. Returns whether
+    /// the lease was taken; when not, the caller takes it with [`Leases::acquire_lease`].
+    fn create_run_holding(
+        &mut self,
+        run: &RunId,
+        events: &[NewEvent],
+        _holder: &LeaseHolder,
+        _now_ms: i64,
+        _ttl_ms: i64,
+    ) -> Result<bool> {
+        self.create_run(run, events)?;
+        Ok(false)
+    }
+
     /// Append events to several runs in one transaction (one fsync). Payloads above the backend's inline
     /// limit are moved to the blob store. Returns the last sequence number of each batch, in order.
     fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>>;

@@ -192,6 +192,16 @@ impl EventLog for WriterStore {
     fn create_run(&mut self, run: &RunId, events: &[NewEvent]) -> Result<()> {
         lock(&self.store).create_run(run, events)
     }
+    fn create_run_holding(
+        &mut self,
+        run: &RunId,
+        events: &[NewEvent],
+        holder: &LeaseHolder,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        lock(&self.store).create_run_holding(run, events, holder, now_ms, ttl_ms)
+    }
     fn append(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
         lock(&self.store).append(batches)
     }

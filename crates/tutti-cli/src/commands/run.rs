@@ -112,12 +112,7 @@ fn resume_run(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>) -> R
 }
 
 /// Replay a run's journal and drive it on, as it was started (its harness, options, simulation, `--no-exec`).
-pub(crate) fn proceed(
-    config: &Config,
-    args: ResumeArgs,
-    shutdown: Arc<AtomicBool>,
-    mode: Mode,
-) -> Result<Driven> {
+pub(crate) fn proceed(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBool>, mode: Mode) -> Result<Driven> {
     let (store, writer) = open_for_driver(config, open_store)?;
     let last = writer.clone();
     let run_id = find_run(store.as_ref(), &args.run)?;

@@ -1,8 +1,8 @@
 //! Conformance checks of [`Leases`]: a run's lease is held by one driver at a time, taken over only when it
 //! has expired or its holder is gone, and renewed or released only by its holder.
 
-use super::{Check, RUN_A, id};
-use crate::store::{LeaseHolder, LeaseOutcome, Leases};
+use super::{Check, RUN_A, created, id};
+use crate::store::{LeaseHolder, LeaseOutcome, Leases, Store};
 
 /// The checks of this part, by name.
 pub const LEASE_CHECKS: &[(&str, Check)] = &[
@@ -11,6 +11,7 @@ pub const LEASE_CHECKS: &[(&str, Check)] = &[
     check!(stale_lease_is_taken_over),
     check!(lease_renew_only_while_held),
     check!(lease_release_only_by_holder),
+    check!(a_run_created_holding_its_lease_is_held),
 ];
 
 fn holder(name: &str, pid: u32) -> LeaseHolder {
@@ -72,4 +73,19 @@ pub fn lease_release_only_by_holder(store: &mut dyn Leases) {
     store.release_lease(&id(RUN_A), &me).expect("release_lease");
     assert_eq!(store.lease(&id(RUN_A), 10).expect("lease"), None, "released");
     assert_eq!(acquire(store, &other, 10), LeaseOutcome::Acquired, "a released run is free");
+}
+
+/// `create_run_holding` creates the run and leaves its lease with the holder, whether the backend takes it in
+/// the same transaction (it says so) or leaves that to the caller.
+pub fn a_run_created_holding_its_lease_is_held(store: &mut dyn Store) {
+    let (me, other) = (holder("me", 1), holder("other", 2));
+    let taken = store.create_run_holding(&id(RUN_A), &[created(1, "p.js")], &me, 10, 1_000).expect("create");
+    if !taken {
+        assert_eq!(acquire(store, &me, 10), LeaseOutcome::Acquired);
+    }
+    assert_eq!(store.run(&id(RUN_A)).expect("run").map(|r| r.events), Some(1), "the run exists");
+    assert_eq!(store.lease(&id(RUN_A), 20).expect("lease"), Some(me), "and its lease is held");
+    assert!(matches!(acquire(store, &other, 30), LeaseOutcome::Busy { .. }), "by one holder");
+    let again = store.create_run_holding(&id(RUN_A), &[created(2, "p.js")], &other, 40, 1_000);
+    assert!(again.is_err(), "a run is created once");
 }
