@@ -9,13 +9,24 @@ use sha2::{Digest, Sha256};
 pub fn digest(value: &Value) -> String {
     let text = value.to_string();
     let hash = Sha256::digest(text.as_bytes());
-    hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash[..16])
 }
 
 /// The token that lets the agent of one attempt send messages as that effect (`tutti msg send`).
 pub fn message_token(secret: &str, run_id: &str, effect: &str, attempt: u32) -> String {
     let hash = Sha256::digest(format!("{secret}\0{run_id}\0{effect}\0{attempt}").as_bytes());
-    hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash[..16])
+}
+
+/// Lowercase hex of `bytes` (every request is digested: no formatting machinery per byte).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// What a group or member name may be, as the process host words it.
@@ -38,6 +49,12 @@ pub fn seed(run_id: &str) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(super::hex(&[]), "");
+    }
+
     use super::*;
     use serde_json::json;
 

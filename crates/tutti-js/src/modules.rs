@@ -128,11 +128,7 @@ pub fn code_hash(modules: &[ModuleHash]) -> String {
         h.update(m.hash.as_bytes());
         h.update([0]);
     }
-    hex(&h.finalize()[..16])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    tutti_engine::identity::hex(&h.finalize()[..16])
 }
 
 pub(crate) struct GraphResolver(Graph);
@@ -230,7 +226,7 @@ impl Loader for GraphLoader {
             file => {
                 let source = std::fs::read_to_string(file)
                     .map_err(|source| self.0.fail(Error::Read { path: file.to_string(), source }))?;
-                let hash = hex(&Sha256::digest(source.as_bytes())[..16]);
+                let hash = tutti_engine::identity::hex(&Sha256::digest(source.as_bytes())[..16]);
                 self.0.0.borrow_mut().modules.push(ModuleHash { path: file.to_string(), hash });
                 source
             }

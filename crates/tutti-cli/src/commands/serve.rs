@@ -100,7 +100,7 @@ fn token() -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(tutti_engine::identity::hex(&bytes))
 }
 
 /// Every request carries the token: `?token=` (the page's own URL, and event streams, which cannot set
