@@ -91,6 +91,17 @@ impl SqliteStore {
         self.verify()
     }
 
+    /// Run `f`'s commits with `synchronous = NORMAL` (written to the log, not fsynced), then restore `FULL`,
+    /// also when `f` fails.
+    fn unsynced<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.conn.prepare_cached("PRAGMA synchronous = NORMAL")?.execute([])?;
+        let result = f(self);
+        let restored = self.conn.prepare_cached("PRAGMA synchronous = FULL").and_then(|mut s| s.execute([]));
+        let value = result?;
+        restored?;
+        Ok(value)
+    }
+
     /// Where the journal lives, as shown in errors.
     pub fn path(&self) -> &str {
         &self.path
@@ -330,12 +341,7 @@ impl EventLog for SqliteStore {
     /// The log is written but not fsynced (`synchronous = NORMAL` for this one transaction): the OS holds it
     /// for readers and survives tutti's death, and the next synced commit's fsync of the log covers it.
     fn append_unsynced(&mut self, batches: &[(RunId, Vec<NewEvent>)]) -> Result<Vec<Seq>> {
-        self.conn.prepare_cached("PRAGMA synchronous = NORMAL")?.execute([])?;
-        let result = self.append(batches);
-        let restored = self.conn.prepare_cached("PRAGMA synchronous = FULL").and_then(|mut s| s.execute([]));
-        let seqs = result?;
-        restored?;
-        Ok(seqs)
+        self.unsynced(|store| store.append(batches))
     }
 
     fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
@@ -410,21 +416,25 @@ impl Leases for SqliteStore {
         self.checked(result)
     }
 
+    /// Not fsynced: a renewal lost with the machine only lets the lease expire sooner, and its holder died
+    /// with the machine anyway.
     fn renew_lease(&mut self, run: &RunId, me: &LeaseHolder, now_ms: i64, ttl_ms: i64) -> Result<bool> {
-        let result = (|| {
+        let result = self.unsynced(|store| {
             let mut stmt =
-                self.conn.prepare_cached("UPDATE leases SET expires_ms = ?3 WHERE run_id = ?1 AND holder_id = ?2")?;
+                store.conn.prepare_cached("UPDATE leases SET expires_ms = ?3 WHERE run_id = ?1 AND holder_id = ?2")?;
             Ok(stmt.execute(params![run, me.id, now_ms.saturating_add(ttl_ms)])? == 1)
-        })();
+        });
         self.checked(result)
     }
 
+    /// Not fsynced: a release lost with the machine leaves a lease that expires by itself, held by a process
+    /// that is gone.
     fn release_lease(&mut self, run: &RunId, me: &LeaseHolder) -> Result<()> {
-        let result = (|| {
-            let mut stmt = self.conn.prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND holder_id = ?2")?;
+        let result = self.unsynced(|store| {
+            let mut stmt = store.conn.prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND holder_id = ?2")?;
             stmt.execute(params![run, me.id])?;
             Ok(())
-        })();
+        });
         self.checked(result)
     }
 
