@@ -338,3 +338,41 @@ fn a_log_deleted_after_a_crash_stops_every_command_until_the_loss_is_accepted() 
     let out = project.run(&["ls"]);
     assert_eq!(out.code, 0, "{out}");
 }
+
+#[test]
+fn a_sealed_journal_is_trusted_by_commands_but_doctor_checks_it_whole() {
+    let project = project();
+    let out = project.run(&["run", "p.js"]);
+    assert_eq!(out.code, 0, "{out}");
+    let sealed = project.path(".tutti/tutti.db-sealed");
+    assert!(sealed.exists(), "a clean end seals the journal");
+    let doctor = project.run(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 0, "{doctor}");
+    let report = doctor.json();
+    assert_eq!(report["journal"]["damage"], serde_json::Value::Null, "{doctor}");
+    assert_eq!(report["journal"]["runs"], 1, "{doctor}");
+
+    // Break one event's JSON in place, keeping the file's size, inode and time: the seal still holds, so
+    // `ls` answers without reading every event, and `doctor` still finds the damage.
+    let db = project.db();
+    let modified = std::fs::metadata(&db).unwrap().modified().unwrap();
+    let bytes = std::fs::read(&db).unwrap();
+    // The tasks' titles inside the events' JSON (some copies may sit in free pages): a control character
+    // there makes a body invalid JSON.
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    for (at, _) in bytes.windows(5).enumerate().filter(|(_, w)| *w == b"step ") {
+        std::os::unix::fs::FileExt::write_all_at(&file, b"\x01", at as u64).unwrap();
+    }
+    file.set_modified(modified).unwrap();
+    drop(file);
+    assert_eq!(project.run(&["ls"]).code, 0, "the sealed journal is not read whole by ls");
+    let doctor = project.run(&["doctor"]);
+    assert_eq!(doctor.code, 2, "{doctor}");
+    assert!(doctor.stdout.contains("DAMAGED") && doctor.stdout.contains("tutti.db"), "{doctor}");
+
+    // Anything that changes the file's time breaks the seal: every command checks the whole journal again.
+    std::fs::OpenOptions::new().write(true).open(&db).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    let ls = project.run(&["ls"]);
+    assert_eq!(ls.code, 2, "{ls}");
+    assert!(ls.stderr.contains("is damaged"), "{ls}");
+}
