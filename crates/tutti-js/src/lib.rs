@@ -275,7 +275,29 @@ fn eval_runtime<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
 fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
     let s = shared.clone();
-    host.set("request", Function::new(ctx.clone(), move |json: String| push_request(&s, &json))?)?;
+    host.set(
+        "request",
+        Function::new(
+            ctx.clone(),
+            move |effect: Value<'_>,
+                  scope: Value<'_>,
+                  task_id: Value<'_>,
+                  kind: Value<'_>,
+                  title: Value<'_>,
+                  callsite: Value<'_>,
+                  body: String| {
+                let fields = [
+                    text_field(&effect),
+                    text_field(&scope),
+                    text_field(&task_id),
+                    text_field(&kind),
+                    text_field(&title),
+                    text_field(&callsite),
+                ];
+                push_request(&s, fields, &body);
+            },
+        )?,
+    )?;
     let s = shared.clone();
     host.set(
         "log",
@@ -340,32 +362,55 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     ctx.globals().set("__tutti_host", host)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireRequest {
-    effect: String,
-    scope: String,
-    task_id: String,
-    kind: String,
-    title: Option<String>,
-    callsite: Option<String>,
-    args: Json,
-    task: Json,
+/// An effect request from runtime.js: its identity and labels as JavaScript strings (title and call site may be
+/// null), and `[args, task]` as one JSON text (task null while replaying). Only the values cross as JSON, not
+/// the envelope around them: a resume sends tens of thousands of requests.
+fn push_request(shared: &Shared, fields: [TextField; 6], body: &str) {
+    let [effect, scope, task_id, kind, title, callsite] = fields;
+    let request = (|| -> Result<EffectRequest, String> {
+        let required = |field: TextField, name: &str| match field {
+            TextField::Text(text) => Ok(text),
+            _ => Err(format!("`{name}` is not a string")),
+        };
+        let optional = |field: TextField, name: &str| match field {
+            TextField::Text(text) => Ok(Some(text)),
+            TextField::Absent => Ok(None),
+            TextField::Other => Err(format!("`{name}` is not a string")),
+        };
+        let (args, task) = serde_json::from_str::<(Json, Json)>(body).map_err(|e| e.to_string())?;
+        Ok(EffectRequest {
+            effect: required(effect, "effect")?.into(),
+            scope: required(scope, "scope")?,
+            task_id: required(task_id, "taskId")?,
+            kind: tutti_engine::Kind::parse(&required(kind, "kind")?),
+            title: optional(title, "title")?,
+            callsite: optional(callsite, "callsite")?,
+            args,
+            task,
+        })
+    })();
+    match request {
+        Ok(request) => shared.events.borrow_mut().push(HostEvent::Request(request)),
+        Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {body}")),
+    }
 }
 
-fn push_request(shared: &Shared, json: &str) {
-    match serde_json::from_str::<WireRequest>(json) {
-        Ok(w) => shared.events.borrow_mut().push(HostEvent::Request(EffectRequest {
-            effect: w.effect.into(),
-            scope: w.scope,
-            task_id: w.task_id,
-            kind: tutti_engine::Kind::parse(&w.kind),
-            title: w.title,
-            callsite: w.callsite,
-            args: w.args,
-            task: w.task,
-        })),
-        Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {json}")),
+/// A request field as runtime.js passed it.
+enum TextField {
+    Text(String),
+    /// `null` or `undefined`.
+    Absent,
+    /// Anything else (a bug in runtime.js).
+    Other,
+}
+
+fn text_field(value: &Value<'_>) -> TextField {
+    if value.is_null() || value.is_undefined() {
+        return TextField::Absent;
+    }
+    match value.as_string().map(rquickjs::String::to_string) {
+        Some(Ok(text)) => TextField::Text(text),
+        _ => TextField::Other,
     }
 }
 

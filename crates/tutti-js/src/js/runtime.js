@@ -186,16 +186,13 @@
     promise[EFFECT] = effectId;
     scope.inflight.add(effectId);
     host.request(
-      JSON.stringify({
-        effect: effectId,
-        scope: scope.path,
-        taskId: def.id,
-        kind: desc.kind,
-        title: typeof desc.title === "string" ? desc.title : null,
-        callsite: replaying ? null : callsite(entry),
-        args: args === undefined ? null : args,
-        task: replaying ? null : desc,
-      }),
+      effectId,
+      scope.path,
+      def.id,
+      desc.kind,
+      typeof desc.title === "string" ? desc.title : null,
+      replaying ? null : callsite(entry),
+      JSON.stringify([args === undefined ? null : args, replaying ? null : desc]),
     );
     return promise;
   }
