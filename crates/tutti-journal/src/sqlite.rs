@@ -588,7 +588,7 @@ use damage::{classify, corrupt, is_corruption};
 mod tests;
 
 /// Decode event bodies; a long journal (a resume) is decoded on every core, since nothing else runs yet.
-fn decode_all(run: &RunId, raw: Vec<(Seq, i64, String)>) -> Result<Vec<Record>> {
+pub(crate) fn decode_all(run: &RunId, raw: Vec<(Seq, i64, String)>) -> Result<Vec<Record>> {
     const PARALLEL_FROM: usize = 8192;
     let decode = |chunk: &[(Seq, i64, String)]| -> Result<Vec<Record>> {
         chunk

@@ -1,4 +1,4 @@
-//! The storage traits every journal backend implements (SQLite now, PostgreSQL later): [`EventLog`],
+//! The storage traits every journal backend implements (SQLite, PostgreSQL): [`EventLog`],
 //! [`Blobs`], [`Leases`] and [`CommandQueue`], with [`Store`] their sum; the types that cross them, and the
 //! journal's one `Error`. Backends must pass the suite in `conformance/`.
 
@@ -17,6 +17,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("database error")]
+    Postgres(#[from] postgres::Error),
+    #[error("cannot connect to the PostgreSQL journal at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+    #[error("bad journal URL {url}: {detail}")]
+    BadUrl { url: String, detail: String },
+    #[error("{0} stayed contended: other processes kept changing it")]
+    Contended(String),
     #[error("cannot open journal at {path}")]
     Open {
         path: String,
@@ -236,4 +248,17 @@ pub trait CommandQueue: Send {
 
     /// Commands queued for `run`, oldest first, marked as taken so that none is seen twice.
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>>;
+
+    /// A way to wait for commands to `run` without polling, where the backend pushes them (PostgreSQL's
+    /// `LISTEN`/`NOTIFY`). `None`: the caller polls [`CommandQueue::take_commands`].
+    fn command_listener(&self, _run: &RunId) -> Result<Option<Box<dyn CommandListener>>> {
+        Ok(None)
+    }
+}
+
+/// Told when commands may have been queued for one run (see [`CommandQueue::command_listener`]).
+pub trait CommandListener: Send {
+    /// Block until a command may have been posted to the run, or `timeout` passes; true in the first case.
+    /// A wake-up may be spurious or stand for several commands: the caller then takes what is queued.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool>;
 }

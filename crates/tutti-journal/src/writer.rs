@@ -269,6 +269,9 @@ impl CommandQueue for WriterStore {
     fn queued_commands(&self, run: &RunId) -> Result<Vec<Command>> {
         lock(&self.store).queued_commands(run)
     }
+    fn command_listener(&self, run: &RunId) -> Result<Option<Box<dyn crate::store::CommandListener>>> {
+        lock(&self.store).command_listener(run)
+    }
     fn take_commands(&mut self, run: &RunId) -> Result<Vec<Command>> {
         lock(&self.store).take_commands(run)
     }

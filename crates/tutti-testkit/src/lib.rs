@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod chromium;
 pub mod mock_model;
+pub mod postgres;
 pub use mock_model::{Api, MockModel, Reply, Rule, Script, Usage, When};
 
 /// How often [`wait_for`] polls.

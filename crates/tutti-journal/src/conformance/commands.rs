@@ -1,5 +1,6 @@
 //! Conformance checks of [`CommandQueue`]: commands are queued per run, taken once each, oldest first, and
-//! refused for a run that does not exist.
+//! refused for a run that does not exist; a backend that pushes commands wakes a run's listener for that
+//! run's commands only.
 
 use serde_json::json;
 
@@ -8,8 +9,11 @@ use crate::event::{ErrorInfo, Outcome};
 use crate::store::{Command, CommandQueue, Error, Store};
 
 /// The checks of this part, by name.
-pub const COMMAND_CHECKS: &[(&str, Check)] =
-    &[check!(commands_are_taken_once_in_order), check!(commands_to_unknown_run_are_refused)];
+pub const COMMAND_CHECKS: &[(&str, Check)] = &[
+    check!(commands_are_taken_once_in_order),
+    check!(commands_to_unknown_run_are_refused),
+    check!(a_listener_hears_its_runs_commands),
+];
 
 fn cancel(reason: &str) -> Command {
     Command::Cancel { reason: reason.into(), by: None }
@@ -38,4 +42,18 @@ pub fn commands_to_unknown_run_are_refused(store: &mut dyn CommandQueue) {
     let err = store.post_command(&id(RUN_A), &cancel("x")).expect_err("post_command to an unknown run");
     assert!(matches!(&err, Error::UnknownRun(run) if run == RUN_A), "expected UnknownRun, got {err:?}");
     assert!(store.take_commands(&id(RUN_A)).expect("take_commands").is_empty());
+}
+
+pub fn a_listener_hears_its_runs_commands(store: &mut dyn Store) {
+    new_run(store, RUN_A, 1);
+    new_run(store, RUN_B, 1);
+    // A backend without push has no listener: its callers poll, which the checks above cover.
+    let Some(mut listener) = store.command_listener(&id(RUN_A)).expect("command_listener") else { return };
+    let short = std::time::Duration::from_millis(100);
+    assert!(!listener.wait(short).expect("wait"), "nothing was posted yet");
+    store.post_command(&id(RUN_B), &cancel("b")).expect("post_command");
+    assert!(!listener.wait(short).expect("wait"), "a command to another run woke the listener");
+    store.post_command(&id(RUN_A), &cancel("a")).expect("post_command");
+    assert!(listener.wait(std::time::Duration::from_secs(10)).expect("wait"), "a posted command wakes the listener");
+    assert_eq!(store.take_commands(&id(RUN_A)).expect("take"), [cancel("a")]);
 }
