@@ -20,6 +20,13 @@ pub(crate) struct Args {
     #[arg(long, global = true, env = "TUTTI_HOME", value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
 
+    /// Keep the journal in PostgreSQL instead of the project's SQLite file, for distributed mode:
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (add `?options=-csearch_path%3DNAME` to use a schema
+    /// of its own). Overrides `[store] url` in tutti.toml. Runs in PostgreSQL can be resumed, inspected and
+    /// controlled from any folder and machine that reaches it.
+    #[arg(long, global = true, env = "TUTTI_STORE", value_name = "URL")]
+    pub(crate) store: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Cmd,
 }

@@ -39,6 +39,48 @@ struct File {
     /// `[prices."MODEL"]`: US dollars per million tokens, over the default price table.
     #[serde(default)]
     prices: BTreeMap<String, PriceTable>,
+    /// `[store]`: where the journal lives.
+    #[serde(default)]
+    store: StoreTable,
+}
+
+/// `[store]`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct StoreTable {
+    url: Option<String>,
+}
+
+/// Where the journal lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreLocation {
+    /// The project's SQLite file (`.tutti/tutti.db`), the embedded default.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`--store`, `TUTTI_STORE` or `[store] url`), for distributed mode.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// `url` as given by the user (`from` names where, for the error).
+    fn parse(url: &str, from: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        let shown = tutti_journal::pg::without_password(url);
+        Err(UserError::new(format!(
+            "{from}: {shown:?} is not a store tutti knows: give a PostgreSQL URL (postgres://USER@HOST/DATABASE), \
+             or leave it out to keep the journal in the project's SQLite file"
+        ))
+        .into())
+    }
+
+    /// The journal as messages show it (no password).
+    pub(crate) fn shown(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => tutti_journal::pg::without_password(url),
+        }
+    }
 }
 
 /// `[prices."MODEL"]`.
@@ -87,6 +129,8 @@ pub(crate) struct Config {
     /// make a folder a project; every other command needs one.
     pub(crate) is_project: bool,
     pub(crate) db: PathBuf,
+    /// Where the journal lives: `db`, or a PostgreSQL database.
+    pub(crate) store: StoreLocation,
     pub(crate) default_harness: Option<String>,
     pub(crate) max_parallel: usize,
     /// `[worktrees] keep`.
@@ -115,7 +159,7 @@ enum HarnessConfig {
 
 impl Config {
     /// Find the project root and read its `tutti.toml`.
-    pub(crate) fn load(home: Option<&Path>) -> Result<Self> {
+    pub(crate) fn load(home: Option<&Path>, store: Option<&str>) -> Result<Self> {
         let root = match home {
             Some(dir) => dir.to_path_buf(),
             None => find_root(&std::env::current_dir().context("cannot read the working directory")?),
@@ -165,8 +209,15 @@ impl Config {
                 .map_err(|e| UserError::new(format!("tutti.toml: [harness.{name}]: {}", e.trim_end())))?;
             harness.insert(name, config);
         }
+        let db = root.join(".tutti").join("tutti.db");
+        let store = match (store, &file.store.url) {
+            (Some(url), _) => StoreLocation::parse(url, "--store")?,
+            (None, Some(url)) => StoreLocation::parse(url, "tutti.toml: [store] url")?,
+            (None, None) => StoreLocation::Sqlite(db.clone()),
+        };
         Ok(Self {
-            db: root.join(".tutti").join("tutti.db"),
+            db,
+            store,
             root,
             is_project,
             default_harness: file.defaults.harness,

@@ -55,7 +55,7 @@ fn is_user_error(e: &anyhow::Error) -> bool {
 
 fn journal_user_error(e: &tutti_journal::Error) -> bool {
     use tutti_journal::Error::*;
-    matches!(e, Corrupt { .. } | SchemaTooNew { .. } | UnknownRun(_) | Open { .. })
+    matches!(e, Corrupt { .. } | SchemaTooNew { .. } | UnknownRun(_) | Open { .. } | Connect { .. } | BadUrl { .. })
 }
 
 /// Print data on stdout. Control characters other than newlines and tabs are escaped: titles, messages and

@@ -70,6 +70,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum Msg {
     Harness(HarnessEvent),
+    /// Commands may have been queued for the run (the journal pushed word of them).
+    Commands,
 }
 
 /// How a driver runs.
@@ -196,6 +198,8 @@ pub struct Driver<'a> {
     /// Effects that would fit their budgets once attempts running in the same scope have ended.
     budget_waiting: Vec<EffectId>,
     end: Option<End>,
+    /// Stops the thread that hears of commands pushed by the journal, if it has one, when the driver goes.
+    _listening: Option<control::StopOnDrop>,
     last_housekeeping: Instant,
     last_renew: Instant,
 }
@@ -240,6 +244,7 @@ impl<'a> Driver<'a> {
             ledger: crate::budget::Ledger::default(),
             budget_waiting: Vec::new(),
             end: None,
+            _listening: None,
             last_housekeeping: Instant::now(),
             last_renew: Instant::now(),
         }
@@ -261,6 +266,7 @@ impl<'a> Driver<'a> {
         if !self.store.create_run_holding(run, &first, holder, wall_ms(), LEASE_TTL_MS)? {
             self.acquire_lease()?;
         }
+        self.listen_for_commands()?;
         self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });
         self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: false, replayed: 0 });
         let events = match self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now) {
@@ -425,6 +431,12 @@ impl<'a> Driver<'a> {
             }
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
                 self.finished(&effect, attempt, outcome)
+            }
+            Msg::Commands => {
+                for command in self.store.take_commands(&self.opts.run_id)? {
+                    self.command(command)?;
+                }
+                Ok(())
             }
         }
     }

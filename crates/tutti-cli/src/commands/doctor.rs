@@ -69,22 +69,21 @@ pub(crate) fn doctor(config: &Config, json: bool) -> Result<i32> {
     Ok(if damaged { output::EXIT_USAGE } else { EXIT_OK })
 }
 
-/// The project's journal checked whole, whether or not it is sealed: its path, runs and events, and the
-/// damage found (`null` when none), or `null` when the project has no journal yet.
+/// The project's journal checked whole, whether or not it is sealed: where it is, its runs and events, and
+/// the damage found (`null` when none), or `null` when the project has no journal yet.
 fn journal(config: &Config) -> Value {
-    use tutti_journal::EventLog;
-    if !config.db.exists() {
-        return Value::Null;
-    }
-    let path = config.db.display().to_string();
-    let checked = tutti_journal::SqliteStore::open(&config.db).and_then(|store| {
-        store.verify()?;
-        store.runs()
-    });
+    let shown = config.store.shown();
+    let checked = match &config.store {
+        crate::config::StoreLocation::Sqlite(db) if !db.exists() => return Value::Null,
+        at => super::reopen_at(at).and_then(|store| {
+            store.verify()?;
+            Ok(store.runs()?)
+        }),
+    };
     match checked {
-        Ok(runs) => json!({ "path": path, "runs": runs.len(), "events": runs.iter().map(|r| r.events).sum::<u64>(),
+        Ok(runs) => json!({ "path": shown, "runs": runs.len(), "events": runs.iter().map(|r| r.events).sum::<u64>(),
                             "damage": null }),
-        Err(err) => json!({ "path": path, "damage": err.to_string() }),
+        Err(err) => json!({ "path": shown, "damage": format!("{err:#}") }),
     }
 }
 

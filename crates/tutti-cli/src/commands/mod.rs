@@ -16,16 +16,16 @@ pub(crate) mod worktrees;
 use std::path::Path;
 
 use anyhow::Result;
-use tutti_journal::{EventLog, Leases, SqliteStore, Store, Writer, WriterHandle};
+use tutti_journal::{EventLog, Leases, PgStore, SqliteStore, Store, Writer, WriterHandle};
 
 use crate::args::{Args, Cmd};
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 pub(crate) use inspect::{now_ms, utc};
 
 use crate::output::UserError;
 
 pub(crate) fn dispatch(args: Args) -> Result<i32> {
-    let config = Config::load(args.home.as_deref())?;
+    let config = Config::load(args.home.as_deref(), args.store.as_deref())?;
     match args.command {
         Cmd::Run(a) => run::run(&config, a),
         Cmd::Resume(a) => run::resume(&config, a),
@@ -54,13 +54,17 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
 /// Open the journal of an existing project, checked for damage first. Outside a project this is an error:
 /// a command that only reads or controls runs must not make a folder a project.
 pub(crate) fn open_store(config: &Config) -> Result<Box<dyn Store>> {
-    if !config.is_project {
+    // A journal in PostgreSQL belongs to no folder: its runs are reached from anywhere.
+    if !config.is_project && matches!(config.store, StoreLocation::Sqlite(_)) {
         return Err(UserError::new(format!(
             "no tutti project in {} or any folder above it (a project has tutti.toml or .tutti/): run this in \
              your project's folder or pass --home DIR; `tutti run FILE` makes a folder a project",
             config.root.display()
         ))
         .into());
+    }
+    if !config.is_project {
+        return reopen(config);
     }
     open_or_create(config)
 }
@@ -69,15 +73,28 @@ pub(crate) fn open_store(config: &Config) -> Result<Box<dyn Store>> {
 /// (the whole journal, unless tutti sealed it at its last clean end and nothing else has touched it).
 pub(crate) fn open_or_create(config: &Config) -> Result<Box<dyn Store>> {
     prepare_state_dir(config)?;
-    let store = SqliteStore::open(&config.db)?;
-    store.verify_unless_sealed()?;
-    Ok(Box::new(store))
+    match &config.store {
+        StoreLocation::Sqlite(db) => {
+            let store = SqliteStore::open(db)?;
+            store.verify_unless_sealed()?;
+            Ok(Box::new(store))
+        }
+        StoreLocation::Postgres(url) => Ok(Box::new(PgStore::open(url)?)),
+    }
 }
 
 /// Open the journal a driver of this command checked when it started, without checking it again (reading
 /// back what the run just wrote, for its summary).
 pub(crate) fn reopen(config: &Config) -> Result<Box<dyn Store>> {
-    Ok(Box::new(SqliteStore::open(&config.db)?))
+    reopen_at(&config.store)
+}
+
+/// Open the journal at `store` without checking it.
+pub(crate) fn reopen_at(store: &StoreLocation) -> Result<Box<dyn Store>> {
+    match store {
+        StoreLocation::Sqlite(db) => Ok(Box::new(SqliteStore::open(db)?)),
+        StoreLocation::Postgres(url) => Ok(Box::new(PgStore::open(url)?)),
+    }
 }
 
 /// Open the journal for a driver: one connection, owned by the group-commit writer and lent to the driver

@@ -7,7 +7,6 @@
 mod view;
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tutti_journal::{EventLog, SqliteStore};
+use tutti_journal::Store;
 
 use crate::commands::inspect::{now_ms, run_or_latest, status_of};
 use crate::commands::{control, logs, open_store};
@@ -35,7 +34,7 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// What every request handler shares: where the journal is and the token a request must carry.
 struct Served {
-    db: PathBuf,
+    store: crate::config::StoreLocation,
     token: String,
 }
 
@@ -60,7 +59,7 @@ impl From<anyhow::Error> for Failure {
 pub(crate) fn serve(config: &Config, port: u16, shutdown: Arc<AtomicBool>) -> Result<i32> {
     // The journal must exist and be sound before anything is served.
     drop(open_store(config)?);
-    let served = Arc::new(Served { db: config.db.clone(), token: token()? });
+    let served = Arc::new(Served { store: config.store.clone(), token: token()? });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
@@ -129,10 +128,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Run `f` on a fresh connection to the journal, off the async thread.
 async fn with_store<T: Send + 'static>(
     served: &Served,
-    f: impl FnOnce(&mut SqliteStore) -> Result<T> + Send + 'static,
+    f: impl FnOnce(&mut dyn Store) -> Result<T> + Send + 'static,
 ) -> Result<T, Failure> {
-    let db = served.db.clone();
-    let joined = tokio::task::spawn_blocking(move || f(&mut SqliteStore::open(&db)?)).await;
+    let at = served.store.clone();
+    let joined = tokio::task::spawn_blocking(move || f(&mut *super::reopen_at(&at)?)).await;
     joined.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?.map_err(Failure::from)
 }
 

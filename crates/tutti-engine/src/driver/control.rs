@@ -1,6 +1,7 @@
 //! What reaches a run from outside its process: control commands queued in the journal (`tutti cancel`,
 //! `approve`, `reject`, `post`, and an agent's `tutti msg send` / progress notes, each checked against its
-//! attempt's token), and the lease that makes this driver the run's only one.
+//! attempt's token), taken at housekeeping or at once when the journal pushes word of them, and the lease
+//! that makes this driver the run's only one.
 
 use super::*;
 
@@ -73,6 +74,28 @@ impl Driver<'_> {
         }
     }
 
+    /// Where the journal can push word of new commands (PostgreSQL), a thread waits for it and wakes the
+    /// loop with [`Msg::Commands`], so a command acts at once rather than at the next housekeeping.
+    pub(super) fn listen_for_commands(&mut self) -> Result<(), Error> {
+        let Some(mut listener) = self.store.command_listener(&self.opts.run_id)? else { return Ok(()) };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stopped, tx) = (Arc::clone(&stop), self.executor.sender());
+        let spawned = std::thread::Builder::new().name("tutti-commands".into()).spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.wait(Duration::from_millis(500)) {
+                    Ok(true) if tx.send(Msg::Commands).is_err() => return,
+                    Ok(_) => {}
+                    // Housekeeping still polls: the listener only makes commands quicker.
+                    Err(_) => return,
+                }
+            }
+        });
+        if spawned.is_ok() {
+            self._listening = Some(StopOnDrop(stop));
+        }
+        Ok(())
+    }
+
     pub(super) fn release(&mut self) {
         // Best effort: an unreleased lease expires by itself.
         let _ = self.store.release_lease(&self.opts.run_id, &self.opts.holder);
@@ -89,5 +112,14 @@ fn control_action(kind: &Kind, outcome: &Outcome) -> &'static str {
         (Kind::Breakpoint, Some(true)) => "approve",
         (Kind::Breakpoint, Some(false)) => "reject",
         _ => "post",
+    }
+}
+
+/// Sets its flag when dropped: tells a helper thread that its driver is gone.
+pub(super) struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

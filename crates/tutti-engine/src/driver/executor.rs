@@ -38,6 +38,11 @@ impl Executor {
         Self { tx, starts: 0, crash_after, running: HashMap::new(), stopping: Vec::new() }
     }
 
+    /// A sender on the dispatcher's channel, for other sources of messages.
+    pub(crate) fn sender(&self) -> Sender<Msg> {
+        self.tx.clone()
+    }
+
     /// Start `job` on `harness`; returns the attempt's process (group) id, if it has one.
     pub(crate) fn start(&mut self, harness: &dyn Harness, job: Job) -> Result<Option<u32>, Error> {
         let (effect, attempt, timeout) = (job.effect.clone(), job.attempt, job.timeout);

@@ -12,6 +12,7 @@ impl Driver<'_> {
             return Err(Error::UnknownRun(self.opts.run_id.clone()));
         }
         self.acquire_lease()?;
+        self.listen_for_commands()?;
         let records = self.store.read(&self.opts.run_id, 0)?;
         if let Some(end) = finished(&records, self.store.as_ref())? {
             self.release();
