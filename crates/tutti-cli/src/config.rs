@@ -549,7 +549,7 @@ mod tests {
     fn bad_toml_names_the_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tutti.toml"), "[defaults]\nharnes = \"x\"\n").unwrap();
-        let e = Config::load(Some(dir.path())).unwrap_err().to_string();
+        let e = Config::load(Some(dir.path()), None).unwrap_err().to_string();
         assert!(e.contains("tutti.toml") && e.contains("harnes"), "{e}");
     }
 
