@@ -8,6 +8,7 @@ pub mod event;
 pub mod pg;
 pub mod sqlite;
 pub mod store;
+pub mod work;
 pub mod writer;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -17,10 +18,11 @@ pub use blob::INLINE_LIMIT;
 pub use event::{
     Actor, EffectId, ErrorInfo, Event, NewEvent, Outcome, Payload, Record, RunId, RunStatus, SCHEMA_VERSION, Seq, Usage,
 };
-pub use pg::PgStore;
+pub use pg::{Listen, PgStore, PgWorkQueue};
 pub use sqlite::SqliteStore;
 pub use store::{
     Blobs, Command, CommandListener, CommandQueue, Error, EventLog, LeaseHolder, LeaseOutcome, Leases, RunSummary,
     Store,
 };
+pub use work::{Claim, Offer, WorkQueue, WorkState, WorkerInfo};
 pub use writer::{Durability, Pending, Writer, WriterHandle, WriterStore};

@@ -2,7 +2,7 @@
 //! server that many machines reach. Writers serialize per run on row locks (`SELECT … FOR UPDATE` of the
 //! run's row) instead of SQLite's one database lock; commands posted to a run are announced with `NOTIFY`,
 //! so a driver is told at once instead of polling ([`CommandListener`]). It commits what it is given;
-//! batching is the writer's job, as with SQLite. The work queue of remote executors is not here.
+//! batching is the writer's job, as with SQLite. The work queue of remote executors is `pg/work.rs`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -54,10 +54,39 @@ CREATE TABLE commands (
     taken BOOLEAN NOT NULL DEFAULT false
 );
 CREATE INDEX commands_untaken ON commands (run_id, id) WHERE NOT taken;
+CREATE TABLE work (
+    id BIGSERIAL PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    harness TEXT NOT NULL,
+    job TEXT NOT NULL,
+    session TEXT,
+    state TEXT NOT NULL DEFAULT 'queued',
+    worker TEXT,
+    previous TEXT,
+    token BIGINT NOT NULL DEFAULT 0,
+    claims INTEGER NOT NULL DEFAULT 0,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    outcome TEXT,
+    UNIQUE (run_id, effect, attempt)
+);
+CREATE INDEX work_open ON work (harness, id) WHERE state IN ('queued', 'claimed');
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    harnesses TEXT[] NOT NULL,
+    capacity INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    heartbeat_ms BIGINT NOT NULL,
+    draining BOOLEAN NOT NULL
+);
+CREATE TABLE sessions (session TEXT PRIMARY KEY, worker TEXT NOT NULL);
 ";
 
 /// The tables of the schema: a database (schema) holding some of them but no `meta` is not tutti's.
-const TABLES: &[&str] = &["runs", "events", "blobs", "leases", "commands"];
+const TABLES: &[&str] = &["runs", "events", "blobs", "leases", "commands", "work", "workers", "sessions"];
 
 /// Taken while a schema is created or migrated, so that processes starting together do it once.
 const MIGRATION_LOCK: i64 = 0x7475_7474_6900;
@@ -71,6 +100,8 @@ pub struct PgStore {
     config: postgres::Config,
     /// The URL without its password, shown in errors.
     shown: String,
+    /// The schema holding the tables: notification channels are the database's, so their names carry it.
+    schema: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -87,8 +118,15 @@ impl PgStore {
         let config =
             postgres::Config::from_str(url).map_err(|e| Error::BadUrl { url: shown.clone(), detail: e.to_string() })?;
         let client = connect(&config, &shown)?;
-        let store = Self { client: RefCell::new(client), statements: RefCell::new(HashMap::new()), config, shown };
+        let mut store = Self {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+            config,
+            shown,
+            schema: String::new(),
+        };
         store.migrate()?;
+        store.schema = store.client.borrow_mut().query_one("SELECT current_schema()", &[])?.get(0);
         Ok(store)
     }
 
@@ -463,7 +501,7 @@ impl CommandQueue for PgStore {
             }
             let insert = s.statement(tx, "INSERT INTO commands (run_id, body) VALUES ($1, $2)")?;
             tx.execute(&insert, &[run, &body])?;
-            tx.execute("SELECT pg_notify($1, '')", &[&channel(run)])?;
+            tx.execute("SELECT pg_notify($1, '')", &[&channel(&s.schema, "commands", run)])?;
             Ok(())
         })
     }
@@ -486,7 +524,7 @@ impl CommandQueue for PgStore {
     /// A connection of its own, listening on the run's channel.
     fn command_listener(&self, run: &RunId) -> Result<Option<Box<dyn CommandListener>>> {
         let mut client = connect(&self.config, &self.shown)?;
-        client.batch_execute(&format!("LISTEN \"{}\"", channel(run)))?;
+        client.batch_execute(&format!("LISTEN \"{}\"", channel(&self.schema, "commands", run)))?;
         Ok(Some(Box::new(PgListener { client })))
     }
 }
@@ -506,10 +544,11 @@ impl CommandListener for PgListener {
     }
 }
 
-/// The notification channel of a run: a fixed-length name whatever the run id (channel names are at most
-/// 63 bytes).
-fn channel(run: &RunId) -> String {
-    format!("tutti_commands_{}", &blob_hash(run.as_bytes())[..24])
+/// A notification channel: `tutti_WHAT_` and a hash of the schema and the run (empty for none), so that
+/// schemas sharing a database never hear each other, and a fixed length whatever the run id (channel names
+/// are at most 63 bytes).
+fn channel(schema: &str, what: &str, run: &str) -> String {
+    format!("tutti_{what}_{}", &blob_hash(format!("{schema}\0{run}").as_bytes())[..24])
 }
 
 fn decode_commands(run: &RunId, rows: Vec<(i64, String)>) -> Result<Vec<Command>> {
@@ -547,6 +586,9 @@ pub fn without_password(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+mod work;
+pub use work::{Listen, PgWorkQueue};
 
 #[cfg(test)]
 mod tests;

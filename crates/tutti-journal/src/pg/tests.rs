@@ -130,3 +130,159 @@ fn bad_urls_and_unreachable_servers_are_named_without_their_password() {
     let err = PgStore::open("postgres://ann:secret@127.0.0.1:1/db?connect_timeout=2").unwrap_err();
     assert!(matches!(&err, Error::Connect { url, .. } if !url.contains("secret")), "{err:?}");
 }
+
+// ---- the work queue ----
+
+use crate::work::{Offer, WorkQueue, WorkState, WorkerInfo};
+
+fn queue(url: &str, listen: Listen<'_>) -> PgWorkQueue {
+    PgWorkQueue::open(url, listen).unwrap_or_else(|e| panic!("open the work queue: {e:?}"))
+}
+
+fn offer(effect: &str, attempt: u32, session: Option<&str>) -> Offer {
+    Offer {
+        run: "r".into(),
+        effect: effect.into(),
+        attempt,
+        harness: "shell".into(),
+        job: json!({ "effect": effect }),
+        session: session.map(String::from),
+    }
+}
+
+fn worker(id: &str, now_ms: i64) -> WorkerInfo {
+    WorkerInfo {
+        id: id.into(),
+        host: "h".into(),
+        pid: 1,
+        harnesses: vec!["shell".into()],
+        capacity: 4,
+        running: 0,
+        heartbeat_ms: now_ms,
+        draining: false,
+    }
+}
+
+const SHELL: &[&str] = &["shell"];
+
+fn harnesses() -> Vec<String> {
+    SHELL.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn workers_claiming_together_get_each_offer_once() {
+    let url = tutti_testkit::postgres::schema_url("claims");
+    let mut driver = queue(&url, Listen::Run(&"r".to_string()));
+    for i in 0..60 {
+        driver.offer(&offer(&format!("root/{i}"), 1, None)).unwrap();
+    }
+    let threads: Vec<_> = (0..3)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut q = queue(&url, Listen::Offers);
+                let mut got = Vec::new();
+                while let Some(c) = q.claim(&format!("w{w}"), &harnesses(), 1000, 10_000).unwrap() {
+                    assert!(q.complete(c.id, c.token, &format!("w{w}"), &json!({"ok": 1}), None).unwrap());
+                    got.push(c.id);
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort();
+    let len = all.len();
+    all.dedup();
+    assert_eq!((len, all.len()), (60, 60), "each offer claimed exactly once");
+}
+
+#[test]
+fn an_expired_claim_is_taken_over_and_the_stale_token_refused() {
+    let url = tutti_testkit::postgres::schema_url("fencing");
+    let mut driver = queue(&url, Listen::Run(&"r".to_string()));
+    let id = driver.offer(&offer("root/0", 1, None)).unwrap();
+    let (mut a, mut b) = (queue(&url, Listen::Offers), queue(&url, Listen::Offers));
+    let first = a.claim("a", &harnesses(), 1000, 500).unwrap().expect("a claims");
+    assert_eq!(first.previous, None);
+    assert!(b.claim("b", &harnesses(), 1200, 500).unwrap().is_none(), "a's lease still holds");
+    // A heartbeat keeps it.
+    assert_eq!(a.heartbeat(&worker("a", 1400), &[(id, first.token)], 1400, 500).unwrap(), [true]);
+    assert!(b.claim("b", &harnesses(), 1800, 500).unwrap().is_none(), "renewed until 1900");
+    // Then a goes quiet; after its lease, b takes the attempt over.
+    let second = b.claim("b", &harnesses(), 2000, 500).unwrap().expect("b re-claims");
+    assert_eq!(second.previous.as_deref(), Some("a"), "a re-dispatch names the worker that lost it");
+    assert!(second.token > first.token);
+    assert_eq!(a.heartbeat(&worker("a", 2100), &[(id, first.token)], 2100, 500).unwrap(), [false], "a lost it");
+    assert!(!a.complete(id, first.token, "a", &json!({"late": true}), None).unwrap(), "stale token refused");
+    assert!(b.complete(id, second.token, "b", &json!({"ok": true}), None).unwrap());
+    assert!(!b.complete(id, second.token, "b", &json!({"twice": true}), None).unwrap(), "completed once");
+    let states = driver.work_states(&[id]).unwrap();
+    let [(_, WorkState::Done { worker, claims, previous, outcome })] = states.as_slice() else { panic!("{states:?}") };
+    assert_eq!((worker.as_str(), *claims, previous.as_deref()), ("b", 2, Some("a")));
+    assert_eq!(*outcome, json!({"ok": true}));
+}
+
+#[test]
+fn withdrawn_work_is_neither_claimed_nor_kept() {
+    let url = tutti_testkit::postgres::schema_url("withdraw");
+    let mut driver = queue(&url, Listen::Run(&"r".to_string()));
+    let (queued, running) =
+        (driver.offer(&offer("root/0", 1, None)).unwrap(), driver.offer(&offer("root/1", 1, None)).unwrap());
+    let mut w = queue(&url, Listen::Offers);
+    let c = w.claim("w", &harnesses(), 1000, 10_000).unwrap().expect("claim");
+    assert_eq!(c.id, queued, "oldest first");
+    driver.withdraw(queued).unwrap();
+    assert_eq!(w.heartbeat(&worker("w", 1100), &[(c.id, c.token)], 1100, 10_000).unwrap(), [false]);
+    assert!(!w.complete(c.id, c.token, "w", &json!(1), None).unwrap());
+    driver.withdraw(running).unwrap();
+    assert!(w.claim("w", &harnesses(), 1200, 10_000).unwrap().is_none());
+    // A new attempt of an effect withdraws the earlier one.
+    let first = driver.offer(&offer("root/2", 1, None)).unwrap();
+    let again = driver.offer(&offer("root/2", 1, None)).unwrap();
+    assert_eq!(first, again, "offering the same attempt twice is one offer");
+    driver.offer(&offer("root/2", 2, None)).unwrap();
+    assert_eq!(driver.work_states(&[first]).unwrap()[0].1, WorkState::Withdrawn);
+}
+
+#[test]
+fn a_session_is_offered_to_the_worker_holding_it_while_it_lives() {
+    let url = tutti_testkit::postgres::schema_url("affinity");
+    let mut driver = queue(&url, Listen::Run(&"r".to_string()));
+    let (mut a, mut b) = (queue(&url, Listen::Offers), queue(&url, Listen::Offers));
+    a.heartbeat(&worker("a", 1000), &[], 1000, 5000).unwrap();
+    b.heartbeat(&worker("b", 1000), &[], 1000, 5000).unwrap();
+    driver.offer(&offer("g/m/0", 1, None)).unwrap();
+    let turn = a.claim("a", &harnesses(), 1000, 5000).unwrap().expect("a claims round 1");
+    assert!(a.complete(turn.id, turn.token, "a", &json!(1), Some("sess-1")).unwrap());
+    driver.offer(&offer("g/m/1", 1, Some("sess-1"))).unwrap();
+    assert!(b.claim("b", &harnesses(), 2000, 5000).unwrap().is_none(), "a holds the session and lives");
+    let round2 = a.claim("a", &harnesses(), 2000, 5000).unwrap().expect("a claims round 2");
+    assert_eq!(round2.session_holder, None);
+    driver.offer(&offer("g/m/2", 1, Some("sess-1"))).unwrap();
+    // a stops heartbeating: after its lease the session's turn goes elsewhere, saying where it lived.
+    b.heartbeat(&worker("b", 9000), &[], 9000, 5000).unwrap();
+    let round3 = b.claim("b", &harnesses(), 9000, 5000).unwrap().expect("b takes the turn of a gone worker");
+    assert_eq!(round3.session_holder.as_deref(), Some("a"));
+}
+
+#[test]
+fn workers_hear_offers_and_drivers_hear_claims_and_completions() {
+    let url = tutti_testkit::postgres::schema_url("notify");
+    let mut driver = queue(&url, Listen::Run(&"r".to_string()));
+    let mut w = queue(&url, Listen::Offers);
+    let short = std::time::Duration::from_millis(100);
+    assert!(!w.wait_for_work(short).unwrap());
+    driver.offer(&offer("root/0", 1, None)).unwrap();
+    assert!(w.wait_for_work(std::time::Duration::from_secs(10)).unwrap(), "an offer wakes workers");
+    let c = w.claim("w", &harnesses(), 1000, 10_000).unwrap().unwrap();
+    assert!(driver.wait_for_work(std::time::Duration::from_secs(10)).unwrap(), "a claim wakes the driver");
+    assert!(!driver.wait_for_work(short).unwrap());
+    w.complete(c.id, c.token, "w", &json!(1), None).unwrap();
+    assert!(driver.wait_for_work(std::time::Duration::from_secs(10)).unwrap(), "a completion wakes the driver");
+    assert_eq!(w.workers().unwrap(), Vec::<WorkerInfo>::new(), "no heartbeat, no registration");
+    w.heartbeat(&worker("w", 5), &[], 5, 10).unwrap();
+    assert_eq!(w.workers().unwrap()[0].id, "w");
+    w.unregister("w").unwrap();
+    assert!(w.workers().unwrap().is_empty());
+}
