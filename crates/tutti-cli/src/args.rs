@@ -160,6 +160,17 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Distributed mode: run tasks that drivers started with `tutti run --remote` offer, on this machine, with
+    /// this folder's harnesses (`tutti.toml`), until SIGTERM or Ctrl-C; then finish what runs and claim
+    /// nothing new. Needs a PostgreSQL `--store`. Example:
+    /// `tutti worker --store postgres://tutti@db/tutti --harness shell,claude --capacity 8`
+    Worker(WorkerArgs),
+    /// Distributed mode: the workers that reach the journal: id, host, harnesses, capacity, running attempts,
+    /// last heartbeat.
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
     /// An MCP server on stdio (tools send, inbox, progress) for agents inside a running effect; tutti's
     /// adapters register it with agent CLIs that speak MCP.
     Mcp,
@@ -214,6 +225,11 @@ pub(crate) struct RunArgs {
     /// The run is journaled as simulated. For trying a process file, and testing one in CI.
     #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
     pub(crate) simulate: Option<Option<PathBuf>>,
+    /// Distributed mode: offer shell, node, command and agent tasks to `tutti worker` processes on any
+    /// machine that reaches the journal (needs a PostgreSQL `--store`), instead of running them here. The run
+    /// keeps this on `tutti resume`.
+    #[arg(long)]
+    pub(crate) remote: bool,
     #[command(flatten)]
     pub(crate) budget: BudgetArgs,
 }
@@ -306,4 +322,22 @@ pub(crate) struct DriveArgs {
     /// Print one JSON object with the run id, status, output and error on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct WorkerArgs {
+    /// Harnesses this worker runs, comma-separated (default: every harness of this folder's tutti.toml, and
+    /// shell and node).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub(crate) harness: Vec<String>,
+    /// Most attempts this worker runs at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) capacity: u32,
+    /// This worker's id among workers (default: HOST-PID).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Seconds a claim lives without a heartbeat: a worker that dies loses its attempts to other workers this
+    /// long after its last heartbeat.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0)]
+    pub(crate) lease: f64,
 }

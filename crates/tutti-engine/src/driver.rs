@@ -432,6 +432,19 @@ impl<'a> Driver<'a> {
             Msg::Harness(HarnessEvent::Finished { effect, attempt, outcome }) => {
                 self.finished(&effect, attempt, outcome)
             }
+            Msg::Harness(HarnessEvent::Claimed { effect, attempt, worker, claim, previous }) => {
+                if self.effects.get(&effect).is_some_and(|e| e.attempt == attempt) {
+                    if let Some(previous) = &previous {
+                        let message = format!(
+                            "re-dispatched: worker {previous} stopped renewing its claim (its lease expired); \
+                             worker {worker} runs it now"
+                        );
+                        self.observer.progress(Progress::Log { scope: effect.to_string(), message });
+                    }
+                    self.record(Event::EffectClaimed { effect, attempt, worker, claim, previous });
+                }
+                Ok(())
+            }
             Msg::Commands => {
                 for command in self.store.take_commands(&self.opts.run_id)? {
                     self.command(command)?;

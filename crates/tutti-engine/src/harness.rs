@@ -145,6 +145,15 @@ pub enum HarnessEvent {
         path: String,
         branch: String,
     },
+    /// A remote worker claimed the attempt (`claim` counts its claims; after the first, `previous` is the
+    /// worker whose lease expired, and the attempt was re-dispatched).
+    Claimed {
+        effect: EffectId,
+        attempt: u32,
+        worker: String,
+        claim: u32,
+        previous: Option<String>,
+    },
     /// Something the person running tutti should know about the attempt (journaled as a log line).
     Note {
         effect: EffectId,
@@ -173,8 +182,14 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl Reporter {
-    pub(crate) fn new(effect: EffectId, attempt: u32, tx: Sender<crate::driver::Msg>) -> Self {
+    /// A reporter whose events arrive on `tx`: the dispatcher's channel, or a remote worker's own.
+    pub fn new(effect: EffectId, attempt: u32, tx: Sender<crate::driver::Msg>) -> Self {
         Self { effect, attempt, tx, then: Default::default() }
+    }
+
+    /// Report that a remote worker claimed the attempt (the `claim`th time; `previous` lost it).
+    pub fn claimed(&self, worker: String, claim: u32, previous: Option<String>) {
+        self.send(|effect, attempt| HarnessEvent::Claimed { effect, attempt, worker, claim, previous });
     }
 
     /// Run `step` on the outcome before it is reported, on the thread that calls `finish`: a harness that

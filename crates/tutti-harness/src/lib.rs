@@ -1,7 +1,8 @@
 //! tutti's harness adapters: the `shell`, `node`, generic `command` and in-process `echo` harnesses, the
 //! agent-CLI adapters (`claude`, `codex`, `gemini`, `pi`, `opencode`: each a `Cli` under one generic
 //! `AgentHarness`) and what they share, the prompt renderer, process-tree control, and the git layer (`git`) for
-//! the worktrees agents run in and the merges of their branches.
+//! the worktrees agents run in and the merges of their branches; and distributed mode's two ends, the
+//! driver's `remote` harness and the `worker` that runs what it offers.
 //! It does not own the `Harness` trait (the engine's seam), routing between harnesses, or reading
 //! `tutti.toml` (the CLI's).
 
@@ -21,9 +22,11 @@ pub mod pi;
 pub mod platform;
 pub mod process;
 pub mod prompt;
+pub mod remote;
 mod session;
 pub mod shell;
 pub mod simulate;
+pub mod worker;
 pub mod worktree;
 
 #[cfg(test)]

@@ -362,6 +362,16 @@ pub enum Event {
         harness: String,
         pid: Option<u32>,
     },
+    /// A worker claimed the attempt from the work queue (distributed mode). `claim` counts this attempt's
+    /// claims: a claim after the first is a re-dispatch, and `previous` is the worker whose lease expired.
+    EffectClaimed {
+        effect: EffectId,
+        attempt: u32,
+        worker: String,
+        claim: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<String>,
+    },
     /// An effect that was running when its driver died is dispatched again.
     EffectRedispatched {
         effect: EffectId,
@@ -518,6 +528,7 @@ impl Event {
             Event::EffectRequested { .. } => "effect_requested",
             Event::EffectRouted { .. } => "effect_routed",
             Event::EffectStarted { .. } => "effect_started",
+            Event::EffectClaimed { .. } => "effect_claimed",
             Event::EffectRedispatched { .. } => "effect_redispatched",
             Event::EffectResolved { .. } => "effect_resolved",
             Event::EffectCancelled { .. } => "effect_cancelled",
@@ -569,6 +580,7 @@ impl Event {
             | Event::ProcessCodeChanged { .. }
             | Event::EffectRouted { .. }
             | Event::EffectStarted { .. }
+            | Event::EffectClaimed { .. }
             | Event::EffectRedispatched { .. }
             | Event::EffectRetrying { .. }
             | Event::BudgetReserved { .. }

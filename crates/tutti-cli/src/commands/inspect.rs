@@ -22,6 +22,8 @@ pub(crate) struct EffectView {
     /// The harness of its last started attempt, and when that attempt started.
     pub(crate) harness: Option<String>,
     pub(crate) started_ms: Option<i64>,
+    /// The worker that claimed its attempt last (distributed mode).
+    pub(crate) worker: Option<String>,
 }
 
 /// Every effect of a run by id, in request order.
@@ -40,6 +42,7 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(EffectId, EffectView)> {
                         state: "requested",
                         harness: None,
                         started_ms: None,
+                        worker: None,
                     },
                 );
             }
@@ -47,6 +50,11 @@ pub(crate) fn effects(records: &[Record]) -> Vec<(EffectId, EffectView)> {
                 set(&mut views, effect, "running");
                 if let Some(v) = views.get_mut(effect.as_str()) {
                     (v.harness, v.started_ms) = (Some(harness.clone()), Some(r.ts_ms));
+                }
+            }
+            Event::EffectClaimed { effect, worker, .. } => {
+                if let Some(v) = views.get_mut(effect.as_str()) {
+                    v.worker = Some(worker.clone());
                 }
             }
             Event::EffectRedispatched { effect, .. } => set(&mut views, effect, "requested"),
@@ -120,9 +128,16 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
             let elapsed = v.started_ms.filter(|_| shown != "interrupted").map(|t| (now - t).max(0));
             let member = id.member().map(|(g, m)| format!("{g}/{m}"));
             json!({ "effect": id, "kind": v.kind, "title": v.title, "harness": v.harness, "member": member,
-                    "elapsedMs": elapsed })
+                    "worker": v.worker, "elapsedMs": elapsed })
         })
         .collect();
+    // Distributed mode: how many effects each worker ran (or runs), by its last claim.
+    let mut workers: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, v) in &effects {
+        if let Some(w) = &v.worker {
+            *workers.entry(w.as_str()).or_default() += 1;
+        }
+    }
     // Nothing runs in an interrupted run: what the journal has running was stopped with its driver.
     if shown == "interrupted"
         && let Some(n) = counts.remove("running")
@@ -149,7 +164,7 @@ pub(crate) fn status_json(store: &dyn Blobs, s: &RunSummary, records: &[Record],
         "budgets": budgets,
         "runId": s.id, "status": shown, "process": s.process, "createdMs": s.created_ms,
         "updatedMs": s.updated_ms, "events": s.events, "driverLive": live, "effects": counts,
-        "running": running, "waiting": waiting, "queued": queued(store, records, &effects, s)?,
+        "running": running, "waiting": waiting, "workers": workers, "queued": queued(store, records, &effects, s)?,
         "output": output, "error": error,
         "resume": (shown == "interrupted").then(|| format!("tutti resume {}", s.id)),
     }))
@@ -295,6 +310,10 @@ fn status_text(r: &Value) -> String {
             .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "))
             .unwrap_or_default(),
     );
+    if let Some(workers) = r["workers"].as_object().filter(|w| !w.is_empty()) {
+        let shown: Vec<String> = workers.iter().map(|(w, n)| format!("{w} {n}")).collect();
+        out.push_str(&format!("\nworkers  {} (effects by the worker that ran them)", shown.join(", ")));
+    }
     for w in r["waiting"].as_array().into_iter().flatten() {
         let e = w["effect"].as_str().unwrap_or("");
         out.push_str(&format!("\nwaiting  {e} — `tutti approve {} {e}`", r["runId"].as_str().unwrap_or("")));
@@ -313,6 +332,10 @@ fn status_text(r: &Value) -> String {
     for w in r["running"].as_array().into_iter().flatten() {
         let title = w["title"].as_str().map(|t| format!(" \"{}\"", output::escape_controls(t))).unwrap_or_default();
         let member = w["member"].as_str().map(|m| format!(" member {m}")).unwrap_or_default();
+        let member = match w["worker"].as_str() {
+            Some(worker) => format!("{member} worker {worker}"),
+            None => member,
+        };
         let elapsed = w["elapsedMs"].as_i64().map(|ms| format!(" for {:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
         out.push_str(&format!(
             "\n{}  {}{title} [{} on {}{member}]{}",

@@ -47,6 +47,7 @@ fn iterate_run(config: &Config, args: IterateArgs, shutdown: Arc<AtomicBool>) ->
                 drive,
                 harness: args.harness,
                 simulate: None,
+                remote: false,
                 budget: Default::default(),
             };
             run::start(config, new, shutdown.clone(), mode)?

@@ -11,6 +11,7 @@ pub(crate) mod run;
 mod serve;
 mod summary;
 mod transfer;
+mod worker;
 pub(crate) mod worktrees;
 
 use std::path::Path;
@@ -48,6 +49,8 @@ pub(crate) fn dispatch(args: Args) -> Result<i32> {
         Cmd::Mcp => mcp::mcp(&config),
         Cmd::Serve { port } => serve::serve(&config, port, crate::signals::install()),
         Cmd::Doctor { json } => doctor::doctor(&config, json),
+        Cmd::Worker(a) => worker::worker(&config, a),
+        Cmd::Workers { json } => worker::workers(&config, json),
     }
 }
 

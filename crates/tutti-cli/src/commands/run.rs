@@ -60,6 +60,7 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
     let last = writer.clone();
     let run_id = ulid::Ulid::new().to_string();
     let secret = ulid::Ulid::new().to_string();
+    let harnesses = if args.remote && simulation.is_none() { remote(config, harnesses, &run_id)? } else { harnesses };
     // Isolated tasks start from HEAD as it is now; the commit is journaled with the run. A simulated run
     // touches neither git nor the working tree.
     let (harnesses, git_base) = match &simulation {
@@ -86,6 +87,7 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
             "gitBase": git_base,
             "simulate": simulation.as_ref().map(|(file, _)| json!({ "file": file })),
             "noExec": mode.no_exec,
+            "remote": args.remote,
             "budget": config.run_budgets(&args.budget.limits()),
         }),
     };
@@ -122,6 +124,10 @@ pub(crate) fn proceed(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBoo
     };
     let mode = Mode { no_exec: mode.no_exec || saved.get("noExec") == Some(&Value::Bool(true)), ..mode };
     let harnesses = with_mode(config.harnesses(saved.get("harness").and_then(Value::as_str))?, mode);
+    let harnesses = match saved.get("remote") {
+        Some(Value::Bool(true)) => remote(config, harnesses, &run_id)?,
+        _ => harnesses,
+    };
     let simulation = match saved.get("simulate").filter(|s| !s.is_null()) {
         Some(s) => Some(canned(s.get("file").and_then(Value::as_str).map(std::path::Path::new))?),
         None => None,
@@ -154,6 +160,20 @@ pub(crate) fn proceed(config: &Config, args: ResumeArgs, shutdown: Arc<AtomicBoo
     drop(observer);
     let journal = last.shutdown();
     Ok((run_id, end?, journal))
+}
+
+/// `--remote`: every harness that does outside work offers it to workers through the journal's work queue.
+fn remote(config: &Config, mut harnesses: Harnesses, run_id: &str) -> Result<Harnesses> {
+    let url = super::worker::postgres_url(config, "--remote")?;
+    let executor = tutti_harness::remote::RemoteExecutor::start(url, run_id)?;
+    harnesses.wrap(|inner| {
+        if inner.is_pure() || inner.is_external() {
+            inner
+        } else {
+            Arc::new(tutti_harness::remote::Remote::new(inner, Arc::clone(&executor)))
+        }
+    });
+    Ok(harnesses)
 }
 
 /// `--no-exec`: the `shell` and `node` harnesses wait for posted results instead of running anything.
@@ -225,8 +245,12 @@ fn faults() -> Faults {
 }
 
 /// What an agent needs to reach its run: the project root, and this `tutti` first on its `PATH`.
-fn agent_env(config: &Config) -> Vec<(String, String)> {
+pub(crate) fn agent_env(config: &Config) -> Vec<(String, String)> {
     let mut env = vec![("TUTTI_HOME".to_string(), display(&config.root))];
+    // An agent's `tutti msg send` reaches a journal in PostgreSQL through the same URL.
+    if let crate::config::StoreLocation::Postgres(url) = &config.store {
+        env.push(("TUTTI_STORE".to_string(), url.clone()));
+    }
     if let Some(dir) = std::env::current_exe().ok().as_deref().and_then(std::path::Path::parent) {
         let path = std::env::var("PATH").unwrap_or_default();
         env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));

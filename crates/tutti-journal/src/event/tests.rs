@@ -91,6 +91,15 @@ fn arb_effect_event() -> impl Strategy<Value = Event> {
         (arb_text(), any::<u32>(), arb_text(), prop::option::of(any::<u32>())).prop_map(
             |(effect, attempt, harness, pid)| Event::EffectStarted { effect: effect.into(), attempt, harness, pid }
         ),
+        (arb_text(), any::<u32>(), arb_text(), any::<u32>(), prop::option::of(arb_text())).prop_map(
+            |(effect, attempt, worker, claim, previous)| Event::EffectClaimed {
+                effect: effect.into(),
+                attempt,
+                worker,
+                claim,
+                previous
+            }
+        ),
         (arb_text(), any::<u32>(), arb_text()).prop_map(|(effect, attempt, reason)| Event::EffectRedispatched {
             effect: effect.into(),
             attempt,

@@ -1,0 +1,203 @@
+//! Distributed mode with real processes on a real PostgreSQL: `tutti worker` processes and one driver
+//! (`tutti run --remote`). Work spreads over the workers; a worker killed with SIGKILL loses its claims,
+//! which other workers take after its lease (journaled as re-dispatches) and the run completes with every
+//! result once; a stalled worker's late result is refused; a draining worker finishes what it runs and takes
+//! nothing new; `tutti workers` and `tutti status` show who runs what.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tutti_testkit::{DEADLINE, Output, Project, Spawned, of_kind, wait_for};
+
+const TUTTI: &str = env!("CARGO_BIN_EXE_tutti");
+
+/// A fan-out of shell tasks that sleep a little and print the worker they ran on; each appends its effect
+/// and worker to `$LOG` (the side effect).
+const FANOUT: &str = r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", (a) => ({
+  kind: "shell",
+  title: `t${a.i}`,
+  shell: { command: `sleep ${a.nap}; echo "$TUTTI_EFFECT_ID $TUTTI_WORKER" >> "$LOG"; echo $TUTTI_WORKER` },
+}));
+export async function process(inputs, ctx) {
+  const items = Array.from({ length: inputs.n }, (_, i) => i);
+  const out = await ctx.parallel.map(items, (i) => ctx.task(t, { i, nap: inputs.nap }));
+  return out.map((r) => r.stdout.trim());
+}
+"#;
+
+struct Cluster {
+    url: String,
+    driver: Project,
+    log: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn new(tag: &str) -> Self {
+        let driver = Project::new(TUTTI);
+        driver.write("fan.js", FANOUT);
+        let log = driver.path("side-effects.log");
+        Self { url: tutti_testkit::postgres::schema_url(tag), driver, log }
+    }
+
+    /// `tutti worker` in a folder of its own.
+    fn worker(&self, folder: &Project, id: &str, capacity: u32, lease: &str) -> Spawned {
+        let mut command = folder.tutti();
+        command.arg("--store").arg(&self.url).args(["worker", "--id", id, "--lease", lease]);
+        command.args(["--capacity", &capacity.to_string()]).env("LOG", &self.log);
+        folder.spawn_command(command)
+    }
+
+    fn run(&self, n: usize, nap: &str) -> Spawned {
+        let mut command = self.driver.tutti();
+        command.arg("--store").arg(&self.url);
+        command.args(["run", "fan.js", "--remote", "--max-parallel", "1000"]);
+        command.arg("--inputs").arg(format!(r#"{{"n":{n},"nap":{nap}}}"#));
+        self.driver.spawn_command(command)
+    }
+
+    fn tutti(&self, args: &[&str]) -> Output {
+        let mut command = self.driver.tutti();
+        command.arg("--store").arg(&self.url).args(args);
+        self.driver.spawn_command(command).wait(DEADLINE)
+    }
+
+    fn events(&self, run: &str) -> Vec<Value> {
+        let out = self.tutti(&["events", run, "--json"]);
+        assert_eq!(out.code, 0, "{out}");
+        out.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON event")).collect()
+    }
+
+    /// Lines of the side-effect log: (effect, worker).
+    fn side_effects(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter_map(|l| l.split_once(' ').map(|(e, w)| (e.to_string(), w.to_string()))).collect()
+    }
+}
+
+fn field<'a>(e: &'a Value, key: &str) -> &'a str {
+    e["event"][key].as_str().unwrap_or("")
+}
+
+#[test]
+fn three_workers_share_a_fan_out_and_one_killed_mid_run_loses_its_work_to_the_others() {
+    let c = Cluster::new("dist_kill");
+    let folders: Vec<Project> = (0..3).map(|_| Project::new(TUTTI)).collect();
+    let mut workers: Vec<Spawned> =
+        folders.iter().enumerate().map(|(i, f)| c.worker(f, &format!("w{i}"), 4, "2")).collect();
+    wait_for(DEADLINE, "three workers registered", || c.tutti(&["workers", "--json"]).stdout.lines().count() == 3);
+    let driver = c.run(300, "0.1");
+    let run = driver.run_id();
+    // Kill w1 two thirds of the way through its share, while it holds claims.
+    wait_for(DEADLINE, "w1 to complete its share", || c.side_effects().iter().filter(|(_, w)| w == "w1").count() >= 68);
+    workers[1].signal(libc::SIGKILL);
+    let out = driver.wait(Duration::from_secs(120));
+    assert_eq!(out.code, 0, "{out}");
+    let results: Vec<String> = serde_json::from_value(out.json()).expect("a list of worker ids");
+    assert_eq!(results.len(), 300);
+
+    let mut share: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in &results {
+        *share.entry(w.as_str()).or_default() += 1;
+    }
+    for w in ["w0", "w1", "w2"] {
+        assert!(share.get(w).copied().unwrap_or(0) >= 60, "each worker gets at least 20% of 300: {share:?}");
+    }
+
+    let evs = c.events(&run);
+    assert_eq!(of_kind(&evs, "effect_resolved").len(), 300, "every effect resolved exactly once");
+    let resolved: std::collections::BTreeSet<&str> =
+        of_kind(&evs, "effect_resolved").iter().map(|e| field(e, "effect")).collect();
+    assert_eq!(resolved.len(), 300, "no effect's result was accepted twice");
+    let redispatched: Vec<&Value> =
+        of_kind(&evs, "effect_claimed").into_iter().filter(|e| e["event"]["previous"] == "w1").collect();
+    assert!(!redispatched.is_empty(), "w1's claims were taken over after its lease, and journaled");
+    for e in &redispatched {
+        assert!(e["event"]["claim"].as_u64().unwrap() >= 2, "{e}");
+        assert_ne!(field(e, "worker"), "w1");
+    }
+    // The effect's result is the last claimant's, never the dead worker's.
+    for e in &redispatched {
+        let effect = field(e, "effect");
+        let index: usize = effect.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+        assert_ne!(results[index], "w1", "{effect} was re-dispatched, yet w1's result was accepted");
+    }
+    // `tutti status` says which worker ran each effect.
+    let status = c.tutti(&["status", &run, "--json"]).json();
+    let by_worker = status["workers"].as_object().expect("workers in status");
+    assert_eq!(by_worker.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 300, "{status}");
+    assert_eq!(by_worker["w0"].as_u64(), share.get("w0").map(|n| *n as u64), "{status}");
+    let text = c.tutti(&["status", &run]);
+    assert!(text.stdout.contains("workers  w0 "), "{text}");
+    drop(workers.remove(1));
+}
+
+#[test]
+fn a_stalled_workers_late_result_is_refused_and_the_other_workers_counts() {
+    let c = Cluster::new("dist_stale");
+    let (fa, fb) = (Project::new(TUTTI), Project::new(TUTTI));
+    let a = c.worker(&fa, "a", 1, "1");
+    wait_for(DEADLINE, "a registered", || c.tutti(&["workers", "--json"]).stdout.lines().count() == 1);
+    let driver = c.run(1, "1.5");
+    let run = driver.run_id();
+    wait_for(DEADLINE, "a to claim the task", || a.stderr().contains("claimed root/parallel:0/0"));
+    // a stalls (as a machine that froze); its lease runs out and b takes the task over.
+    a.signal(libc::SIGSTOP);
+    let b = c.worker(&fb, "b", 1, "1");
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json(), serde_json::json!(["b"]));
+    a.signal(libc::SIGCONT);
+    wait_for(DEADLINE, "a's late result to be refused", || a.stderr().contains("refused"));
+    let evs = c.events(&run);
+    assert_eq!(of_kind(&evs, "effect_resolved").len(), 1);
+    let claims: Vec<(&str, &str)> =
+        of_kind(&evs, "effect_claimed").iter().map(|e| (field(e, "worker"), field(e, "previous"))).collect();
+    assert_eq!(claims, [("a", ""), ("b", "a")]);
+    drop(b);
+}
+
+#[test]
+fn a_draining_worker_finishes_its_attempts_and_claims_nothing_new() {
+    let c = Cluster::new("dist_drain");
+    let (fa, fb) = (Project::new(TUTTI), Project::new(TUTTI));
+    let a = c.worker(&fa, "a", 2, "5");
+    wait_for(DEADLINE, "a registered", || c.tutti(&["workers", "--json"]).stdout.lines().count() == 1);
+    let driver = c.run(6, "0.6");
+    let run = driver.run_id();
+    wait_for(DEADLINE, "a to run two tasks", || a.stderr().matches("claimed").count() == 2);
+    a.signal(libc::SIGTERM);
+    let a_out = a.wait(DEADLINE);
+    assert_eq!(a_out.code, 0, "a drains and exits cleanly: {a_out}");
+    assert!(a_out.stderr.contains("draining"), "{a_out}");
+    assert_eq!(a_out.stderr.matches("claimed").count(), 2, "nothing new after SIGTERM: {a_out}");
+    assert_eq!(a_out.stderr.matches(" done ").count(), 2, "both finished: {a_out}");
+    assert_eq!(c.tutti(&["workers", "--json"]).stdout.lines().count(), 0, "a left the registry");
+    let _b = c.worker(&fb, "b", 4, "5");
+    let out = driver.wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let ran: Vec<String> = serde_json::from_value(out.json()).unwrap();
+    assert_eq!(ran.iter().filter(|w| *w == "a").count(), 2, "{ran:?}");
+    assert_eq!(ran.iter().filter(|w| *w == "b").count(), 4, "{ran:?}");
+    assert!(of_kind(&c.events(&run), "effect_claimed").iter().all(|e| e["event"]["previous"].is_null()));
+}
+
+#[test]
+fn distributed_mode_needs_postgres_and_names_unknown_harnesses() {
+    let p = Project::new(TUTTI);
+    p.write("fan.js", FANOUT);
+    let out = p.run(&["worker"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("tutti worker needs the journal in PostgreSQL"), "{out}");
+    let out = p.run(&["run", "fan.js", "--remote", "--inputs", r#"{"n":1,"nap":0}"#]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("--remote needs the journal in PostgreSQL"), "{out}");
+    let url = tutti_testkit::postgres::schema_url("dist_bad");
+    let mut command = p.tutti();
+    command.arg("--store").arg(&url).args(["worker", "--harness", "shell,claudia"]);
+    let out = p.spawn_command(command).wait(DEADLINE);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("--harness claudia: this folder has no such harness"), "{out}");
+}

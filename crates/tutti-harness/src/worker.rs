@@ -1,0 +1,327 @@
+//! Distributed mode, the worker's side (`tutti worker`): claim attempts of the harnesses this machine has
+//! from the work queue, up to a capacity, run them with the local harness, keep their claims alive with
+//! heartbeats, and complete each with the claim's token. A claim taken over by another worker (this one
+//! stalled past its lease) or withdrawn by its driver is stopped; its late result is refused by the queue. On
+//! shutdown the worker drains: it claims nothing new and finishes what runs. It journals nothing: the
+//! run's driver does, from what the queue tells it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use tutti_engine::Harnesses;
+use tutti_engine::driver::Msg;
+use tutti_engine::harness::{Failure, HarnessEvent, Reporter, Running};
+use tutti_journal::{Claim, ErrorInfo, Listen, PgWorkQueue, WorkQueue, WorkerInfo};
+
+use crate::remote::{WireEvent, WireJob, WireOutcome, WireReport};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub url: String,
+    /// Unique among workers: `HOST-PID` unless given.
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    /// Attempts run at once, at most.
+    pub capacity: u32,
+    /// How long a claim lives without a heartbeat; heartbeats come three times as often.
+    pub lease: Duration,
+    /// Where attempts run (the worker's project folder).
+    pub workdir: PathBuf,
+    /// Variables every attempt's subprocess gets (how its agent reaches the journal).
+    pub env: Vec<(String, String)>,
+}
+
+/// What a worker did, for its log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerEvent {
+    Registered {
+        harnesses: Vec<String>,
+    },
+    Claimed {
+        run: String,
+        effect: String,
+        harness: String,
+        previous: Option<String>,
+    },
+    Completed {
+        run: String,
+        effect: String,
+        ok: bool,
+    },
+    /// The queue refused the result: the claim was taken over or withdrawn meanwhile.
+    Refused {
+        run: String,
+        effect: String,
+    },
+    /// The claim is no longer ours (taken over, withdrawn): the attempt was stopped.
+    Lost {
+        run: String,
+        effect: String,
+    },
+    Draining {
+        running: usize,
+    },
+}
+
+/// A message to the worker's loop.
+enum Event {
+    /// From the harness running claim `id`.
+    Harness(i64, HarnessEvent),
+    /// Work may have been offered.
+    Offered,
+}
+
+/// An attempt this worker runs.
+struct Active {
+    claim: Claim,
+    handle: Box<dyn Running>,
+    report: WireReport,
+    session: Option<String>,
+}
+
+pub struct Worker {
+    opts: WorkerOptions,
+    harnesses: Harnesses,
+    names: Vec<String>,
+}
+
+impl Worker {
+    /// A worker running `names` (each a harness of `harnesses`).
+    pub fn new(opts: WorkerOptions, harnesses: Harnesses, names: Vec<String>) -> Self {
+        Self { opts, harnesses, names }
+    }
+
+    /// Work until `shutdown` turns true, then drain and leave the registry.
+    pub fn run(self, shutdown: Arc<AtomicBool>, log: &mut dyn FnMut(WorkerEvent)) -> Result<(), tutti_journal::Error> {
+        let mut queue = PgWorkQueue::open(&self.opts.url, Listen::Offers)?;
+        let (tx, rx) = mpsc::channel();
+        listen_for_offers(&self.opts.url, tx.clone())?;
+        let mut active: HashMap<i64, Active> = HashMap::new();
+        let mut stopping: Vec<Box<dyn Running>> = Vec::new();
+        let beat = self.opts.lease / 3;
+        let mut last_beat = Instant::now();
+        self.heartbeat(&mut queue, &mut active, &mut stopping, false, log)?;
+        log(WorkerEvent::Registered { harnesses: self.names.clone() });
+        let mut draining = false;
+        loop {
+            if shutdown.load(Ordering::SeqCst) && !draining {
+                draining = true;
+                log(WorkerEvent::Draining { running: active.len() });
+                self.heartbeat(&mut queue, &mut active, &mut stopping, true, log)?;
+            }
+            if draining && active.is_empty() {
+                queue.unregister(&self.opts.id)?;
+                return Ok(());
+            }
+            while !draining && active.len() < self.opts.capacity as usize {
+                let Some(claim) = queue.claim(&self.opts.id, &self.names, now_ms(), self.lease_ms())? else { break };
+                log(WorkerEvent::Claimed {
+                    run: claim.run.clone(),
+                    effect: claim.effect.to_string(),
+                    harness: claim.harness.clone(),
+                    previous: claim.previous.clone(),
+                });
+                if let Some((id, outcome)) = self.start(claim, &tx, &mut active) {
+                    self.finish(&mut queue, &mut active, id, outcome, log)?;
+                }
+            }
+            // Results first: one that arrived while this worker stalled is offered to the queue, which
+            // refuses it if the claim moved on, before a heartbeat would find the claim lost.
+            while let Ok(event) = rx.try_recv() {
+                if let Event::Harness(id, event) = event {
+                    self.harness_event(&mut queue, &mut active, id, event, log)?;
+                }
+            }
+            if last_beat.elapsed() >= beat {
+                last_beat = Instant::now();
+                self.heartbeat(&mut queue, &mut active, &mut stopping, draining, log)?;
+                stopping.retain_mut(|h| !h.wait_stopped(Duration::ZERO));
+            }
+            match rx.recv_timeout(beat.saturating_sub(last_beat.elapsed()).max(Duration::from_millis(10))) {
+                Ok(Event::Harness(id, event)) => self.harness_event(&mut queue, &mut active, id, event, log)?,
+                Ok(Event::Offered) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.opts.lease.as_millis() as i64
+    }
+
+    /// Start a claimed attempt; the outcome at once when it cannot start.
+    fn start(
+        &self,
+        claim: Claim,
+        tx: &Sender<Event>,
+        active: &mut HashMap<i64, Active>,
+    ) -> Option<(i64, tutti_engine::Outcome)> {
+        let id = claim.id;
+        let mut wire: WireJob = match serde_json::from_value(claim.job.clone()) {
+            Ok(job) => job,
+            Err(e) => return Some((id, Err(Failure::Task(ErrorInfo::new("WorkerError", format!("bad job: {e}")))))),
+        };
+        let mut report = WireReport::default();
+        if let (Some(holder), Some(session)) = (&claim.session_holder, &wire.session) {
+            report.events.push(WireEvent::Note(format!(
+                "session {session} lived on worker {holder}, which is gone: this turn starts a fresh session on \
+                 worker {}",
+                self.opts.id
+            )));
+            wire.session = None;
+        }
+        let Some(harness) = self.harnesses.get(&claim.harness).cloned() else {
+            let e = ErrorInfo::new(
+                "HarnessUnavailable",
+                format!("worker {} has no harness {}", self.opts.id, claim.harness),
+            );
+            return Some((id, Err(Failure::Unavailable(e))));
+        };
+        let job = wire.into_job(&self.opts.workdir, self.opts.env.clone());
+        let reporter = Reporter::new(job.effect.clone(), job.attempt, forward(id, tx.clone()));
+        match harness.start(job, reporter) {
+            Ok(handle) => {
+                active.insert(id, Active { claim, handle, report, session: None });
+                None
+            }
+            Err(e) => {
+                active.insert(id, Active { claim, handle: Box::new(Gone), report, session: None });
+                Some((id, Err(Failure::Task(ErrorInfo::new("SpawnError", format!("{e:#}"))))))
+            }
+        }
+    }
+
+    fn harness_event(
+        &self,
+        queue: &mut PgWorkQueue,
+        active: &mut HashMap<i64, Active>,
+        id: i64,
+        event: HarnessEvent,
+        log: &mut dyn FnMut(WorkerEvent),
+    ) -> Result<(), tutti_journal::Error> {
+        let Some(a) = active.get_mut(&id) else { return Ok(()) };
+        let wire = match event {
+            HarnessEvent::Finished { outcome, .. } => return self.finish(queue, active, id, outcome, log),
+            HarnessEvent::Session { session, .. } => {
+                a.session = Some(session.clone());
+                WireEvent::Session(session)
+            }
+            HarnessEvent::Usage { usage, .. } => WireEvent::Usage(usage),
+            HarnessEvent::Transcript { stdout, stderr, .. } => WireEvent::Transcript { stdout, stderr },
+            HarnessEvent::Progress { message, .. } => WireEvent::Progress(message),
+            HarnessEvent::Note { message, .. } => WireEvent::Note(message),
+            HarnessEvent::Worktree { path, branch, .. } => WireEvent::Worktree { path, branch },
+            HarnessEvent::Claimed { .. } => return Ok(()),
+        };
+        a.report.events.push(wire);
+        Ok(())
+    }
+
+    /// Complete claim `id` with `outcome`, under its token.
+    fn finish(
+        &self,
+        queue: &mut PgWorkQueue,
+        active: &mut HashMap<i64, Active>,
+        id: i64,
+        outcome: tutti_engine::Outcome,
+        log: &mut dyn FnMut(WorkerEvent),
+    ) -> Result<(), tutti_journal::Error> {
+        let Some(mut a) = active.remove(&id) else { return Ok(()) };
+        let ok = outcome.is_ok();
+        a.report.outcome = Some(WireOutcome::of(outcome));
+        let report = serde_json::to_value(&a.report).map_err(tutti_journal::Error::Encode)?;
+        let accepted = queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref())?;
+        let (run, effect) = (a.claim.run.clone(), a.claim.effect.to_string());
+        log(if accepted { WorkerEvent::Completed { run, effect, ok } } else { WorkerEvent::Refused { run, effect } });
+        Ok(())
+    }
+
+    /// Register alive and extend our claims; stop the attempts whose claims are no longer ours.
+    fn heartbeat(
+        &self,
+        queue: &mut PgWorkQueue,
+        active: &mut HashMap<i64, Active>,
+        stopping: &mut Vec<Box<dyn Running>>,
+        draining: bool,
+        log: &mut dyn FnMut(WorkerEvent),
+    ) -> Result<(), tutti_journal::Error> {
+        let me = WorkerInfo {
+            id: self.opts.id.clone(),
+            host: self.opts.host.clone(),
+            pid: self.opts.pid,
+            harnesses: self.names.clone(),
+            capacity: self.opts.capacity,
+            running: active.len() as u32,
+            heartbeat_ms: now_ms(),
+            draining,
+        };
+        let claims: Vec<(i64, i64)> = active.iter().map(|(id, a)| (*id, a.claim.token)).collect();
+        let kept = queue.heartbeat(&me, &claims, now_ms(), self.lease_ms())?;
+        for ((id, _), ours) in claims.iter().zip(kept) {
+            if !ours && let Some(mut a) = active.remove(id) {
+                a.handle.cancel();
+                log(WorkerEvent::Lost { run: a.claim.run.clone(), effect: a.claim.effect.to_string() });
+                stopping.push(a.handle);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sender for a harness's [`Reporter`] that forwards its events to the worker's loop, marked with the
+/// claim: two runs may have effects of the same id on one worker. The forwarding thread ends with the
+/// attempt's last reporter.
+fn forward(id: i64, tx: Sender<Event>) -> Sender<Msg> {
+    let (to_worker, from_harness): (Sender<Msg>, Receiver<Msg>) = mpsc::channel();
+    let spawned = std::thread::Builder::new().name("tutti-claim".into()).spawn(move || {
+        for msg in from_harness {
+            if let Msg::Harness(event) = msg
+                && tx.send(Event::Harness(id, event)).is_err()
+            {
+                return;
+            }
+        }
+    });
+    // Without the thread, events go nowhere and the attempt's lease runs out: another worker takes it.
+    drop(spawned);
+    to_worker
+}
+
+/// A thread that wakes the loop when work is offered (on a connection of its own).
+fn listen_for_offers(url: &str, tx: Sender<Event>) -> Result<(), tutti_journal::Error> {
+    let mut queue = PgWorkQueue::open(url, Listen::Offers)?;
+    std::thread::Builder::new()
+        .name("tutti-offers".into())
+        .spawn(move || {
+            loop {
+                match queue.wait_for_work(Duration::from_secs(1)) {
+                    Ok(true) if tx.send(Event::Offered).is_err() => return,
+                    Ok(_) => {}
+                    // The loop still claims at every heartbeat.
+                    Err(_) => return,
+                }
+            }
+        })
+        .map_err(tutti_journal::Error::Spawn)?;
+    Ok(())
+}
+
+/// An attempt that never started.
+struct Gone;
+
+impl Running for Gone {
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+    fn cancel(&mut self) {}
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
