@@ -206,3 +206,88 @@ fn distributed_mode_needs_postgres_and_names_unknown_harnesses() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("--harness claudia: this folder has no such harness"), "{out}");
 }
+
+/// The session of a member, by member, and the worker of each of its turns, from the journal.
+fn turns_by_member(evs: &[Value]) -> BTreeMap<String, Vec<String>> {
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in of_kind(evs, "effect_claimed") {
+        let effect = field(e, "effect");
+        // group:panel/ann/0 → ann
+        let member = effect.split('/').nth(1).unwrap_or_default().to_string();
+        by.entry(member).or_default().push(field(e, "worker").to_string());
+    }
+    by
+}
+
+/// `examples/sessions.js` (3 members, 2 rounds, each round resuming the member's session) with the
+/// examples' session agent in each worker's folder, where it keeps its sessions.
+fn sessions_run(c: &Cluster, driver: &Project, pause: bool) -> Spawned {
+    let mut command = driver.tutti();
+    command.arg("--store").arg(&c.url).args(["run", "sessions.js", "--remote"]);
+    if pause {
+        command.args(["--inputs", r#"{"pause":true}"#]);
+    } else {
+        command.arg("--non-interactive");
+    }
+    driver.spawn_command(command)
+}
+
+#[test]
+fn each_members_next_round_runs_on_the_worker_that_holds_its_session() {
+    let c = Cluster::new("dist_affinity");
+    let driver = Project::with_examples(TUTTI);
+    let (fa, fb) = (Project::with_examples(TUTTI), Project::with_examples(TUTTI));
+    let (_a, _b) = (c.worker(&fa, "a", 2, "5"), c.worker(&fb, "b", 2, "5"));
+    wait_for(DEADLINE, "two workers", || c.tutti(&["workers", "--json"]).stdout.lines().count() == 2);
+    let out = sessions_run(&c, &driver, false).wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let result = out.json();
+    assert_eq!(result["sameSession"], serde_json::json!([true, true, true]), "{result}");
+    for remembered in result["remembered"].as_array().unwrap() {
+        assert_eq!(remembered.as_array().map(Vec::len), Some(1), "round 2 remembers round 1: {result}");
+    }
+    let turns = turns_by_member(&c.events(&out.run_id()));
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    let first: std::collections::BTreeSet<&String> = turns.values().map(|t| &t[0]).collect();
+    assert_eq!(first.len(), 2, "round 1 spread the sessions over both workers: {turns:?}");
+    for (member, workers) in &turns {
+        assert_eq!(workers.len(), 2, "{member}: {workers:?}");
+        assert_eq!(workers[0], workers[1], "{member}'s round 2 ran where its session lives: {turns:?}");
+    }
+}
+
+#[test]
+fn a_members_turn_whose_worker_is_gone_starts_a_fresh_session_elsewhere_and_says_so() {
+    let c = Cluster::new("dist_gone");
+    let driver = Project::with_examples(TUTTI);
+    let (fa, fb) = (Project::with_examples(TUTTI), Project::with_examples(TUTTI));
+    let a = c.worker(&fa, "a", 3, "1");
+    wait_for(DEADLINE, "a registered", || c.tutti(&["workers", "--json"]).stdout.lines().count() == 1);
+    let run = sessions_run(&c, &driver, true);
+    let id = run.run_id();
+    let mut breakpoint = String::new();
+    wait_for(DEADLINE, "round 1 done and the breakpoint asked", || {
+        let evs = c.events(&id);
+        let asked = evs.iter().find(|e| e["event"]["type"] == "effect_requested" && e["event"]["kind"] == "breakpoint");
+        breakpoint = asked.map(|e| field(e, "effect").to_string()).unwrap_or_default();
+        of_kind(&evs, "effect_resolved").len() == 3 && !breakpoint.is_empty()
+    });
+    // a holds all three sessions; it dies, b comes, and the run goes on to round 2.
+    a.signal(libc::SIGKILL);
+    let _b = c.worker(&fb, "b", 3, "1");
+    let approve = c.tutti(&["approve", &id, &breakpoint]);
+    assert_eq!(approve.code, 0, "{approve}");
+    let out = run.wait(DEADLINE);
+    assert_eq!(out.code, 0, "{out}");
+    let result = out.json();
+    assert_eq!(result["sameSession"], serde_json::json!([false, false, false]), "{result}");
+    let evs = c.events(&id);
+    let notes: Vec<&Value> = of_kind(&evs, "log")
+        .into_iter()
+        .filter(|e| field(e, "message").contains("lived on worker a, which is gone"))
+        .collect();
+    assert_eq!(notes.len(), 3, "each member's fresh start is journaled");
+    for workers in turns_by_member(&evs).values() {
+        assert_eq!(workers, &["a", "b"]);
+    }
+}
