@@ -120,7 +120,11 @@ impl Worker {
                 return Ok(());
             }
             while !draining && active.len() < self.opts.capacity as usize {
-                let Some(claim) = queue.claim(&self.opts.id, &self.names, now_ms(), self.lease_ms())? else { break };
+                let names = self.claimable(&active);
+                if names.is_empty() {
+                    break;
+                }
+                let Some(claim) = queue.claim(&self.opts.id, &names, now_ms(), self.lease_ms())? else { break };
                 log(WorkerEvent::Claimed {
                     run: claim.run.clone(),
                     effect: claim.effect.to_string(),
@@ -149,6 +153,32 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
+    }
+
+    /// The harnesses this worker can take one more attempt of now: within the harness's own limit
+    /// (`max_parallel`), and, for one that says how much memory an attempt takes (an agent CLI), only while
+    /// the machine has that much available.
+    fn claimable(&self, active: &HashMap<i64, Active>) -> Vec<String> {
+        use tutti_engine::Platform;
+        let mut free_mb = None;
+        self.names
+            .iter()
+            .filter(|name| {
+                let Some(harness) = self.harnesses.get(name) else { return false };
+                let running = active.values().filter(|a| &a.claim.harness == *name).count();
+                if harness.max_parallel().is_some_and(|max| running >= max) {
+                    return false;
+                }
+                match harness.memory_per_attempt_mb() {
+                    Some(need) => {
+                        let free = *free_mb.get_or_insert_with(|| crate::LinuxPlatform.available_memory_mb());
+                        free.is_none_or(|free| free >= need)
+                    }
+                    None => true,
+                }
+            })
+            .cloned()
+            .collect()
     }
 
     fn lease_ms(&self) -> i64 {
@@ -324,4 +354,76 @@ impl Running for Gone {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use tutti_engine::harness::{Error, Job};
+    use tutti_engine::Harness;
+
+    use super::*;
+
+    /// A harness that only says how much an attempt takes.
+    struct Needs {
+        name: &'static str,
+        memory_mb: Option<u64>,
+        max: Option<usize>,
+    }
+
+    impl Harness for Needs {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn max_parallel(&self) -> Option<usize> {
+            self.max
+        }
+        fn memory_per_attempt_mb(&self) -> Option<u64> {
+            self.memory_mb
+        }
+        fn start(&self, _: Job, _: Reporter) -> Result<Box<dyn Running>, Error> {
+            Ok(Box::new(Gone))
+        }
+    }
+
+    fn worker() -> Worker {
+        let mut harnesses = Harnesses::new();
+        harnesses.add(Arc::new(Needs { name: "small", memory_mb: Some(1), max: None }));
+        harnesses.add(Arc::new(Needs { name: "huge", memory_mb: Some(u64::MAX), max: None }));
+        harnesses.add(Arc::new(Needs { name: "one-at-a-time", memory_mb: None, max: Some(1) }));
+        let opts = WorkerOptions {
+            url: String::new(),
+            id: "w".into(),
+            host: "h".into(),
+            pid: 1,
+            capacity: 8,
+            lease: Duration::from_secs(3),
+            workdir: PathBuf::from("/"),
+            env: Vec::new(),
+        };
+        let names = ["small", "huge", "one-at-a-time"].map(String::from).to_vec();
+        Worker::new(opts, harnesses, names)
+    }
+
+    fn running(harness: &str) -> Active {
+        let claim = Claim {
+            id: 1,
+            token: 1,
+            run: "r".into(),
+            effect: "root/0".into(),
+            attempt: 1,
+            harness: harness.into(),
+            job: serde_json::Value::Null,
+            previous: None,
+            session_holder: None,
+        };
+        Active { claim, handle: Box::new(Gone), report: WireReport::default(), session: None }
+    }
+
+    #[test]
+    fn a_worker_claims_only_what_its_memory_and_the_harness_limits_admit() {
+        let w = worker();
+        assert_eq!(w.claimable(&HashMap::new()), ["small", "one-at-a-time"], "no machine has u64::MAX MB free");
+        let busy = HashMap::from([(1, running("one-at-a-time"))]);
+        assert_eq!(w.claimable(&busy), ["small"], "one-at-a-time runs one already");
+    }
 }
