@@ -80,6 +80,9 @@ impl WorkQueue for PgWorkQueue {
         let job = serde_json::to_string(&offer.job).map_err(Error::Encode)?;
         let attempt = i64::from(offer.attempt);
         let mut tx = self.client.transaction()?;
+        // Not flushed: the driver journaled the attempt's start durably before offering it, and a driver that
+        // lost its server with the offer resumes and offers the effect again.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")?;
         // An earlier attempt of the same effect (a driver that restarted) is not run any more.
         tx.execute(
             "UPDATE work SET state = 'withdrawn' WHERE run_id = $1 AND effect = $2 AND attempt < $3
