@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 /// tutti runs a process — a small JavaScript file — that dispatches many agent and shell tasks in
-/// parallel, journals every fact in a local SQLite database, and resumes exactly where it stopped.
+/// parallel, journals every fact in a local SQLite database (or PostgreSQL, to spread a run over many
+/// machines), and resumes exactly where it stopped.
 ///
 /// Exit codes: 0 ok, 1 the run failed or was cancelled, 2 bad input (usage, process file, inputs,
 /// configuration, non-determinism on replay, run busy, a damaged journal, a refused control command), 128 + N

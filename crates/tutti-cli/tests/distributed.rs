@@ -291,3 +291,42 @@ fn a_members_turn_whose_worker_is_gone_starts_a_fresh_session_elsewhere_and_says
         assert_eq!(workers, &["a", "b"]);
     }
 }
+
+/// Run `query` on the test server with psql; its output.
+fn sql(query: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .arg(tutti_testkit::postgres::server_url())
+        .args(["-tAc", query])
+        .output()
+        .expect("run psql");
+    assert!(out.status.success(), "psql {query}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_worker_and_a_driver_that_lose_their_connections_connect_again_and_finish() {
+    let mut c = Cluster::new("dist_reconnect");
+    let tag = std::process::id();
+    let base = c.url.clone();
+    c.url = format!("{base}&application_name=wk_{tag}");
+    let fa = Project::new(TUTTI);
+    let a = c.worker(&fa, "a", 4, "10");
+    wait_for(DEADLINE, "a registered", || c.tutti(&["workers", "--json"]).stdout.lines().count() == 1);
+    c.url = format!("{base}&application_name=drv_{tag}");
+    let driver = c.run(12, "0.3");
+    let run = driver.run_id();
+    wait_for(DEADLINE, "the first results", || c.side_effects().len() >= 2);
+    // Cut every connection of the worker, and the driver's watch on the queue (not its journal).
+    let cut = sql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'wk_{tag}'
+         OR (application_name = 'drv_{tag}' AND (query LIKE 'LISTEN \"tutti_work_%' OR query LIKE 'SELECT id, state, worker%'))"
+    ));
+    assert!(cut.trim().parse::<u32>().unwrap() >= 3, "the worker's two connections and the driver's watch: {cut}");
+    let out = driver.wait(Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{out}");
+    let ran: Vec<String> = serde_json::from_value(out.json()).unwrap();
+    assert_eq!(ran, vec!["a".to_string(); 12]);
+    assert_eq!(of_kind(&c.events(&run), "effect_resolved").len(), 12);
+    let log = a.stderr();
+    assert!(log.contains("lost the journal") && log.contains("connected again"), "{log}");
+}

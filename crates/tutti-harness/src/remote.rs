@@ -161,20 +161,13 @@ impl RemoteExecutor {
     pub fn start(url: &str, run: &str) -> Result<Arc<Self>, tutti_journal::Error> {
         let run_id = run.to_string();
         let offers = PgWorkQueue::open(url, Listen::Offers)?;
-        let mut watch = PgWorkQueue::open(url, Listen::Run(&run_id))?;
+        let watch = PgWorkQueue::open(url, Listen::Run(&run_id))?;
         let pending: Arc<Mutex<HashMap<i64, Pending>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (Arc::clone(&pending), Arc::clone(&stop));
+        let (p, s, url) = (Arc::clone(&pending), Arc::clone(&stop), url.to_string());
         std::thread::Builder::new()
             .name("tutti-remote".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    // A lost connection ends the watch: the attempts' timeouts and the driver's resume cover it.
-                    if watch.wait_for_work(POLL).is_err() || look(&mut watch, &p).is_err() {
-                        return;
-                    }
-                }
-            })
+            .spawn(move || watch_queue(watch, &url, &run_id, &p, &s))
             .map_err(tutti_journal::Error::Spawn)?;
         Ok(Arc::new(Self { offers: Mutex::new(offers), pending, stop }))
     }
@@ -209,6 +202,32 @@ impl RemoteExecutor {
 impl Drop for RemoteExecutor {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Watch the queue for the run's attempts until `stop`. A lost connection is opened again (every second
+/// while the server cannot be reached): what happened meanwhile is still in the queue, so nothing is missed.
+fn watch_queue(
+    mut watch: PgWorkQueue,
+    url: &str,
+    run: &String,
+    pending: &Mutex<HashMap<i64, Pending>>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if watch.wait_for_work(POLL).is_ok() && look(&mut watch, pending).is_ok() {
+            continue;
+        }
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            if let Ok(again) = PgWorkQueue::open(url, Listen::Run(run)) {
+                watch = again;
+                break;
+            }
+        }
     }
 }
 

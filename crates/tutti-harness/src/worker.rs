@@ -67,6 +67,11 @@ pub enum WorkerEvent {
     Draining {
         running: usize,
     },
+    /// The journal could not be reached; the worker keeps what runs and connects again.
+    Disconnected {
+        error: String,
+    },
+    Reconnected,
 }
 
 /// A message to the worker's loop.
@@ -83,6 +88,18 @@ struct Active {
     handle: Box<dyn Running>,
     report: WireReport,
     session: Option<String>,
+    /// Its finished report, when the queue could not be reached to take it: sent again on reconnecting,
+    /// while heartbeats keep the claim.
+    unsent: Option<serde_json::Value>,
+}
+
+/// What the worker holds across its loop and its reconnections.
+#[derive(Default)]
+struct Held {
+    active: HashMap<i64, Active>,
+    /// Attempts told to stop, until they are gone.
+    stopping: Vec<Box<dyn Running>>,
+    draining: bool,
 }
 
 pub struct Worker {
@@ -97,30 +114,83 @@ impl Worker {
         Self { opts, harnesses, names }
     }
 
-    /// Work until `shutdown` turns true, then drain and leave the registry.
+    /// Work until `shutdown` turns true, then drain and leave the registry. When the journal cannot be
+    /// reached, the worker keeps what runs and connects again every second: claims it heartbeats in time stay
+    /// its own, and results it could not hand over are handed over then. Shut down during an outage, it stops
+    /// what runs (other workers take it over once its claims expire) and returns the error.
     pub fn run(self, shutdown: Arc<AtomicBool>, log: &mut dyn FnMut(WorkerEvent)) -> Result<(), tutti_journal::Error> {
         let mut queue = PgWorkQueue::open(&self.opts.url, Listen::Offers)?;
         let (tx, rx) = mpsc::channel();
         listen_for_offers(&self.opts.url, tx.clone())?;
-        let mut active: HashMap<i64, Active> = HashMap::new();
-        let mut stopping: Vec<Box<dyn Running>> = Vec::new();
+        let mut held = Held::default();
+        let mut first = true;
+        let result = loop {
+            let Err(error) = self.work(&mut queue, (&tx, &rx), &mut held, &shutdown, first, log) else { break Ok(()) };
+            first = false;
+            log(WorkerEvent::Disconnected { error: format!("{error}: {}", cause_of(&error)) });
+            match self.reconnect(&shutdown) {
+                Some(again) => queue = again,
+                None => break Err(error),
+            }
+        };
+        if result.is_err() {
+            for (_, mut a) in held.active.drain() {
+                a.handle.cancel();
+                held.stopping.push(a.handle);
+            }
+        }
+        for mut handle in held.stopping {
+            if !handle.wait_stopped(Duration::from_secs(2)) {
+                handle.force_stop();
+            }
+        }
+        result
+    }
+
+    /// Connect to the queue again, every second, until it answers (`None`: shut down meanwhile).
+    fn reconnect(&self, shutdown: &AtomicBool) -> Option<PgWorkQueue> {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            if shutdown.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Ok(queue) = PgWorkQueue::open(&self.opts.url, Listen::Offers) {
+                return Some(queue);
+            }
+        }
+    }
+
+    /// The worker's loop: claim, collect results, heartbeat, wait.
+    fn work(
+        &self,
+        queue: &mut PgWorkQueue,
+        (tx, rx): (&Sender<Event>, &Receiver<Event>),
+        held: &mut Held,
+        shutdown: &AtomicBool,
+        first: bool,
+        log: &mut dyn FnMut(WorkerEvent),
+    ) -> Result<(), tutti_journal::Error> {
         let beat = self.opts.lease / 3;
         let mut last_beat = Instant::now();
-        self.heartbeat(&mut queue, &mut active, &mut stopping, false, log)?;
-        log(WorkerEvent::Registered { harnesses: self.names.clone() });
-        let mut draining = false;
+        self.heartbeat(queue, held, log)?;
+        self.send_unsent(queue, held, log)?;
+        if first {
+            log(WorkerEvent::Registered { harnesses: self.names.clone() });
+        } else {
+            log(WorkerEvent::Reconnected);
+        }
         loop {
-            if shutdown.load(Ordering::SeqCst) && !draining {
-                draining = true;
-                log(WorkerEvent::Draining { running: active.len() });
-                self.heartbeat(&mut queue, &mut active, &mut stopping, true, log)?;
+            if shutdown.load(Ordering::SeqCst) && !held.draining {
+                held.draining = true;
+                log(WorkerEvent::Draining { running: held.active.len() });
+                self.heartbeat(queue, held, log)?;
             }
-            if draining && active.is_empty() {
+            if held.draining && held.active.is_empty() {
                 queue.unregister(&self.opts.id)?;
                 return Ok(());
             }
-            while !draining && active.len() < self.opts.capacity as usize {
-                let names = self.claimable(&active);
+            while !held.draining && held.active.len() < self.opts.capacity as usize {
+                let names = self.claimable(&held.active);
                 if names.is_empty() {
                     break;
                 }
@@ -131,28 +201,53 @@ impl Worker {
                     harness: claim.harness.clone(),
                     previous: claim.previous.clone(),
                 });
-                if let Some((id, outcome)) = self.start(claim, &tx, &mut active) {
-                    self.finish(&mut queue, &mut active, id, outcome, log)?;
+                if let Some((id, outcome)) = self.start(claim, tx, &mut held.active) {
+                    self.finish(queue, &mut held.active, id, outcome, log)?;
                 }
             }
             // Results first: one that arrived while this worker stalled is offered to the queue, which
             // refuses it if the claim moved on, before a heartbeat would find the claim lost.
             while let Ok(event) = rx.try_recv() {
                 if let Event::Harness(id, event) = event {
-                    self.harness_event(&mut queue, &mut active, id, event, log)?;
+                    self.harness_event(queue, &mut held.active, id, event, log)?;
                 }
             }
             if last_beat.elapsed() >= beat {
                 last_beat = Instant::now();
-                self.heartbeat(&mut queue, &mut active, &mut stopping, draining, log)?;
-                stopping.retain_mut(|h| !h.wait_stopped(Duration::ZERO));
+                self.heartbeat(queue, held, log)?;
+                held.stopping.retain_mut(|h| !h.wait_stopped(Duration::ZERO));
             }
             match rx.recv_timeout(beat.saturating_sub(last_beat.elapsed()).max(Duration::from_millis(10))) {
-                Ok(Event::Harness(id, event)) => self.harness_event(&mut queue, &mut active, id, event, log)?,
+                Ok(Event::Harness(id, event)) => self.harness_event(queue, &mut held.active, id, event, log)?,
                 Ok(Event::Offered) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
+    }
+
+    /// Hand over the results the queue could not take before.
+    fn send_unsent(
+        &self,
+        queue: &mut PgWorkQueue,
+        held: &mut Held,
+        log: &mut dyn FnMut(WorkerEvent),
+    ) -> Result<(), tutti_journal::Error> {
+        let ids: Vec<i64> = held.active.iter().filter(|(_, a)| a.unsent.is_some()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(a) = held.active.get(&id) else { continue };
+            let report = a.unsent.clone().unwrap_or_default();
+            let accepted = queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref())?;
+            if let Some(a) = held.active.remove(&id) {
+                let (run, effect) = (a.claim.run.clone(), a.claim.effect.to_string());
+                let ok = matches!(a.report.outcome, Some(WireOutcome::Ok(_)));
+                log(if accepted {
+                    WorkerEvent::Completed { run, effect, ok }
+                } else {
+                    WorkerEvent::Refused { run, effect }
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The harnesses this worker can take one more attempt of now: within the harness's own limit
@@ -217,11 +312,11 @@ impl Worker {
         let reporter = Reporter::new(job.effect.clone(), job.attempt, forward(id, tx.clone()));
         match harness.start(job, reporter) {
             Ok(handle) => {
-                active.insert(id, Active { claim, handle, report, session: None });
+                active.insert(id, Active { claim, handle, report, session: None, unsent: None });
                 None
             }
             Err(e) => {
-                active.insert(id, Active { claim, handle: Box::new(Gone), report, session: None });
+                active.insert(id, Active { claim, handle: Box::new(Gone), report, session: None, unsent: None });
                 Some((id, Err(Failure::Task(ErrorInfo::new("SpawnError", format!("{e:#}"))))))
             }
         }
@@ -266,7 +361,15 @@ impl Worker {
         let ok = outcome.is_ok();
         a.report.outcome = Some(WireOutcome::of(outcome));
         let report = serde_json::to_value(&a.report).map_err(tutti_journal::Error::Encode)?;
-        let accepted = queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref())?;
+        let accepted = match queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref()) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Kept, with its claim heartbeated, until the queue can take it.
+                a.unsent = Some(report);
+                active.insert(id, a);
+                return Err(e);
+            }
+        };
         let (run, effect) = (a.claim.run.clone(), a.claim.effect.to_string());
         log(if accepted { WorkerEvent::Completed { run, effect, ok } } else { WorkerEvent::Refused { run, effect } });
         Ok(())
@@ -276,11 +379,10 @@ impl Worker {
     fn heartbeat(
         &self,
         queue: &mut PgWorkQueue,
-        active: &mut HashMap<i64, Active>,
-        stopping: &mut Vec<Box<dyn Running>>,
-        draining: bool,
+        held: &mut Held,
         log: &mut dyn FnMut(WorkerEvent),
     ) -> Result<(), tutti_journal::Error> {
+        let (active, stopping, draining) = (&mut held.active, &mut held.stopping, held.draining);
         let me = WorkerInfo {
             id: self.opts.id.clone(),
             host: self.opts.host.clone(),
@@ -324,8 +426,10 @@ fn forward(id: i64, tx: Sender<Event>) -> Sender<Msg> {
 }
 
 /// A thread that wakes the loop when work is offered (on a connection of its own).
+/// A lost connection is opened again every second; meanwhile the loop still claims at every heartbeat.
 fn listen_for_offers(url: &str, tx: Sender<Event>) -> Result<(), tutti_journal::Error> {
     let mut queue = PgWorkQueue::open(url, Listen::Offers)?;
+    let url = url.to_string();
     std::thread::Builder::new()
         .name("tutti-offers".into())
         .spawn(move || {
@@ -333,13 +437,27 @@ fn listen_for_offers(url: &str, tx: Sender<Event>) -> Result<(), tutti_journal::
                 match queue.wait_for_work(Duration::from_secs(1)) {
                     Ok(true) if tx.send(Event::Offered).is_err() => return,
                     Ok(_) => {}
-                    // The loop still claims at every heartbeat.
-                    Err(_) => return,
+                    Err(_) => loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                        if let Ok(again) = PgWorkQueue::open(&url, Listen::Offers) {
+                            queue = again;
+                            break;
+                        }
+                    },
                 }
             }
         })
         .map_err(tutti_journal::Error::Spawn)?;
     Ok(())
+}
+
+/// The innermost cause of a journal error, for the log line.
+fn cause_of(error: &tutti_journal::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// An attempt that never started.
@@ -358,8 +476,8 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use tutti_engine::harness::{Error, Job};
     use tutti_engine::Harness;
+    use tutti_engine::harness::{Error, Job};
 
     use super::*;
 
@@ -416,7 +534,7 @@ mod tests {
             previous: None,
             session_holder: None,
         };
-        Active { claim, handle: Box::new(Gone), report: WireReport::default(), session: None }
+        Active { claim, handle: Box::new(Gone), report: WireReport::default(), session: None, unsent: None }
     }
 
     #[test]

@@ -89,6 +89,10 @@ fn describe(id: &str, event: &WorkerEvent) -> String {
         WorkerEvent::Lost { run, effect } => {
             format!("worker {id}: stopped {effect} of run {run}: its claim was taken over or withdrawn")
         }
+        WorkerEvent::Disconnected { error } => {
+            format!("worker {id}: lost the journal ({error}); keeping what runs, connecting again every second")
+        }
+        WorkerEvent::Reconnected => format!("worker {id}: connected again"),
         WorkerEvent::Draining { running } => {
             format!("worker {id}: draining: claiming nothing new, finishing {running} running attempt(s)")
         }

@@ -30,7 +30,15 @@ impl PgWorkQueue {
     /// listens for offers; a driver for what happens to the work of `run`.
     pub fn open(url: &str, listen_to: Listen<'_>) -> Result<Self> {
         let store = PgStore::open(url)?;
-        let mut client = connect(&store.config, &store.shown)?;
+        let mut config = store.config.clone();
+        // Named in `pg_stat_activity`, unless the URL names it.
+        if config.get_application_name().is_none() {
+            config.application_name(match listen_to {
+                Listen::Offers => "tutti worker",
+                Listen::Run(_) => "tutti driver",
+            });
+        }
+        let mut client = connect(&config, &store.shown)?;
         let schema = store.schema.clone();
         let channel = match listen_to {
             Listen::Offers => offers_channel(&schema),
