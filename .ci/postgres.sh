@@ -1,7 +1,7 @@
 # Sourced by .ci/run: a throwaway PostgreSQL cluster for the tests of the PostgreSQL journal and distributed
 # mode, owned by this CI run. Debian's `postgresql` package (installed by .ci/run), a fresh cluster in a temp
 # folder trusting local connections, listening on 127.0.0.1 only; stopped and deleted when the run exits.
-# Exports TUTTI_TEST_PG_URL, which tutti_testkit::postgres uses.
+# Exports PG_TEST_URL, which tutti_testkit::postgres uses.
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$pg_bin/initdb" ] || { echo "ci: PostgreSQL's server programs are missing (apt-get install postgresql)" >&2; exit 1; }
@@ -21,5 +21,5 @@ stop_postgres() {
   rm -rf "$pg_dir"
 }
 trap stop_postgres EXIT
-export TUTTI_TEST_PG_URL="postgres://tutti@127.0.0.1:$pg_port/postgres"
+export PG_TEST_URL="postgres://tutti@127.0.0.1:$pg_port/postgres"
 echo "ci: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"

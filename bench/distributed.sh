@@ -30,7 +30,7 @@ export async function process(inputs, ctx) {
 JS
 
 echo "machine: $(nproc) cores, $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$TUTTI" "$WORK" "$TUTTI_TEST_PG_URL" "$NOOP" "$SLEEP" "$CAPACITY" <<'PY'
+python3 - "$TUTTI" "$WORK" "$PG_TEST_URL" "$NOOP" "$SLEEP" "$CAPACITY" <<'PY'
 import os, shutil, statistics, subprocess, sys, time, uuid
 tutti, work, base, noop, sleep, capacity = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 

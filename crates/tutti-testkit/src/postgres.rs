@@ -1,4 +1,4 @@
-//! A real PostgreSQL server for tests: the one `.ci/run` started (its URL in `TUTTI_TEST_PG_URL`), or else a
+//! A real PostgreSQL server for tests: the one `.ci/run` started (its URL in `PG_TEST_URL`), or else a
 //! throwaway cluster this helper makes and starts itself on 127.0.0.1, shared by every test process of the
 //! same user through a lock file, so that `cargo nextest run` works on a machine with PostgreSQL installed
 //! and nothing started. It never skips: without PostgreSQL's server programs, the test fails and says what
@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The environment variable naming a running server's URL (`postgres://USER@127.0.0.1:PORT/DB`).
-pub const URL_VAR: &str = "TUTTI_TEST_PG_URL";
+pub const URL_VAR: &str = "PG_TEST_URL";
 
 /// The URL of a running PostgreSQL server for tests, started if need be. Panics, saying why, when none can
 /// be had.
@@ -78,7 +78,7 @@ fn bin_dir() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).find(|d| d.join("initdb").exists() && d.join("postgres").exists()).ok_or_else(|| {
         "PostgreSQL's server programs (initdb, postgres) are not installed: `apt-get install postgresql`, or set \
-         TUTTI_TEST_PG_URL to a running server"
+         PG_TEST_URL to a running server"
             .to_string()
     })
 }
