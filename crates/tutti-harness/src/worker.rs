@@ -234,18 +234,31 @@ impl Worker {
     ) -> Result<(), tutti_journal::Error> {
         let ids: Vec<i64> = held.active.iter().filter(|(_, a)| a.unsent.is_some()).map(|(id, _)| *id).collect();
         for id in ids {
-            let Some(a) = held.active.get(&id) else { continue };
-            let report = a.unsent.clone().unwrap_or_default();
-            let accepted = queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref())?;
-            if let Some(a) = held.active.remove(&id) {
-                let (run, effect) = (a.claim.run.clone(), a.claim.effect.to_string());
-                let ok = matches!(a.report.outcome, Some(WireOutcome::Ok(_)));
-                log(if accepted {
-                    WorkerEvent::Completed { run, effect, ok }
-                } else {
-                    WorkerEvent::Refused { run, effect }
-                });
-            }
+            self.hand_over(queue, &mut held.active, id, log)?;
+        }
+        Ok(())
+    }
+
+    /// Complete claim `id` with its finished report, under its token. While the queue cannot be reached the
+    /// attempt stays, report and all, with its claim heartbeated, until it can.
+    fn hand_over(
+        &self,
+        queue: &mut PgWorkQueue,
+        active: &mut HashMap<i64, Active>,
+        id: i64,
+        log: &mut dyn FnMut(WorkerEvent),
+    ) -> Result<(), tutti_journal::Error> {
+        let Some(a) = active.get(&id) else { return Ok(()) };
+        let report = a.unsent.clone().unwrap_or_default();
+        let accepted = queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref())?;
+        if let Some(a) = active.remove(&id) {
+            let (run, effect) = (a.claim.run, a.claim.effect.to_string());
+            let ok = matches!(a.report.outcome, Some(WireOutcome::Ok(_)));
+            log(if accepted {
+                WorkerEvent::Completed { run, effect, ok }
+            } else {
+                WorkerEvent::Refused { run, effect }
+            });
         }
         Ok(())
     }
@@ -357,22 +370,10 @@ impl Worker {
         outcome: tutti_engine::Outcome,
         log: &mut dyn FnMut(WorkerEvent),
     ) -> Result<(), tutti_journal::Error> {
-        let Some(mut a) = active.remove(&id) else { return Ok(()) };
-        let ok = outcome.is_ok();
+        let Some(a) = active.get_mut(&id) else { return Ok(()) };
         a.report.outcome = Some(WireOutcome::of(outcome));
-        let report = serde_json::to_value(&a.report).map_err(tutti_journal::Error::Encode)?;
-        let accepted = match queue.complete(id, a.claim.token, &self.opts.id, &report, a.session.as_deref()) {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Kept, with its claim heartbeated, until the queue can take it.
-                a.unsent = Some(report);
-                active.insert(id, a);
-                return Err(e);
-            }
-        };
-        let (run, effect) = (a.claim.run.clone(), a.claim.effect.to_string());
-        log(if accepted { WorkerEvent::Completed { run, effect, ok } } else { WorkerEvent::Refused { run, effect } });
-        Ok(())
+        a.unsent = Some(serde_json::to_value(&a.report).map_err(tutti_journal::Error::Encode)?);
+        self.hand_over(queue, active, id, log)
     }
 
     /// Register alive and extend our claims; stop the attempts whose claims are no longer ours.
