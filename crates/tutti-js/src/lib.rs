@@ -20,6 +20,9 @@ use tutti_journal::event::ModuleHash;
 
 pub use modules::code_hash;
 
+/// The JavaScript heap size at which QuickJS first runs its cycle collector.
+const GC_THRESHOLD: usize = 64 * 1024 * 1024;
+
 /// runtime.js as QuickJS bytecode (see build.rs).
 const RUNTIME_BYTECODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/runtime.qjsbc"));
 
@@ -89,7 +92,7 @@ impl JsHost {
         runtime.set_max_stack_size(4 * 1024 * 1024);
         // A process holds many small live objects (one promise per pending effect); collecting less often
         // keeps the GC from dominating large fan-outs.
-        runtime.set_gc_threshold(64 * 1024 * 1024);
+        runtime.set_gc_threshold(GC_THRESHOLD);
         let shared = Rc::new(Shared::default());
         let (flag, s) = (interrupt.clone(), shared.clone());
         runtime.set_interrupt_handler(Some(Box::new(move || {
@@ -187,6 +190,9 @@ impl JsHost {
 
 impl ProcessHost for JsHost {
     fn set_replaying(&mut self, replaying: bool) {
+        // Replay re-creates objects the journal says the process already made; most are freed by reference
+        // counting as results arrive. The cycle collector waits until replay ends.
+        self.runtime.set_gc_threshold(if replaying { usize::MAX } else { GC_THRESHOLD });
         // The runtime defines this function; a failure here would be a bug in runtime.js, and the only
         // effect of ignoring it is call sites recorded (or not) while replaying.
         let _ = self.call_internal("setReplaying", |_, f| f.call::<_, ()>((replaying,)));
