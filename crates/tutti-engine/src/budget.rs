@@ -15,7 +15,9 @@
 //! of its last turns) must fit; the reservation is journaled as `budget_reserved` and held until the attempt
 //! ends. While a harness's cost is unknown, a budgeted scope runs one of its attempts at a time.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::hash::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{Map, Value, json};
@@ -257,7 +259,7 @@ pub struct Account {
 
 impl Account {
     fn new(limits: Limits, started_ms: i64) -> Self {
-        Self { limits, started_ms, spent: Spent::default(), exceeded: None, refused: 0, warned: HashSet::new() }
+        Self { limits, started_ms, spent: Spent::default(), exceeded: None, refused: 0, warned: HashSet::default() }
     }
 
     /// What it has spent of `measure` at `now_ms`.

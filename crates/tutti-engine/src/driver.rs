@@ -28,7 +28,9 @@ pub(crate) mod scheduler;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,7 +194,7 @@ pub struct Driver<'a> {
     /// The last session each effect's attempt reported: a corrective turn continues it.
     attempt_sessions: HashMap<EffectId, String>,
     /// Task ids whose invalid output schema was already reported: once per task, not per call.
-    warned_schemas: std::collections::HashSet<String>,
+    warned_schemas: crate::hash::HashSet<String>,
     /// Every budgeted scope's spend, kept from the events this driver records (and, on resume, the journal's).
     ledger: crate::budget::Ledger,
     /// Effects that would fit their budgets once attempts running in the same scope have ended.
@@ -232,15 +234,15 @@ impl<'a> Driver<'a> {
             observer,
             shutdown,
             rx,
-            effects: HashMap::new(),
+            effects: HashMap::default(),
             notices: VecDeque::new(),
             deferred_cancels: Vec::new(),
             mailbox: Vec::new(),
-            groups: HashMap::new(),
-            sessions: HashMap::new(),
-            member_worktrees: HashMap::new(),
-            attempt_sessions: HashMap::new(),
-            warned_schemas: std::collections::HashSet::new(),
+            groups: HashMap::default(),
+            sessions: HashMap::default(),
+            member_worktrees: HashMap::default(),
+            attempt_sessions: HashMap::default(),
+            warned_schemas: crate::hash::HashSet::default(),
             ledger: crate::budget::Ledger::default(),
             budget_waiting: Vec::new(),
             end: None,

@@ -7,6 +7,7 @@ pub mod driver;
 mod effect;
 pub mod error;
 pub mod harness;
+mod hash;
 pub mod host;
 pub mod identity;
 pub mod kind;

@@ -4,7 +4,9 @@
 //! changed effect and every effect requested after it ([`Replay::accept`], [`Replay::forget`]): replay no
 //! longer knows them, and they run again. Nothing here touches storage or JavaScript.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::{HashMap, HashSet};
 
 use serde_json::Value;
 use tutti_journal::{EffectId, ErrorInfo, Event, Payload, Record, Seq};

@@ -16,16 +16,21 @@ pub(crate) fn of(kind: &crate::kind::Kind, task: &Value) -> Option<Value> {
 /// Where a task declares its output schema (valid or not): `agent.outputSchema`, the block named by its kind
 /// (`skill.outputSchema` for a `skill` task), else `outputSchema`.
 pub fn declared(task: &Value) -> Option<&Value> {
-    schema_pointers(task).into_iter().filter_map(|p| task.pointer(&p)).find(|s| s.is_object() || s.is_boolean())
+    schema_blocks(task).filter_map(|block| schema_in(task, block)).find(|s| s.is_object() || s.is_boolean())
 }
 
-fn schema_pointers(task: &Value) -> Vec<String> {
-    let mut pointers = vec!["/agent/outputSchema".to_string()];
-    if let Some(kind) = task.get("kind").and_then(Value::as_str).filter(|k| *k != "agent" && !k.contains(['/', '~'])) {
-        pointers.push(format!("/{kind}/outputSchema"));
+/// The blocks that may hold a task's `outputSchema`, in the order they are looked at: `agent`, the block named by
+/// its kind, then the task itself (`None`). No allocation: every dispatched effect asks.
+fn schema_blocks(task: &Value) -> impl Iterator<Item = Option<&str>> {
+    let kind = task.get("kind").and_then(Value::as_str).filter(|k| *k != "agent" && !k.contains(['/', '~']));
+    [Some(Some("agent")), kind.map(Some), Some(None)].into_iter().flatten()
+}
+
+fn schema_in<'v>(task: &'v Value, block: Option<&str>) -> Option<&'v Value> {
+    match block {
+        Some(block) => task.get(block)?.get("outputSchema"),
+        None => task.get("outputSchema"),
     }
-    pointers.push("/outputSchema".to_string());
-    pointers
 }
 
 /// Why an agent-like task's declared output schema is not a valid JSON Schema, if it is not.
@@ -39,20 +44,23 @@ pub(crate) fn invalid(kind: &crate::kind::Kind, task: &Value) -> Option<String> 
 /// The task as a harness should see it: without an output schema that is not valid JSON Schema, so that no
 /// agent is asked to fit one.
 pub(crate) fn without_invalid(task: &Value) -> Value {
-    let mut task = task.clone();
-    for pointer in schema_pointers(&task) {
-        let pointer = pointer.as_str();
-        let bad = task
-            .pointer(pointer)
-            .is_some_and(|s| (s.is_object() || s.is_boolean()) && jsonschema::validator_for(s).is_err());
-        if bad && let Some((parent, key)) = pointer.rsplit_once('/') {
-            let parent = if parent.is_empty() { Some(&mut task) } else { task.pointer_mut(parent) };
-            if let Some(Value::Object(fields)) = parent {
-                fields.remove(key);
-            }
+    let bad: Vec<Option<&str>> = schema_blocks(task)
+        .filter(|block| {
+            schema_in(task, *block)
+                .is_some_and(|s| (s.is_object() || s.is_boolean()) && jsonschema::validator_for(s).is_err())
+        })
+        .collect();
+    let mut cleaned = task.clone();
+    for block in bad {
+        let holder = match block {
+            Some(block) => cleaned.get_mut(block),
+            None => Some(&mut cleaned),
+        };
+        if let Some(Value::Object(fields)) = holder {
+            fields.remove("outputSchema");
         }
     }
-    task
+    cleaned
 }
 
 /// Why `value` does not fit `schema` (empty when it does). A schema that is itself invalid is reported as

@@ -95,7 +95,11 @@ impl Driver<'_> {
         }
         let unfinished: Vec<&(EffectId, u32, Option<u32>)> = accepted.iter().flat_map(|a| &a.unfinished).collect();
         let unstarted = unfinished.iter().any(|(_, last, _)| *last == 0);
-        let found = if unstarted { self.opts.platform.processes_of(&self.opts.run_id) } else { HashMap::new() };
+        let found = if unstarted {
+            self.opts.platform.processes_of(&self.opts.run_id)
+        } else {
+            std::collections::HashMap::new()
+        };
         for (id, last, pid) in unfinished {
             let killed = self.kill_leftovers(id, *last, *pid, &found);
             if !killed.is_empty() {
@@ -113,7 +117,7 @@ impl Driver<'_> {
         id: &EffectId,
         last: u32,
         pid: Option<u32>,
-        found: &HashMap<String, Vec<u32>>,
+        found: &std::collections::HashMap<String, Vec<u32>>,
     ) -> Vec<u32> {
         let os = &self.opts.platform;
         let mut killed: Vec<u32> =

@@ -2,7 +2,7 @@
 //! timeout, and stops them — at once when cancelled, and for good (killing what is left after a grace) when
 //! the driver lets go. Harnesses report back on the dispatcher's channel, as [`Msg`]s.
 
-use std::collections::HashMap;
+use crate::hash::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ impl Executor {
     /// SIGKILL would) right after that many starts returned, before anything else happens.
     pub(crate) fn new(tx: Sender<Msg>, crash_after: Option<(u64, Arc<dyn Platform>)>) -> Self {
         let crash_after = crash_after.filter(|_| cfg!(feature = "fault-injection"));
-        Self { tx, starts: 0, crash_after, running: HashMap::new(), stopping: Vec::new() }
+        Self { tx, starts: 0, crash_after, running: HashMap::default(), stopping: Vec::new() }
     }
 
     /// A sender on the dispatcher's channel, for other sources of messages.

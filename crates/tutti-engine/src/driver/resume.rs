@@ -214,7 +214,11 @@ impl Driver<'_> {
         // Effects never journaled as started: one of them may have been started just before the driver died,
         // before its start was committed; its process would still carry the run and effect ids.
         let unstarted = again.iter().any(|(_, last, _, internal)| *last == 0 && !internal);
-        let found = if unstarted { self.opts.platform.processes_of(&self.opts.run_id) } else { HashMap::new() };
+        let found = if unstarted {
+            self.opts.platform.processes_of(&self.opts.run_id)
+        } else {
+            std::collections::HashMap::new()
+        };
         for (id, last, pid, internal) in again.into_iter().rev() {
             let (retries, backoff) = replay.retry_state(&id);
             if self.restore_backoff(&id, retries, backoff) {

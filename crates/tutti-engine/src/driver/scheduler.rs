@@ -5,7 +5,9 @@
 //! share, first come first served. It knows effects only by id and harnesses only by name.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::hash::HashMap;
 
 use tutti_journal::EffectId;
 
@@ -105,11 +107,11 @@ impl Scheduler {
             max_parallel,
             front: VecDeque::new(),
             queue: FairQueue::default(),
-            blocked: HashMap::new(),
+            blocked: HashMap::default(),
             running: 0,
-            running_by_harness: HashMap::new(),
-            running_by_share: HashMap::new(),
-            share_of: HashMap::new(),
+            running_by_harness: HashMap::default(),
+            running_by_share: HashMap::default(),
+            share_of: HashMap::default(),
         }
     }
 
