@@ -5,6 +5,7 @@
 
 mod callee;
 mod modules;
+mod tojson;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -280,9 +281,38 @@ fn eval_runtime<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
 /// The functions runtime.js calls, on a `__tutti_host` global it removes before any process code runs.
 fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
-    let s = shared.clone();
+    // An effect request: `[args, task]` as values, walked straight to JSON. False when the walk gave up:
+    // runtime.js then sends them as `JSON.stringify`'s text (`requestText`).
+    let (s, classes) = (shared.clone(), tojson::Classes::read(ctx)?);
     host.set(
         "request",
+        Function::new(
+            ctx.clone(),
+            move |effect: Value<'_>,
+                  scope: Value<'_>,
+                  task_id: Value<'_>,
+                  kind: Value<'_>,
+                  title: Value<'_>,
+                  callsite: Value<'_>,
+                  values: Value<'_>| {
+                let Some(Json::Array(values)) = tojson::to_json(values.ctx(), classes, &values) else { return false };
+                let Ok([args, task]) = <[Json; 2]>::try_from(values) else { return false };
+                let fields = [
+                    text_field(&effect),
+                    text_field(&scope),
+                    text_field(&task_id),
+                    text_field(&kind),
+                    text_field(&title),
+                    text_field(&callsite),
+                ];
+                push_request(&s, fields, Ok((args, task)));
+                true
+            },
+        )?,
+    )?;
+    let s = shared.clone();
+    host.set(
+        "requestText",
         Function::new(
             ctx.clone(),
             move |effect: Value<'_>,
@@ -300,7 +330,7 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
                     text_field(&title),
                     text_field(&callsite),
                 ];
-                push_request(&s, fields, &body);
+                push_request(&s, fields, Err(&body));
             },
         )?,
     )?;
@@ -369,35 +399,46 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
 }
 
 /// An effect request from runtime.js: its identity and labels as JavaScript strings (title and call site may be
-/// null), and `[args, task]` as one JSON text (task null while replaying). Only the values cross as JSON, not
-/// the envelope around them: a resume sends tens of thousands of requests.
-fn push_request(shared: &Shared, fields: [TextField; 6], body: &str) {
+/// null), and its arguments and task (null while replaying) either walked to JSON already (`Ok`) or as the
+/// JSON text of `[args, task]` (`Err`). A resume sends tens of thousands of requests.
+fn push_request(shared: &Shared, fields: [TextField; 6], values: Result<(Json, Json), &str>) {
+    let fault = |e: &dyn std::fmt::Display, shown: &dyn std::fmt::Display| {
+        *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {shown}"));
+    };
+    let (args, task) = match values {
+        Ok(values) => values,
+        Err(body) => match serde_json::from_str::<(Json, Json)>(body) {
+            Ok(values) => values,
+            Err(e) => return fault(&e, &body),
+        },
+    };
     let [effect, scope, task_id, kind, title, callsite] = fields;
-    let request = (|| -> Result<EffectRequest, String> {
-        let required = |field: TextField, name: &str| match field {
-            TextField::Text(text) => Ok(text),
-            _ => Err(format!("`{name}` is not a string")),
-        };
-        let optional = |field: TextField, name: &str| match field {
-            TextField::Text(text) => Ok(Some(text)),
-            TextField::Absent => Ok(None),
-            TextField::Other => Err(format!("`{name}` is not a string")),
-        };
-        let (args, task) = serde_json::from_str::<(Json, Json)>(body).map_err(|e| e.to_string())?;
-        Ok(EffectRequest {
-            effect: required(effect, "effect")?.into(),
-            scope: required(scope, "scope")?,
-            task_id: required(task_id, "taskId")?,
-            kind: tutti_engine::Kind::parse(&required(kind, "kind")?),
-            title: optional(title, "title")?,
-            callsite: optional(callsite, "callsite")?,
-            args,
-            task,
-        })
+    let required = |field: TextField, name: &str| match field {
+        TextField::Text(text) => Ok(text),
+        _ => Err(format!("`{name}` is not a string")),
+    };
+    let optional = |field: TextField, name: &str| match field {
+        TextField::Text(text) => Ok(Some(text)),
+        TextField::Absent => Ok(None),
+        TextField::Other => Err(format!("`{name}` is not a string")),
+    };
+    let labels = (|| {
+        Ok::<_, String>((
+            required(effect, "effect")?,
+            required(scope, "scope")?,
+            required(task_id, "taskId")?,
+            required(kind, "kind")?,
+            optional(title, "title")?,
+            optional(callsite, "callsite")?,
+        ))
     })();
-    match request {
-        Ok(request) => shared.events.borrow_mut().push(HostEvent::Request(request)),
-        Err(e) => *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {body}")),
+    match labels {
+        Ok((effect, scope, task_id, kind, title, callsite)) => {
+            let kind = tutti_engine::Kind::parse(&kind);
+            let request = EffectRequest { effect: effect.into(), scope, task_id, kind, title, callsite, args, task };
+            shared.events.borrow_mut().push(HostEvent::Request(request));
+        }
+        Err(e) => fault(&e, &Json::Array(vec![args, task])),
     }
 }
 

@@ -191,3 +191,53 @@ export async function process(inputs, ctx) {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Arguments and task descriptions reach the host as `JSON.stringify` writes them, whether they cross as
+/// values (plain data) or as its text (a date, a fraction, a `toJSON`): the same JSON, so the same digests.
+#[test]
+fn requests_carry_the_json_that_json_stringify_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", (args) => ({ kind: "shell", title: "t", shell: { command: "true" }, extra: args.extra }));
+export async function process(inputs, ctx) {
+  const plain = { n: 1, list: [1, undefined, "x"], skip: undefined, nested: { deep: [null, true] } };
+  const texts = { when: new Date(0), half: 0.5, custom: { toJSON() { return "custom"; } } };
+  await ctx.task(t, plain);
+  await ctx.task(t, texts);
+  await ctx.task(t, { extra: 2 ** 60 });
+  return JSON.stringify([plain, texts]);
+}
+"#,
+    );
+    let mut host = JsHost::load(&path).unwrap();
+    let mut requests = Vec::new();
+    let mut events = host.start("01TEST", &json!({}), 7, 1_000).unwrap();
+    let output = loop {
+        let mut next = None;
+        let mut finished = None;
+        for e in events.drain(..) {
+            match e {
+                HostEvent::Request(r) => next = Some(r),
+                HostEvent::Finished(r) => finished = Some(r),
+                _ => {}
+            }
+        }
+        if let Some(end) = finished {
+            break end.unwrap();
+        }
+        let r = next.expect("a request or the end");
+        events = host.deliver(r.effect.as_ref(), &Ok(json!({})), 1_005).unwrap();
+        requests.push(r);
+    };
+    assert!(output.as_str().is_some_and(|s| s.contains("\"half\":0.5")), "{output}");
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].args, json!({ "n": 1, "list": [1, null, "x"], "nested": { "deep": [null, true] } }));
+    assert_eq!(requests[1].args, json!({ "when": "1970-01-01T00:00:00.000Z", "half": 0.5, "custom": "custom" }));
+    assert_eq!(requests[0].task["shell"], json!({ "command": "true" }));
+    assert_eq!(requests[0].task.get("extra"), None, "undefined is left out");
+    assert_eq!(requests[2].task["extra"], serde_json::from_str::<Value>("1152921504606847000").unwrap());
+}

@@ -185,15 +185,14 @@
     const promise = new Promise((resolve, reject) => pending.set(effectId, { resolve, reject, scope, caller }));
     promise[EFFECT] = effectId;
     scope.inflight.add(effectId);
-    host.request(
-      effectId,
-      scope.path,
-      def.id,
-      desc.kind,
-      typeof desc.title === "string" ? desc.title : null,
-      replaying ? null : callsite(entry),
-      JSON.stringify([args === undefined ? null : args, replaying ? null : desc]),
-    );
+    // The arguments and task cross as values (the host walks plain data straight to JSON); what it will not
+    // walk crosses as JSON.stringify's text, so that both give the same JSON.
+    const kind = desc.kind;
+    const title = typeof desc.title === "string" ? desc.title : null;
+    const site = replaying ? null : callsite(entry);
+    const values = [args === undefined ? null : args, replaying ? null : desc];
+    if (!host.request(effectId, scope.path, def.id, kind, title, site, values))
+      host.requestText(effectId, scope.path, def.id, kind, title, site, JSON.stringify(values));
     return promise;
   }
   function preferFirst(first, prefs) {
