@@ -305,7 +305,7 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
                     text_field(&title),
                     text_field(&callsite),
                 ];
-                push_request(&s, fields, Ok((args, task)));
+                push_request(&s, fields, Values::Walked(args, task));
                 true
             },
         )?,
@@ -330,7 +330,7 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
                     text_field(&title),
                     text_field(&callsite),
                 ];
-                push_request(&s, fields, Err(&body));
+                push_request(&s, fields, Values::Text(&body));
             },
         )?,
     )?;
@@ -398,16 +398,23 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     ctx.globals().set("__tutti_host", host)
 }
 
+/// An effect request's arguments and task (null while replaying), as they crossed from runtime.js.
+enum Values<'a> {
+    /// Walked to JSON already (see `tojson`).
+    Walked(Json, Json),
+    /// `JSON.stringify`'s text of `[args, task]`, for what the walk leaves to it.
+    Text(&'a str),
+}
+
 /// An effect request from runtime.js: its identity and labels as JavaScript strings (title and call site may be
-/// null), and its arguments and task (null while replaying) either walked to JSON already (`Ok`) or as the
-/// JSON text of `[args, task]` (`Err`). A resume sends tens of thousands of requests.
-fn push_request(shared: &Shared, fields: [TextField; 6], values: Result<(Json, Json), &str>) {
+/// null), and its values. A resume sends tens of thousands of requests.
+fn push_request(shared: &Shared, fields: [TextField; 6], values: Values<'_>) {
     let fault = |e: &dyn std::fmt::Display, shown: &dyn std::fmt::Display| {
         *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {shown}"));
     };
     let (args, task) = match values {
-        Ok(values) => values,
-        Err(body) => match serde_json::from_str::<(Json, Json)>(body) {
+        Values::Walked(args, task) => (args, task),
+        Values::Text(body) => match serde_json::from_str::<(Json, Json)>(body) {
             Ok(values) => values,
             Err(e) => return fault(&e, &body),
         },
