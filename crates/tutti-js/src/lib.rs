@@ -281,8 +281,8 @@ fn eval_runtime<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
 /// The functions runtime.js calls, on a `__tutti_host` global it removes before any process code runs.
 fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
-    // An effect request: `[args, task]` as values, walked straight to JSON. False when the walk gave up:
-    // runtime.js then sends them as `JSON.stringify`'s text (`requestText`).
+    // An effect request: `[args, task]` as values, walked straight to JSON, or as `JSON.stringify`'s text of
+    // them. False when the walk gave up: runtime.js then calls again with the text.
     let (s, classes) = (shared.clone(), tojson::Classes::read(ctx)?);
     host.set(
         "request",
@@ -295,8 +295,19 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
                   title: Value<'_>,
                   callsite: Value<'_>,
                   values: Value<'_>| {
-                let Some(Json::Array(values)) = tojson::to_json(values.ctx(), classes, &values) else { return false };
-                let Ok([args, task]) = <[Json; 2]>::try_from(values) else { return false };
+                let values = match values.as_string() {
+                    Some(text) => match text.to_string() {
+                        Ok(text) => Values::Text(text),
+                        Err(e) => Values::Unreadable(e.to_string()),
+                    },
+                    None => match tojson::to_json(values.ctx(), classes, &values) {
+                        Some(Json::Array(pair)) => match <[Json; 2]>::try_from(pair) {
+                            Ok([args, task]) => Values::Walked(args, task),
+                            Err(_) => return false,
+                        },
+                        _ => return false,
+                    },
+                };
                 let fields = [
                     text_field(&effect),
                     text_field(&scope),
@@ -305,32 +316,8 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
                     text_field(&title),
                     text_field(&callsite),
                 ];
-                push_request(&s, fields, Values::Walked(args, task));
+                push_request(&s, fields, values);
                 true
-            },
-        )?,
-    )?;
-    let s = shared.clone();
-    host.set(
-        "requestText",
-        Function::new(
-            ctx.clone(),
-            move |effect: Value<'_>,
-                  scope: Value<'_>,
-                  task_id: Value<'_>,
-                  kind: Value<'_>,
-                  title: Value<'_>,
-                  callsite: Value<'_>,
-                  body: String| {
-                let fields = [
-                    text_field(&effect),
-                    text_field(&scope),
-                    text_field(&task_id),
-                    text_field(&kind),
-                    text_field(&title),
-                    text_field(&callsite),
-                ];
-                push_request(&s, fields, Values::Text(&body));
             },
         )?,
     )?;
@@ -399,25 +386,28 @@ fn install_host(ctx: &Ctx<'_>, shared: &Rc<Shared>) -> rquickjs::Result<()> {
 }
 
 /// An effect request's arguments and task (null while replaying), as they crossed from runtime.js.
-enum Values<'a> {
+enum Values {
     /// Walked to JSON already (see `tojson`).
     Walked(Json, Json),
     /// `JSON.stringify`'s text of `[args, task]`, for what the walk leaves to it.
-    Text(&'a str),
+    Text(String),
+    /// A text that does not convert to Rust's (a bug in runtime.js), with why.
+    Unreadable(String),
 }
 
 /// An effect request from runtime.js: its identity and labels as JavaScript strings (title and call site may be
 /// null), and its values. A resume sends tens of thousands of requests.
-fn push_request(shared: &Shared, fields: [TextField; 6], values: Values<'_>) {
+fn push_request(shared: &Shared, fields: [TextField; 6], values: Values) {
     let fault = |e: &dyn std::fmt::Display, shown: &dyn std::fmt::Display| {
         *shared.fault.borrow_mut() = Some(format!("malformed effect request ({e}): {shown}"));
     };
     let (args, task) = match values {
         Values::Walked(args, task) => (args, task),
-        Values::Text(body) => match serde_json::from_str::<(Json, Json)>(body) {
+        Values::Text(body) => match serde_json::from_str::<(Json, Json)>(&body) {
             Ok(values) => values,
             Err(e) => return fault(&e, &body),
         },
+        Values::Unreadable(why) => return fault(&why, &"the JSON text of [args, task]"),
     };
     let [effect, scope, task_id, kind, title, callsite] = fields;
     let required = |field: TextField, name: &str| match field {

@@ -192,7 +192,7 @@
     const site = replaying ? null : callsite(entry);
     const values = [args === undefined ? null : args, replaying ? null : desc];
     if (!host.request(effectId, scope.path, def.id, kind, title, site, values))
-      host.requestText(effectId, scope.path, def.id, kind, title, site, JSON.stringify(values));
+      host.request(effectId, scope.path, def.id, kind, title, site, JSON.stringify(values));
     return promise;
   }
   function preferFirst(first, prefs) {
