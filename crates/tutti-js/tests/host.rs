@@ -241,3 +241,30 @@ export async function process(inputs, ctx) {
     assert_eq!(requests[0].task.get("extra"), None, "undefined is left out");
     assert_eq!(requests[2].task["extra"], serde_json::from_str::<Value>("1152921504606847000").unwrap());
 }
+
+/// A map's branches take their indices when the map is called, not when its concurrency limit lets each one
+/// start: a parallel call made meanwhile in the same scope comes after all of them. The items are read once,
+/// so a function that grows the array does not grow the map.
+#[test]
+fn map_branches_are_numbered_when_the_map_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", (args) => ({ kind: "shell", title: `t ${args.n}` }));
+export async function process(inputs, ctx) {
+  const items = [1, 2, 3];
+  const slow = ctx.parallel.map(items, (x) => { items.push(x * 100); return ctx.task(t, { n: x }); }, { maxConcurrency: 1 });
+  const other = ctx.parallel.all([() => ctx.task(t, { n: 9 })]);
+  const [mapped, all] = await Promise.all([slow, other]);
+  return { mapped: mapped.map((m) => m.n), all: all.map((m) => m.n) };
+}
+"#,
+    );
+    let mut host = JsHost::load(&path).unwrap();
+    let (ids, out) = drive(&mut host, json!({}), |_| 0);
+    assert_eq!(ids, ["root/parallel:0/0", "root/parallel:3/0", "root/parallel:1/0", "root/parallel:2/0"]);
+    assert_eq!(out.unwrap(), json!({ "mapped": [1, 2, 3], "all": [9] }));
+}

@@ -166,7 +166,15 @@
     const effectId = scope.nextId();
     const labels = normalizeLabels(opts && (opts.labels || (opts.label ? [opts.label] : undefined)));
     const taskCtx = { effectId, taskId: def.id, runId, label: labels && labels[0], labels: labels || [] };
-    let desc = inScope(scope, () => describe(def, args, taskCtx));
+    // The builder runs in the requesting scope (inScope without its closure: this is every request's path).
+    const saved = current;
+    current = scope;
+    let desc;
+    try {
+      desc = describe(def, args, taskCtx);
+    } finally {
+      current = saved;
+    }
     const member = scope.member;
     if (member && member.harness && !replaying) desc = { ...desc, harness: preferFirst(member.harness, desc.harness) };
     // A member of an isolated group works in its own worktree, the same in every round.
@@ -214,16 +222,18 @@
   const mergeTask = builtinTask("tutti/merge", "merge");
 
   // ---- ctx.parallel ----
-  function settleAll(parent, starters, limit) {
+  // Starts `start(0)` to `start(n - 1)` in order, at most `limit` at a time; resolves with their results in
+  // index order, or rejects with the first failure.
+  function settleAll(parent, n, start, limit) {
     return new Promise((resolve, reject) => {
-      const results = new Array(starters.length);
+      const results = new Array(n);
       let next = 0, done = 0, failed = false;
-      if (starters.length === 0) return resolve(results);
+      if (n === 0) return resolve(results);
       const startNext = () => {
         const i = next++;
         let p;
         try {
-          p = Promise.resolve(starters[i]());
+          p = Promise.resolve(start(i));
         } catch (e) {
           p = Promise.reject(e);
         }
@@ -232,10 +242,10 @@
             results[i] = v;
             done++;
             if (failed) return;
-            if (done === starters.length) {
+            if (done === n) {
               current = parent;
               resolve(results);
-            } else if (next < starters.length) startNext();
+            } else if (next < n) startNext();
           },
           (e) => {
             if (failed) return;
@@ -245,8 +255,8 @@
           },
         );
       };
-      const n = Math.min(limit, starters.length);
-      for (let k = 0; k < n; k++) startNext();
+      const first = Math.min(limit, n);
+      for (let k = 0; k < first; k++) startNext();
     });
   }
   function limitOf(opts) {
@@ -265,14 +275,27 @@
       if (!Array.isArray(items)) throw new TypeError("ctx.parallel.all expects an array of thunks or promises");
       const parent = current;
       const starters = items.map((item) => starterFor(parent, item));
-      return settleAll(parent, starters, limitOf(opts));
+      return settleAll(parent, starters.length, (i) => starters[i](), limitOf(opts));
     },
     map(items, fn, opts) {
       if (!Array.isArray(items)) throw new TypeError("ctx.parallel.map expects an array");
       if (typeof fn !== "function") throw new TypeError("ctx.parallel.map expects a function");
       const parent = current;
-      const starters = items.map((item, i) => starterFor(parent, () => fn(item, i)));
-      return settleAll(parent, starters, limitOf(opts));
+      // Every item is a branch: their indices are taken now, so a branch's path does not depend on when a
+      // concurrency limit lets it start. No closures per item: a fan-out's cost is per item.
+      const list = items.slice();
+      const base = parent.branches;
+      parent.branches += list.length;
+      const start = (i) => {
+        const saved = current;
+        current = new Scope(parent.path + "/parallel:" + (base + i), parent.member);
+        try {
+          return fn(list[i], i);
+        } finally {
+          current = saved;
+        }
+      };
+      return settleAll(parent, list.length, start, limitOf(opts));
     },
   });
 
