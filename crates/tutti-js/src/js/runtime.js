@@ -41,8 +41,6 @@
       this.branches = 0;
       // The group member this scope belongs to, if any: its tasks run on the member's harness.
       this.member = member;
-      // Effects requested in this scope and not settled yet (what cancelling a member's item stops).
-      this.inflight = new Set();
     }
     nextId() {
       return this.path + "/" + this.calls++;
@@ -143,6 +141,9 @@
 
   // ---- effects ----
   const pending = new Map();
+  // Taken at load, so that a process that replaces Promise.withResolvers does not break its own requests (and
+  // cheaper than looking the global up on every request).
+  const withResolvers = Promise.withResolvers.bind(Promise);
   let runId = "";
   // While the host replays a journal, requests leave out what the journal already holds.
   let replaying = false;
@@ -189,10 +190,13 @@
     if (opts && typeof opts.worktree === "string" && !replaying) desc = { ...desc, worktree: opts.worktree };
     // The code that awaits the result continues in the caller's scope (a coordinator awaiting a member's task
     // stays the coordinator).
-    const caller = current;
-    const promise = new Promise((resolve, reject) => pending.set(effectId, { resolve, reject, scope, caller }));
+    // Its settlers wait in `pending` (withResolvers: no executor closure capturing this call's locals).
+    const settlers = withResolvers();
+    settlers.scope = scope;
+    settlers.caller = current;
+    pending.set(effectId, settlers);
+    const promise = settlers.promise;
     promise[EFFECT] = effectId;
-    scope.inflight.add(effectId);
     // The arguments and task cross as values (the host walks plain data straight to JSON); what it will not
     // walk crosses as JSON.stringify's text, so that both give the same JSON.
     const kind = desc.kind;
@@ -210,8 +214,10 @@
   function cancelEffect(effectId) {
     if (effectId !== undefined && pending.has(effectId)) host.cancel(effectId);
   }
+  // Cancels what `scope` requested and is still pending, in request order (what cancelling a member's item
+  // stops). A scan of the pending effects: rarer than a set per scope would be costly (one per fan-out branch).
   function cancelScope(scope) {
-    for (const id of scope.inflight) cancelEffect(id);
+    for (const [id, p] of pending) if (p.scope === scope) cancelEffect(id);
   }
   function builtinTask(id, kind) {
     definitions.set(id, { id, statics: { kind } });
@@ -845,7 +851,6 @@
     const p = pending.get(effectId);
     if (!p) return false;
     pending.delete(effectId);
-    p.scope.inflight.delete(effectId);
     current = p.caller;
     const value = JSON.parse(json);
     const member = p.scope.member;
