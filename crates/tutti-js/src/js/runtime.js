@@ -46,7 +46,16 @@
       return this.path + "/" + this.calls++;
     }
     branch() {
-      return new Scope(this.path + "/parallel:" + this.branches++, this.member);
+      return this.branchAt(this.branches++);
+    }
+    // The branch with index `index`, taken earlier (by `branch`, or as one of `count` reserved at once).
+    branchAt(index) {
+      return new Scope(this.path + "/parallel:" + index, this.member);
+    }
+    reserve(count) {
+      const first = this.branches;
+      this.branches += count;
+      return first;
     }
   }
   const root = new Scope("root");
@@ -215,7 +224,8 @@
     if (effectId !== undefined && pending.has(effectId)) host.cancel(effectId);
   }
   // Cancels what `scope` requested and is still pending, in request order (what cancelling a member's item
-  // stops). A scan of the pending effects: rarer than a set per scope would be costly (one per fan-out branch).
+  // stops). It scans the pending effects: such cancels are rare, and a set kept per scope cost every fan-out
+  // branch one.
   function cancelScope(scope) {
     for (const [id, p] of pending) if (p.scope === scope) cancelEffect(id);
   }
@@ -290,11 +300,10 @@
       // Every item is a branch: their indices are taken now, so a branch's path does not depend on when a
       // concurrency limit lets it start. No closures per item: a fan-out's cost is per item.
       const list = items.slice();
-      const base = parent.branches;
-      parent.branches += list.length;
+      const base = parent.reserve(list.length);
       const start = (i) => {
         const saved = current;
-        current = new Scope(parent.path + "/parallel:" + (base + i), parent.member);
+        current = parent.branchAt(base + i);
         try {
           return fn(list[i], i);
         } finally {
