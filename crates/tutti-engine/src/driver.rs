@@ -60,6 +60,8 @@ use scheduler::Scheduler;
 pub use changes::Changes;
 
 const LEASE_TTL_MS: i64 = 10_000;
+/// The most host events of a process's first step that share the run's first commit (see `Driver::create`).
+const FIRST_COMMIT_MAX: usize = 64;
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How long attempts' starts may wait in the buffer for the next commit before they get one of their own
@@ -263,19 +265,25 @@ impl<'a> Driver<'a> {
             options: new.options,
         };
         self.ledger.observe(&created, now);
-        let first = [NewEvent { ts_ms: now, event: created }];
-        let (run, holder) = (&self.opts.run_id, &self.opts.holder);
-        if !self.store.create_run_holding(run, &first, holder, wall_ms(), LEASE_TTL_MS)? {
-            self.acquire_lease()?;
+        let holder = self.opts.holder.clone();
+        self.journal.create_with_first_commit(NewEvent { ts_ms: now, event: created }, holder, LEASE_TTL_MS);
+        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });
+        // Announced before the process runs, so that one looping before its first await still shows its id.
+        self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: false, replayed: 0 });
+        let started = self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now);
+        // The run's first commit, before anything starts: its creation and lease, and what the process asked
+        // for first when that is little (one commit where two would do). A large first step (a fan-out) is
+        // committed by the writer while its first effects start.
+        let large = started.as_ref().is_ok_and(|events| events.len() > FIRST_COMMIT_MAX);
+        if large {
+            self.journal.flush()?;
+        }
+        let applied = started.and_then(|events| self.apply(events));
+        if !large {
+            self.journal.flush()?;
         }
         self.listen_for_commands()?;
-        self.record(Event::DriverAttached { holder: self.opts.holder.id.clone(), resumed: false });
-        self.observer.progress(Progress::Attached { run_id: self.opts.run_id.clone(), resumed: false, replayed: 0 });
-        let events = match self.host.start(&self.opts.run_id, &new.inputs, seed(&self.opts.run_id), now) {
-            Ok(events) => events,
-            Err(e) => return self.host_failed(e),
-        };
-        if let Err(e) = self.apply(events) {
+        if let Err(e) = applied {
             return self.host_failed(e);
         }
         self.drive()

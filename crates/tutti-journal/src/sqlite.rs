@@ -380,6 +380,35 @@ impl EventLog for SqliteStore {
         }
         Ok(())
     }
+
+    /// A passive checkpoint: it waits for nobody, and syncs the log before it moves frames. When readers
+    /// keep some frames in the log (or the checkpoint fails), the log is fsynced here instead.
+    fn persist(&mut self) -> Result<()> {
+        let result = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        // In WAL mode the row is (busy, frames in the log, frames moved); every frame moved means the
+        // checkpoint synced the log first (this one or an earlier one). Not in WAL mode (in memory): -1, -1.
+        let moved_all = matches!(result, Ok((0, log, moved)) if log == moved);
+        if !moved_all {
+            let synced = sync_log(Path::new(&self.path));
+            self.checked(synced)?;
+        }
+        self.checked(result.map_err(Error::from)).map(|_| ())
+    }
+}
+
+/// Fsyncs the write-ahead log of the journal at `db`, if there is one.
+fn sync_log(db: &Path) -> Result<()> {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    let log = std::path::PathBuf::from(name);
+    let failed = |source| Error::Sync { path: log.display().to_string(), source };
+    match std::fs::File::open(&log) {
+        Ok(file) => file.sync_data().map_err(failed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(failed(e)),
+    }
 }
 
 impl Blobs for SqliteStore {

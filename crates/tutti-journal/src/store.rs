@@ -71,6 +71,12 @@ pub enum Error {
     WriterGone,
     #[error("cannot start the journal writer thread")]
     Spawn(#[source] std::io::Error),
+    #[error("cannot flush the journal's log {path} to disk")]
+    Sync {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -190,6 +196,14 @@ pub trait EventLog: Send {
     /// a WAL checkpoint). `truncate` also empties the log file; it waits for readers, so drivers use it only
     /// at their end.
     fn checkpoint(&mut self, _truncate: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Make every commit so far stable, those made by [`EventLog::append_unsynced`] included. A driver's
+    /// last commit may then skip its own flush: this call, made before the driver's end leaves it, stands
+    /// for it. SQLite: a checkpoint, which syncs the log before moving it into the main file (the two fsyncs
+    /// the end of a run pays anyway), or one fsync of the log when readers keep frames in it.
+    fn persist(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -226,6 +226,9 @@ impl EventLog for WriterStore {
     fn checkpoint(&mut self, truncate: bool) -> Result<()> {
         lock(&self.store).checkpoint(truncate)
     }
+    fn persist(&mut self) -> Result<()> {
+        lock(&self.store).persist()
+    }
 }
 
 impl Blobs for WriterStore {

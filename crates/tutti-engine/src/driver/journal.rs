@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use tutti_journal::{Durability, Event, NewEvent, Pending, RunId, WriterHandle};
+use tutti_journal::{
+    Durability, Event, EventLog, LeaseHolder, LeaseOutcome, Leases, NewEvent, Pending, RunId, WriterHandle,
+};
 
 use super::Faults;
 use crate::error::Error;
@@ -23,11 +25,28 @@ pub(crate) struct JournalBuffer {
     commits: u64,
     faults: Faults,
     platform: Arc<dyn Platform>,
+    /// Set while the run's first commit is still to come and must create the run (see
+    /// [`JournalBuffer::create_with_first_commit`]).
+    creating: Option<Creating>,
+}
+
+/// The lease a new run's first commit takes with it.
+struct Creating {
+    holder: LeaseHolder,
+    ttl_ms: i64,
 }
 
 impl JournalBuffer {
     pub(crate) fn new(run_id: RunId, writer: WriterHandle, faults: Faults, platform: Arc<dyn Platform>) -> Self {
-        Self { run_id, writer, buffer: Vec::new(), in_flight: None, commits: 0, faults, platform }
+        Self { run_id, writer, buffer: Vec::new(), in_flight: None, commits: 0, faults, platform, creating: None }
+    }
+
+    /// The run does not exist yet: the first commit creates it with `created` (its `RunCreated`) and the
+    /// events recorded before it, and takes its lease for `holder`, in one transaction (one fsync where two
+    /// would do).
+    pub(crate) fn create_with_first_commit(&mut self, created: NewEvent, holder: LeaseHolder, ttl_ms: i64) {
+        self.buffer.insert(0, created);
+        self.creating = Some(Creating { holder, ttl_ms });
     }
 
     /// Buffer an event for the next commit; returns its timestamp.
@@ -64,15 +83,48 @@ impl JournalBuffer {
     /// (the next start of a fan-out) is made durable against tutti's death but not fsynced: the machine's
     /// crash may lose such facts without harm (see [`JournalBuffer::holds_only_starts`]).
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        let durability = if self.holds_only_starts() { Durability::Process } else { Durability::Stable };
+        self.flush_as(durability)
+    }
+
+    /// Commit everything recorded so far without making it stable: the driver's end, which the store's
+    /// `persist` then makes stable before the end leaves the driver (one fsync fewer than a stable commit
+    /// followed by the checkpoint every end makes).
+    pub(crate) fn flush_unsynced(&mut self) -> Result<(), Error> {
+        self.flush_as(Durability::Process)
+    }
+
+    fn flush_as(&mut self, durability: Durability) -> Result<(), Error> {
         self.confirm()?;
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let durability = if self.holds_only_starts() { Durability::Process } else { Durability::Stable };
         let events = std::mem::take(&mut self.buffer);
-        self.writer.append_now(self.run_id.clone(), events, durability)?;
+        match self.creating.take() {
+            Some(creating) => self.create(&events, creating)?,
+            None => {
+                self.writer.append_now(self.run_id.clone(), events, durability)?;
+            }
+        }
         self.committed();
         Ok(())
+    }
+
+    /// The run's first commit: it creates the run, always stable. A backend that cannot take the lease in
+    /// the same transaction takes it right after.
+    fn create(&mut self, events: &[NewEvent], creating: Creating) -> Result<(), Error> {
+        let Creating { holder, ttl_ms } = creating;
+        let mut store = self.writer.store();
+        let now = super::wall_ms();
+        if store.create_run_holding(&self.run_id, events, &holder, now, ttl_ms)? {
+            return Ok(());
+        }
+        let platform = Arc::clone(&self.platform);
+        let is_gone = move |h: &LeaseHolder| platform.holder_is_gone(h);
+        match store.acquire_lease(&self.run_id, &holder, now, ttl_ms, &is_gone)? {
+            LeaseOutcome::Acquired => Ok(()),
+            LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.run_id.clone(), holder }),
+        }
     }
 
     /// Hand the buffer to the writer without waiting for its commit (at most one commit in flight), so the
@@ -80,6 +132,9 @@ impl JournalBuffer {
     pub(crate) fn submit(&mut self) -> Result<(), Error> {
         if self.buffer.is_empty() {
             return Ok(());
+        }
+        if self.creating.is_some() {
+            return self.flush();
         }
         self.confirm()?;
         let events = std::mem::take(&mut self.buffer);
@@ -121,7 +176,7 @@ mod tests {
     use tutti_journal::{EventLog, SqliteStore, Writer};
 
     use super::*;
-    use crate::driver::tests::{TestPlatform, new_run};
+    use crate::driver::tests::{TestPlatform, new_run, run_created};
 
     fn buffer(dir: &tempfile::TempDir) -> (JournalBuffer, SqliteStore) {
         let path = dir.path().join("tutti.db");
@@ -168,6 +223,27 @@ mod tests {
             .collect();
         assert_eq!(messages, ["0", "1", "2", "3", "4"]);
         assert_eq!(journal.commits(), 5);
+    }
+
+    #[test]
+    fn the_first_commit_creates_the_run_with_what_was_recorded_and_takes_its_lease() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tutti.db");
+        let writer = Writer::spawn(Box::new(SqliteStore::open(&path).expect("store"))).expect("writer");
+        let platform = Arc::new(TestPlatform::default());
+        let holder = platform.lease_holder();
+        let mut journal = JournalBuffer::new("new".into(), writer, Faults::default(), platform);
+        journal.create_with_first_commit(run_created(), holder.clone(), 10_000);
+        journal.record(log("a"));
+        let store = SqliteStore::open(&path).expect("store");
+        assert!(store.run(&"new".into()).expect("run").is_none(), "nothing is written before the first commit");
+        journal.submit().expect("submit");
+        assert_eq!(journal.commits(), 1, "the run, its lease and the event in one commit");
+        assert_eq!(store.read(&"new".into(), 0).expect("read").len(), 2);
+        assert_eq!(store.lease(&"new".into(), 0).expect("lease"), Some(holder));
+        journal.record(log("b"));
+        journal.flush().expect("flush");
+        assert_eq!(store.read(&"new".into(), 0).expect("read").len(), 3, "later commits append");
     }
 
     #[test]

@@ -225,6 +225,36 @@ fn a_truncating_checkpoint_leaves_the_whole_journal_in_the_main_file() {
 }
 
 #[test]
+fn persist_moves_an_unsynced_commit_into_the_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&"r".to_owned(), &[created(1)]).unwrap();
+    store.append_unsynced(&[("r".to_owned(), vec![log(2, "the end".into())])]).unwrap();
+    store.persist().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    assert_eq!(SqliteStore::open(&copy).unwrap().read(&"r".to_owned(), 0).unwrap().len(), 2);
+    drop(store);
+}
+
+#[test]
+fn persist_syncs_the_log_when_a_reader_keeps_frames_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tutti.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.create_run(&"r".to_owned(), &[created(1)]).unwrap();
+    let reader = SqliteStore::open(&path).unwrap();
+    reader.conn.execute_batch("BEGIN; SELECT count(*) FROM events;").unwrap();
+    store.append_unsynced(&[("r".to_owned(), vec![log(2, "the end".into())])]).unwrap();
+    store.persist().unwrap();
+    let moved: (i64, i64, i64) =
+        store.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    assert!(moved.1 > moved.2, "the reader kept frames in the log: {moved:?}");
+    reader.conn.execute_batch("COMMIT").unwrap();
+}
+
+#[test]
 fn events_are_stored_with_kind_and_version() {
     let mut store = SqliteStore::open_in_memory().unwrap();
     store.create_run(&"r".to_owned(), &[created(1)]).unwrap();

@@ -71,6 +71,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Create run `id` in `store`, as `tutti run` would before its driver starts.
 pub(crate) fn new_run(store: &mut dyn EventLog, id: &str) {
+    store.create_run(&id.to_string(), &[run_created()]).expect("create run");
+}
+
+/// A run's first event.
+pub(crate) fn run_created() -> NewEvent {
     let created = Event::RunCreated {
         process: "test.js".into(),
         inputs: Payload::Inline(Value::Null),
@@ -78,7 +83,7 @@ pub(crate) fn new_run(store: &mut dyn EventLog, id: &str) {
         modules: Vec::new(),
         options: json!({}),
     };
-    store.create_run(&id.to_string(), &[NewEvent { ts_ms: 1, event: created }]).expect("create run");
+    NewEvent { ts_ms: 1, event: created }
 }
 
 /// What the scripted process was told: an effect's outcome, or a message to the coordinator.
