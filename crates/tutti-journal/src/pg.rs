@@ -395,6 +395,15 @@ impl EventLog for PgStore {
         self.write(false, |s, tx| batches.iter().map(|(run, events)| s.write_events(tx, run, events)).collect())
     }
 
+    /// A synchronous commit that takes a transaction id: the server writes its commit record and waits until
+    /// its log is flushed up to it, which covers every unsynced commit before it.
+    fn persist(&mut self) -> Result<()> {
+        self.write(true, |_, tx| {
+            tx.batch_execute("SELECT pg_current_xact_id()")?;
+            Ok(())
+        })
+    }
+
     fn read(&self, run: &RunId, after: Seq) -> Result<Vec<Record>> {
         self.read_in(run, after, None)
     }

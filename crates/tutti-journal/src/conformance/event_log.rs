@@ -20,6 +20,7 @@ pub const EVENT_LOG_CHECKS: &[(&str, Check)] = &[
     check!(runs_are_listed_oldest_first),
     check!(unknown_run_errors),
     check!(existing_run_cannot_be_created_again),
+    check!(persist_keeps_unsynced_commits),
 ];
 
 pub fn create_and_read_round_trip(store: &mut dyn EventLog) {
@@ -130,4 +131,15 @@ pub fn existing_run_cannot_be_created_again(store: &mut dyn EventLog) {
     assert!(matches!(&err, Error::RunExists(run) if run == RUN_A), "expected RunExists, got {err:?}");
     assert_eq!(store.read(&id(RUN_A), 0).expect("read").len(), 1, "the refused events are not written");
     assert_eq!(store.run(&id(RUN_A)).expect("run").expect("run").process, "p.js");
+}
+
+/// An unsynced commit followed by `persist` (a driver's end) reads back like any other, and `persist` with
+/// nothing unsynced is harmless.
+pub fn persist_keeps_unsynced_commits(store: &mut dyn EventLog) {
+    new_run(store, RUN_A, 1);
+    store.persist().expect("persist with nothing unsynced");
+    store.append_unsynced(&[(id(RUN_A), vec![log(2, "the end")])]).expect("append_unsynced");
+    store.persist().expect("persist");
+    assert_eq!(messages(store, RUN_A), ["the end"]);
+    assert_eq!(store.run(&id(RUN_A)).expect("run").map(|r| r.events), Some(2));
 }

@@ -146,6 +146,6 @@ mod tests {
         let by_part: Vec<&str> = PARTS.iter().flat_map(|(_, checks)| checks.iter().map(|(name, _)| *name)).collect();
         let all: Vec<&str> = CHECKS.iter().map(|(name, _)| *name).collect();
         assert_eq!(all, by_part);
-        assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), 24, "24 distinct checks: {all:?}");
+        assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), 25, "25 distinct checks: {all:?}");
     }
 }
