@@ -3,8 +3,9 @@
 //! knows nothing of tasks, jobs or outcomes; the harnesses turn an [`Exit`] into those.
 //!
 //! Lifecycle of one process (steps 2–4 run on one watcher thread for all processes, `process/reactor.rs`):
-//! 1. spawn in a new process group (group id = the child's pid); stdin is `/dev/null` or a pipe the watcher
-//!    feeds; the watcher reads stdout and stderr, keeping only the last [`OUTPUT_CAP`] bytes of each.
+//! 1. spawn in a new process group (group id = the child's pid), through `std` or, for a plain command,
+//!    `process/spawn.rs`; stdin is `/dev/null` or a pipe the watcher feeds; the watcher reads stdout and
+//!    stderr, keeping only the last [`OUTPUT_CAP`] bytes of each.
 //! 2. the watcher learns that the direct child exited from a pidfd, *without reaping it*, so the group id
 //!    cannot be reused by another process while we may still signal it;
 //! 3. it gives the pipes [`READER_GRACE`] to reach end of file, then sends `SIGKILL` to the group: whatever
@@ -17,11 +18,13 @@
 //! [`STOP_GRACE`] if the direct child is still there; once the child exits, step 3 kills the rest at once.
 
 mod reactor;
+mod spawn;
 mod workers;
 
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -52,6 +55,10 @@ pub struct Options {
     /// The exit callback is quick (no disk or network work, no waiting): run it on the watcher thread, which
     /// saves a thread hand-off per process. Slow callbacks run on a pooled worker.
     pub quick_exit: bool,
+    /// The commands' environment is tutti's own plus their overrides (no `env_clear`), and nothing else of
+    /// `Command`'s is set but the program, arguments and directory: tutti may start them itself, without
+    /// `posix_spawn`'s per-call stack (`process/spawn.rs`), when the program is an absolute path.
+    pub plain: bool,
 }
 
 /// What [`Options::on_line`] calls.
@@ -59,7 +66,7 @@ pub type LineSink = Box<dyn FnMut(&str) + Send>;
 
 impl Default for Options {
     fn default() -> Self {
-        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP, on_line: None, quick_exit: false }
+        Self { stdin: None, timeout: None, output_cap: OUTPUT_CAP, on_line: None, quick_exit: false, plain: false }
     }
 }
 
@@ -71,6 +78,7 @@ impl std::fmt::Debug for Options {
             .field("output_cap", &self.output_cap)
             .field("on_line", &self.on_line.is_some())
             .field("quick_exit", &self.quick_exit)
+            .field("plain", &self.plain)
             .finish()
     }
 }
@@ -113,11 +121,16 @@ where
     let mut failure = io::Error::other("nothing to run");
     let mut started = None;
     for mut command in commands {
-        let stdin = if options.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
-        command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-        match command.spawn() {
-            Ok(child) => {
-                started = Some(child);
+        let spawned = if options.plain && spawn::suits(&command) {
+            spawn::spawn(&command, options.stdin.is_some()).map(Kid::from_own)
+        } else {
+            let stdin = if options.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
+            command.process_group(0).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.spawn().map(Kid::from_std)
+        };
+        match spawned {
+            Ok(kid) => {
+                started = Some(kid);
                 break;
             }
             Err(err) => failure = err,
@@ -125,7 +138,7 @@ where
     }
     let child = started.ok_or(failure)?;
     let group = Arc::new(Group::new(child.id()));
-    let Options { stdin, timeout, output_cap, on_line, quick_exit } = options;
+    let Options { stdin, timeout, output_cap, on_line, quick_exit, plain: _ } = options;
     let watch = reactor::Watch {
         child,
         group: Arc::clone(&group),
@@ -142,6 +155,49 @@ where
         return Err(err);
     }
     Ok(ProcessHandle { group })
+}
+
+/// A started child: its pid and the parent's ends of its pipes (taken by the watcher). Reaped with
+/// `waitpid` whichever way it was started.
+pub(crate) struct Kid {
+    pid: libc::pid_t,
+    pub(crate) stdin: Option<OwnedFd>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+}
+
+impl Kid {
+    fn from_std(mut child: Child) -> Self {
+        Self {
+            pid: child.id() as libc::pid_t,
+            stdin: child.stdin.take().map(OwnedFd::from),
+            stdout: child.stdout.take().map(OwnedFd::from),
+            stderr: child.stderr.take().map(OwnedFd::from),
+        }
+    }
+
+    fn from_own(started: spawn::Started) -> Self {
+        Self { pid: started.pid, stdin: started.stdin, stdout: Some(started.stdout), stderr: Some(started.stderr) }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Reap the child (it has exited, or its group was killed).
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child with a valid pointer.
+            if unsafe { libc::waitpid(self.pid, &mut status, 0) } >= 0 {
+                return Ok(ExitStatus::from_raw(status));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
 }
 
 /// Run `command` to its end and return how it ended (blocking).
@@ -372,6 +428,56 @@ mod tests {
         let exit = run(sh("echo out; echo err >&2; exit 3"), Options::default()).unwrap();
         assert_eq!((exit.code, exit.signal, exit.stopped), (Some(3), None, None));
         assert_eq!((exit.stdout.as_str(), exit.stderr.as_str()), ("out\n", "err\n"));
+    }
+
+    fn plain() -> Options {
+        Options { plain: true, ..Options::default() }
+    }
+
+    #[test]
+    fn a_plain_start_captures_output_and_exit_code_and_feeds_stdin() {
+        let options = Options { stdin: Some(b"hello\n".to_vec()), ..plain() };
+        let exit = run(sh("cat; echo err >&2; exit 3"), options).unwrap();
+        assert_eq!((exit.code, exit.signal, exit.stopped), (Some(3), None, None));
+        assert_eq!((exit.stdout.as_str(), exit.stderr.as_str()), ("hello\n", "err\n"));
+        assert_eq!(run(sh("cat"), plain()).unwrap().stdout, "", "no stdin given: /dev/null");
+    }
+
+    #[test]
+    fn a_plain_start_has_tuttis_environment_with_overrides_its_directory_a_group_and_default_signals() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = sh("echo \"$TUTTI_PLAIN_A|${TUTTI_PLAIN_B-unset}|${HOME:+home}\"; pwd; \
+                              echo $$ $(ps -o pgid= -p $$)");
+        command.env("TUTTI_PLAIN_A", "set").env_remove("TUTTI_PLAIN_B").current_dir(dir.path());
+        // SAFETY: a test-only variable no other test reads.
+        unsafe { std::env::set_var("TUTTI_PLAIN_B", "inherited") };
+        let exit = run(command, plain()).unwrap();
+        let lines: Vec<&str> = exit.stdout.lines().collect();
+        assert_eq!(lines[0], "set|unset|home", "{}", exit.stdout);
+        assert_eq!(std::path::Path::new(lines[1]).canonicalize().unwrap(), dir.path().canonicalize().unwrap());
+        let ids: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(ids[0], ids[1], "the child leads a process group of its own");
+        // The program's own view of its signals, as exec'd (a shell blocks them while it waits for a child).
+        let grep = || {
+            let mut grep = Command::new("/bin/grep");
+            grep.args(["-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+            grep
+        };
+        let own = run(grep(), plain()).unwrap().stdout;
+        assert!(own.starts_with("SigBlk:\t0000000000000000\n"), "no signal blocked: {own}");
+        let ignored = u64::from_str_radix(own.trim_end().rsplit('\t').next().unwrap(), 16).unwrap();
+        assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is not ignored: {own}");
+        assert_eq!(own, run(grep(), Options::default()).unwrap().stdout, "the same signals as std gives");
+    }
+
+    #[test]
+    fn a_plain_start_of_a_missing_program_fails_and_the_next_command_runs() {
+        let err = run(Command::new("/nonexistent/tutti-no-such-program"), plain()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        let (tx, rx) = mpsc::channel();
+        let commands = vec![Command::new("/nonexistent/tutti-no-such-program"), sh("echo second")];
+        spawn_first(commands, plain(), move |e| tx.send(e).unwrap()).unwrap();
+        assert_eq!(recv_within(&rx, Duration::from_secs(30)).unwrap().stdout, "second\n");
     }
 
     #[test]

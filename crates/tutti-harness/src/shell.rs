@@ -49,7 +49,8 @@ impl ShellHarness {
             .collect();
         commands.push(spec.command_of(job, "/bin/sh", &["-c", &spec.command]));
         // Building the outcome is quick: it runs on the process watcher's thread.
-        let options = Options { timeout: spec.timeout, quick_exit: true, ..Options::default() };
+        // Its commands are plain (program, arguments, directory, environment overrides): tutti starts them.
+        let options = Options { timeout: spec.timeout, quick_exit: true, plain: true, ..Options::default() };
         process::spawn_first(commands, options, on_exit).map_err(|source| Error::Spawn { what, source })
     }
 }

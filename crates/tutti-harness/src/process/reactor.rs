@@ -12,19 +12,19 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Capture, DRAIN_GRACE, Exit, Group, LINE_CAP, LineSink, READER_GRACE, STOP_GRACE, Stop, workers};
+use super::{Capture, DRAIN_GRACE, Exit, Group, Kid, LINE_CAP, LineSink, READER_GRACE, STOP_GRACE, Stop, workers};
 
 /// What the exit callback of one process is.
 pub(super) type OnExit = Box<dyn FnOnce(io::Result<Exit>) + Send>;
 
 /// A freshly spawned child for the loop to watch. Its pipes are taken out of `child` and made non-blocking.
 pub(super) struct Watch {
-    pub(super) child: Child,
+    pub(super) child: Kid,
     pub(super) group: Arc<Group>,
     pub(super) stdin: Option<Vec<u8>>,
     pub(super) output_cap: usize,
@@ -136,7 +136,7 @@ enum Phase {
 }
 
 struct Proc {
-    child: Child,
+    child: Kid,
     group: Arc<Group>,
     pidfd: Option<OwnedFd>,
     stdout: Option<Stream>,
@@ -285,9 +285,9 @@ impl Proc {
     /// A process's entry, with its fds registered under `id`.
     fn start(epoll: &OwnedFd, id: u64, watch: Watch) -> Self {
         let Watch { mut child, group, stdin, output_cap, on_line, timeout, quick_exit, on_exit } = watch;
-        let stdout = child.stdout.take().map(|p| Stream { fd: p.into(), on_line, line: Vec::new() });
-        let stderr = child.stderr.take().map(|p| Stream { fd: p.into(), on_line: None, line: Vec::new() });
-        let feed = child.stdin.take().zip(stdin).map(|(p, data)| Feed { fd: p.into(), data, written: 0 });
+        let stdout = child.stdout.take().map(|fd| Stream { fd, on_line, line: Vec::new() });
+        let stderr = child.stderr.take().map(|fd| Stream { fd, on_line: None, line: Vec::new() });
+        let feed = child.stdin.take().zip(stdin).map(|(fd, data)| Feed { fd, data, written: 0 });
         let mut proc = Self {
             pidfd: None,
             stdout: None,
