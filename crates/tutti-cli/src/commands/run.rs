@@ -18,7 +18,7 @@ use tutti_js::JsHost;
 
 use crate::args::{DriveArgs, ResumeArgs, RunArgs};
 use crate::commands::{display, find_run, open_for_driver, open_or_create, open_store, worktrees};
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::output::{self, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError};
 use crate::signals;
 
@@ -55,8 +55,21 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
     let inputs = parse_inputs(args.inputs.as_deref())?;
     let path = std::fs::canonicalize(&args.process)
         .map_err(|e| UserError::new(format!("process file {}: {e}", args.process.display())))?;
-    let mut host = JsHost::load_interruptible(&path, shutdown.clone())?;
-    let (store, writer) = open_for_driver(config, open_or_create)?;
+    // A project's existing journal opens (and is checked) on the other core while the process loads. A new
+    // one is created only once the process has loaded, so a broken process file leaves no `.tutti/` behind.
+    let existing = matches!(&config.store, StoreLocation::Sqlite(db) if db.exists());
+    let (mut host, (store, writer)) = if existing {
+        let (host, opened) = std::thread::scope(|scope| {
+            let opening = scope.spawn(|| open_for_driver(config, open_or_create));
+            let host = JsHost::load_interruptible(&path, shutdown.clone());
+            (host, opening.join())
+        });
+        let opened = opened.unwrap_or_else(|_| Err(anyhow::anyhow!("the thread opening the journal panicked")));
+        (host?, opened?)
+    } else {
+        let host = JsHost::load_interruptible(&path, shutdown.clone())?;
+        (host, open_for_driver(config, open_or_create)?)
+    };
     let last = writer.clone();
     let run_id = ulid::Ulid::new().to_string();
     let secret = ulid::Ulid::new().to_string();
