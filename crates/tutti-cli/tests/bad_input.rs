@@ -26,6 +26,10 @@ fn assert_refused(project: &Project, before: &[Value], out: &Output, needles: &[
         assert!(out.stderr.contains(needle), "expected {needle:?} on stderr:\n{out}");
     }
     assert!(!out.stderr.contains("panicked"), "{out}");
+    // The journal was closed as a run closes it: no log left beside it.
+    for log in [".tutti/tutti.db-wal", ".tutti/tutti.db-shm"] {
+        assert!(!project.path(log).exists(), "{log} was left behind");
+    }
     assert_eq!(project.runs(), before, "the journal changed");
 }
 

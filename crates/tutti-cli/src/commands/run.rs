@@ -65,7 +65,17 @@ pub(crate) fn start(config: &Config, args: RunArgs, shutdown: Arc<AtomicBool>, m
             (host, opening.join())
         });
         let opened = opened.unwrap_or_else(|_| Err(anyhow::anyhow!("the thread opening the journal panicked")));
-        (host?, opened?)
+        match host {
+            Ok(host) => (host, opened?),
+            Err(e) => {
+                // Close the journal as a run would (its log checkpointed and removed) before reporting.
+                if let Ok((store, writer)) = opened {
+                    drop(store);
+                    drop(writer.shutdown());
+                }
+                return Err(e.into());
+            }
+        }
     } else {
         let host = JsHost::load_interruptible(&path, shutdown.clone())?;
         (host, open_for_driver(config, open_or_create)?)
