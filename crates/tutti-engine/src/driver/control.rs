@@ -64,14 +64,8 @@ impl Driver<'_> {
     }
 
     pub(super) fn acquire_lease(&mut self) -> Result<(), Error> {
-        let platform = Arc::clone(&self.opts.platform);
-        let is_gone = move |holder: &LeaseHolder| platform.holder_is_gone(holder);
-        let outcome =
-            self.store.acquire_lease(&self.opts.run_id, &self.opts.holder, wall_ms(), LEASE_TTL_MS, &is_gone)?;
-        match outcome {
-            LeaseOutcome::Acquired => Ok(()),
-            LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.opts.run_id.clone(), holder }),
-        }
+        let (run, holder, platform) = (&self.opts.run_id, &self.opts.holder, &self.opts.platform);
+        take_lease(self.store.as_mut(), run, holder, platform, (wall_ms(), LEASE_TTL_MS))
     }
 
     /// Where the journal can push word of new commands (PostgreSQL), a thread waits for it and wakes the
@@ -99,6 +93,23 @@ impl Driver<'_> {
     pub(super) fn release(&mut self) {
         // Best effort: an unreleased lease expires by itself.
         let _ = self.store.release_lease(&self.opts.run_id, &self.opts.holder);
+    }
+}
+
+/// Take `run`'s lease for `holder` (from `now_ms`, for `ttl_ms`), over a holder whose process `platform`
+/// finds gone; another live holder makes it [`Error::Busy`].
+pub(super) fn take_lease(
+    store: &mut dyn tutti_journal::Leases,
+    run: &RunId,
+    holder: &LeaseHolder,
+    platform: &Arc<dyn Platform>,
+    (now_ms, ttl_ms): (i64, i64),
+) -> Result<(), Error> {
+    let platform = Arc::clone(platform);
+    let is_gone = move |h: &LeaseHolder| platform.holder_is_gone(h);
+    match store.acquire_lease(run, holder, now_ms, ttl_ms, &is_gone)? {
+        LeaseOutcome::Acquired => Ok(()),
+        LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: run.clone(), holder }),
     }
 }
 

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use tutti_journal::{
-    Durability, Event, EventLog, LeaseHolder, LeaseOutcome, Leases, NewEvent, Pending, RunId, WriterHandle,
-};
+use tutti_journal::{Durability, Event, EventLog, LeaseHolder, NewEvent, Pending, RunId, WriterHandle};
 
 use super::Faults;
 use crate::error::Error;
@@ -119,12 +117,7 @@ impl JournalBuffer {
         if store.create_run_holding(&self.run_id, events, &holder, now, ttl_ms)? {
             return Ok(());
         }
-        let platform = Arc::clone(&self.platform);
-        let is_gone = move |h: &LeaseHolder| platform.holder_is_gone(h);
-        match store.acquire_lease(&self.run_id, &holder, now, ttl_ms, &is_gone)? {
-            LeaseOutcome::Acquired => Ok(()),
-            LeaseOutcome::Busy { holder, .. } => Err(Error::Busy { run: self.run_id.clone(), holder }),
-        }
+        super::control::take_lease(&mut store, &self.run_id, &holder, &self.platform, (now, ttl_ms))
     }
 
     /// Hand the buffer to the writer without waiting for its commit (at most one commit in flight), so the
@@ -173,7 +166,7 @@ impl JournalBuffer {
 
 #[cfg(test)]
 mod tests {
-    use tutti_journal::{EventLog, SqliteStore, Writer};
+    use tutti_journal::{EventLog, Leases, SqliteStore, Writer};
 
     use super::*;
     use crate::driver::tests::{TestPlatform, new_run, run_created};
