@@ -192,6 +192,49 @@ export async function process(inputs, ctx) {
     }
 }
 
+/// A priority that is not a number is refused naming where it was given: ctx.task's option, the task's own
+/// description, or the group's options. A valid one rides on the task description.
+#[test]
+fn a_bad_priority_is_refused_naming_where_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "p.js",
+        r#"
+import { defineTask } from "tutti";
+const t = defineTask("t", () => ({ kind: "shell" }));
+const own = defineTask("own", () => ({ kind: "shell", priority: "high" }));
+export async function process(inputs, ctx) {
+  const seen = [];
+  for (const f of [() => ctx.task(t, {}, { priority: "urgent" }), () => ctx.task(own, {}), () => ctx.group("g", { priority: NaN })]) {
+    try { f(); seen.push("accepted"); } catch (e) { seen.push(`${e.name}: ${e.message}`); }
+  }
+  ctx.task(t, { ok: true }, { priority: 3 });
+  return seen;
+}
+"#,
+    );
+    let mut host = JsHost::load(&path).unwrap();
+    let (ids, out) = drive(&mut host, Value::Null, |_| 0);
+    // A refused call still took its index (root/0 and root/1), as it always has: ids stay stable.
+    assert_eq!(ids, ["root/2"], "only the valid request was made");
+    assert_eq!(
+        out.unwrap(),
+        json!([
+            "TypeError: ctx.task(\"t\"): priority must be a number (higher goes first), not \"urgent\"",
+            "TypeError: task \"own\": priority must be a number (higher goes first), not \"high\"",
+            "TypeError: ctx.group(\"g\"): priority must be a number (higher goes first), not null",
+        ])
+    );
+    let mut host = JsHost::load(&path).unwrap();
+    let events = host.start("01X", &Value::Null, 1, 0).unwrap();
+    let task = events.iter().find_map(|e| match e {
+        HostEvent::Request(r) => Some(r.task.clone()),
+        _ => None,
+    });
+    assert_eq!(task, Some(json!({ "kind": "shell", "priority": 3 })));
+}
+
 /// Arguments and task descriptions reach the host as `JSON.stringify` writes them, whether they cross as
 /// values (plain data) or as its text (a date, a fraction, a `toJSON`): the same JSON, so the same digests.
 #[test]

@@ -19,19 +19,22 @@ pub enum Changes {
 }
 
 impl Driver<'_> {
-    /// Replay the journal, first from `records`. A changed call met under [`Changes::Accept`] is accepted and
+    /// Replay the journal, first from `records` (and `started`, what the process's start did, when the
+    /// journal was read while it started). A changed call met under [`Changes::Accept`] is accepted and
     /// replay starts over with what it supersedes forgotten. A pass that accepted changes journals first that
     /// the driver attached (`code_change` with it) and the changes, so that they precede the requests that
     /// follow from them.
     pub(super) fn replay_changes(
         &mut self,
         records: Vec<Record>,
+        started: Option<Vec<HostEvent>>,
         start: (&Value, i64),
         code_change: Option<&Event>,
         changes: Changes,
     ) -> Result<(Replay, Vec<Accepted>), Error> {
         let mut accepted: Vec<Accepted> = Vec::new();
         let mut first = Some(records);
+        let mut started = started;
         loop {
             let records = match first.take() {
                 Some(records) => records,
@@ -47,8 +50,21 @@ impl Driver<'_> {
             }
             // After a change the process runs past the journal, and with nothing journaled it starts afresh:
             // either way its new requests need their tasks and call sites.
-            self.host.set_replaying(accepted.is_empty() && !replay.is_empty());
-            let divergence = match self.replay(&mut replay, start.0, start.1) {
+            let replaying = accepted.is_empty() && !replay.is_empty();
+            let started = match started.take() {
+                Some(events) if replaying => Some(events),
+                // Started as a replay, but the journal holds no request: the process must start afresh,
+                // recording its tasks and call sites.
+                Some(_) => {
+                    self.host.restart()?;
+                    None
+                }
+                None => None,
+            };
+            if started.is_none() {
+                self.host.set_replaying(replaying);
+            }
+            let divergence = match self.replay(&mut replay, start.0, start.1, started) {
                 Ok(()) => return Ok((replay, accepted)),
                 Err(Error::Nondeterminism(divergence)) => divergence,
                 Err(e) => return Err(e),

@@ -4,16 +4,20 @@
 
 use super::*;
 
+/// From this many journaled events, a resume reads the journal on a second thread while the process starts.
+/// Below it, the thread costs about what it saves.
+const READ_WHILE_STARTING_FROM: u64 = 2_000;
+
 impl Driver<'_> {
     /// Take over an existing run: replay its journal, then drive it to its end. `changes` says what to do
     /// with a call the edited process now makes with other arguments than the journal has.
     pub fn resume(mut self, current_code_hash: &str, changes: Changes) -> Result<RunEnd, Error> {
-        if self.store.run(&self.opts.run_id)?.is_none() {
+        let Some(summary) = self.store.run(&self.opts.run_id)? else {
             return Err(Error::UnknownRun(self.opts.run_id.clone()));
-        }
+        };
         self.acquire_lease()?;
         self.listen_for_commands()?;
-        let records = self.store.read(&self.opts.run_id, 0)?;
+        let (records, started) = self.read_journal(&summary)?;
         if let Some(end) = finished(&records, self.store.as_ref())? {
             self.release();
             return Ok(end);
@@ -23,7 +27,8 @@ impl Driver<'_> {
         let (inputs, created_ms) = self.created(&records)?;
         self.check_names(&records)?;
         let replayed = records.len();
-        let outcome = self.replay_changes(records, (&inputs, created_ms), pending_code_change.as_ref(), changes);
+        let outcome =
+            self.replay_changes(records, started, (&inputs, created_ms), pending_code_change.as_ref(), changes);
         self.host.set_replaying(false);
         let (replay, accepted) = match outcome {
             Err(Error::Nondeterminism(mut divergence)) => {
@@ -45,10 +50,47 @@ impl Driver<'_> {
         self.drive()
     }
 
+    /// The run's journal. A long one is read on a second thread while the process starts replaying (it needs
+    /// only the run's inputs, from the first event): reading and decoding the journal and re-running the
+    /// process up to its first wait are each a large part of a resume, and neither needs the other. Returns
+    /// the events and, when the process started meanwhile, what its start did.
+    fn read_journal(
+        &mut self,
+        summary: &tutti_journal::RunSummary,
+    ) -> Result<(Vec<Record>, Option<Vec<HostEvent>>), Error> {
+        let run = self.opts.run_id.clone();
+        if summary.events < READ_WHILE_STARTING_FROM || summary.status.is_terminal() {
+            return Ok((self.store.read(&run, 0)?, None));
+        }
+        let first = self.store.first_event(&run)?;
+        let (inputs, created_ms) = self.created(first.as_slice())?;
+        let store = &mut *self.store;
+        let host = &mut *self.host;
+        let (records, started) = std::thread::scope(|scope| {
+            let id = &run;
+            // Moved, not shared: the store is used from one thread at a time.
+            let reader = scope.spawn(move || store.read(id, 0));
+            host.set_replaying(true);
+            let started = host.start(&run, &inputs, seed(&run), created_ms);
+            let records = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (records, started)
+        });
+        Ok((records?, Some(started?)))
+    }
+
     /// Re-execute the process against the journal: every request checked, every result re-delivered in
-    /// journal order.
-    pub(super) fn replay(&mut self, replay: &mut Replay, inputs: &Value, created_ms: i64) -> Result<(), Error> {
-        let events = self.host.start(&self.opts.run_id, inputs, seed(&self.opts.run_id), created_ms)?;
+    /// journal order. `started` is what the process's start did, when it was started already.
+    pub(super) fn replay(
+        &mut self,
+        replay: &mut Replay,
+        inputs: &Value,
+        created_ms: i64,
+        started: Option<Vec<HostEvent>>,
+    ) -> Result<(), Error> {
+        let events = match started {
+            Some(events) => events,
+            None => self.host.start(&self.opts.run_id, inputs, seed(&self.opts.run_id), created_ms)?,
+        };
         self.replay_events(replay, events)?;
         while let Some(delivery) = replay.next_delivery() {
             let d = delivery?;

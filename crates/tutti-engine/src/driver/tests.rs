@@ -599,6 +599,51 @@ fn resume_kills_a_leftover_process_of_an_effect_whose_start_was_never_journaled(
 }
 
 #[test]
+fn a_long_journal_read_while_the_process_starts_resumes_like_a_short_one() {
+    let rig = Rig::new();
+    // 800 effects make about 2,400 events: enough for the journal to be read while the process starts.
+    let shutdown = Arc::clone(&rig.shutdown);
+    let (a, _) = arc(Probe::new("a", move |job| match job.effect.as_str() {
+        "root/800" => {
+            shutdown.store(true, Ordering::SeqCst);
+            Act::Hang
+        }
+        effect => Act::Now(Ok(json!(effect))),
+    }));
+    let requests = || (1..=800).map(|i| on("a", &format!("root/{i}"), json!(i))).collect::<Vec<_>>();
+    assert!(rig.run(&mut Script::fan_out(requests()), vec![a]).interrupted);
+    let journaled = rig.events().len();
+    assert!(journaled > 2_000, "{journaled} events");
+    let (a, seen) = arc(Probe::echo_after("a", 1));
+    let end = rig.resume(&mut Script::fan_out(requests()), vec![a]).expect("resume");
+    assert_eq!(end.status, RunStatus::Completed);
+    let output = end.output.expect("output");
+    assert_eq!(output.as_object().map(|m| m.len()), Some(800));
+    assert_eq!(output["root/1"], json!("root/1"), "a journaled result");
+    assert_eq!(output["root/800"], json!(800), "the one run again");
+    assert_eq!(lock(&seen).starts, [("root/800".to_string(), 2)], "only the unresolved effect runs again");
+}
+
+#[test]
+fn a_long_journal_without_requests_starts_the_process_afresh_with_its_tasks() {
+    let rig = Rig::new();
+    // A run whose journal is long but holds no request: the process started as a replay must start again
+    // as a live run, whose requests carry their task descriptions (here, the harness to run on).
+    let mut store = SqliteStore::open(&rig.path).expect("open");
+    let logs = (0..2_100).map(|i| tutti_journal::NewEvent {
+        ts_ms: 2,
+        event: Event::Log { scope: "root".into(), message: format!("line {i}") },
+    });
+    let events: Vec<_> = std::iter::once(run_created()).chain(logs).collect();
+    tutti_journal::EventLog::create_run(&mut store, &RUN.to_string(), &events).expect("create run");
+    drop(store);
+    let (a, seen) = arc(Probe::echo_after("a", 1));
+    let end = rig.resume(&mut Script::fan_out(vec![on("a", "root/1", json!(5))]), vec![a]).expect("resume");
+    assert_eq!(end.output, Some(json!({"root/1": 5})), "{end:?}");
+    assert_eq!(lock(&seen).starts, [("root/1".to_string(), 1)]);
+}
+
+#[test]
 fn resuming_an_ended_run_gives_its_end_and_runs_nothing() {
     let rig = Rig::new();
     let (a, _) = arc(Probe::echo_after("a", 1));

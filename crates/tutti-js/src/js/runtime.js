@@ -166,15 +166,23 @@
     return e;
   }
   // A priority is a finite number (higher goes first within the run's limits); none is undefined.
+  // `where` names the caller in an error: a function, so that the message is built only when one is thrown.
   function checkPriority(p, where) {
     if (p === undefined || p === null) return undefined;
     if (typeof p !== "number" || !Number.isFinite(p))
-      throw new TypeError(`${where}: priority must be a number (higher goes first), not ${JSON.stringify(p)}`);
+      throw new TypeError(`${where()}: priority must be a number (higher goes first), not ${JSON.stringify(p)}`);
     return p;
+  }
+  // A request's priority: ctx.task's option, else the task's own, else its group's.
+  function priorityOf(def, opts, desc, member) {
+    const asked = opts ? opts.priority : undefined;
+    if (asked !== undefined && asked !== null) return checkPriority(asked, () => `ctx.task("${def.id}")`);
+    if (desc.priority !== undefined && desc.priority !== null) return checkPriority(desc.priority, () => `task "${def.id}"`);
+    return member ? member._group.priority : undefined;
   }
   function request(scope, def, args, opts, entry) {
     const effectId = scope.nextId();
-    const labels = normalizeLabels(opts && (opts.labels || (opts.label ? [opts.label] : undefined)));
+    const labels = opts ? normalizeLabels(opts.labels || (opts.label ? [opts.label] : undefined)) : opts;
     const taskCtx = { effectId, taskId: def.id, runId, label: labels && labels[0], labels: labels || [] };
     // The builder runs in the requesting scope (inScope without its closure: this is every request's path).
     const saved = current;
@@ -189,8 +197,7 @@
     if (member && member.harness && !replaying) desc = { ...desc, harness: preferFirst(member.harness, desc.harness) };
     // A member of an isolated group works in its own worktree, the same in every round.
     if (member && member._group.isolation && desc.isolation === undefined && !replaying) desc = { ...desc, isolation: member._group.isolation };
-    // Priority: ctx.task's option, else the task's own, else its group's.
-    const priority = checkPriority(opts && opts.priority, `ctx.task("${def.id}")`) ?? checkPriority(desc.priority, `task "${def.id}"`) ?? (member ? member._group.priority : undefined);
+    const priority = priorityOf(def, opts, desc, member);
     if (priority !== undefined && !replaying) desc = { ...desc, priority };
     // A retry policy given with the call overrides the task's own; so does a budget.
     if (opts && opts.retry !== undefined && !replaying) desc = { ...desc, retry: opts.retry };
@@ -379,7 +386,7 @@
         throw e;
       }
       Object.defineProperty(this, "isolation", { value: opts.isolation === "worktree" ? "worktree" : undefined });
-      Object.defineProperty(this, "priority", { value: checkPriority(opts.priority, `ctx.group("${name}")`) });
+      Object.defineProperty(this, "priority", { value: checkPriority(opts.priority, () => `ctx.group("${name}")`) });
       this.maxConcurrency = limitOf(opts);
       this.members = Object.freeze(names.map((n, i) => new Member(this, n, harnesses.length ? harnesses[i % harnesses.length] : null)));
       Object.defineProperty(this, "_queue", { value: [] });

@@ -110,11 +110,14 @@ pub(crate) struct Script {
     first: Vec<HostEvent>,
     then: Step,
     pub told: Vec<Told>,
+    /// Set by the driver while it replays: a start then leaves out task descriptions and call sites, as the
+    /// JavaScript host does.
+    replaying: bool,
 }
 
 impl Script {
     pub(crate) fn new(first: Vec<HostEvent>, then: impl FnMut(&[Told]) -> Vec<HostEvent> + 'static) -> Self {
-        Self { first, then: Box::new(then), told: Vec::new() }
+        Self { first, then: Box::new(then), told: Vec::new(), replaying: false }
     }
 
     /// Ask for `requests` at once and finish, once all are settled, with their outcomes by effect id.
@@ -157,7 +160,20 @@ pub(crate) fn summary(told: &[Told]) -> Value {
 impl ProcessHost for Script {
     fn start(&mut self, _run: &str, _inputs: &Value, _seed: u32, _now_ms: i64) -> Result<Vec<HostEvent>, HostError> {
         self.told.clear();
-        Ok(self.first.clone())
+        let mut first = self.first.clone();
+        if self.replaying {
+            for event in &mut first {
+                if let HostEvent::Request(req) = event {
+                    req.task = Value::Null;
+                    req.callsite = None;
+                }
+            }
+        }
+        Ok(first)
+    }
+
+    fn set_replaying(&mut self, replaying: bool) {
+        self.replaying = replaying;
     }
 
     /// A script is its functions: starting again forgets what it was told.
