@@ -5,6 +5,7 @@
 
 mod callee;
 mod modules;
+mod tojs;
 mod tojson;
 
 use std::cell::{Cell, RefCell};
@@ -70,6 +71,8 @@ pub struct JsHost {
     process: Persistent<Function<'static>>,
     /// runtime.js's entry points (start, deliver, ...): held here, never on a global process code could reach.
     internal: Persistent<Object<'static>>,
+    /// runtime.js's `deliver`, called once per result (and per journaled result on resume).
+    deliver: Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
     shared: Rc<Shared>,
@@ -115,13 +118,15 @@ impl JsHost {
                 Err(e) => return Err(graph.take_error().unwrap_or_else(|| load_error(&name, e))),
             };
             let function = process_export(&namespace, &name)?;
-            Ok((Persistent::save(&ctx, function), internal))
+            let deliver: Function = internal.clone().restore(&ctx)?.get("deliver")?;
+            Ok((Persistent::save(&ctx, function), internal, Persistent::save(&ctx, deliver)))
         });
         if shared.interrupted.get() {
             return Err(Error::Interrupted { path: name });
         }
-        let (process, internal) = loaded?;
-        Ok(Self { process, internal, context, runtime, shared, modules: graph.modules(), path, interrupt })
+        let (process, internal, deliver) = loaded?;
+        let modules = graph.modules();
+        Ok(Self { process, internal, deliver, context, runtime, shared, modules, path, interrupt })
     }
 
     /// The modules of the process's module graph with their content hashes.
@@ -234,11 +239,27 @@ impl ProcessHost for JsHost {
         now_ms: i64,
     ) -> Result<Vec<HostEvent>, HostError> {
         self.shared.now_ms.set(now_ms);
-        let (ok, json) = match outcome {
-            Ok(v) => (true, v.to_string()),
-            Err(e) => (false, serde_json::to_string(e).unwrap_or_else(|_| "{}".into())),
+        // The result crosses as the value JSON.parse would make of its text (see `tojs`); an error as its
+        // fields, which runtime.js turns into an Error.
+        let (ok, value) = match outcome {
+            Ok(v) => (true, std::borrow::Cow::Borrowed(v)),
+            Err(e) => (
+                false,
+                std::borrow::Cow::Owned(serde_json::to_value(e).unwrap_or_else(|_| Json::Object(Default::default()))),
+            ),
         };
-        self.call_internal("deliver", |_, deliver| deliver.call::<_, bool>((effect, ok, json)).map(|_| ()))?;
+        let deliver = self.deliver.clone();
+        let result = self.context.with(|ctx| {
+            let call = || {
+                let value = tojs::to_js(&ctx, &value)?;
+                deliver.restore(&ctx)?.call::<_, bool>((effect, ok, value))
+            };
+            call().map(|_| ()).map_err(|e| host_error(&ctx, e))
+        });
+        if self.shared.interrupted.get() {
+            return Err(self.interrupted());
+        }
+        result?;
         self.settle()
     }
 }

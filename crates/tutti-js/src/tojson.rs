@@ -10,6 +10,7 @@
 //! The caller then takes the text path, so every value gets exactly the JSON it got before: arguments' digests,
 //! and the replay of journals written before, do not change. A getter may run twice when the walk gives up.
 
+use rquickjs::atom::PredefinedAtom;
 use rquickjs::{Atom, Ctx, Object, Type, Value, qjs};
 use serde_json::{Map, Number, Value as Json};
 
@@ -44,8 +45,10 @@ fn class_of(value: &Value<'_>) -> qjs::JSClassID {
 /// A value `JSON.stringify` turns into `undefined` (a function, a symbol, `undefined`) is `null`, as it is
 /// inside an array.
 pub(crate) fn to_json<'js>(ctx: &Ctx<'js>, classes: Classes, value: &Value<'js>) -> Option<Json> {
-    let to_json_atom = Atom::from_str(ctx.clone(), "toJSON").ok()?;
-    let walker = Walker { classes, to_json: to_json_atom };
+    // Predefined atoms: no lookup by name.
+    let to_json = Atom::from_predefined(ctx.clone(), PredefinedAtom::ToJSON);
+    let length = Atom::from_predefined(ctx.clone(), PredefinedAtom::Length);
+    let walker = Walker { classes, to_json, length };
     let result = walker.element(value, 0);
     if result.is_none() {
         // A getter that threw left its exception pending: the text path will meet it again and report it.
@@ -57,6 +60,7 @@ pub(crate) fn to_json<'js>(ctx: &Ctx<'js>, classes: Classes, value: &Value<'js>)
 struct Walker<'js> {
     classes: Classes,
     to_json: Atom<'js>,
+    length: Atom<'js>,
 }
 
 /// What a value becomes inside its container.
@@ -109,7 +113,7 @@ impl<'js> Walker<'js> {
             return None;
         }
         if class == self.classes.array {
-            let length: u32 = object.get("length").ok()?;
+            let length: u32 = object.get(self.length.clone()).ok()?;
             let mut items = Vec::with_capacity(length.min(1024) as usize);
             for index in 0..length {
                 let item: Value = object.get(index).ok()?;

@@ -863,12 +863,12 @@
       (e) => host.finish(false, JSON.stringify(errorInfo(e))),
     );
   }
-  function deliver(effectId, ok, json) {
+  // `value` is the result as JSON.parse makes it (the host builds it), or the error's fields.
+  function deliver(effectId, ok, value) {
     const p = pending.get(effectId);
     if (!p) return false;
     pending.delete(effectId);
     current = p.caller;
-    const value = JSON.parse(json);
     const member = p.scope.member;
     if (member) member._group._settled(member, effectId, ok, value);
     if (ok) p.resolve(value);
