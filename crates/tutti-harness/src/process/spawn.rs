@@ -8,6 +8,10 @@
 //!
 //! The child runs on the parent's memory until it execs, so between the clone and the exec it only makes
 //! system calls on data the parent prepared: no allocation, no lock, no Rust runtime.
+//!
+//! Where the kernel has it (Linux 5.5), the clone is `clone3` with `CLONE_CLEAR_SIGHAND`: the kernel gives
+//! the child default handlers for every signal the parent handles, which otherwise takes the child a
+//! query and a reset per signal (about 128 system calls on the step's critical path).
 
 use std::cell::RefCell;
 use std::ffi::{CString, OsStr, OsString};
@@ -16,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The child's stack: it only calls into libc's system call wrappers.
 const STACK_SIZE: usize = 64 * 1024;
@@ -49,6 +54,9 @@ struct KernelSigaction {
 
 /// Everything the child needs, prepared by the parent; the child reads it and writes only `error`.
 struct Plan {
+    /// The kernel cleared the child's handlers (`CLONE_CLEAR_SIGHAND`): only SIGPIPE and glibc's own
+    /// signals are left to set.
+    cleared: bool,
     program: CString,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
@@ -93,6 +101,7 @@ pub(super) fn spawn(command: &Command, piped_stdin: bool) -> io::Result<Started>
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
     let mut plan = Plan {
+        cleared: false,
         program,
         argv,
         envp,
@@ -111,6 +120,19 @@ pub(super) fn spawn(command: &Command, piped_stdin: bool) -> io::Result<Started>
     Ok(Started { pid, stdin: stdin_parent, stdout: stdout_parent, stderr: stderr_parent })
 }
 
+/// Whether `clone3` with `CLONE_CLEAR_SIGHAND` works here: not tried yet, yes, or no (an older kernel, or a
+/// seccomp filter that refuses `clone3`).
+static CLONE3: AtomicU8 = AtomicU8::new(CLONE3_UNTRIED);
+const CLONE3_UNTRIED: u8 = 0;
+const CLONE3_WORKS: u8 = 1;
+const CLONE3_REFUSED: u8 = 2;
+
+/// Whether children start with the kernel clearing their signal handlers (after the first start).
+#[cfg(test)]
+pub(super) fn clears_handlers_in_the_kernel() -> bool {
+    CLONE3.load(Ordering::Relaxed) == CLONE3_WORKS
+}
+
 /// Clone a child on this thread's stack with all signals blocked, and wait (`CLONE_VFORK`) until it has
 /// exec'd or exited.
 fn clone_and_exec(plan: &mut Plan) -> io::Result<libc::pid_t> {
@@ -125,26 +147,120 @@ fn clone_and_exec(plan: &mut Plan) -> io::Result<libc::pid_t> {
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
-        let top = stack.as_mut_ptr().wrapping_add(stack.len());
+        let base = stack.as_mut_ptr();
+        let top = base.wrapping_add(stack.len());
         // Stacks grow down, and the ABI wants 16-byte alignment.
         let top = top.wrapping_sub(top as usize % 16);
-        // SAFETY: `child` runs on `stack`, which outlives the child's use of it: CLONE_VFORK suspends this
-        // thread until the child has exec'd or exited. The child reads `plan` (alive in this frame for as
-        // long) and only makes async-signal-safe system calls. All signals are blocked across the clone, so
-        // no handler of the parent's runs in the child before it resets them.
-        let pid = unsafe {
-            libc::clone(
-                child,
-                top.cast(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                std::ptr::from_mut(plan).cast(),
-            )
-        };
-        let err = io::Error::last_os_error();
+        let mut result = None;
+        if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED {
+            plan.cleared = true;
+            // SAFETY: as for libc::clone below; the kernel starts the child at the top of the same stack.
+            let pid = unsafe { clone3(base, top as usize - base as usize, plan) };
+            match pid {
+                pid if pid >= 0 => {
+                    CLONE3.store(CLONE3_WORKS, Ordering::Relaxed);
+                    result = Some(Ok(pid as libc::pid_t));
+                }
+                // Not this kernel's (ENOSYS), not this flag (EINVAL), or a filter's refusal (EPERM).
+                errno if matches!(-errno as i32, libc::ENOSYS | libc::EINVAL | libc::EPERM) => {
+                    CLONE3.store(CLONE3_REFUSED, Ordering::Relaxed);
+                }
+                errno => result = Some(Err(io::Error::from_raw_os_error(-errno as i32))),
+            }
+        }
+        let result = result.unwrap_or_else(|| {
+            plan.cleared = false;
+            // SAFETY: `child` runs on `stack`, which outlives the child's use of it: CLONE_VFORK suspends
+            // this thread until the child has exec'd or exited. The child reads `plan` (alive in this frame
+            // for as long) and only makes async-signal-safe system calls. All signals are blocked across the
+            // clone, so no handler of the parent's runs in the child before it resets them.
+            let pid = unsafe {
+                libc::clone(
+                    child,
+                    top.cast(),
+                    libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                    std::ptr::from_mut(plan).cast(),
+                )
+            };
+            if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(pid) }
+        });
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        if pid < 0 { Err(err) } else { Ok(pid) }
+        result
     })
+}
+
+/// The kernel's `struct clone_args` (Linux 5.5 and later: the first eleven fields).
+#[repr(C)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND)` running [`child`] on `stack`: the child's pid, or
+/// minus the errno. There is no libc wrapper for it: the child starts on the new stack at the instruction
+/// after the system call, so that instruction must be ours.
+///
+/// # Safety
+///
+/// As for `libc::clone` with [`child`]: `stack` (of `size` bytes, its end 16-byte aligned) and `plan` outlive
+/// the child's use of them, which CLONE_VFORK guarantees, and all signals are blocked.
+unsafe fn clone3(stack: *mut u8, size: usize, plan: &mut Plan) -> i64 {
+    let args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_CLEAR_SIGHAND,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack as u64,
+        stack_size: size as u64,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    };
+    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = child;
+    let ret: i64;
+    // SAFETY: the parent returns from the system call with the pid (or -errno) and only rax, rcx and r11
+    // changed. The child returns from it with rax = 0 on the new stack (the kernel sets rsp to its end), with
+    // the parent's other registers: it calls `entry(plan)` from r12 and r13 (kept across the system call),
+    // which ends in execve or _exit; should it return, the child exits with its value.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &raw const args,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") std::ptr::from_mut(plan),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
 }
 
 /// The child, between the clone and the exec. Only system calls on prepared data.
@@ -159,6 +275,10 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         let mut action: libc::sigaction = std::mem::zeroed();
         for signal in 1..=plan.last_signal {
             if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+                continue;
+            }
+            // When the kernel cleared the handlers, only SIGPIPE and glibc's own two are left to set.
+            if plan.cleared && signal != libc::SIGPIPE && !GLIBC_INTERNAL.contains(&signal) {
                 continue;
             }
             if GLIBC_INTERNAL.contains(&signal) {
