@@ -451,13 +451,23 @@ fn push_request(shared: &Shared, fields: [TextField; 6], values: Values) {
         ))
     })();
     match labels {
-        Ok((effect, scope, task_id, kind, title, callsite)) => {
+        Ok((effect, scope, task_id, kind, title, frame)) => {
             let kind = tutti_engine::Kind::parse(&kind);
+            let callsite = frame.as_deref().and_then(call_site);
             let request = EffectRequest { effect: effect.into(), scope, task_id, kind, title, callsite, args, task };
             shared.events.borrow_mut().push(HostEvent::Request(request));
         }
         Err(e) => fault(&e, &Json::Array(vec![args, task])),
     }
+}
+
+/// The call site in a stack frame's text, `    at f (file:line:col)`: `file:line:col`, unless the frame is
+/// tutti's own code or native. The site starts after the first ` (`, so a path may hold parentheses.
+fn call_site(frame: &str) -> Option<String> {
+    let line = frame.trim_end();
+    let inner = line.strip_suffix(')')?;
+    let site = &inner[inner.find(" (")? + 2..];
+    (!site.starts_with("tutti:") && site != "native").then(|| site.to_string())
 }
 
 /// A request field as runtime.js passed it.
@@ -548,4 +558,19 @@ fn load_error(path: &str, e: CaughtError<'_>) -> Error {
 
 fn host_error(ctx: &Ctx<'_>, e: rquickjs::Error) -> HostError {
     HostError { message: describe(ctx, CaughtError::from_error(ctx, e)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_site;
+
+    #[test]
+    fn the_call_site_is_taken_from_the_frame_unless_it_is_tuttis_own_or_native() {
+        assert_eq!(call_site("    at process (/p/flow.js:12:7)\n").as_deref(), Some("/p/flow.js:12:7"));
+        assert_eq!(call_site("    at <anonymous> (/p/a (copy).js:3:1)").as_deref(), Some("/p/a (copy).js:3:1"));
+        assert_eq!(call_site("    at request (tutti:runtime:201:5)"), None);
+        assert_eq!(call_site("    at map (native)"), None);
+        assert_eq!(call_site("    at /p/flow.js:12:7"), None, "no parentheses: no site");
+        assert_eq!(call_site(""), None);
+    }
 }

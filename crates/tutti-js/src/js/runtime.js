@@ -72,18 +72,15 @@
 
   // ---- call sites, for non-determinism errors ----
   // The call site is the frame that called `entry` (the ctx method the process called). One frame is all
-  // that gets built: a full backtrace would be most of the cost of a request.
+  // that gets built: a full backtrace would be most of the cost of a request. Its text (`    at f
+  // (file:line:col)`) goes to the host as it is: the host takes the site out of it.
   function callsite(entry) {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 1;
     const holder = {};
     Error.captureStackTrace(holder, entry);
     Error.stackTraceLimit = limit;
-    const line = String(holder.stack || "").trimEnd();
-    const open = line.lastIndexOf("(");
-    if (open < 0 || !line.endsWith(")")) return null;
-    const site = line.slice(open + 1, -1);
-    return site.startsWith("tutti:") || site === "native" ? null : site;
+    return String(holder.stack || "");
   }
 
   // ---- task definitions ----
