@@ -7,7 +7,8 @@
 //! table and registers its fds itself, so a spawn costs the loop no wake-up; an `eventfd` wakes the loop only
 //! when a new deadline may come before the one it sleeps towards (a process with a timeout, a stop).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
@@ -45,6 +46,10 @@ struct Shared {
 struct Table {
     procs: HashMap<u64, Proc>,
     next: u64,
+    /// Every deadline a process was given, soonest first. An entry whose process has another deadline by now
+    /// (or is gone) is dropped when it comes up: the loop never scans the whole table, which with a thousand
+    /// children was most of its work.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Groups to `SIGKILL` at a time, unless they were released by then.
     kills: Vec<(Instant, Arc<Group>)>,
 }
@@ -100,6 +105,7 @@ pub(super) fn watch(watch: Watch) -> io::Result<()> {
     let proc = Proc::start(&shared.epoll, id, watch);
     let wake = proc.timeout_at.is_some();
     table.procs.insert(id, proc);
+    table.schedule(id);
     drop(table);
     if wake {
         shared.wake();
@@ -210,7 +216,10 @@ impl Table {
     fn on_event(&mut self, id: u64, slot: u64, flags: u32, buf: &mut [u8]) {
         let Some(proc) = self.procs.get_mut(&id) else { return };
         match slot {
-            SLOT_PID => proc.exited(),
+            SLOT_PID => {
+                proc.exited();
+                self.schedule(id);
+            }
             SLOT_IN => {
                 if !proc.feed() || flags & (libc::EPOLLERR as u32) != 0 {
                     proc.stdin = None;
@@ -236,20 +245,26 @@ impl Table {
             group.signal(&group.lock(), libc::SIGKILL);
             false
         });
-        for (id, proc) in &mut self.procs {
-            let due = match proc.phase {
-                Phase::Running => proc.timeout_at.is_some_and(|t| t <= now),
-                Phase::Exited(at) | Phase::Reaped(at) => at <= now,
-            };
-            if due {
-                if proc.phase == Phase::Running {
-                    proc.timeout_at = None;
-                    if proc.group.begin_stop(Stop::TimedOut) {
-                        self.kills.push((now + STOP_GRACE, Arc::clone(&proc.group)));
-                    }
-                }
-                touched.push(*id);
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if at > now {
+                break;
             }
+            self.timers.pop();
+            let Some(proc) = self.procs.get_mut(&id).filter(|p| p.deadline() == Some(at)) else { continue };
+            if proc.phase == Phase::Running {
+                proc.timeout_at = None;
+                if proc.group.begin_stop(Stop::TimedOut) {
+                    self.kills.push((now + STOP_GRACE, Arc::clone(&proc.group)));
+                }
+            }
+            touched.push(id);
+        }
+    }
+
+    /// Enter `id`'s current deadline, if it has one, among the timers.
+    fn schedule(&mut self, id: u64) {
+        if let Some(at) = self.procs.get(&id).and_then(Proc::deadline) {
+            self.timers.push(Reverse((at, id)));
         }
     }
 
@@ -268,16 +283,24 @@ impl Table {
         }
         match proc.phase {
             Phase::Reaped(at) if drained || at <= now => self.procs.remove(&id),
+            Phase::Reaped(_) => {
+                self.schedule(id);
+                None
+            }
             _ => None,
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let procs = self.procs.values().filter_map(|p| match p.phase {
-            Phase::Running => p.timeout_at,
-            Phase::Exited(at) | Phase::Reaped(at) => Some(at),
-        });
-        procs.chain(self.kills.iter().map(|(at, _)| *at)).min()
+    /// The soonest deadline of any process or pending kill (stale timers are dropped on the way).
+    fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if self.procs.get(&id).and_then(Proc::deadline) == Some(at) {
+                break;
+            }
+            self.timers.pop();
+        }
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        timer.into_iter().chain(self.kills.iter().map(|(at, _)| *at)).min()
     }
 }
 
@@ -330,6 +353,14 @@ impl Proc {
             _ => proc.exited(),
         }
         proc
+    }
+
+    /// When the loop must next look at this process, if it need ever do so without an event.
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Running => self.timeout_at,
+            Phase::Exited(at) | Phase::Reaped(at) => Some(at),
+        }
     }
 
     /// The child exited: give its readers [`READER_GRACE`].
@@ -483,9 +514,12 @@ fn wait_on_a_thread(id: u64, pid: libc::pid_t) -> bool {
     let wait = move || {
         let _ = super::wait_exited(pid);
         if let Ok(shared) = shared() {
-            if let Some(proc) = shared.table().procs.get_mut(&id) {
+            let mut table = shared.table();
+            if let Some(proc) = table.procs.get_mut(&id) {
                 proc.exited();
+                table.schedule(id);
             }
+            drop(table);
             shared.wake();
         }
     };
