@@ -674,6 +674,17 @@ fn perf_control(command: &str) {
 
 // ---- main ----
 
+const USAGE: &str = "\
+usage: cargo bench -p tutti-cli --bench engine -- [--quick] [--only NAME,NAME...] [--repeat N]
+
+  --quick          sizes / 10, a smoke test
+  --only NAMES     scenarios to run, comma-separated: chain, chain-durable, fanout, shell-chain,
+                   fanout-budget, fanout-limited, breakdown, resume (resume-chain, resume-fanout),
+                   host-scaling (run only when named)
+  --repeat N       repetitions of the repeated scenarios (default 3)
+
+The scenarios and what each measures are described at the top of crates/tutti-cli/benches/engine.rs.";
+
 struct Args {
     quick: bool,
     only: Option<Vec<String>>,
@@ -690,7 +701,11 @@ fn args() -> Result<Args> {
             "--repeat" => a.repeat = it.next().context("--repeat N")?.parse()?,
             // `cargo bench` passes `--bench`; a name filter may follow.
             "--bench" => {}
-            other if other.starts_with('-') => bail!("unknown option {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other if other.starts_with('-') => bail!("unknown option {other}\n\n{USAGE}"),
             other => a.only = Some(vec![other.to_string()]),
         }
     }
