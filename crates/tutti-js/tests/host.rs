@@ -13,6 +13,13 @@ fn write(dir: &tempfile::TempDir, name: &str, src: &str) -> PathBuf {
     p
 }
 
+/// `src` as `p.js` in a fresh folder (kept while the returned guard lives).
+fn process_file(src: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "p.js", src);
+    (dir, path)
+}
+
 /// Drive a host to its end, resolving each effect with its arguments, in the order `pick` chooses among
 /// the pending ones. Returns the effect ids in request order and the output.
 fn drive(host: &mut JsHost, inputs: Value, pick: impl FnMut(usize) -> usize) -> (Vec<String>, Result<Value, String>) {
@@ -169,10 +176,7 @@ export default async function (inputs, ctx) {
 
 #[test]
 fn task_errors_reject_with_name_and_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
-        "p.js",
+    let (_dir, path) = process_file(
         r#"
 import { defineTask } from "tutti";
 const t = defineTask("t", () => ({ kind: "shell" }));
@@ -196,10 +200,7 @@ export async function process(inputs, ctx) {
 /// description, or the group's options. A valid one rides on the task description.
 #[test]
 fn a_bad_priority_is_refused_naming_where_it_was_given() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
-        "p.js",
+    let (_dir, path) = process_file(
         r#"
 import { defineTask } from "tutti";
 const t = defineTask("t", () => ({ kind: "shell" }));
@@ -239,10 +240,7 @@ export async function process(inputs, ctx) {
 /// values (plain data) or as its text (a date, a fraction, a `toJSON`): the same JSON, so the same digests.
 #[test]
 fn requests_carry_the_json_that_json_stringify_gives() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
-        "p.js",
+    let (_dir, path) = process_file(
         r#"
 import { defineTask } from "tutti";
 const t = defineTask("t", (args) => ({ kind: "shell", title: "t", shell: { command: "true" }, extra: args.extra }));
@@ -290,10 +288,7 @@ export async function process(inputs, ctx) {
 /// so a function that grows the array does not grow the map.
 #[test]
 fn map_branches_are_numbered_when_the_map_is_called() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        &dir,
-        "p.js",
+    let (_dir, path) = process_file(
         r#"
 import { defineTask } from "tutti";
 const t = defineTask("t", (args) => ({ kind: "shell", title: `t ${args.n}` }));
