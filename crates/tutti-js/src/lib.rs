@@ -182,11 +182,16 @@ impl JsHost {
         name: &str,
         args: impl for<'js> FnOnce(&Ctx<'js>, Function<'js>) -> rquickjs::Result<()>,
     ) -> Result<(), HostError> {
-        let result = self.context.with(|ctx| {
-            let internal = self.internal.clone().restore(&ctx).map_err(|e| host_error(&ctx, e))?;
-            let f: Function = internal.get(name).map_err(|e| host_error(&ctx, e))?;
-            args(&ctx, f).map_err(|e| host_error(&ctx, e))
-        });
+        self.call(|ctx| {
+            let f: Function = self.internal.clone().restore(ctx)?.get(name)?;
+            args(ctx, f)
+        })
+    }
+
+    /// Run `f` in the context; an error is described as JavaScript reports it, and JavaScript cut short by
+    /// the interrupt flag is reported as such.
+    fn call(&self, f: impl for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<()>) -> Result<(), HostError> {
+        let result = self.context.with(|ctx| f(&ctx).map_err(|e| host_error(&ctx, e)));
         if self.shared.interrupted.get() {
             return Err(self.interrupted());
         }
@@ -248,18 +253,10 @@ impl ProcessHost for JsHost {
                 std::borrow::Cow::Owned(serde_json::to_value(e).unwrap_or_else(|_| Json::Object(Default::default()))),
             ),
         };
-        let deliver = self.deliver.clone();
-        let result = self.context.with(|ctx| {
-            let call = || {
-                let value = tojs::to_js(&ctx, &value)?;
-                deliver.restore(&ctx)?.call::<_, bool>((effect, ok, value))
-            };
-            call().map(|_| ()).map_err(|e| host_error(&ctx, e))
-        });
-        if self.shared.interrupted.get() {
-            return Err(self.interrupted());
-        }
-        result?;
+        self.call(|ctx| {
+            let value = tojs::to_js(ctx, &value)?;
+            self.deliver.clone().restore(ctx)?.call::<_, bool>((effect, ok, value)).map(|_| ())
+        })?;
         self.settle()
     }
 }
