@@ -481,6 +481,29 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_start_sees_tuttis_environment_as_it_is_at_that_start() {
+        // The environment's C strings are kept between starts; a change in between must reach the next child.
+        let show = || {
+            let mut command = sh("echo \"${TUTTI_PLAIN_C-unset}|${TUTTI_PLAIN_D-unset}\"");
+            command.env("TUTTI_PLAIN_D", "override");
+            run(command, plain()).unwrap().stdout
+        };
+        assert_eq!(show(), "unset|override\n");
+        // SAFETY: test-only variables no other test reads.
+        unsafe { std::env::set_var("TUTTI_PLAIN_C", "one") };
+        assert_eq!(show(), "one|override\n");
+        unsafe { std::env::set_var("TUTTI_PLAIN_C", "two") };
+        unsafe { std::env::set_var("TUTTI_PLAIN_D", "inherited") };
+        assert_eq!(show(), "two|override\n", "an override still wins over tutti's own value");
+        unsafe { std::env::remove_var("TUTTI_PLAIN_C") };
+        assert_eq!(show(), "unset|override\n");
+        // Unchanged since: the kept strings are used as they are, and still hold the overrides' absence.
+        let mut plain_echo = sh("echo \"${TUTTI_PLAIN_D-unset}\"");
+        plain_echo.env_remove("TUTTI_PLAIN_E");
+        assert_eq!(run(plain_echo, plain()).unwrap().stdout, "inherited\n");
+    }
+
+    #[test]
     fn a_plain_start_of_a_missing_program_fails_and_the_next_command_runs() {
         let err = run(Command::new("/nonexistent/tutti-no-such-program"), plain()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");

@@ -14,13 +14,14 @@
 //! query and a reset per signal (about 128 system calls on the step's critical path).
 
 use std::cell::RefCell;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The child's stack: it only calls into libc's system call wrappers.
 const STACK_SIZE: usize = 64 * 1024;
@@ -84,7 +85,7 @@ pub(super) fn spawn(command: &Command, piped_stdin: bool) -> io::Result<Started>
     for arg in command.get_args() {
         args.push(cstring(arg)?);
     }
-    let env = environment(command)?;
+    let (_inherited, _overrides, envp) = environment(command)?;
     let dir = command.get_current_dir().map(|d| cstring(d.as_os_str())).transpose()?;
 
     let (stdin_child, stdin_parent) = if piped_stdin {
@@ -98,8 +99,6 @@ pub(super) fn spawn(command: &Command, piped_stdin: bool) -> io::Result<Started>
 
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
     let mut plan = Plan {
         cleared: false,
         program,
@@ -331,24 +330,100 @@ fn fail(plan: &mut Plan) -> libc::c_int {
     unsafe { libc::_exit(127) }
 }
 
-/// tutti's environment with `command`'s overrides applied, as `KEY=VALUE` strings.
-fn environment(command: &Command) -> io::Result<Vec<CString>> {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    for (key, value) in command.get_envs() {
-        vars.retain(|(k, _)| k != key);
-        if let Some(value) = value {
-            vars.push((key.to_owned(), value.to_owned()));
+/// tutti's own environment as `KEY=VALUE` C strings, kept from one start to the next: building them anew took
+/// about 50,000 instructions per start. They are built again when the environment changed since (its
+/// `environ` array no longer holds the same strings).
+struct Inherited {
+    /// The `environ` array it was built from: the address of each string.
+    from: Vec<usize>,
+    entries: Vec<CString>,
+    /// The length of each entry's key.
+    keys: Vec<usize>,
+}
+
+static INHERITED: Mutex<Option<Arc<Inherited>>> = Mutex::new(None);
+
+unsafe extern "C" {
+    /// The C library's environment: a null-terminated array of `KEY=VALUE` strings.
+    static environ: *const *const libc::c_char;
+}
+
+impl Inherited {
+    /// Whether `environ` holds the strings this was built from. The C library never changes a string it
+    /// holds in place: `setenv` puts a new one in the array, `unsetenv` takes one out.
+    fn is_current(&self) -> bool {
+        // SAFETY: `environ` is the C library's null-terminated array; tutti does not change its environment
+        // while it runs children (std's `set_var` is `unsafe` for this reason), so the array is stable here.
+        unsafe {
+            let mut at = environ;
+            for &was in &self.from {
+                if at.is_null() || (*at).is_null() || *at as usize != was {
+                    return false;
+                }
+                at = at.add(1);
+            }
+            at.is_null() || (*at).is_null()
         }
     }
-    vars.into_iter()
-        .map(|(key, value)| {
-            let mut entry = key.into_vec();
-            entry.push(b'=');
-            entry.extend_from_slice(value.as_bytes());
-            CString::new(entry)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))
-        })
-        .collect()
+
+    fn build() -> io::Result<Self> {
+        let mut from = Vec::new();
+        // SAFETY: as in `is_current`.
+        unsafe {
+            let mut at = environ;
+            while !at.is_null() && !(*at).is_null() {
+                from.push(*at as usize);
+                at = at.add(1);
+            }
+        }
+        let mut entries = Vec::with_capacity(from.len());
+        let mut keys = Vec::with_capacity(from.len());
+        for (key, value) in std::env::vars_os() {
+            keys.push(key.len());
+            entries.push(entry(&key, &value)?);
+        }
+        Ok(Self { from, entries, keys })
+    }
+}
+
+/// tutti's environment as it is now, built at most once per change.
+fn inherited() -> io::Result<Arc<Inherited>> {
+    let mut kept = INHERITED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(current) = kept.as_ref().filter(|i| i.is_current()) {
+        return Ok(Arc::clone(current));
+    }
+    let built = Arc::new(Inherited::build()?);
+    *kept = Some(Arc::clone(&built));
+    Ok(built)
+}
+
+/// The child's environment: tutti's own with `command`'s overrides applied, in the order `std` gives it
+/// (tutti's variables less the overridden ones, then the overrides). Returns the strings the pointers
+/// point into, to be kept alive until the child has exec'd, and the null-terminated `envp` array.
+fn environment(command: &Command) -> io::Result<(Arc<Inherited>, Vec<CString>, Vec<*const libc::c_char>)> {
+    let inherited = inherited()?;
+    let overrides: Vec<CString> =
+        command.get_envs().filter_map(|(key, value)| value.map(|value| entry(key, value))).collect::<Result<_, _>>()?;
+    let keys: Vec<&[u8]> = command.get_envs().map(|(key, _)| key.as_bytes()).collect();
+    let overridden = |entry: &CString, key_len: usize| keys.contains(&&entry.as_bytes()[..key_len]);
+    let mut envp: Vec<*const libc::c_char> = Vec::with_capacity(inherited.entries.len() + overrides.len() + 1);
+    for (entry, &key_len) in inherited.entries.iter().zip(&inherited.keys) {
+        if !overridden(entry, key_len) {
+            envp.push(entry.as_ptr());
+        }
+    }
+    envp.extend(overrides.iter().map(|e| e.as_ptr()));
+    envp.push(std::ptr::null());
+    Ok((inherited, overrides, envp))
+}
+
+/// `KEY=VALUE` as a C string.
+fn entry(key: &OsStr, value: &OsStr) -> io::Result<CString> {
+    let mut entry = Vec::with_capacity(key.len() + value.len() + 1);
+    entry.extend_from_slice(key.as_bytes());
+    entry.push(b'=');
+    entry.extend_from_slice(value.as_bytes());
+    CString::new(entry).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))
 }
 
 fn cstring(text: &OsStr) -> io::Result<CString> {
