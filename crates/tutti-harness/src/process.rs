@@ -161,6 +161,8 @@ where
 /// `waitpid` whichever way it was started.
 pub(crate) struct Kid {
     pid: libc::pid_t,
+    /// Its pidfd, when it came with the child (taken by the watcher, which otherwise opens one).
+    pub(crate) pidfd: Option<OwnedFd>,
     pub(crate) stdin: Option<OwnedFd>,
     pub(crate) stdout: Option<OwnedFd>,
     pub(crate) stderr: Option<OwnedFd>,
@@ -170,6 +172,7 @@ impl Kid {
     fn from_std(mut child: Child) -> Self {
         Self {
             pid: child.id() as libc::pid_t,
+            pidfd: None,
             stdin: child.stdin.take().map(OwnedFd::from),
             stdout: child.stdout.take().map(OwnedFd::from),
             stderr: child.stderr.take().map(OwnedFd::from),
@@ -177,7 +180,8 @@ impl Kid {
     }
 
     fn from_own(started: spawn::Started) -> Self {
-        Self { pid: started.pid, stdin: started.stdin, stdout: Some(started.stdout), stderr: Some(started.stderr) }
+        let spawn::Started { pid, pidfd, stdin, stdout, stderr } = started;
+        Self { pid, pidfd, stdin, stdout: Some(stdout), stderr: Some(stderr) }
     }
 
     pub(crate) fn id(&self) -> u32 {
@@ -477,6 +481,12 @@ mod tests {
         let version: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|n| n.trim().parse().ok()).collect();
         if callable && version >= vec![5, 5] {
             assert!(spawn::clears_handlers_in_the_kernel(), "clone3 with CLONE_CLEAR_SIGHAND was not used");
+            // The same clone made the child's pidfd (CLONE_PIDFD), so the watcher need not open one.
+            let mut started = spawn::spawn(&Command::new("/bin/true"), false).unwrap();
+            let pidfd = started.pidfd.take().expect("clone3 made no pidfd");
+            let mut kid = Kid::from_own(started);
+            assert!(kid.wait().unwrap().success());
+            drop(pidfd);
         }
     }
 

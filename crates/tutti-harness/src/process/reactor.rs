@@ -344,7 +344,8 @@ impl Proc {
                 proc.stdin = None;
             }
         }
-        match pidfd_open(proc.child.id()) {
+        let pidfd = proc.child.pidfd.take().map_or_else(|| pidfd_open(proc.child.id()), Ok);
+        match pidfd {
             Ok(fd) if register(epoll, fd.as_raw_fd(), token(SLOT_PID), libc::EPOLLIN as u32).is_ok() => {
                 proc.pidfd = Some(fd);
             }
@@ -486,11 +487,11 @@ fn register(epoll: &OwnedFd, fd: RawFd, token: u64, events: u32) -> io::Result<(
     Ok(())
 }
 
+/// Make one of a child's pipe ends non-blocking. The pipe is fresh (tutti's own, or `std`'s), so none of its
+/// file status flags is set: they are set, not read and amended.
 fn nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

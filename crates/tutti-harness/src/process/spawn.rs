@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The child's stack: it only calls into libc's system call wrappers.
 const STACK_SIZE: usize = 64 * 1024;
@@ -35,6 +35,8 @@ thread_local! {
 /// A child started here: its pid and the parent's ends of its pipes.
 pub(super) struct Started {
     pub(super) pid: libc::pid_t,
+    /// The child's pidfd, when the kernel made one with the child (`clone3`'s `CLONE_PIDFD`).
+    pub(super) pidfd: Option<OwnedFd>,
     pub(super) stdin: Option<OwnedFd>,
     pub(super) stdout: OwnedFd,
     pub(super) stderr: OwnedFd,
@@ -88,11 +90,15 @@ pub(super) fn spawn(command: &Command, piped_stdin: bool) -> io::Result<Started>
     let (_inherited, _overrides, envp) = environment(command)?;
     let dir = command.get_current_dir().map(|d| cstring(d.as_os_str())).transpose()?;
 
-    let (stdin_child, stdin_parent) = if piped_stdin {
+    let (stdin_pipe, stdin_parent) = if piped_stdin {
         let (read, write) = pipe()?;
-        (read, Some(write))
+        (Some(read), Some(write))
     } else {
-        (dev_null()?, None)
+        (None, None)
+    };
+    let stdin_child = match &stdin_pipe {
+        Some(read) => read.as_raw_fd(),
+        None => dev_null()?,
     };
     let (stdout_parent, stdout_child) = pipe()?;
     let (stderr_parent, stderr_child) = pipe()?;
@@ -105,18 +111,19 @@ pub(super) fn spawn(command: &Command, piped_stdin: bool) -> io::Result<Started>
         argv,
         envp,
         dir,
-        fds: [stdin_child.as_raw_fd(), stdout_child.as_raw_fd(), stderr_child.as_raw_fd()],
+        fds: [stdin_child, stdout_child.as_raw_fd(), stderr_child.as_raw_fd()],
         last_signal: libc::SIGRTMAX(),
         error: 0,
     };
-    let pid = clone_and_exec(&mut plan)?;
+    let (pid, pidfd) = clone_and_exec(&mut plan)?;
     // The child's ends are closed here (they were open in the child until its exec).
-    drop((stdin_child, stdout_child, stderr_child));
+    drop((stdin_pipe, stdout_child, stderr_child));
     if plan.error != 0 {
+        drop(pidfd);
         reap(pid);
         return Err(io::Error::from_raw_os_error(plan.error));
     }
-    Ok(Started { pid, stdin: stdin_parent, stdout: stdout_parent, stderr: stderr_parent })
+    Ok(Started { pid, pidfd, stdin: stdin_parent, stdout: stdout_parent, stderr: stderr_parent })
 }
 
 /// Whether `clone3` with `CLONE_CLEAR_SIGHAND` works here: not tried yet, yes, or no (an older kernel, or a
@@ -133,8 +140,8 @@ pub(super) fn clears_handlers_in_the_kernel() -> bool {
 }
 
 /// Clone a child on this thread's stack with all signals blocked, and wait (`CLONE_VFORK`) until it has
-/// exec'd or exited.
-fn clone_and_exec(plan: &mut Plan) -> io::Result<libc::pid_t> {
+/// exec'd or exited. Returns its pid, and its pidfd when the kernel made one with it.
+fn clone_and_exec(plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
     STACK.with(|stack| {
         let mut stack = stack.try_borrow_mut().map_err(|_| io::Error::other("spawn re-entered on one thread"))?;
         // SAFETY: sigset_t is plain data; sigfillset initialises it.
@@ -153,12 +160,15 @@ fn clone_and_exec(plan: &mut Plan) -> io::Result<libc::pid_t> {
         let mut result = None;
         if CLONE3.load(Ordering::Relaxed) != CLONE3_REFUSED {
             plan.cleared = true;
+            let mut pidfd: libc::c_int = -1;
             // SAFETY: as for libc::clone below; the kernel starts the child at the top of the same stack.
-            let pid = unsafe { clone3(base, top as usize - base as usize, plan) };
+            let pid = unsafe { clone3(base, top as usize - base as usize, plan, &mut pidfd) };
             match pid {
                 pid if pid >= 0 => {
                     CLONE3.store(CLONE3_WORKS, Ordering::Relaxed);
-                    result = Some(Ok(pid as libc::pid_t));
+                    // SAFETY: with CLONE_PIDFD the kernel stored a fresh fd (close-on-exec) that nobody else owns.
+                    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+                    result = Some(Ok((pid as libc::pid_t, pidfd)));
                 }
                 // Not this kernel's (ENOSYS), not this flag (EINVAL), or a filter's refusal (EPERM).
                 errno if matches!(-errno as i32, libc::ENOSYS | libc::EINVAL | libc::EPERM) => {
@@ -181,7 +191,7 @@ fn clone_and_exec(plan: &mut Plan) -> io::Result<libc::pid_t> {
                     std::ptr::from_mut(plan).cast(),
                 )
             };
-            if pid < 0 { Err(io::Error::last_os_error()) } else { Ok(pid) }
+            if pid < 0 { Err(io::Error::last_os_error()) } else { Ok((pid, None)) }
         });
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
@@ -207,18 +217,19 @@ struct CloneArgs {
 
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 
-/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND)` running [`child`] on `stack`: the child's pid, or
-/// minus the errno. There is no libc wrapper for it: the child starts on the new stack at the instruction
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND | CLONE_PIDFD)` running [`child`] on `stack`: the
+/// child's pid, or minus the errno; the kernel stores the child's pidfd in `pidfd` (which spares the watcher
+/// a `pidfd_open`). There is no libc wrapper for it: the child starts on the new stack at the instruction
 /// after the system call, so that instruction must be ours.
 ///
 /// # Safety
 ///
 /// As for `libc::clone` with [`child`]: `stack` (of `size` bytes, its end 16-byte aligned) and `plan` outlive
 /// the child's use of them, which CLONE_VFORK guarantees, and all signals are blocked.
-unsafe fn clone3(stack: *mut u8, size: usize, plan: &mut Plan) -> i64 {
+unsafe fn clone3(stack: *mut u8, size: usize, plan: &mut Plan, pidfd: &mut libc::c_int) -> i64 {
     let args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_CLEAR_SIGHAND,
-        pidfd: 0,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64 | CLONE_CLEAR_SIGHAND,
+        pidfd: std::ptr::from_mut(pidfd) as u64,
         child_tid: 0,
         parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
@@ -442,8 +453,15 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn dev_null() -> io::Result<OwnedFd> {
-    Ok(std::fs::File::open("/dev/null")?.into())
+/// `/dev/null`, opened once (close-on-exec): the stdin of every plain start that has no input. Each child
+/// gets its own descriptor for it with `dup2`; reading `/dev/null` changes nothing another child could see.
+fn dev_null() -> io::Result<RawFd> {
+    static DEV_NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = DEV_NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let opened: OwnedFd = std::fs::File::open("/dev/null")?.into();
+    Ok(DEV_NULL.get_or_init(|| opened).as_raw_fd())
 }
 
 /// Wait for a child that failed before its exec.
