@@ -65,9 +65,12 @@ impl Cluster {
     }
 
     fn events(&self, run: &str) -> Vec<Value> {
-        let out = self.tutti(&["events", run, "--json"]);
-        assert_eq!(out.code, 0, "{out}");
-        out.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON event")).collect()
+        self.try_events(run).unwrap_or_else(|out| panic!("tutti events {run} --json failed:\n{out}"))
+    }
+
+    /// [`Cluster::events`], or how `tutti events` failed (the run is not journaled yet, while it starts).
+    fn try_events(&self, run: &str) -> Result<Vec<Value>, Output> {
+        tutti_testkit::events_in(self.tutti(&["events", run, "--json"]))
     }
 
     /// Lines of the side-effect log: (effect, worker).
@@ -267,7 +270,7 @@ fn a_members_turn_whose_worker_is_gone_starts_a_fresh_session_elsewhere_and_says
     let id = run.run_id();
     let mut breakpoint = String::new();
     wait_for(DEADLINE, "round 1 done and the breakpoint asked", || {
-        let evs = c.events(&id);
+        let evs = c.try_events(&id).unwrap_or_default();
         let asked = evs.iter().find(|e| e["event"]["type"] == "effect_requested" && e["event"]["kind"] == "breakpoint");
         breakpoint = asked.map(|e| field(e, "effect").to_string()).unwrap_or_default();
         of_kind(&evs, "effect_resolved").len() == 3 && !breakpoint.is_empty()

@@ -42,9 +42,12 @@ fn tutti(project: &Project, url: &str, args: &[&str], env: &[(&str, &str)]) -> O
 }
 
 fn events(project: &Project, url: &str, run: &str) -> Vec<serde_json::Value> {
-    let out = tutti(project, url, &["events", run, "--json"], &[]);
-    assert_eq!(out.code, 0, "{out}");
-    out.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON event")).collect()
+    try_events(project, url, run).unwrap_or_else(|out| panic!("tutti events {run} --json failed:\n{out}"))
+}
+
+/// [`events`], or how `tutti events` failed (the run is not journaled yet, while it starts).
+fn try_events(project: &Project, url: &str, run: &str) -> Result<Vec<serde_json::Value>, tutti_testkit::Output> {
+    tutti_testkit::events_in(tutti(project, url, &["events", run, "--json"], &[]))
 }
 
 #[test]
@@ -117,7 +120,7 @@ fn a_breakpoint_is_approved_from_another_folder() {
     let run = driver.run_id();
     let mut effect = String::new();
     tutti_testkit::wait_for(DEADLINE, "the breakpoint's request", || {
-        let evs = events(&b, &url, &run);
+        let evs = try_events(&b, &url, &run).unwrap_or_default();
         let found = evs.iter().find(|e| kind(e) == "effect_requested" && e["event"]["kind"] == "breakpoint");
         effect = found.and_then(|e| e["event"]["effect"].as_str()).unwrap_or_default().to_string();
         !effect.is_empty()

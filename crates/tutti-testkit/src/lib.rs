@@ -120,15 +120,7 @@ impl Project {
 
     /// [`Project::events`], or how `tutti events` failed (e.g. the run is not created yet).
     pub fn try_events(&self, run: &str) -> Result<Vec<Value>, Output> {
-        let out = self.run(&["events", run, "--json"]);
-        if out.code != 0 {
-            return Err(out);
-        }
-        Ok(out
-            .stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("event line {line:?} is not JSON: {e}")))
-            .collect())
+        events_in(self.run(&["events", run, "--json"]))
     }
 
     /// Poll the journal until an event matches `pred`; returns it. Panics at the deadline, showing the journal.
@@ -187,6 +179,19 @@ impl std::fmt::Display for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
     }
+}
+
+/// The events `tutti events RUN --json` printed, or its output when it failed. `tutti run` announces its run
+/// a moment before the run exists in the journal, so a poll right after the announcement may fail.
+pub fn events_in(out: Output) -> Result<Vec<Value>, Output> {
+    if out.code != 0 {
+        return Err(out);
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("event line {line:?} is not JSON: {e}")))
+        .collect())
 }
 
 /// The run id in `tutti: run <ULID> of <path> ...`, the first line `tutti run` prints on stderr.
